@@ -1,0 +1,45 @@
+"""What Admin, Producer and Consumer share: a Database and a lifecycle."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from pgqrs._async._db import Database
+from pgqrs._config import Config
+from pgqrs._errors import ConfigError
+
+
+class Client:
+    """Owns a pool (or borrows ``pool``); close it, or use ``async with``."""
+
+    def __init__(self, config: Config, *, pool: AsyncConnectionPool | None = None) -> None:
+        if not isinstance(config, Config):
+            raise ConfigError(
+                f"expected a pgqrs.Config, got {type(config).__name__} "
+                "(build one with pgqrs.Config.from_dsn(...))"
+            )
+        self.config = config
+        self._db = Database(config, pool)
+
+    async def open(self) -> None:
+        """Connect now instead of on first use (fails fast on a bad DSN)."""
+        await self._db.open()
+
+    async def close(self) -> None:
+        """Close the pool this object owns (a shared pool is left open)."""
+        await self._db.close()
+
+    async def __aenter__(self) -> Any:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

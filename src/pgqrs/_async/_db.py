@@ -1,0 +1,136 @@
+"""Running named queries on a connection pool, owned or shared."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from pgqrs._config import Config, mask_dsn
+from pgqrs._errors import ConnectionFailed, Error, translate
+from pgqrs._sql import queries
+
+Row = dict[str, Any]
+
+
+def make_pool(config: Config) -> AsyncConnectionPool:
+    """A pool set up for pgqrs: autocommit, no automatic prepared statements.
+
+    Pass it to several Admin/Producer/Consumer objects to share connections;
+    whoever made it opens and closes it.
+    """
+    return AsyncConnectionPool(
+        config.dsn,
+        min_size=config.pool_min_size,
+        max_size=config.pool_max_size,
+        kwargs=config.connect_kwargs(),
+        timeout=config.connect_timeout,
+        open=False,
+        name=f"pgqrs-{config.schema}",
+    )
+
+
+class Database:
+    """Runs pgqrs's named queries, one round trip each.
+
+    The pool is opened on first use, so constructors do no I/O.
+    """
+
+    def __init__(self, config: Config, pool: AsyncConnectionPool | None = None) -> None:
+        self.config = config
+        self.queries = queries(config.schema)
+        self._owns_pool = pool is None
+        self._pool = make_pool(config) if pool is None else pool
+        self._opened = pool is not None
+        self._closed = False
+        self._lock = asyncio.Lock()
+
+    @property
+    def pool(self) -> AsyncConnectionPool:
+        return self._pool
+
+    async def open(self) -> None:
+        if self._opened:
+            return
+        async with self._lock:
+            if self._opened:
+                return
+            if self._closed:
+                raise Error("this pgqrs object is closed")
+            try:
+                await self._pool.open(wait=True, timeout=self.config.connect_timeout)
+            except PoolTimeout:
+                await self._pool.close()
+                self._pool = make_pool(self.config)
+                raise await self._explain_connect_failure() from None
+            self._opened = True
+
+    async def _explain_connect_failure(self) -> Error:
+        """Connect once directly, to report the server's own reason."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.config.dsn, **self.config.connect_kwargs())
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        else:
+            await conn.close()
+            reason = "no connection became available in time"
+        return ConnectionFailed(
+            f"cannot connect to PostgreSQL at {mask_dsn(self.config.dsn)}: {reason}"
+        )
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._owns_pool and self._opened:
+            self._opened = False
+            await self._pool.close()
+
+    async def fetch(
+        self,
+        name: str,
+        params: list[Any] | None = None,
+        *,
+        connection: psycopg.AsyncConnection[Any] | None = None,
+        queue: str | None = None,
+    ) -> list[Row]:
+        """Run query ``name`` and return its rows (on ``connection`` if given)."""
+        sql = self.queries[name]
+        try:
+            if connection is not None:
+                return await _execute(connection, sql, params)
+            await self.open()
+            async with self._pool.connection() as conn:
+                return await _execute(conn, sql, params)
+        except psycopg.Error as exc:
+            raise translate(exc, schema=self.config.schema, queue=queue) from exc
+        except PoolTimeout as exc:
+            raise ConnectionFailed(
+                f"no connection available within {self.config.connect_timeout}s "
+                f"(pool_max_size={self.config.pool_max_size}): {exc}"
+            ) from exc
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A connection inside one transaction (for install and uninstall)."""
+        await self.open()
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                yield conn
+        except psycopg.Error as exc:
+            raise translate(exc, schema=self.config.schema) from exc
+
+    async def run(self, conn: psycopg.AsyncConnection[Any], sql: str, params: list[Any] | None = None) -> list[Row]:
+        """Run raw ``sql`` on ``conn`` (inside ``transaction()``)."""
+        return await _execute(conn, sql, params)
+
+
+async def _execute(conn: psycopg.AsyncConnection[Any], sql: str, params: list[Any] | None) -> list[Row]:
+    async with psycopg.AsyncRawCursor(conn, row_factory=dict_row) as cur:
+        await cur.execute(sql, params)
+        if cur.description is None:
+            return []
+        return await cur.fetchall()

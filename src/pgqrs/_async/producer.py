@@ -1,0 +1,81 @@
+"""Producer: put jobs on one queue."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from pgqrs._async._base import Client
+from pgqrs._config import Config
+from pgqrs._models import Message
+from pgqrs._ops import Seconds, enqueue_params, enqueue_result
+from pgqrs._validate import validate_queue_name
+
+
+class Producer(Client):
+    """Enqueues messages on ``queue``; every call is one statement."""
+
+    def __init__(self, config: Config, queue: str, *, pool: AsyncConnectionPool | None = None) -> None:
+        super().__init__(config, pool=pool)
+        self.queue = validate_queue_name(queue)
+
+    async def enqueue(
+        self,
+        payload: Any,
+        *,
+        delay: Seconds | None = None,
+        available_at: datetime.datetime | None = None,
+        priority: int = 0,
+        dedup_key: str | None = None,
+        headers: Mapping[str, Any] | None = None,
+        connection: psycopg.AsyncConnection[Any] | None = None,
+    ) -> Message:
+        """Enqueue one message and return it.
+
+        ``payload``: a JSON value, or a ``str`` holding JSON text. ``delay``
+        (seconds) and/or ``available_at`` keep it invisible until due. Higher
+        ``priority`` is delivered first. With a ``dedup_key`` that a waiting or
+        in-flight message already has, that message comes back
+        (``inserted=False``). With ``connection``, the insert joins the
+        caller's transaction and commits or rolls back with it.
+        """
+        return (
+            await self.enqueue_batch(
+                [payload],
+                delay=delay,
+                available_at=available_at,
+                priority=priority,
+                dedup_keys=None if dedup_key is None else [dedup_key],
+                headers=headers,
+                connection=connection,
+            )
+        )[0]
+
+    async def enqueue_batch(
+        self,
+        payloads: Sequence[Any],
+        *,
+        delay: Seconds | None = None,
+        available_at: datetime.datetime | None = None,
+        priority: int = 0,
+        dedup_keys: Sequence[str | None] | None = None,
+        headers: Mapping[str, Any] | None = None,
+        connection: psycopg.AsyncConnection[Any] | None = None,
+    ) -> list[Message]:
+        """Enqueue many messages in one statement; results follow input order."""
+        params = enqueue_params(
+            self.queue,
+            payloads,
+            delay=delay,
+            available_at=available_at,
+            priority=priority,
+            dedup_keys=dedup_keys,
+            headers=headers,
+            max_bytes=self.config.max_payload_bytes,
+        )
+        rows = await self._db.fetch("message_enqueue", params, connection=connection, queue=self.queue)
+        return enqueue_result(rows)

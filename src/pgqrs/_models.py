@@ -1,0 +1,180 @@
+"""The values pgqrs hands back: messages, queues, statistics, reports."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import uuid
+from typing import Any
+
+
+@dataclasses.dataclass(slots=True)
+class Message:
+    """One job. ``payload`` is the decoded JSON value.
+
+    A dequeued message carries its ``lease``: the token that fences every later
+    archive, delete, extend or release to the consumer holding it, until
+    ``visible_until``.
+    """
+
+    id: int
+    queue: str
+    payload: Any
+    priority: int
+    attempts: int
+    enqueued_at: datetime.datetime
+    dequeued_at: datetime.datetime | None
+    visible_until: datetime.datetime
+    headers: dict[str, Any]
+    lease: uuid.UUID | None = None
+    dedup_key: str | None = None
+    last_error: Any = None
+    #: False when enqueue found a waiting message with the same dedup key and
+    #: returned it instead of adding a new one.
+    inserted: bool = True
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Message:
+        return cls(
+            id=row["id"],
+            queue=row["queue"],
+            payload=row["payload"],
+            priority=row["priority"],
+            attempts=row["attempts"],
+            enqueued_at=row["enqueued_at"],
+            dequeued_at=row["dequeued_at"],
+            visible_until=row["visible_until"],
+            headers=row["headers"] or {},
+            lease=row["lease"],
+            dedup_key=row["dedup_key"],
+            last_error=row["last_error"],
+            inserted=row.get("inserted", True),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueueInfo:
+    name: str
+    visibility_timeout: float
+    max_attempts: int
+    paused: bool
+    created_at: datetime.datetime
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> QueueInfo:
+        return cls(
+            name=row["name"],
+            visibility_timeout=row["visibility_timeout"],
+            max_attempts=row["max_attempts"],
+            paused=row["paused"],
+            created_at=row["created_at"],
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueueStats:
+    queue: str
+    paused: bool
+    #: Visible now: waiting, or leased once and expired.
+    ready: int
+    #: Leased and not yet expired.
+    in_flight: int
+    #: Waiting for their delay (or a retry backoff) to pass.
+    delayed: int
+    #: Archived messages by status, e.g. {"completed": 10, "dead": 1}.
+    archived: dict[str, int]
+    #: Seconds since the oldest ready message was enqueued; None when none is ready.
+    oldest_ready_age: float | None
+    #: The backend whose open snapshot is oldest (it holds back vacuum of dead
+    #: message rows), and how long its transaction has been open, in seconds.
+    oldest_xmin_pid: int | None
+    oldest_xmin_age: float | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> QueueStats:
+        return cls(
+            queue=row["name"],
+            paused=row["paused"],
+            ready=row["ready"],
+            in_flight=row["in_flight"],
+            delayed=row["delayed"],
+            archived={k: int(v) for k, v in (row["archived"] or {}).items()},
+            oldest_ready_age=row["oldest_ready_age"],
+            oldest_xmin_pid=row["oldest_xmin_pid"],
+            oldest_xmin_age=row["oldest_xmin_age"],
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ArchivedMessage:
+    id: int
+    queue: str
+    payload: Any
+    priority: int
+    attempts: int
+    enqueued_at: datetime.datetime
+    dequeued_at: datetime.datetime | None
+    dedup_key: str | None
+    headers: dict[str, Any]
+    archived_at: datetime.datetime
+    status: str
+    result: Any
+    error: Any
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> ArchivedMessage:
+        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    id: int
+    hostname: str
+    pid: int
+    queues: list[str]
+    started_at: datetime.datetime
+    heartbeat_at: datetime.datetime
+    stopped_at: datetime.datetime | None
+    status: str
+    #: Messages this worker holds leased right now.
+    leased: int
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> WorkerInfo:
+        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """What ``Admin.verify()`` found: is the schema there, complete and unmodified?"""
+
+    schema: str
+    installed: bool
+    #: Highest migration version applied (0 when not installed).
+    current_version: int
+    #: Highest migration version this library ships.
+    latest_version: int
+    #: Migrations this library ships that the database has not applied.
+    missing: list[str]
+    #: Applied migrations whose recorded checksum differs from the shipped file.
+    modified: list[str]
+    #: Applied migrations this library does not know (a newer pgqrs installed them).
+    unknown: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.installed and not self.missing and not self.modified and not self.unknown
+
+    def describe(self) -> str:
+        if not self.installed:
+            return f"schema {self.schema!r} is not installed: run Admin.install() or `pgqrs install`"
+        if self.ok:
+            return f"schema {self.schema!r} is up to date (version {self.current_version})"
+        parts = []
+        if self.missing:
+            parts.append(f"missing migrations {', '.join(self.missing)} (run install)")
+        if self.modified:
+            parts.append(f"migrations changed since they were applied: {', '.join(self.modified)}")
+        if self.unknown:
+            parts.append(f"migrations newer than this pgqrs: {', '.join(self.unknown)}")
+        return f"schema {self.schema!r}: " + "; ".join(parts)

@@ -1,0 +1,226 @@
+"""The I/O-free half of every operation: parameters in, results out.
+
+The asyncio classes (and the sync twin generated from them) only run the
+named query; building its parameters and reading its rows happens here, once.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Union
+
+from pgqrs._errors import InvalidArgument, LeaseExpired, LeaseNotHeld, queue_not_found
+from pgqrs._models import Message
+from pgqrs._payload import encode_headers, encode_json, encode_payload
+from pgqrs._validate import validate_status
+
+#: A Message, or the id of one this Consumer dequeued.
+MessageRef = Union[Message, int]
+Seconds = Union[float, int, datetime.timedelta]
+
+#: Most messages one dequeue or batch call may touch: keeps a statement's
+#: parameters and locks bounded.
+MAX_BATCH = 10_000
+
+
+def seconds(value: Seconds | None, what: str, *, allow_zero: bool = True) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime.timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgument(f"{what} must be seconds (int, float) or a timedelta, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero) or value != value:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InvalidArgument(f"{what} must be {bound} seconds, got {value!r}")
+    return float(value)
+
+
+def batch_size(batch: int, what: str = "batch") -> int:
+    if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH:
+        raise InvalidArgument(f"{what} must be an int from 1 to {MAX_BATCH}, got {batch!r}")
+    return batch
+
+
+def _aware(value: datetime.datetime | None) -> datetime.datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime.datetime) or value.tzinfo is None:
+        raise InvalidArgument(
+            f"available_at must be a timezone-aware datetime, got {value!r} "
+            "(e.g. datetime.now(timezone.utc) + timedelta(minutes=5))"
+        )
+    return value
+
+
+def enqueue_params(
+    queue: str,
+    payloads: Sequence[Any],
+    *,
+    delay: Seconds | None,
+    available_at: datetime.datetime | None,
+    priority: int,
+    dedup_keys: Sequence[str | None] | None,
+    headers: Mapping[str, Any] | None,
+    max_bytes: int,
+) -> list[Any]:
+    """Parameters of message_enqueue for ``payloads`` sharing the same options."""
+    n = len(payloads)
+    if n == 0:
+        raise InvalidArgument("nothing to enqueue: the payload list is empty")
+    if n > MAX_BATCH:
+        raise InvalidArgument(f"enqueue_batch takes at most {MAX_BATCH} payloads, got {n}")
+    if isinstance(priority, bool) or not isinstance(priority, int) or not -(2**31) <= priority < 2**31:
+        raise InvalidArgument(f"priority must be a 32-bit int, got {priority!r}")
+    keys: list[str | None] = [None] * n if dedup_keys is None else list(dedup_keys)
+    if len(keys) != n:
+        raise InvalidArgument(f"dedup_keys has {len(keys)} entries for {n} payloads")
+    seen: set[str] = set()
+    for key in keys:
+        if key is None:
+            continue
+        if not isinstance(key, str) or not key or "\x00" in key or len(key) > 512:
+            raise InvalidArgument(f"dedup_key must be a non-empty str of at most 512 characters, got {key!r}")
+        if key in seen:
+            raise InvalidArgument(f"dedup_key {key!r} appears twice in one batch")
+        seen.add(key)
+    delay_s = seconds(delay, "delay")
+    when = _aware(available_at)
+    header_text = encode_headers(dict(headers) if headers is not None else None, max_bytes)
+    return [
+        queue,
+        [encode_payload(p, max_bytes) for p in payloads],
+        [priority] * n,
+        [delay_s] * n,
+        [when] * n,
+        keys,
+        [header_text] * n,
+    ]
+
+
+def enqueue_result(rows: list[dict[str, Any]]) -> list[Message]:
+    return [Message.from_row(r) for r in rows]
+
+
+def dequeue_result(rows: list[dict[str, Any]], queue: str) -> tuple[list[Message], int]:
+    """The leased messages, and how many picked rows went to the archive as dead."""
+    messages: list[Message] = []
+    dead = 0
+    for row in rows:
+        outcome = row["outcome"]
+        if outcome == "leased":
+            messages.append(Message.from_row(row))
+        elif outcome == "dead":
+            dead += 1
+        else:
+            raise queue_not_found(queue)
+    return messages, dead
+
+
+class Leases:
+    """The leases a Consumer holds, so that ``archive(msg.id)`` works with an id alone."""
+
+    #: Leases remembered at most; the oldest are forgotten first (passing the
+    #: Message itself always works).
+    MAX_REMEMBERED = 100_000
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, uuid.UUID] = {}
+
+    def remember(self, messages: Iterable[Message]) -> None:
+        for m in messages:
+            if m.lease is not None:
+                self._by_id.pop(m.id, None)
+                self._by_id[m.id] = m.lease
+        while len(self._by_id) > self.MAX_REMEMBERED:
+            del self._by_id[next(iter(self._by_id))]
+
+    def forget(self, ids: Iterable[int]) -> None:
+        for i in ids:
+            self._by_id.pop(i, None)
+
+    def resolve(self, refs: Iterable[MessageRef], action: str) -> tuple[list[int], list[uuid.UUID]]:
+        ids: list[int] = []
+        leases: list[uuid.UUID] = []
+        unknown: list[int] = []
+        for ref in refs:
+            if isinstance(ref, Message):
+                if ref.lease is None:
+                    unknown.append(ref.id)
+                    continue
+                ids.append(ref.id)
+                leases.append(ref.lease)
+            elif isinstance(ref, int) and not isinstance(ref, bool):
+                lease = self._by_id.get(ref)
+                if lease is None:
+                    unknown.append(ref)
+                    continue
+                ids.append(ref)
+                leases.append(lease)
+            else:
+                raise InvalidArgument(f"expected a Message or a message id (int), got {ref!r}")
+        if unknown:
+            raise LeaseNotHeld(
+                f"cannot {action} message(s) {unknown}: this Consumer holds no lease on them; "
+                "pass the Message returned by dequeue() (it carries its lease)",
+                unknown,
+            )
+        if len(set(ids)) != len(ids):
+            raise InvalidArgument(f"the same message appears twice in one {action} call")
+        if not ids:
+            raise InvalidArgument(f"nothing to {action}: the message list is empty")
+        if len(ids) > MAX_BATCH:
+            raise InvalidArgument(f"{action} takes at most {MAX_BATCH} messages, got {len(ids)}")
+        return ids, leases
+
+
+def archive_params(
+    ids: list[int],
+    leases: list[uuid.UUID],
+    status: str,
+    results: Sequence[Any] | None,
+    errors: Sequence[Any] | None,
+    max_bytes: int,
+) -> list[Any]:
+    validate_status(status)
+    n = len(ids)
+    return [
+        ids,
+        leases,
+        [status] * n,
+        encode_each(results, n, "result", max_bytes),
+        encode_each(errors, n, "error", max_bytes),
+    ]
+
+
+def encode_each(values: Sequence[Any] | None, n: int, what: str, max_bytes: int) -> list[str | None]:
+    """JSON texts for one optional value per message (all NULL when ``values`` is None)."""
+    if values is None:
+        return [None] * n
+    if len(values) != n:
+        raise InvalidArgument(f"{what}s must have one entry per message ({n}), got {len(values)}")
+    return [encode_json(v, what, max_bytes) for v in values]
+
+
+def outcomes(rows: list[dict[str, Any]]) -> dict[int, tuple[str, datetime.datetime | None]]:
+    """Per message id: 'ok', 'lease_lost' or 'not_found', and the new visible_until."""
+    return {r["id"]: (r["outcome"], r["visible_until"]) for r in rows}
+
+
+def check_fenced(rows: list[dict[str, Any]], action: str, leases: Leases) -> list[int]:
+    """Ids that went through; raise LeaseExpired naming the others (rows untouched)."""
+    done = [r["id"] for r in rows if r["outcome"] == "ok"]
+    lost = [r["id"] for r in rows if r["outcome"] != "ok"]
+    # An extended lease is still held; every other action ends the lease.
+    leases.forget(lost if action == "extend" else [r["id"] for r in rows])
+    if lost:
+        raise LeaseExpired(
+            f"cannot {action} message(s) {lost}: the lease expired and the message was "
+            "redelivered to another consumer, or archived or deleted since; the row was left "
+            "as it is (use a longer visibility_timeout, or extend() the lease while working)",
+            lost,
+            succeeded=done,
+        )
+    return done

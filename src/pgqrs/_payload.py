@@ -1,0 +1,102 @@
+"""Turning payloads and headers into JSON text that jsonb will accept.
+
+Checked before any round trip, so a bad payload costs nothing and loses
+nothing: the caller gets a PayloadError naming the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from pgqrs._errors import PayloadError
+
+# A JSON escape for NUL or for a UTF-16 surrogate, preceded by an even number
+# of backslashes (so it is an escape, not an escaped backslash).
+_BAD_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u(0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+_SURROGATE_PAIR = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+
+
+def encode_payload(payload: Any, max_bytes: int) -> str:
+    """JSON text for ``payload``.
+
+    A ``str`` is taken as JSON text already (the seed passes ``json.dumps(...)``);
+    everything else is encoded with ``json.dumps``.
+    """
+    if isinstance(payload, str):
+        try:
+            json.loads(payload)
+        except ValueError as exc:
+            shown = payload if len(payload) <= 40 else payload[:37] + "..."
+            raise PayloadError(
+                f"payload {shown!r} is a str but not JSON text ({exc}); a str payload is sent "
+                f"as JSON as it is: to send a plain string, pass json.dumps({shown!r})"
+            ) from None
+        text = payload
+    elif isinstance(payload, (bytes, bytearray, memoryview)):
+        raise PayloadError(
+            "payload is bytes: decode it to JSON text first, or wrap it (e.g. base64) in a dict"
+        )
+    else:
+        text = _dumps(payload, "payload")
+    return _check(text, "payload", max_bytes)
+
+
+def encode_headers(headers: Any, max_bytes: int) -> str | None:
+    """JSON text for a headers mapping, or None when there are none."""
+    if headers is None:
+        return None
+    if not isinstance(headers, dict) or not all(isinstance(k, str) for k in headers):
+        raise PayloadError("headers must be a dict with str keys")
+    return _check(_dumps(headers, "headers"), "headers", max_bytes)
+
+
+def encode_json(value: Any, what: str, max_bytes: int) -> str | None:
+    """JSON text for an optional result or error value."""
+    if value is None:
+        return None
+    return _check(_dumps(value, what), what, max_bytes)
+
+
+def _dumps(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise PayloadError(
+            f"{what} cannot be encoded as JSON ({exc}); use dict, list, str, int, float, "
+            "bool or None (no NaN or Infinity)"
+        ) from None
+    except RecursionError:
+        raise PayloadError(f"{what} is nested too deeply to encode as JSON") from None
+
+
+def _check(text: str, what: str, max_bytes: int) -> str:
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise PayloadError(
+            f"{what} contains a lone UTF-16 surrogate, which PostgreSQL cannot store; "
+            "clean the string (e.g. .encode('utf-8', 'replace').decode())"
+        ) from None
+    if size > max_bytes:
+        raise PayloadError(
+            f"{what} is {size} bytes of JSON, over the limit of {max_bytes} bytes; store large "
+            "data elsewhere and enqueue a reference, or raise Config.max_payload_bytes"
+        )
+    if "\\u" in text:
+        for match in _BAD_ESCAPE.finditer(text):
+            if match[1] == "0000":
+                raise PayloadError(
+                    f"{what} contains a NUL character (\\u0000), which PostgreSQL's jsonb "
+                    "cannot store; remove it or encode the data (e.g. base64)"
+                )
+            start = match.end() - 6
+            if not _SURROGATE_PAIR.match(text, start) and not _SURROGATE_PAIR.match(
+                text, max(0, start - 6)
+            ):
+                raise PayloadError(
+                    f"{what} contains a lone UTF-16 surrogate escape, which PostgreSQL cannot "
+                    "store; clean the string first"
+                )
+    return text

@@ -1,0 +1,138 @@
+# WARNING: generated from src/pgqrs/_async/_db.py by tools/async_to_sync.py.
+# Do not edit: change the asyncio source and regenerate.
+"""Running named queries on a connection pool, owned or shared."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from pgqrs._config import Config, mask_dsn
+from pgqrs._errors import ConnectionFailed, Error, translate
+from pgqrs._sql import queries
+
+Row = dict[str, Any]
+
+
+def make_pool(config: Config) -> ConnectionPool:
+    """A pool set up for pgqrs: autocommit, no automatic prepared statements.
+
+    Pass it to several Admin/Producer/Consumer objects to share connections;
+    whoever made it opens and closes it.
+    """
+    return ConnectionPool(
+        config.dsn,
+        min_size=config.pool_min_size,
+        max_size=config.pool_max_size,
+        kwargs=config.connect_kwargs(),
+        timeout=config.connect_timeout,
+        open=False,
+        name=f"pgqrs-{config.schema}",
+    )
+
+
+class Database:
+    """Runs pgqrs's named queries, one round trip each.
+
+    The pool is opened on first use, so constructors do no I/O.
+    """
+
+    def __init__(self, config: Config, pool: ConnectionPool | None = None) -> None:
+        self.config = config
+        self.queries = queries(config.schema)
+        self._owns_pool = pool is None
+        self._pool = make_pool(config) if pool is None else pool
+        self._opened = pool is not None
+        self._closed = False
+        self._lock = threading.Lock()
+
+    @property
+    def pool(self) -> ConnectionPool:
+        return self._pool
+
+    def open(self) -> None:
+        if self._opened:
+            return
+        with self._lock:
+            if self._opened:
+                return
+            if self._closed:
+                raise Error("this pgqrs object is closed")
+            try:
+                self._pool.open(wait=True, timeout=self.config.connect_timeout)
+            except PoolTimeout:
+                self._pool.close()
+                self._pool = make_pool(self.config)
+                raise self._explain_connect_failure() from None
+            self._opened = True
+
+    def _explain_connect_failure(self) -> Error:
+        """Connect once directly, to report the server's own reason."""
+        try:
+            conn = psycopg.Connection.connect(self.config.dsn, **self.config.connect_kwargs())
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        else:
+            conn.close()
+            reason = "no connection became available in time"
+        return ConnectionFailed(
+            f"cannot connect to PostgreSQL at {mask_dsn(self.config.dsn)}: {reason}"
+        )
+
+    def close(self) -> None:
+        self._closed = True
+        if self._owns_pool and self._opened:
+            self._opened = False
+            self._pool.close()
+
+    def fetch(
+        self,
+        name: str,
+        params: list[Any] | None = None,
+        *,
+        connection: psycopg.Connection[Any] | None = None,
+        queue: str | None = None,
+    ) -> list[Row]:
+        """Run query ``name`` and return its rows (on ``connection`` if given)."""
+        sql = self.queries[name]
+        try:
+            if connection is not None:
+                return _execute(connection, sql, params)
+            self.open()
+            with self._pool.connection() as conn:
+                return _execute(conn, sql, params)
+        except psycopg.Error as exc:
+            raise translate(exc, schema=self.config.schema, queue=queue) from exc
+        except PoolTimeout as exc:
+            raise ConnectionFailed(
+                f"no connection available within {self.config.connect_timeout}s "
+                f"(pool_max_size={self.config.pool_max_size}): {exc}"
+            ) from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection inside one transaction (for install and uninstall)."""
+        self.open()
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                yield conn
+        except psycopg.Error as exc:
+            raise translate(exc, schema=self.config.schema) from exc
+
+    def run(self, conn: psycopg.Connection[Any], sql: str, params: list[Any] | None = None) -> list[Row]:
+        """Run raw ``sql`` on ``conn`` (inside ``transaction()``)."""
+        return _execute(conn, sql, params)
+
+
+def _execute(conn: psycopg.Connection[Any], sql: str, params: list[Any] | None) -> list[Row]:
+    with psycopg.RawCursor(conn, row_factory=dict_row) as cur:
+        cur.execute(sql, params)
+        if cur.description is None:
+            return []
+        return cur.fetchall()

@@ -1,0 +1,148 @@
+# WARNING: generated from src/pgqrs/_async/consumer.py by tools/async_to_sync.py.
+# Do not edit: change the asyncio source and regenerate.
+"""Consumer: lease jobs from one queue and settle them, fenced by lease."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from typing import Any, overload
+
+from psycopg_pool import ConnectionPool
+
+from pgqrs._sync._base import Client
+from pgqrs._config import Config
+from pgqrs._models import Message
+from pgqrs._ops import (
+    Leases,
+    MessageRef,
+    Seconds,
+    archive_params,
+    batch_size,
+    check_fenced,
+    dequeue_result,
+    encode_each,
+)
+from pgqrs._ops import seconds as to_seconds
+from pgqrs._validate import validate_queue_name
+
+#: Times dequeue() tries again at once when every row it picked had used up its
+#: attempts (and went to the archive as dead), before answering "empty".
+DEQUEUE_DEAD_RETRIES = 10
+
+
+class Consumer(Client):
+    """Dequeues from ``queue``. A dequeued message is invisible to every other
+    consumer until its lease expires; archive, delete, extend and release only
+    work while this consumer still holds that lease."""
+
+    def __init__(
+        self,
+        config: Config,
+        queue: str,
+        *,
+        pool: ConnectionPool | None = None,
+        worker_id: int | None = None,
+    ) -> None:
+        super().__init__(config, pool=pool)
+        self.queue = validate_queue_name(queue)
+        self._worker_id = worker_id
+        self._leases = Leases()
+
+    @overload
+    def dequeue(self, *, batch: None = None, visibility_timeout: Seconds | None = None) -> Message | None: ...
+
+    @overload
+    def dequeue(self, *, batch: int, visibility_timeout: Seconds | None = None) -> list[Message]: ...
+
+    def dequeue(
+        self, *, batch: int | None = None, visibility_timeout: Seconds | None = None
+    ) -> Message | None | list[Message]:
+        """Lease the next message (or up to ``batch`` messages, as a list).
+
+        ``visibility_timeout`` (seconds) overrides the queue's default lease.
+        Returns None (or []) when nothing is ready or the queue is paused.
+        """
+        limit = 1 if batch is None else batch_size(batch)
+        vt = to_seconds(visibility_timeout, "visibility_timeout", allow_zero=False)
+        messages: list[Message] = []
+        for _ in range(DEQUEUE_DEAD_RETRIES + 1):
+            rows = self._db.fetch(
+                "message_dequeue", [self.queue, limit, vt, self._worker_id], queue=self.queue
+            )
+            messages, dead = dequeue_result(rows, self.queue)
+            if messages or not dead:
+                break
+        self._leases.remember(messages)
+        if batch is None:
+            return messages[0] if messages else None
+        return messages
+
+    def archive(self, msg: MessageRef, status: str = "completed", *, result: Any = None) -> None:
+        """Move the message to the archive with ``status`` and an optional JSON ``result``.
+
+        Raises LeaseExpired (and changes nothing) when another consumer has
+        taken the message since this one's lease expired.
+        """
+        self.archive_batch([msg], status, results=None if result is None else [result])
+
+    def archive_batch(
+        self,
+        msgs: Sequence[MessageRef],
+        status: str = "completed",
+        *,
+        results: Sequence[Any] | None = None,
+        errors: Sequence[Any] | None = None,
+    ) -> list[int]:
+        """Archive many messages in one statement; return the archived ids.
+
+        Those whose lease was lost stay as they are and are named by the
+        LeaseExpired raised after the others were archived (``.succeeded``).
+        """
+        ids, leases = self._leases.resolve(msgs, "archive")
+        params = archive_params(ids, leases, status, results, errors, self.config.max_payload_bytes)
+        rows = self._db.fetch("message_archive", params, queue=self.queue)
+        return check_fenced(rows, "archive", self._leases)
+
+    def delete(self, msg: MessageRef) -> None:
+        """Delete the message outright (no archive row), fenced by its lease."""
+        self.delete_batch([msg])
+
+    def delete_batch(self, msgs: Sequence[MessageRef]) -> list[int]:
+        ids, leases = self._leases.resolve(msgs, "delete")
+        rows = self._db.fetch("message_delete", [ids, leases], queue=self.queue)
+        return check_fenced(rows, "delete", self._leases)
+
+    def extend(self, msg: MessageRef, seconds: Seconds) -> datetime.datetime:
+        """Keep the lease for ``seconds`` more from now; return the new visible_until.
+
+        A Message passed in gets its ``visible_until`` updated too.
+        """
+        return (self.extend_batch([msg], seconds))[0]
+
+    def extend_batch(self, msgs: Sequence[MessageRef], seconds: Seconds) -> list[datetime.datetime]:
+        ids, leases = self._leases.resolve(msgs, "extend")
+        secs = to_seconds(seconds, "seconds", allow_zero=False)
+        rows = self._db.fetch("message_extend", [ids, leases, secs], queue=self.queue)
+        check_fenced(rows, "extend", self._leases)
+        until = {r["id"]: r["visible_until"] for r in rows}
+        for m in msgs:
+            if isinstance(m, Message):
+                m.visible_until = until[m.id]
+        return [until[i] for i in ids]
+
+    def release(self, msg: MessageRef, *, delay: Seconds = 0, error: Any = None) -> None:
+        """Give the message back to the queue, visible again after ``delay`` seconds.
+
+        ``error`` (JSON) is recorded as the message's last_error.
+        """
+        self.release_batch([msg], delay=delay, errors=None if error is None else [error])
+
+    def release_batch(
+        self, msgs: Sequence[MessageRef], *, delay: Seconds = 0, errors: Sequence[Any] | None = None
+    ) -> list[int]:
+        ids, leases = self._leases.resolve(msgs, "release")
+        d = to_seconds(delay, "delay")
+        errs = encode_each(errors, len(ids), "error", self.config.max_payload_bytes)
+        rows = self._db.fetch("message_release", [ids, leases, [d] * len(ids), errs], queue=self.queue)
+        return check_fenced(rows, "release", self._leases)
