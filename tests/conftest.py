@@ -16,13 +16,14 @@ import pytest
 
 import pgqrs
 import pgqrs.aio
+from _pgbouncer import VIA_PGBOUNCER_ENV, running_pgbouncer
 
 _schema_ids = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
-def dsn() -> Iterator[str]:
-    """DSN of the session's PostgreSQL server."""
+def server_dsn() -> Iterator[str]:
+    """DSN of the session's PostgreSQL server itself (never through a pooler)."""
     given = os.environ.get("PGQRS_TEST_DSN")
     if given:
         yield given
@@ -35,6 +36,37 @@ def dsn() -> Iterator[str]:
     # max_connections needs a restart; the pool sizes in tests stay far below 100 anyway.
     yield server.get_uri()
     server.cleanup()
+
+
+# --- pgBouncer pass (issue 6) -------------------------------------------------
+# With PGQRS_TEST_VIA_PGBOUNCER=1, `dsn` goes through a pgbouncer in transaction
+# mode started for the session (tests/_pgbouncer.py), so the same tests prove
+# pgqrs keeps no session state. Tests that need a direct connection use
+# `server_dsn`, or are marked `direct_only` (skipped in that pass).
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "direct_only: needs a direct server connection (skipped in the pgbouncer pass)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get(VIA_PGBOUNCER_ENV) == "1":
+        skip = pytest.mark.skip(reason=f"{VIA_PGBOUNCER_ENV}=1: needs a direct connection")
+        for item in items:
+            if "direct_only" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def dsn(server_dsn: str) -> Iterator[str]:
+    """DSN the tests use: the server, or a pgbouncer in front of it when asked."""
+    if os.environ.get(VIA_PGBOUNCER_ENV) != "1":
+        yield server_dsn
+        return
+    with running_pgbouncer(server_dsn) as bouncer:
+        yield bouncer.dsn
 
 
 @pytest.fixture
