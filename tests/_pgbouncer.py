@@ -177,7 +177,9 @@ class PgBouncer:
 
 
 @contextlib.contextmanager
-def running_pgbouncer(upstream_dsn: str, *, pool_size: int = PGBOUNCER_POOL_SIZE) -> Iterator[PgBouncer]:
+def running_pgbouncer(
+    upstream_dsn: str, *, pool_size: int = PGBOUNCER_POOL_SIZE
+) -> Iterator[PgBouncer]:
     bouncer = PgBouncer(upstream_dsn, pool_size=pool_size)
     bouncer.start()
     try:

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
+import pgqrs
+import pgqrs.aio
 from _pgbouncer import (
     REQUIRE_PGBOUNCER_ENV,
     VIA_PGBOUNCER_ENV,
@@ -25,9 +28,6 @@ from _pgbouncer import (
     pgbouncer_binary,
     running_pgbouncer,
 )
-
-import pgqrs
-import pgqrs.aio
 
 TESTS = Path(__file__).resolve().parent
 #: Errors a client relying on session state gets behind a transaction pooler.
@@ -44,7 +44,9 @@ SMALL_POOL = 2
 
 def require_pgbouncer() -> None:
     if pgbouncer_binary() is None:
-        message = "pgbouncer is not installed (scripts/test installs it: apt-get install -y pgbouncer)"
+        message = (
+            "pgbouncer is not installed (scripts/test installs it: apt-get install -y pgbouncer)"
+        )
         if os.environ.get(REQUIRE_PGBOUNCER_ENV) == "1":
             pytest.fail(message)
         pytest.skip(message)
@@ -63,7 +65,11 @@ def bconfig(bouncer: PgBouncer, schema: str) -> pgqrs.Config:
 
 
 def xact_count(bouncer: PgBouncer) -> int:
-    return sum(int(str(r["total_xact_count"])) for r in bouncer.show("STATS") if r["database"] != "pgbouncer")
+    return sum(
+        int(str(r["total_xact_count"]))
+        for r in bouncer.show("STATS")
+        if r["database"] != "pgbouncer"
+    )
 
 
 def test_bouncer_runs_in_transaction_mode(bouncer: PgBouncer) -> None:
@@ -84,10 +90,14 @@ def test_control_session_state_breaks_behind_the_bouncer(bouncer: PgBouncer) -> 
         for i in range(20):
             a.execute("SELECT %s::int + 1", [i])
             b.execute("SELECT %s::text || 'x'", [str(i)])
-    assert any(word in f"{type(caught.value).__name__} {caught.value}" for word in SESSION_STATE_ERRORS)
+    assert any(
+        word in f"{type(caught.value).__name__} {caught.value}" for word in SESSION_STATE_ERRORS
+    )
 
 
-def test_whole_api_through_bouncer_under_concurrency(bouncer: PgBouncer, bconfig: pgqrs.Config) -> None:
+def test_whole_api_through_bouncer_under_concurrency(
+    bouncer: PgBouncer, bconfig: pgqrs.Config
+) -> None:
     before = xact_count(bouncer)
     n_jobs, n_threads = 600, 4
     with pgqrs.Admin(bconfig) as admin:

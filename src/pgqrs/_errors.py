@@ -97,6 +97,7 @@ def translate(exc: psycopg.Error, *, schema: str, queue: str | None = None) -> E
             pg_errors.InvalidTextRepresentation,
             pg_errors.UntranslatableCharacter,
             pg_errors.InvalidParameterValue,
+            pg_errors.NumericValueOutOfRange,
         ),
     ):
         return PayloadError(f"PostgreSQL refused the payload: {_first_line(exc)}")

@@ -27,6 +27,8 @@ def encode_payload(payload: Any, max_bytes: int) -> str:
     if isinstance(payload, str):
         try:
             json.loads(payload)
+        except RecursionError:
+            raise PayloadError("payload is JSON text nested too deeply to store") from None
         except ValueError as exc:
             shown = payload if len(payload) <= 40 else payload[:37] + "..."
             raise PayloadError(
