@@ -45,3 +45,29 @@ def validate_status(status: object) -> str:
             "'completed' or 'failed' (a-z, 0-9, _; at most 32 characters)"
         )
     return status
+
+
+#: Longest role name PostgreSQL keeps (NAMEDATALEN - 1 bytes); longer ones are truncated.
+MAX_ROLE_NAME_BYTES = 63
+
+
+def validate_role_name(name: object) -> str:
+    """Return ``name`` if it can name a PostgreSQL role, else raise InvalidArgument.
+
+    Role names are identifiers: any text is quoted safely (format('%I')), but a
+    NUL cannot be sent and a longer name would be silently truncated.
+    """
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise InvalidArgument(f"role must be a non-empty str without NUL, got {name!r}")
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidArgument(f"role {name!r} is not valid UTF-8 text") from None
+    if size > MAX_ROLE_NAME_BYTES:
+        raise InvalidArgument(
+            f"role {name[:20]!r}... is {size} bytes; PostgreSQL role names have at most "
+            f"{MAX_ROLE_NAME_BYTES}"
+        )
+    if name.lower() == "public":
+        raise InvalidArgument("grant to a named role, not PUBLIC (everyone)")
+    return name

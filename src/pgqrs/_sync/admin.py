@@ -13,7 +13,7 @@ from pgqrs._errors import InvalidArgument, QueueExists, queue_not_found
 from pgqrs._models import ArchivedMessage, Message, QueueInfo, QueueStats, VerifyReport, WorkerInfo
 from pgqrs._ops import Seconds, batch_size, seconds
 from pgqrs._sql import migrations, render, script
-from pgqrs._validate import validate_queue_name, validate_status
+from pgqrs._validate import validate_queue_name, validate_role_name, validate_status
 
 #: Seconds without a heartbeat after which ``reap_workers`` marks a worker dead.
 DEFAULT_WORKER_DEAD_AFTER = 60.0
@@ -194,4 +194,31 @@ class Admin(Client):
         )
         return {k: int(v) for k, v in rows[0].items()}
 
+    def grant(
+        self, role: str, *, producer: bool = False, consumer: bool = False, admin: bool = False
+    ) -> list[str]:
+        """Give an existing ``role`` least privileges on this schema; return the GRANTs run.
 
+        ``producer`` may enqueue only; ``consumer`` may dequeue and settle
+        messages (archive, delete, extend, release) and run workers, but not
+        create or drop queues; ``admin`` may manage queues, archive and workers.
+        Installing and migrating stay with the schema's owner. Idempotent.
+        """
+        validate_role_name(role)
+        for flag, value in (("producer", producer), ("consumer", consumer), ("admin", admin)):
+            if not isinstance(value, bool):
+                raise InvalidArgument(f"{flag} must be True or False, got {value!r}")
+        if not (producer or consumer or admin):
+            raise InvalidArgument(
+                "nothing to grant: pass producer=True, consumer=True and/or admin=True"
+            )
+        params = [role, producer, consumer, admin]
+        with self._db.transaction() as conn:
+            rows = self._db.run(conn, self._db.queries["role_grant"], params)
+            if not rows:
+                raise InvalidArgument(
+                    f"role {role!r} does not exist (create it first: CREATE ROLE ...)"
+                )
+            for row in rows:
+                self._db.run(conn, row["statement"])
+        return [str(r["statement"]) for r in rows]
