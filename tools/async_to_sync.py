@@ -54,13 +54,20 @@ def convert(text: str, name: str) -> str:
 
 
 def expected() -> dict[Path, str]:
-    return {DST / p.name: convert(p.read_text(encoding="utf-8"), p.name) for p in sorted(SRC.glob("*.py"))}
+    return {
+        DST / p.name: convert(p.read_text(encoding="utf-8"), p.name)
+        for p in sorted(SRC.glob("*.py"))
+    }
 
 
 def main(argv: list[str]) -> int:
     files = expected()
     if "--check" in argv:
-        stale = [p for p, text in files.items() if not p.exists() or p.read_text(encoding="utf-8") != text]
+        stale = [
+            p
+            for p, text in files.items()
+            if not p.exists() or p.read_text(encoding="utf-8") != text
+        ]
         extra = [p for p in DST.glob("*.py") if p not in files]
         for p in stale + extra:
             print(f"stale: {p.relative_to(ROOT)}", file=sys.stderr)

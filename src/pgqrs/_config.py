@@ -67,7 +67,9 @@ class Config:
 
     def __post_init__(self) -> None:
         if not isinstance(self.dsn, str) or not self.dsn.strip():
-            raise ConfigError("dsn must be a non-empty connection string, e.g. postgresql://user@host/db")
+            raise ConfigError(
+                "dsn must be a non-empty connection string, e.g. postgresql://user@host/db"
+            )
         try:
             psycopg.conninfo.conninfo_to_dict(self.dsn)
         except psycopg.ProgrammingError as exc:
@@ -76,7 +78,11 @@ class Config:
                 "expected e.g. postgresql://user:password@host:5432/dbname"
             ) from None
         validate_schema_name(self.schema)
-        if self.pool_min_size < 0 or self.pool_max_size < 1 or self.pool_min_size > self.pool_max_size:
+        if (
+            self.pool_min_size < 0
+            or self.pool_max_size < 1
+            or self.pool_min_size > self.pool_max_size
+        ):
             raise ConfigError(
                 f"pool sizes must satisfy 0 <= pool_min_size ({self.pool_min_size}) "
                 f"<= pool_max_size ({self.pool_max_size}) and pool_max_size >= 1"

@@ -77,7 +77,9 @@ class LeaseNotHeld(LeaseError):
 
 
 def queue_not_found(name: str) -> QueueNotFound:
-    return QueueNotFound(f"queue {name!r} does not exist (create it with Admin.create_queue({name!r}))")
+    return QueueNotFound(
+        f"queue {name!r} does not exist (create it with Admin.create_queue({name!r}))"
+    )
 
 
 def translate(exc: psycopg.Error, *, schema: str, queue: str | None = None) -> Error:

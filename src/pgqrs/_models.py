@@ -167,7 +167,9 @@ class VerifyReport:
 
     def describe(self) -> str:
         if not self.installed:
-            return f"schema {self.schema!r} is not installed: run Admin.install() or `pgqrs install`"
+            return (
+                f"schema {self.schema!r} is not installed: run Admin.install() or `pgqrs install`"
+            )
         if self.ok:
             return f"schema {self.schema!r} is up to date (version {self.current_version})"
         parts = []

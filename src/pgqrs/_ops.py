@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
 from pgqrs._errors import InvalidArgument, LeaseExpired, LeaseNotHeld, queue_not_found
 from pgqrs._models import Message
@@ -17,8 +17,8 @@ from pgqrs._payload import encode_headers, encode_json, encode_payload
 from pgqrs._validate import validate_status
 
 #: A Message, or the id of one this Consumer dequeued.
-MessageRef = Union[Message, int]
-Seconds = Union[float, int, datetime.timedelta]
+MessageRef = Message | int
+Seconds = float | int | datetime.timedelta
 
 #: Most messages one dequeue or batch call may touch: keeps a statement's
 #: parameters and locks bounded.
@@ -72,7 +72,11 @@ def enqueue_params(
         raise InvalidArgument("nothing to enqueue: the payload list is empty")
     if n > MAX_BATCH:
         raise InvalidArgument(f"enqueue_batch takes at most {MAX_BATCH} payloads, got {n}")
-    if isinstance(priority, bool) or not isinstance(priority, int) or not -(2**31) <= priority < 2**31:
+    if (
+        isinstance(priority, bool)
+        or not isinstance(priority, int)
+        or not -(2**31) <= priority < 2**31
+    ):
         raise InvalidArgument(f"priority must be a 32-bit int, got {priority!r}")
     keys: list[str | None] = [None] * n if dedup_keys is None else list(dedup_keys)
     if len(keys) != n:
@@ -82,7 +86,9 @@ def enqueue_params(
         if key is None:
             continue
         if not isinstance(key, str) or not key or "\x00" in key or len(key) > 512:
-            raise InvalidArgument(f"dedup_key must be a non-empty str of at most 512 characters, got {key!r}")
+            raise InvalidArgument(
+                f"dedup_key must be a non-empty str of at most 512 characters, got {key!r}"
+            )
         if key in seen:
             raise InvalidArgument(f"dedup_key {key!r} appears twice in one batch")
         seen.add(key)
@@ -195,7 +201,9 @@ def archive_params(
     ]
 
 
-def encode_each(values: Sequence[Any] | None, n: int, what: str, max_bytes: int) -> list[str | None]:
+def encode_each(
+    values: Sequence[Any] | None, n: int, what: str, max_bytes: int
+) -> list[str | None]:
     """JSON texts for one optional value per message (all NULL when ``values`` is None)."""
     if values is None:
         return [None] * n

@@ -8,7 +8,7 @@ from pgqrs._errors import ConfigError, InvalidArgument, InvalidQueueName
 
 #: Longest queue name accepted (the same bound is a CHECK in the schema).
 MAX_QUEUE_NAME_LENGTH = 128
-_QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,%d}" % MAX_QUEUE_NAME_LENGTH)
+_QUEUE_NAME = re.compile(rf"[A-Za-z0-9_.:-]{{1,{MAX_QUEUE_NAME_LENGTH}}}")
 # Short enough that "<schema>.enqueue" fits a NOTIFY channel (63 bytes).
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 _STATUS = re.compile(r"[a-z][a-z0-9_]{0,31}")

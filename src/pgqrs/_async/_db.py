@@ -73,7 +73,9 @@ class Database:
     async def _explain_connect_failure(self) -> Error:
         """Connect once directly, to report the server's own reason."""
         try:
-            conn = await psycopg.AsyncConnection.connect(self.config.dsn, **self.config.connect_kwargs())
+            conn = await psycopg.AsyncConnection.connect(
+                self.config.dsn, **self.config.connect_kwargs()
+            )
         except psycopg.Error as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         else:
@@ -123,12 +125,16 @@ class Database:
         except psycopg.Error as exc:
             raise translate(exc, schema=self.config.schema) from exc
 
-    async def run(self, conn: psycopg.AsyncConnection[Any], sql: str, params: list[Any] | None = None) -> list[Row]:
+    async def run(
+        self, conn: psycopg.AsyncConnection[Any], sql: str, params: list[Any] | None = None
+    ) -> list[Row]:
         """Run raw ``sql`` on ``conn`` (inside ``transaction()``)."""
         return await _execute(conn, sql, params)
 
 
-async def _execute(conn: psycopg.AsyncConnection[Any], sql: str, params: list[Any] | None) -> list[Row]:
+async def _execute(
+    conn: psycopg.AsyncConnection[Any], sql: str, params: list[Any] | None
+) -> list[Row]:
     async with psycopg.AsyncRawCursor(conn, row_factory=dict_row) as cur:
         await cur.execute(sql, params)
         if cur.description is None:

@@ -48,14 +48,18 @@ class Consumer(Client):
         self._leases = Leases()
 
     @overload
-    async def dequeue(self, *, batch: None = None, visibility_timeout: Seconds | None = None) -> Message | None: ...
+    async def dequeue(
+        self, *, batch: None = None, visibility_timeout: Seconds | None = None
+    ) -> Message | None: ...
 
     @overload
-    async def dequeue(self, *, batch: int, visibility_timeout: Seconds | None = None) -> list[Message]: ...
+    async def dequeue(
+        self, *, batch: int, visibility_timeout: Seconds | None = None
+    ) -> list[Message]: ...
 
     async def dequeue(
         self, *, batch: int | None = None, visibility_timeout: Seconds | None = None
-    ) -> Message | None | list[Message]:
+    ) -> Message | list[Message] | None:
         """Lease the next message (or up to ``batch`` messages, as a list).
 
         ``visibility_timeout`` (seconds) overrides the queue's default lease.
@@ -76,7 +80,9 @@ class Consumer(Client):
             return messages[0] if messages else None
         return messages
 
-    async def archive(self, msg: MessageRef, status: str = "completed", *, result: Any = None) -> None:
+    async def archive(
+        self, msg: MessageRef, status: str = "completed", *, result: Any = None
+    ) -> None:
         """Move the message to the archive with ``status`` and an optional JSON ``result``.
 
         Raises LeaseExpired (and changes nothing) when another consumer has
@@ -118,7 +124,9 @@ class Consumer(Client):
         """
         return (await self.extend_batch([msg], seconds))[0]
 
-    async def extend_batch(self, msgs: Sequence[MessageRef], seconds: Seconds) -> list[datetime.datetime]:
+    async def extend_batch(
+        self, msgs: Sequence[MessageRef], seconds: Seconds
+    ) -> list[datetime.datetime]:
         ids, leases = self._leases.resolve(msgs, "extend")
         secs = to_seconds(seconds, "seconds", allow_zero=False)
         rows = await self._db.fetch("message_extend", [ids, leases, secs], queue=self.queue)
@@ -142,5 +150,7 @@ class Consumer(Client):
         ids, leases = self._leases.resolve(msgs, "release")
         d = to_seconds(delay, "delay")
         errs = encode_each(errors, len(ids), "error", self.config.max_payload_bytes)
-        rows = await self._db.fetch("message_release", [ids, leases, [d] * len(ids), errs], queue=self.queue)
+        rows = await self._db.fetch(
+            "message_release", [ids, leases, [d] * len(ids), errs], queue=self.queue
+        )
         return check_fenced(rows, "release", self._leases)

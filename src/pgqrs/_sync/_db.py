@@ -75,7 +75,9 @@ class Database:
     def _explain_connect_failure(self) -> Error:
         """Connect once directly, to report the server's own reason."""
         try:
-            conn = psycopg.Connection.connect(self.config.dsn, **self.config.connect_kwargs())
+            conn = psycopg.Connection.connect(
+                self.config.dsn, **self.config.connect_kwargs()
+            )
         except psycopg.Error as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         else:
@@ -125,12 +127,16 @@ class Database:
         except psycopg.Error as exc:
             raise translate(exc, schema=self.config.schema) from exc
 
-    def run(self, conn: psycopg.Connection[Any], sql: str, params: list[Any] | None = None) -> list[Row]:
+    def run(
+        self, conn: psycopg.Connection[Any], sql: str, params: list[Any] | None = None
+    ) -> list[Row]:
         """Run raw ``sql`` on ``conn`` (inside ``transaction()``)."""
         return _execute(conn, sql, params)
 
 
-def _execute(conn: psycopg.Connection[Any], sql: str, params: list[Any] | None) -> list[Row]:
+def _execute(
+    conn: psycopg.Connection[Any], sql: str, params: list[Any] | None
+) -> list[Row]:
     with psycopg.RawCursor(conn, row_factory=dict_row) as cur:
         cur.execute(sql, params)
         if cur.description is None:

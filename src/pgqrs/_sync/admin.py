@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import datetime
-from typing import Any
 
 from pgqrs._sync._base import Client
 from pgqrs._config import DEFAULT_MAX_ATTEMPTS, DEFAULT_VISIBILITY_TIMEOUT
@@ -42,7 +41,9 @@ class Admin(Client):
                     continue
                 self._db.run(conn, render(migration.text, self.config.schema))
                 self._db.run(
-                    conn, q["migration_record"], [migration.version, migration.name, migration.checksum]
+                    conn,
+                    q["migration_record"],
+                    [migration.version, migration.name, migration.checksum],
                 )
                 applied.append(f"{migration.version:04d}_{migration.name}")
         return applied
@@ -59,7 +60,15 @@ class Admin(Client):
         latest = max(shipped, default=0)
         rows = self._db.fetch("migration_installed")
         if not rows[0]["installed"]:
-            return VerifyReport(self.config.schema, False, 0, latest, [f"{v:04d}_{m.name}" for v, m in shipped.items()], [], [])
+            return VerifyReport(
+                self.config.schema,
+                False,
+                0,
+                latest,
+                [f"{v:04d}_{m.name}" for v, m in shipped.items()],
+                [],
+                [],
+            )
         applied = {r["version"]: r for r in self._db.fetch("migration_list")}
         return VerifyReport(
             schema=self.config.schema,
@@ -86,7 +95,11 @@ class Admin(Client):
         """Create queue ``name``; with ``exist_ok`` return the existing one instead of raising."""
         validate_queue_name(name)
         vt = seconds(visibility_timeout, "visibility_timeout", allow_zero=False)
-        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or not 1 <= max_attempts < 2**31:
+        if (
+            isinstance(max_attempts, bool)
+            or not isinstance(max_attempts, int)
+            or not 1 <= max_attempts < 2**31
+        ):
             raise InvalidArgument(f"max_attempts must be an int >= 1, got {max_attempts!r}")
         rows = self._db.fetch("queue_create", [name, vt, max_attempts], queue=name)
         if rows:
@@ -141,7 +154,9 @@ class Admin(Client):
     def peek(self, queue: str, limit: int = 10) -> list[tuple[Message, str]]:
         """Messages in delivery order with their state, without leasing them."""
         validate_queue_name(queue)
-        rows = self._db.fetch("message_peek", [queue, batch_size(limit, "limit")], queue=queue)
+        rows = self._db.fetch(
+            "message_peek", [queue, batch_size(limit, "limit")], queue=queue
+        )
         return [(Message.from_row(r), r["state"]) for r in rows]
 
     def list_archive(
@@ -171,7 +186,9 @@ class Admin(Client):
         rows = self._db.fetch("archive_purge", [age, queue, status])
         return int(rows[0]["purged"])
 
-    def redrive(self, queue: str, *, status: str = "dead", ids: list[int] | None = None) -> list[int]:
+    def redrive(
+        self, queue: str, *, status: str = "dead", ids: list[int] | None = None
+    ) -> list[int]:
         """Put archived (by default dead) messages back on ``queue``; return their ids."""
         validate_queue_name(queue)
         validate_status(status)

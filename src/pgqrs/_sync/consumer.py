@@ -50,14 +50,18 @@ class Consumer(Client):
         self._leases = Leases()
 
     @overload
-    def dequeue(self, *, batch: None = None, visibility_timeout: Seconds | None = None) -> Message | None: ...
+    def dequeue(
+        self, *, batch: None = None, visibility_timeout: Seconds | None = None
+    ) -> Message | None: ...
 
     @overload
-    def dequeue(self, *, batch: int, visibility_timeout: Seconds | None = None) -> list[Message]: ...
+    def dequeue(
+        self, *, batch: int, visibility_timeout: Seconds | None = None
+    ) -> list[Message]: ...
 
     def dequeue(
         self, *, batch: int | None = None, visibility_timeout: Seconds | None = None
-    ) -> Message | None | list[Message]:
+    ) -> Message | list[Message] | None:
         """Lease the next message (or up to ``batch`` messages, as a list).
 
         ``visibility_timeout`` (seconds) overrides the queue's default lease.
@@ -78,7 +82,9 @@ class Consumer(Client):
             return messages[0] if messages else None
         return messages
 
-    def archive(self, msg: MessageRef, status: str = "completed", *, result: Any = None) -> None:
+    def archive(
+        self, msg: MessageRef, status: str = "completed", *, result: Any = None
+    ) -> None:
         """Move the message to the archive with ``status`` and an optional JSON ``result``.
 
         Raises LeaseExpired (and changes nothing) when another consumer has
@@ -120,7 +126,9 @@ class Consumer(Client):
         """
         return (self.extend_batch([msg], seconds))[0]
 
-    def extend_batch(self, msgs: Sequence[MessageRef], seconds: Seconds) -> list[datetime.datetime]:
+    def extend_batch(
+        self, msgs: Sequence[MessageRef], seconds: Seconds
+    ) -> list[datetime.datetime]:
         ids, leases = self._leases.resolve(msgs, "extend")
         secs = to_seconds(seconds, "seconds", allow_zero=False)
         rows = self._db.fetch("message_extend", [ids, leases, secs], queue=self.queue)
@@ -144,5 +152,7 @@ class Consumer(Client):
         ids, leases = self._leases.resolve(msgs, "release")
         d = to_seconds(delay, "delay")
         errs = encode_each(errors, len(ids), "error", self.config.max_payload_bytes)
-        rows = self._db.fetch("message_release", [ids, leases, [d] * len(ids), errs], queue=self.queue)
+        rows = self._db.fetch(
+            "message_release", [ids, leases, [d] * len(ids), errs], queue=self.queue
+        )
         return check_fenced(rows, "release", self._leases)

@@ -21,7 +21,9 @@ from pgqrs._validate import validate_queue_name
 class Producer(Client):
     """Enqueues messages on ``queue``; every call is one statement."""
 
-    def __init__(self, config: Config, queue: str, *, pool: ConnectionPool | None = None) -> None:
+    def __init__(
+        self, config: Config, queue: str, *, pool: ConnectionPool | None = None
+    ) -> None:
         super().__init__(config, pool=pool)
         self.queue = validate_queue_name(queue)
 
@@ -79,5 +81,7 @@ class Producer(Client):
             headers=headers,
             max_bytes=self.config.max_payload_bytes,
         )
-        rows = self._db.fetch("message_enqueue", params, connection=connection, queue=self.queue)
+        rows = self._db.fetch(
+            "message_enqueue", params, connection=connection, queue=self.queue
+        )
         return enqueue_result(rows)

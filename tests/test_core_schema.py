@@ -1,0 +1,192 @@
+"""Install, verify, uninstall: the schema as versioned migrations."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+
+import pgqrs
+from pgqrs._sql import migrations
+
+
+def tables(sql: psycopg.Connection[tuple[object, ...]], schema: str) -> set[str]:
+    rows = sql.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relkind = 'r'",
+        [schema],
+    ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def test_install_creates_schema_and_records_versions(
+    config: pgqrs.Config, sql: psycopg.Connection
+) -> None:
+    with pgqrs.Admin(config) as admin:
+        assert not admin.verify().installed
+        applied = admin.install()
+        assert applied == [f"{m.version:04d}_{m.name}" for m in migrations()]
+        assert tables(sql, config.schema) == {
+            "queues",
+            "messages",
+            "archive",
+            "workers",
+            "schema_migrations",
+        }
+        ledger = sql.execute(
+            f'SELECT version, checksum FROM "{config.schema}".schema_migrations'
+        ).fetchall()
+        assert ledger == [(m.version, m.checksum) for m in migrations()]
+        # Up to date: a second install is a no-op.
+        assert admin.install() == []
+        report = admin.verify()
+        assert report.ok and report.current_version == report.latest_version == len(migrations())
+        assert "up to date" in report.describe()
+
+
+def test_verify_reports_missing_and_modified(config: pgqrs.Config, sql: psycopg.Connection) -> None:
+    with pgqrs.Admin(config) as admin:
+        admin.install()
+        sql.execute(
+            f"UPDATE \"{config.schema}\".schema_migrations SET checksum = 'x' WHERE version = 1"
+        )
+        report = admin.verify()
+        assert not report.ok and report.modified == ["0001_init"]
+        sql.execute(f'DELETE FROM "{config.schema}".schema_migrations WHERE version = 1')
+        report = admin.verify()
+        assert report.missing == ["0001_init"] and not report.ok
+        sql.execute(f"INSERT INTO \"{config.schema}\".schema_migrations VALUES (99, 'future', 'y')")
+        assert admin.verify().unknown == ["0099_future"]
+
+
+def test_uninstall_drops_everything(config: pgqrs.Config, sql: psycopg.Connection) -> None:
+    with pgqrs.Admin(config) as admin:
+        admin.install()
+        admin.create_queue("q")
+        admin.uninstall()
+        assert tables(sql, config.schema) == set()
+        exists = sql.execute(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = %s", [config.schema]
+        ).fetchone()
+        assert exists == (0,)
+        assert not admin.verify().installed
+        admin.install()  # and it comes back
+        assert admin.list_queues() == []
+
+
+def test_uninstall_keeps_a_schema_shared_with_other_objects(
+    config: pgqrs.Config, sql: psycopg.Connection
+) -> None:
+    with pgqrs.Admin(config) as admin:
+        admin.install()
+        sql.execute(f'CREATE TABLE "{config.schema}".mine (x int)')
+        admin.uninstall()
+        assert tables(sql, config.schema) == {"mine"}
+
+
+def test_operations_before_install_say_how_to_fix(config: pgqrs.Config) -> None:
+    with (
+        pgqrs.Admin(config) as admin,
+        pytest.raises(pgqrs.SchemaNotInstalled, match=r"Admin.install\(\)"),
+    ):
+        admin.create_queue("q")
+    with pgqrs.Producer(config, "q") as producer, pytest.raises(pgqrs.SchemaNotInstalled):
+        producer.enqueue({"a": 1})
+
+
+def test_concurrent_installs_serialise(config: pgqrs.Config, sql: psycopg.Connection) -> None:
+    results: list[list[str]] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def install() -> None:
+        try:
+            with pgqrs.Admin(config) as admin:
+                barrier.wait()
+                results.append(admin.install())
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=install) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(len(r) for r in results) == [0, 0, 0, len(migrations())]
+    count = sql.execute(f'SELECT count(*) FROM "{config.schema}".schema_migrations').fetchone()
+    assert count == (len(migrations()),)
+
+
+def test_dequeue_uses_the_index_on_a_large_queue(
+    admin: pgqrs.Admin, config: pgqrs.Config, sql: psycopg.Connection
+) -> None:
+    admin.create_queue("big")
+    admin.create_queue("other")
+    s = config.schema
+    sql.execute(
+        f'INSERT INTO "{s}".messages (queue, payload, priority) '
+        "SELECT CASE WHEN g % 10 = 0 THEN 'other' ELSE 'big' END, "
+        "jsonb_build_object('n', g), g % 3 "
+        "FROM generate_series(1, 100000) g"
+    )
+    sql.execute(f'ANALYZE "{s}".messages')
+    query = pgqrs._sql.queries(s)["message_dequeue"]
+    # Plain EXPLAIN plans the statement without running it (nothing is leased).
+    cur = psycopg.RawCursor(sql)
+    cur.execute("EXPLAIN (FORMAT JSON) " + query, ["big", 10, 30.0, None])
+    plan = cur.fetchone()[0][0]["Plan"]  # type: ignore[index]
+    picking = find_node(plan, lambda n: n.get("Subplan Name") == "CTE candidates")
+    # Rows are picked by walking the index in delivery order: no sort, no full scan.
+    assert picking["Node Type"] == "Limit"
+    kinds = {n["Node Type"] for n in walk(picking)}
+    assert "Sort" not in kinds and "Seq Scan" not in kinds, picking
+    scan = find_node(picking, lambda n: n.get("Relation Name") == "messages")
+    assert scan["Node Type"] == "Index Scan" and scan["Index Name"] == "messages_dequeue_idx"
+
+
+def walk(node: dict) -> list[dict]:  # type: ignore[type-arg]
+    out = [node]
+    for child in node.get("Plans", []):
+        out.extend(walk(child))
+    return out
+
+
+def find_node(node: dict, pred) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    found = [n for n in walk(node) if pred(n)]
+    assert found, node
+    return found[0]
+
+
+def test_config_validation() -> None:
+    with pytest.raises(pgqrs.ConfigError, match="invalid DSN"):
+        pgqrs.Config.from_dsn("postgresql://[bad")
+    with pytest.raises(pgqrs.ConfigError, match="invalid DSN") as info:
+        pgqrs.Config.from_dsn("host=x password='secret")
+    assert "secret" not in str(info.value)
+    with pytest.raises(pgqrs.ConfigError, match="schema"):
+        pgqrs.Config.from_dsn("postgresql://localhost/db", schema='x"; DROP TABLE y; --')
+    with pytest.raises(pgqrs.ConfigError, match="unknown Config option"):
+        pgqrs.Config.from_dsn("postgresql://localhost/db", visibility=3)
+    with pytest.raises(pgqrs.ConfigError, match="pool"):
+        pgqrs.Config.from_dsn("postgresql://localhost/db", pool_min_size=5, pool_max_size=2)
+    cfg = pgqrs.Config.from_env(
+        {
+            "PGQRS_DSN": "postgresql://localhost/db",
+            "PGQRS_SCHEMA": "jobs",
+            "PGQRS_POOL_MAX_SIZE": "3",
+            "PGQRS_PREPARE_STATEMENTS": "yes",
+        }
+    )
+    assert (cfg.schema, cfg.pool_max_size, cfg.prepare_statements) == ("jobs", 3, True)
+    assert pgqrs.Config.from_env({"DATABASE_URL": "postgresql://h/d"}).dsn == "postgresql://h/d"
+    with pytest.raises(pgqrs.ConfigError, match="PGQRS_POOL_MAX_SIZE"):
+        pgqrs.Config.from_env({"PGQRS_DSN": "postgresql://h/d", "PGQRS_POOL_MAX_SIZE": "many"})
+
+
+def test_unreachable_server_is_a_clear_connection_error(tmp_path: object) -> None:
+    cfg = pgqrs.Config.from_dsn("postgresql://nobody:secret@127.0.0.1:1/db", connect_timeout=2)
+    with pytest.raises(pgqrs.ConnectionFailed) as info:
+        pgqrs.Admin(cfg).list_queues()
+    assert "127.0.0.1" in str(info.value) and "secret" not in str(info.value)
