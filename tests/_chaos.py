@@ -166,7 +166,12 @@ class Fleet:
         return all(p.poll() is None for p in self.procs)
 
     def stop(self, timeout: float = 30.0) -> list[int | None]:
-        """SIGTERM every live worker and wait; their exit codes."""
+        """SIGTERM every live worker (once it is ready to stop gracefully) and wait."""
+        for p in self.procs:
+            n = self.all.index(p)
+            wait_until(
+                lambda p=p, n=n: p.poll() is not None or self._ready(n), timeout, "workers ready"
+            )
         for p in self.procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -179,6 +184,9 @@ class Fleet:
                 p.wait()
                 codes.append(None)
         return codes
+
+    def _ready(self, n: int) -> bool:
+        return '"ready"' in (self.logs / f"worker{n}.out").read_text(errors="replace")
 
     def events(self) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []

@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import sys
 import time
 from typing import Any
@@ -106,6 +107,8 @@ def main() -> None:
         if args.slow_first:
             emit(event="started", id=event.message.id, attempt=event.message.attempts)
 
+    # Until run() installs its own handlers, SIGTERM asks for the same graceful stop.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: worker.stop())
     emit(event="ready", pid=os.getpid())
     try:
         worker.run()
