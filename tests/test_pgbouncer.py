@@ -221,3 +221,23 @@ def test_core_suite_passes_through_bouncer() -> None:
     assert " passed" in output, output[-2000:]
     found = [w for w in SESSION_STATE_ERRORS if w in output]
     assert not found, output[-6000:]
+
+
+def test_worker_drain_poll_only_through_bouncer(
+    bouncer: PgBouncer, schema: str, server_dsn: str, tmp_path: Path
+) -> None:
+    """Worker processes in poll-only mode drain a queue through the bouncer."""
+    from _chaos import Fleet, audit, counts, setup_queue, wait_until
+
+    jobs = 3000
+    ids = setup_queue(bouncer.dsn, schema, "bounced", jobs)
+    fleet = Fleet(bouncer.dsn, schema, "bounced", tmp_path, size=2, concurrency=8, poll_only=True)
+    try:
+        wait_until(lambda: counts(bouncer.dsn, schema, "bounced") == (jobs, 0), 300, "the drain")
+    finally:
+        codes = fleet.stop()
+    assert codes == [0, 0], fleet.stderr()
+    result = audit(server_dsn, schema, "bounced", ids)
+    assert result.extra_runs == 0, "no faults here, so no job may run twice"
+    found = [w for w in SESSION_STATE_ERRORS if w in fleet.stderr() + bouncer.log()]
+    assert not found, fleet.stderr()
