@@ -14,17 +14,16 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from _chaos import LONG, ChaosServer, Fleet, audit, counts, setup_queue, wait_until
-from _chaos_worker import WORKER_APP
 
 import pgqrs
+from _chaos import LONG, ChaosServer, Fleet, audit, counts, setup_queue, wait_until
+from _chaos_worker import WORKER_APP
 
 #: Jobs drained while workers are SIGKILLed.
 KILL_JOBS = 100_000 if LONG else 20_000
