@@ -197,10 +197,14 @@ class Fleet:
         return found
 
     def stderr(self) -> str:
-        return "\n".join(
-            f"--- worker{n}:\n" + (self.logs / f"worker{n}.err").read_text(errors="replace")[-3000:]
-            for n in range(len(self.all))
-        )
+        """Each worker's exit code and the end of its stderr (reconnect chatter left out)."""
+        parts = []
+        for n, proc in enumerate(self.all):
+            text = (self.logs / f"worker{n}.err").read_text(errors="replace")
+            lines = [ln for ln in text.splitlines() if "reconnecting in" not in ln]
+            parts.append(f"--- worker{n} (pid {proc.pid}, exit {proc.poll()}):")
+            parts.extend(lines[-40:])
+        return "\n".join(parts)
 
 
 @dataclasses.dataclass
