@@ -132,6 +132,10 @@ async fn long_handler_keeps_its_lease() {
         Ok::<_, JobError>(())
     });
     let other = pgqrs::Consumer::new(&db.config, "jobs").await.unwrap();
+    eventually(WAIT, "the worker to lease the message", || async {
+        (admin.queue_stats("jobs").await.unwrap().in_flight == 1).then_some(())
+    })
+    .await;
     // While the handler runs (over three visibility timeouts), nobody else gets the message.
     let deadline = tokio::time::Instant::now() + Duration::from_millis(1800);
     while tokio::time::Instant::now() < deadline {
