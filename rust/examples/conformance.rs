@@ -152,7 +152,9 @@ async fn run(args: &Args) -> Result<Value, Fail> {
             let consumer = Consumer::new(&config, queue()?).await?;
             let status = args.flag("status").unwrap_or("completed");
             match args.flag("result") {
-                Some(r) => consumer.archive_with(args.message_ref()?, status, &serde_json::from_str(r)?).await?,
+                Some(r) => {
+                    consumer.archive_with(args.message_ref()?, status, &serde_json::from_str(r)?).await?
+                }
                 None => consumer.archive(args.message_ref()?, status).await?,
             }
             json!({"ok": true})
