@@ -122,7 +122,9 @@ impl Producer {
     }
 
     /// Enqueue one message and return it. Any `Serialize` value works as the
-    /// payload (a `serde_json::Value`, a struct, a map...).
+    /// payload (a `serde_json::Value`, a struct, a map...). A `&str` is a JSON
+    /// string (Python takes a `str` as JSON text: parse such text with
+    /// `serde_json::from_str` first).
     pub async fn enqueue<T: Serialize + ?Sized>(&self, payload: &T) -> Result<Message> {
         self.enqueue_with(payload, &EnqueueOptions::default()).await
     }

@@ -244,15 +244,7 @@ impl Worker {
     {
         let stop = self.stop_handle();
         let signals = tokio::spawn(async move {
-            let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            else {
-                return;
-            };
-            loop {
-                tokio::select! {
-                    r = tokio::signal::ctrl_c() => if r.is_err() { return },
-                    _ = term.recv() => {}
-                }
+            while shutdown_signal().await {
                 log::info!("pgqrs worker: shutdown signal received");
                 stop.stop();
             }
@@ -331,6 +323,7 @@ impl Worker {
         let slots = Arc::new(Semaphore::new(self.options.concurrency));
         let mut jobs = JoinSet::new();
         let mut error_backoff = self.options.poll_interval;
+        let mut fatal: Option<Error> = None;
         'fetch: while *stop_rx.borrow() == 0 {
             // Wait for one free slot, then take every other free one (up to the cap).
             let first = tokio::select! {
@@ -355,6 +348,7 @@ impl Worker {
                     log::warn!("pgqrs worker: dequeue from {:?} failed: {e}", self.queue);
                     drop(permits);
                     if e.kind() == ErrorKind::QueueNotFound || e.kind() == ErrorKind::SchemaNotInstalled {
+                        fatal = Some(e);
                         break 'fetch;
                     }
                     tokio::select! {
@@ -419,9 +413,12 @@ impl Worker {
         }
         background.abort_all();
         let id = worker_id;
-        self.db.fetch(Query::WorkerStop, &[(&id, Type::INT8)], None).await?;
+        let stopped = self.db.fetch(Query::WorkerStop, &[(&id, Type::INT8)], None).await;
         log::info!("pgqrs worker {worker_id} stopped");
-        Ok(())
+        match fatal {
+            Some(e) => Err(e),
+            None => stopped.map(drop),
+        }
     }
 
     fn listen_config(&self) -> Result<tokio_postgres::Config> {
@@ -452,6 +449,23 @@ impl Worker {
 
     async fn heartbeat_status(&self, id: i64, status: &str) -> Result<()> {
         heartbeat_once(&self.db, id, status).await
+    }
+}
+
+/// Wait for SIGINT or SIGTERM; false when signals cannot be received.
+async fn shutdown_signal() -> bool {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else { return false };
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.is_ok(),
+            r = term.recv() => r.is_some(),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.is_ok()
     }
 }
 

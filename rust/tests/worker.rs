@@ -215,3 +215,22 @@ async fn shutdown_waits_for_running_jobs_then_releases_the_rest() {
     assert_eq!(admin.list_workers().await.unwrap()[0].status, "stopped");
     db.drop().await;
 }
+
+#[tokio::test]
+async fn run_fails_when_the_queue_is_missing_or_deleted() {
+    let (db, admin, _producer) = setup(5, Duration::from_secs(30)).await;
+    let worker = Worker::new(&db.config, "nope", quick()).await.unwrap();
+    let err = worker.run_until(|_m: Message| async { Ok::<_, JobError>(()) }, std::future::pending()).await;
+    assert_eq!(err.unwrap_err().kind(), pgqrs::ErrorKind::QueueNotFound);
+
+    let worker = Worker::new(&db.config, "jobs", quick()).await.unwrap();
+    let (_stop, task) = start(worker, |_m: Message| async { Ok::<_, JobError>(()) });
+    eventually(WAIT, "the worker to register", || async {
+        (!admin.list_workers().await.unwrap().is_empty()).then_some(())
+    })
+    .await;
+    admin.delete_queue("jobs").await.unwrap();
+    let err = tokio::time::timeout(WAIT, task).await.expect("the worker stops").unwrap();
+    assert_eq!(err.unwrap_err().kind(), pgqrs::ErrorKind::QueueNotFound);
+    db.drop().await;
+}
