@@ -283,3 +283,18 @@ def test_dead_after_max_attempts_across_languages(
     assert rust("dequeue", "flaky") is None
     dead = admin.list_archive("flaky", status="dead")
     assert [d.id for d in dead] == [sent["id"]]
+
+
+def test_rust_worker_runs_python_jobs(
+    rust: RustRun, producer: pgqrs.Producer, admin: pgqrs.Admin
+) -> None:
+    sent = producer.enqueue_batch([{"n": i, "text": "é✓"} for i in range(5)])
+    failing = producer.enqueue({"fail": True})
+    assert rust("work", "tasks", 6) == {"completed": 5, "dead": 1}
+    done = {a.id: a for a in admin.list_archive("tasks", limit=10)}
+    for m in sent:
+        assert (done[m.id].status, done[m.id].result) == ("completed", {"echo": m.payload})
+    assert done[failing.id].status == "dead"
+    assert done[failing.id].error["message"] == "asked to fail"
+    workers = admin.list_workers()
+    assert [w.status for w in workers] == ["stopped"]

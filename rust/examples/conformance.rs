@@ -15,12 +15,17 @@
 //! conformance delete | release QUEUE ID LEASE
 //! conformance extend QUEUE ID LEASE SECS
 //! conformance stats QUEUE
+//! conformance work QUEUE COUNT
 //! ```
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use pgqrs::{Admin, Config, Consumer, EnqueueOptions, Message, MessageRef, Producer, QueueOptions};
+use pgqrs::{
+    Admin, Config, Consumer, EnqueueOptions, JobError, Message, MessageRef, Producer, QueueOptions, Worker,
+    WorkerOptions,
+};
 use serde_json::{json, Value};
 
 type Fail = Box<dyn std::error::Error>;
@@ -172,6 +177,40 @@ async fn run(args: &Args) -> Result<Value, Fail> {
             let consumer = Consumer::new(&config, queue()?).await?;
             let until = consumer.extend(args.message_ref()?, Duration::from_secs_f64(secs)).await?;
             json!({"visible_until": until.to_rfc3339()})
+        }
+        "work" => {
+            // Run a Worker until COUNT messages are settled; the handler
+            // echoes the payload as the result, and gives up on {"fail": true}.
+            let count: u64 = args.arg(2, "COUNT")?.parse()?;
+            let options = WorkerOptions {
+                concurrency: 4,
+                poll_interval: Duration::from_millis(100),
+                retry_base: Duration::from_millis(50),
+                ..WorkerOptions::default()
+            };
+            let worker = Worker::new(&config, queue()?, options).await?;
+            let stats = worker.stats();
+            let stop = worker.stop_handle();
+            let watcher = stats.clone();
+            tokio::spawn(async move {
+                loop {
+                    let done = watcher.completed.load(Ordering::SeqCst) + watcher.dead.load(Ordering::SeqCst);
+                    if done >= count {
+                        stop.stop();
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            });
+            worker
+                .run(|msg: Message| async move {
+                    if msg.payload.get("fail") == Some(&Value::Bool(true)) {
+                        return Err(JobError::give_up("asked to fail"));
+                    }
+                    Ok(json!({"echo": msg.payload}))
+                })
+                .await?;
+            json!({"completed": stats.completed.load(Ordering::SeqCst), "dead": stats.dead.load(Ordering::SeqCst)})
         }
         other => return Err(format!("unknown command {other:?}").into()),
     })

@@ -400,3 +400,27 @@ async fn workers_are_listed_and_reaped() {
     assert_eq!(admin.list_workers().await.unwrap()[0].status, "dead");
     db.drop().await;
 }
+
+/// Behind pgBouncer in transaction mode a named prepared statement made on one
+/// server connection is missing on the next: by default pgqrs leaves none.
+#[tokio::test]
+async fn no_named_prepared_statements_unless_asked() {
+    let (db, admin) = TestDb::installed().await;
+    admin.create_queue("tasks").await.unwrap();
+    for (prepare, expect_named) in [(false, false), (true, true)] {
+        let config = db.config.clone().with_pool_max_size(1).unwrap().with_prepare_statements(prepare);
+        let pool = pgqrs::make_pool(&config).unwrap();
+        let producer = Producer::with_pool(&config, "tasks", pool.clone()).await.unwrap();
+        let consumer = Consumer::with_pool(&config, "tasks", pool.clone()).await.unwrap();
+        producer.enqueue(&json!(1)).await.unwrap();
+        let m = consumer.dequeue().await.unwrap().unwrap();
+        consumer.archive(m.id, "completed").await.unwrap();
+        // The pool has one connection: the one every call above used. (Asked
+        // with an unnamed statement, so the question does not count itself.)
+        let client = pool.get().await.unwrap();
+        let named: i64 =
+            client.query_typed("SELECT count(*) FROM pg_prepared_statements", &[]).await.unwrap()[0].get(0);
+        assert_eq!(named > 0, expect_named, "prepare_statements={prepare}: {named} named statement(s)");
+    }
+    db.drop().await;
+}
