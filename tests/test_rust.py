@@ -7,14 +7,14 @@ through ``PGQRS_TEST_DSN`` (each Rust test makes and drops its own schema).
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-import pytest
 
 RUST_DIR = Path(__file__).resolve().parents[1] / "rust"
 #: Seconds allowed for a cargo command, including the first compilation.
@@ -54,46 +54,41 @@ def test_cargo_test(dsn: str, sql: psycopg.Connection[tuple[object, ...]]) -> No
         _drop_rust_test_schemas(sql)
 
 
-@pytest.fixture
-def fresh_default_schema(sql: psycopg.Connection[tuple[object, ...]]) -> Iterator[None]:
-    """The Quick Example installs into the default schema ``pgqrs``: start without it."""
-    sql.execute('DROP SCHEMA IF EXISTS "pgqrs" CASCADE')
-    yield
-    sql.execute('DROP SCHEMA IF EXISTS "pgqrs" CASCADE')
+SEED = RUST_DIR.parents[1] / "shared" / "seed" / "pgqrs-overview.md"
+SEED_DSN_LINE = '    let config = Config::from_dsn("postgresql://user:pass@localhost/mydb")?;'
+OUR_DSN_LINE = '    let config = Config::from_dsn(&std::env::var("PGQRS_DSN")?)?;'
+# sha256 of the seed's Rust block, for checkouts without ../shared beside them.
+SEED_RUST_BLOCK_SHA256 = "1c220e62e65153b01fc41937c89e9796220ba6f03d30469ee3dc0cd844cf8381"
 
 
-@pytest.mark.usefixtures("fresh_default_schema")
-def test_seed_quick_example_runs(dsn: str, sql: psycopg.Connection[tuple[object, ...]]) -> None:
-    proc = cargo("run", "--quiet", "--example", "quickstart", env={"PGQRS_DSN": dsn})
+def seed_rust_block() -> str:
+    text = SEED.read_text(encoding="utf-8")
+    match = re.search(r'=== "Rust"\n\n    ```rust\n(.*?)    ```', text, re.S)
+    assert match, "the seed has no Rust Quick Example"
+    lines = match.group(1).splitlines()
+    return "\n".join(line[4:] if line.startswith("    ") else line for line in lines) + "\n"
+
+
+def test_quick_example_is_the_seeds_verbatim() -> None:
+    """examples/quickstart.rs is the seed's Rust Quick Example; only the DSN line differs."""
+    text = (RUST_DIR / "examples" / "quickstart.rs").read_text(encoding="utf-8")
+    assert text.count(OUR_DSN_LINE) == 1
+    as_seed = text.replace(OUR_DSN_LINE, SEED_DSN_LINE)
+    assert hashlib.sha256(as_seed.encode("utf-8")).hexdigest() == SEED_RUST_BLOCK_SHA256
+    if SEED.exists():  # beside the checkout in development and CI
+        assert as_seed == seed_rust_block()
+
+
+def test_seed_quick_example_runs(database_dsn: str) -> None:
+    """The example installs into the default schema, so it gets a database of its own."""
+    proc = cargo("run", "--quiet", "--example", "quickstart", env={"PGQRS_DSN": database_dsn})
     assert proc.returncode == 0, f"quickstart failed:\n{proc.stdout}\n{proc.stderr}"
     assert proc.stdout.splitlines() == [
         "Enqueued message: 1",
         'Processing: {"task":"send_email","to":"user@example.com"}',
     ]
-    rows = sql.execute("SELECT id, status FROM pgqrs.archive").fetchall()
-    assert rows == [(1, "completed")]
-
-
-def test_quick_example_is_the_seeds_verbatim() -> None:
-    """examples/quickstart.rs is the seed's Rust Quick Example, DSN line aside."""
-    candidates = [RUST_DIR.parents[1] / "shared", Path("/work/shared")]
-    seeds = [
-        c / "seed" / "pgqrs-overview.md"
-        for c in candidates
-        if (c / "seed" / "pgqrs-overview.md").exists()
-    ]
-    if not seeds:
-        pytest.skip("the seed document (shared/seed/pgqrs-overview.md) is not on this machine")
-    seed = seeds[0]
-    example = (RUST_DIR / "examples" / "quickstart.rs").read_text(encoding="utf-8")
-    text = seed.read_text(encoding="utf-8")
-    block = text.split("```rust\n", 1)[1].split("```", 1)[0]
-    seed_lines = [
-        line[4:] if line.startswith("    ") else line.strip() for line in block.splitlines()
-    ]
-    while seed_lines and not seed_lines[-1]:
-        seed_lines.pop()
-    ours = example.splitlines()
-    assert len(ours) == len(seed_lines)
-    diff = [(a, b) for a, b in zip(seed_lines, ours, strict=True) if a != b]
-    assert len(diff) == 1 and "Config::from_dsn(" in diff[0][0] and "PGQRS_DSN" in diff[0][1], diff
+    with psycopg.connect(database_dsn) as conn:
+        archived = conn.execute("SELECT id, status, queue FROM pgqrs.archive").fetchall()
+        left = conn.execute("SELECT count(*) FROM pgqrs.messages").fetchone()
+    assert archived == [(1, "completed", "tasks")]
+    assert left == (0,)
