@@ -222,3 +222,21 @@ pub(crate) fn first_line(text: &str) -> String {
     let text = text.trim();
     text.lines().next().unwrap_or("").to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn error_is_send_sync_and_names_the_python_class() {
+        assert_send_sync::<Error>();
+        let e = Error::queue_not_found("tasks");
+        assert_eq!(e.kind(), ErrorKind::QueueNotFound);
+        assert!(e.to_string().starts_with("QueueNotFound: queue \"tasks\" does not exist"), "{e}");
+        let lease = Error::lease(ErrorKind::LeaseExpired, "x".into(), vec![1], vec![2]);
+        assert!(lease.is_lease_error());
+        assert_eq!((lease.ids(), lease.succeeded()), (&[1][..], &[2][..]));
+    }
+}

@@ -179,6 +179,18 @@ mod tests {
     }
 
     #[test]
+    fn sql_files_use_lf_line_endings() {
+        // Python reads the files with universal newlines and Rust embeds their
+        // bytes: with CRLF the two clients would record different checksums.
+        for m in migrations().unwrap() {
+            assert!(!m.text.contains('\r'), "{} has CR characters", m.label());
+        }
+        for q in Query::ALL {
+            assert!(!q.text().contains('\r'), "{} has CR characters", q.name());
+        }
+    }
+
+    #[test]
     fn migrations_are_consecutive_with_stable_checksums() {
         let ms = migrations().unwrap();
         assert_eq!(ms[0].version, 1);
