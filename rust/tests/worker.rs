@@ -234,3 +234,38 @@ async fn run_fails_when_the_queue_is_missing_or_deleted() {
     assert_eq!(err.unwrap_err().kind(), pgqrs::ErrorKind::QueueNotFound);
     db.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_its_connections_being_killed() {
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    let app = format!("pgqrs-kill-{}", db.schema);
+    let config = db.config.clone().with_application_name(&app);
+    let worker = Worker::new(&config, "jobs", quick()).await.unwrap();
+    let (stop, task) = start(worker, |_m: Message| async { Ok::<_, JobError>(()) });
+    producer.enqueue(&json!(1)).await.unwrap();
+    eventually(WAIT, "first completion", || async {
+        (archived(&admin, "completed").await == 1).then_some(())
+    })
+    .await;
+
+    // Kill every connection of the worker (pool and LISTEN) mid-run.
+    let raw = db.raw().await;
+    let killed: i64 = raw
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+            &[&app],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(killed >= 1);
+
+    producer.enqueue_batch(&[json!(2), json!(3)]).await.unwrap();
+    eventually(WAIT, "completions after reconnecting", || async {
+        (archived(&admin, "completed").await == 3).then_some(())
+    })
+    .await;
+    stop.stop();
+    task.await.unwrap().unwrap();
+    db.drop().await;
+}
