@@ -191,7 +191,8 @@ impl StopHandle {
     }
 }
 
-/// A worker for one queue. See the [module docs](self).
+/// A worker for one queue. See the [module docs](self). A Worker runs once:
+/// after it has been stopped, make a new one to run again.
 pub struct Worker {
     db: Db,
     config: Config,
@@ -294,6 +295,7 @@ impl Worker {
             stats: self.stats.clone(),
             running: Mutex::new(HashMap::new()),
         });
+        let listen_config = if self.options.listen { Some(self.listen_config()?) } else { None };
         let worker_id = self.register().await?;
         log::info!("pgqrs worker {worker_id} started on queue {:?}", self.queue);
         let consumer = Arc::new(
@@ -304,9 +306,9 @@ impl Worker {
         let wake = Arc::new(Notify::new());
         let mut stop_rx = self.stop.subscribe();
         let mut background = JoinSet::new();
-        if self.options.listen {
+        if let Some(listen_config) = listen_config {
             background.spawn(listen(
-                self.listen_config()?,
+                listen_config,
                 self.config.schema().to_string(),
                 self.queue.clone(),
                 wake.clone(),
