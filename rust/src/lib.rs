@@ -54,9 +54,12 @@
 //! Payloads are `serde_json::Value` (any `Serialize` value on enqueue;
 //! [`Message::payload_as`] decodes into your type). The crate turns on
 //! serde_json's `arbitrary_precision`, so integers and decimals of any size
-//! round-trip exactly, as they do in Python. NUL characters (`\u0000`),
-//! which jsonb cannot store, and payloads over
-//! [`Config::max_payload_bytes`] are refused before any round trip.
+//! round-trip exactly, as they do in Python (cargo unifies features, so the
+//! application's serde_json gets it too: numbers keep their decimal text).
+//! NUL characters (`\u0000`), which jsonb cannot store, and payloads over
+//! [`Config::max_payload_bytes`] are refused before any round trip. A `&str`
+//! payload is a JSON string (Python takes a `str` as JSON text), and
+//! non-finite floats serialize as `null` (serde_json's rule; Python refuses them).
 //!
 //! # Errors
 //!
