@@ -295,6 +295,11 @@ def test_rust_worker_runs_python_jobs(
     for m in sent:
         assert (done[m.id].status, done[m.id].result) == ("completed", {"echo": m.payload})
     assert done[failing.id].status == "dead"
-    assert done[failing.id].error["message"] == "asked to fail"
+    error = done[failing.id].error
+    assert (error["type"], error["message"], error["attempt"]) == (
+        "pgqrs.Abort",
+        "asked to fail",
+        1,
+    )
     workers = admin.list_workers()
     assert [w.status for w in workers] == ["stopped"]

@@ -64,6 +64,9 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(1);
 /// Longest backoff between retries.
 pub const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(300);
+/// Each backoff is spread by +- this fraction, so that jobs failing together
+/// do not all come back together (the Python worker's default too).
+pub const DEFAULT_RETRY_JITTER: f64 = 0.25;
 /// Time running handlers get to finish after a shutdown signal.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Time between heartbeats in the workers table.
@@ -91,6 +94,8 @@ pub struct WorkerOptions {
     pub retry_base: Duration,
     /// Longest retry delay ([`DEFAULT_RETRY_MAX`]).
     pub retry_max: Duration,
+    /// Spread of each retry delay, a fraction from 0 to 1 ([`DEFAULT_RETRY_JITTER`]).
+    pub retry_jitter: f64,
     /// LISTEN for enqueue notifications (turn off behind pgBouncer in
     /// transaction mode, or set `listen_dsn` to a direct connection).
     pub listen: bool,
@@ -112,6 +117,7 @@ impl Default for WorkerOptions {
             max_attempts: None,
             retry_base: DEFAULT_RETRY_BASE,
             retry_max: DEFAULT_RETRY_MAX,
+            retry_jitter: DEFAULT_RETRY_JITTER,
             listen: true,
             listen_dsn: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
@@ -126,6 +132,8 @@ impl Default for WorkerOptions {
 pub struct JobError {
     message: String,
     retry: Retry,
+    /// Recorded as the error's "type".
+    kind: &'static str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -138,15 +146,15 @@ enum Retry {
 impl JobError {
     /// Retry later, with the worker's backoff.
     pub fn retry(message: impl std::fmt::Display) -> JobError {
-        JobError { message: message.to_string(), retry: Retry::Backoff }
+        JobError { message: message.to_string(), retry: Retry::Backoff, kind: "pgqrs.Retry" }
     }
     /// Retry after exactly `delay` (still dead after max_attempts).
     pub fn retry_after(message: impl std::fmt::Display, delay: Duration) -> JobError {
-        JobError { message: message.to_string(), retry: Retry::After(delay) }
+        JobError { message: message.to_string(), retry: Retry::After(delay), kind: "pgqrs.Retry" }
     }
     /// Do not retry: archive the message as `dead` now.
     pub fn give_up(message: impl std::fmt::Display) -> JobError {
-        JobError { message: message.to_string(), retry: Retry::GiveUp }
+        JobError { message: message.to_string(), retry: Retry::GiveUp, kind: "pgqrs.Abort" }
     }
     /// The error text recorded on the message.
     pub fn message(&self) -> &str {
@@ -162,7 +170,7 @@ impl std::fmt::Display for JobError {
 
 impl<E: std::error::Error + Send + Sync + 'static> From<E> for JobError {
     fn from(e: E) -> Self {
-        JobError::retry(e)
+        JobError { message: e.to_string(), retry: Retry::Backoff, kind: std::any::type_name::<E>() }
     }
 }
 
@@ -214,6 +222,12 @@ impl Worker {
         }
         if options.poll_interval.is_zero() {
             return Err(Error::invalid("poll_interval must be > 0"));
+        }
+        if !(0.0..=1.0).contains(&options.retry_jitter) {
+            return Err(Error::invalid(format!(
+                "retry_jitter is a fraction from 0 to 1, got {}",
+                options.retry_jitter
+            )));
         }
         let config = config.clone().with_pool_max_size(config.pool_max_size().max(3))?;
         Ok(Worker {
@@ -286,17 +300,19 @@ impl Worker {
             .options
             .visibility_timeout
             .unwrap_or_else(|| Duration::from_secs_f64(info.visibility_timeout));
+        let listen_config = if self.options.listen { Some(self.listen_config()?) } else { None };
+        let worker_id = self.register().await?;
         let job = Arc::new(JobContext {
             handler,
             max_attempts: self.options.max_attempts.unwrap_or(info.max_attempts),
             vt,
             retry_base: self.options.retry_base,
             retry_max: self.options.retry_max,
+            retry_jitter: self.options.retry_jitter,
+            worker_id,
             stats: self.stats.clone(),
             running: Mutex::new(HashMap::new()),
         });
-        let listen_config = if self.options.listen { Some(self.listen_config()?) } else { None };
-        let worker_id = self.register().await?;
         log::info!("pgqrs worker {worker_id} started on queue {:?}", self.queue);
         let consumer = Arc::new(
             Consumer::with_pool(&self.config, &self.queue, self.db.pool.clone())
@@ -405,7 +421,11 @@ impl Worker {
                 .collect();
             log::warn!("pgqrs worker: releasing {} message(s) still running at shutdown", held.len());
             if !held.is_empty() {
-                let err = json!({"error": "worker shut down while the handler ran"});
+                let err = json!({
+                    "type": "WorkerStopped",
+                    "message": "the worker stopped before the handler finished",
+                    "worker_id": worker_id,
+                });
                 let errors = vec![err; held.len()];
                 if let Err(e) = consumer.release_batch_with(held, Duration::ZERO, Some(&errors)).await {
                     log::warn!("pgqrs worker: release at shutdown: {e}");
@@ -562,6 +582,8 @@ struct JobContext<F> {
     vt: Duration,
     retry_base: Duration,
     retry_max: Duration,
+    retry_jitter: f64,
+    worker_id: i64,
     stats: Arc<WorkerStats>,
     /// Messages whose handler is running: released if shutdown cuts them off.
     running: Mutex<HashMap<i64, Uuid>>,
@@ -616,7 +638,7 @@ where
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "handler panicked".to_string());
-                Err(JobError::retry(format!("panic: {text}")))
+                Err(JobError { message: text, retry: Retry::Backoff, kind: "panic" })
             }
         }
     }
@@ -644,7 +666,7 @@ where
                 Err(e) => {
                     let delay = match e.retry {
                         Retry::After(d) => d,
-                        _ => backoff(self.retry_base, self.retry_max, msg.attempts),
+                        _ => backoff(self.retry_base, self.retry_max, self.retry_jitter, msg.attempts),
                     };
                     let error = self.error_json(msg, e);
                     consumer.release_with(msg, delay, Some(&error)).await.map(|_| &self.stats.retried)
@@ -674,16 +696,24 @@ where
         }
     }
 
+    /// What is stored as the message's error: the same fields as the Python
+    /// worker's record (Rust has no traceback to add).
     fn error_json(&self, msg: &Message, e: &JobError) -> Value {
-        json!({"message": e.message, "attempt": msg.attempts, "max_attempts": self.max_attempts})
+        json!({
+            "type": e.kind,
+            "message": e.message,
+            "attempt": msg.attempts,
+            "worker_id": self.worker_id,
+        })
     }
 }
 
-/// Exponential backoff with "equal jitter": half the delay fixed, half random.
-fn backoff(base: Duration, max: Duration, attempts: i32) -> Duration {
+/// Delay after failed attempt number `attempts` (1 for the first):
+/// `base * 2^(attempts-1)`, capped at `max`, spread by +-`jitter` (as Python's `Backoff`).
+fn backoff(base: Duration, max: Duration, jitter: f64, attempts: i32) -> Duration {
     let exp = base.saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1).clamp(0, 30) as u32));
-    let d = exp.min(max);
-    d / 2 + d.mul_f64(random_fraction() / 2.0)
+    let spread = 1.0 + jitter * (2.0 * random_fraction() - 1.0);
+    exp.min(max).mul_f64(spread).min(max)
 }
 
 fn random_fraction() -> f64 {
@@ -703,10 +733,11 @@ mod tests {
         let max = Duration::from_secs(60);
         for attempts in 1..=10 {
             let full = (base * 2u32.pow(attempts as u32 - 1)).min(max);
-            let d = backoff(base, max, attempts);
-            assert!(d >= full / 2 && d <= full, "{attempts}: {d:?}");
+            assert_eq!(backoff(base, max, 0.0, attempts), full);
+            let d = backoff(base, max, 0.25, attempts);
+            assert!(d >= full.mul_f64(0.75) && d <= full.mul_f64(1.25).min(max), "{attempts}: {d:?}");
         }
-        let samples: std::collections::HashSet<_> = (0..20).map(|_| backoff(base, max, 5)).collect();
+        let samples: std::collections::HashSet<_> = (0..20).map(|_| backoff(base, max, 0.25, 5)).collect();
         assert!(samples.len() > 1, "jitter varies the delay");
     }
 }

@@ -114,7 +114,12 @@ async fn failures_retry_with_backoff_then_dead() {
     let dead = admin.list_archive(Some("jobs"), Some("dead"), 10).await.unwrap();
     let failed = dead.iter().find(|a| a.id == sent.id).unwrap();
     assert_eq!(failed.attempts, 3);
-    assert_eq!(failed.error.as_ref().unwrap()["message"], json!("attempt 3 failed"));
+    let error = failed.error.as_ref().unwrap();
+    assert_eq!(
+        (&error["type"], &error["message"], &error["attempt"]),
+        (&json!("pgqrs.Retry"), &json!("attempt 3 failed"), &json!(3))
+    );
+    assert!(error["worker_id"].is_i64());
     let gave_up = dead.iter().find(|a| a.id != sent.id).unwrap();
     assert_eq!(gave_up.attempts, 1);
     stop.stop();
@@ -211,7 +216,7 @@ async fn shutdown_waits_for_running_jobs_then_releases_the_rest() {
     let consumer = pgqrs::Consumer::new(&db.config, "jobs").await.unwrap();
     let again = consumer.dequeue().await.unwrap().unwrap();
     assert_eq!(again.payload, json!("stuck"));
-    assert!(again.last_error.is_some());
+    assert_eq!(again.last_error.unwrap()["type"], json!("WorkerStopped"));
     assert_eq!(admin.list_workers().await.unwrap()[0].status, "stopped");
     db.drop().await;
 }
