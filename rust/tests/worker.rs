@@ -274,3 +274,36 @@ async fn survives_its_connections_being_killed() {
     task.await.unwrap().unwrap();
     db.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_queue_is_not_fetched_until_resumed() {
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    admin.pause_queue("jobs").await.unwrap();
+    producer.enqueue(&json!("waits")).await.unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let worker = Worker::new(&db.config, "jobs", quick()).await.unwrap();
+    let (stop, task) = start(worker, move |_m: Message| {
+        let c = c.clone();
+        async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, JobError>(())
+        }
+    });
+    // Several poll intervals pass with the queue paused: nothing is delivered.
+    eventually(WAIT, "the worker to register", || async {
+        (!admin.list_workers().await.unwrap().is_empty()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert_eq!(admin.queue_stats("jobs").await.unwrap().ready, 1);
+    admin.resume_queue("jobs").await.unwrap();
+    eventually(WAIT, "completion after resume", || async {
+        (archived(&admin, "completed").await == 1).then_some(())
+    })
+    .await;
+    stop.stop();
+    task.await.unwrap().unwrap();
+    db.drop().await;
+}
