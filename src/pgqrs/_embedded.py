@@ -150,6 +150,8 @@ def _start(pgdata: Path) -> str:
     try:
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_pid_file(pgdata)
+        # The wheel caches one handle per PGDATA per process; after a stop it is stale.
+        server_module.PostgresServer._instances.pop(pgdata.resolve(), None)
         server = server_module.get_server(pgdata, cleanup_mode=None)
         return str(server.get_uri())
     except Exception as exc:
