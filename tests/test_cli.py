@@ -305,9 +305,13 @@ def test_worker_run(installed: Cli, dsn: str, schema: str, tmp_path: Path) -> No
             time.sleep(0.2)
         assert cli.json("queue", "stats", "work")["archived"] == {"completed": 3}
         assert sorted(out.read_text().splitlines()) == [json.dumps({"i": i}) for i in range(3)]
+        workers = cli.json("worker", "list")
+        assert [(w["queues"], w["status"]) for w in workers] == [(["work"], "running")]
     finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+        worker.terminate()  # SIGTERM: a graceful stop
+        _, stderr = worker.communicate(timeout=60)
+    assert worker.returncode == 0, stderr
+    assert [w["status"] for w in cli.json("worker", "list")] == ["stopped"]
 
 
 def test_demo_on_a_given_server(dsn: str, schema: str) -> None:
