@@ -146,6 +146,7 @@ def test_cli_on_a_fresh_embedded_server(data_dir: Path) -> None:
     assert f"using the embedded PostgreSQL in {data_dir} (running)" in demo.stderr
     assert "Enqueued message: 1" in demo.stdout and "Processing: {" in demo.stdout
     run("install", env=env)
+    assert run("--json", "queue", "list", env=env).stderr == ""  # --json: no notice either
     run("queue", "create", "tasks", env=env)
     assert [q["name"] for q in json.loads(run("--json", "queue", "list", env=env).stdout)] == [
         "tasks"

@@ -44,6 +44,8 @@ ROOT_SERVER_USER = "embedded_postgres"
 
 _FALSE = ("0", "false", "no", "off")
 _announced: set[Path] = set()
+#: Whether ``ensure_server`` may print its one line (the CLI's --json turns it off).
+announce_on_stderr = True
 
 
 class EmbeddedServerError(ConnectionFailed):
@@ -112,7 +114,7 @@ def ensure_server(environ: Mapping[str, str] | None = None, *, announce: bool = 
         else:
             dsn = _start(pgdata)
             started = True
-    if announce and pgdata not in _announced:
+    if announce and announce_on_stderr and pgdata not in _announced:
         _announced.add(pgdata)
         state = "started" if started else "running"
         print(

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import click
 
-from pgqrs import __version__
+from pgqrs import __version__, _embedded
 from pgqrs._cli import (
     archive_cmds,
     db_cmds,
@@ -55,6 +55,8 @@ def cli(
     """pgqrs: a job queue on PostgreSQL. Manage schema, queues, messages and workers."""
     ctx.obj = Ctx(dsn=dsn, schema=schema, as_json=as_json, debug=debug)
     _flags.update(as_json=as_json, debug=debug)
+    if as_json:  # stderr then carries only JSON error lines
+        _embedded.announce_on_stderr = False
     if debug:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     else:
