@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -13,6 +14,8 @@ import click
 from pgqrs._cli import exit_codes
 from pgqrs._cli.context import CliError, Ctx, pass_ctx
 
+#: Log line format of ``worker run`` (to stderr).
+WORKER_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: Handlers run at once by ``worker run`` unless --concurrency says otherwise.
 DEFAULT_WORKER_CONCURRENCY = 1
 
@@ -80,6 +83,9 @@ def run(ctx: Ctx, target: str, queues: tuple[str, ...], concurrency: int) -> Non
     """
     handler = load_handler(target)
     worker_class = _worker_class()
+    if not ctx.debug:  # a long-running process: show the worker's own log (start, stop, failures)
+        logging.basicConfig(level=logging.INFO, format=WORKER_LOG_FORMAT, stream=sys.stderr)
+        logging.getLogger("psycopg").setLevel(logging.WARNING)
     config = ctx.config()
     runner = worker_class(config, queues=list(queues), concurrency=concurrency)
     for name in queues:
