@@ -378,6 +378,8 @@ def test_no_dsn_and_embedded_off_is_a_usage_error() -> None:
 
 def test_help_version_and_python_m() -> None:
     assert "Exit codes:" in run("--help").stdout
+    assert "Commands:" in run().stdout  # alone: the help
+    assert "pause" in run("queue").stdout
     assert pgqrs.__version__ in run("--version").stdout
     proc = subprocess.run(
         [sys.executable, "-m", "pgqrs", "queue", "--help"],

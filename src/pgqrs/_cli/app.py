@@ -101,6 +101,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         _report("aborted", exit_codes.INTERRUPTED, "Abort")
         return exit_codes.INTERRUPTED
     except click.ClickException as exc:
+        if _is_bare_group(exc):  # `pgqrs` or `pgqrs queue` alone: show the help
+            assert isinstance(exc, click.UsageError) and exc.ctx is not None
+            click.echo(exc.ctx.get_help())
+            return exit_codes.OK
         hint = ""
         if isinstance(exc, click.UsageError) and exc.ctx is not None:
             hint = f" (see `{exc.ctx.command_path} --help`)"
@@ -124,6 +128,12 @@ def run(argv: Sequence[str] | None = None) -> int:
         )
         return exit_codes.ERROR
     return int(result) if isinstance(result, int) else exit_codes.OK
+
+
+def _is_bare_group(exc: click.ClickException) -> bool:
+    """A group called without a subcommand (click >= 8.2 raises for it; 8.1 shows help)."""
+    kind = getattr(click.exceptions, "NoArgsIsHelpError", None)
+    return kind is not None and isinstance(exc, kind)
 
 
 def _report(message: str, code: int, kind: str) -> None:
