@@ -102,7 +102,11 @@ class Config:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Config:
-        """Build a Config from ``PGQRS_*`` variables (see ``ENV_VARS``); ``options`` win."""
+        """Build a Config from ``PGQRS_*`` variables (see ``ENV_VARS``); ``options`` win.
+
+        With no DSN at all, starts or reuses the embedded local server (see
+        ``pgqrs._embedded``) unless ``PGQRS_EMBEDDED=0``.
+        """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for field in dataclasses.fields(cls):
@@ -114,10 +118,16 @@ class Config:
             values["dsn"] = env[FALLBACK_DSN_ENV_VAR]
         values.update(options)
         if not values.get("dsn"):
-            raise ConfigError(
-                f"no database given: set {ENV_VARS['dsn']} (or {FALLBACK_DSN_ENV_VAR}) "
-                "to a connection string such as postgresql://user@localhost/db"
-            )
+            # No DSN anywhere: the embedded default (a local server, see _embedded).
+            from pgqrs import _embedded
+
+            if not _embedded.enabled(env):
+                raise ConfigError(
+                    f"no database given: set {ENV_VARS['dsn']} (or {FALLBACK_DSN_ENV_VAR}) "
+                    "to a connection string such as postgresql://user@localhost/db "
+                    f"(or unset {_embedded.EMBEDDED_ENV_VAR} to use the embedded server)"
+                )
+            values["dsn"] = _embedded.ensure_server(env)
         return cls(**values)
 
     def connect_kwargs(self) -> dict[str, Any]:
