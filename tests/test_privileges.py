@@ -8,8 +8,12 @@ with a pgqrs error and changes nothing.
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -230,3 +234,32 @@ def test_consumer_can_register_and_heartbeat_as_a_worker(
     finally:
         db.close()
     assert [w.status for w in owner.list_workers()] == ["stopped"]
+
+
+def pgqrs_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PGQRS_")}
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("pgqrs")), *args],
+        capture_output=True,
+        text=True,
+        env={**env, "PGQRS_EMBEDDED": "0"},
+        timeout=60,
+    )
+
+
+def test_cli_grant(owner: pgqrs.Admin, role: RoleFactory, server_dsn: str) -> None:
+    config = role()
+    who = user_of(config)
+    base = ["--dsn", server_dsn, "--schema", owner.config.schema]
+    done = pgqrs_cli(*base, "--json", "grant", who, "--producer")
+    assert done.returncode == 0, done.stderr
+    statements = json.loads(done.stdout)["statements"]
+    assert statements and all(s.startswith("GRANT") for s in statements)
+    with pgqrs.Producer(config, "tasks") as p:
+        p.enqueue({"via": "cli grant"})
+    with pgqrs.Consumer(config, "tasks") as c:
+        refused(c.dequeue)
+    nothing = pgqrs_cli(*base, "grant", who)
+    assert nothing.returncode == 2 and "nothing to grant" in nothing.stderr, nothing.stderr
+    missing = pgqrs_cli(*base, "grant", "no_such_role_here", "--consumer")
+    assert missing.returncode == 2 and "does not exist" in missing.stderr, missing.stderr

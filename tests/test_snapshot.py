@@ -8,8 +8,13 @@ holds cleanup back so an operator can find (and end) it.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -43,6 +48,7 @@ def test_queue_keeps_working_under_a_held_snapshot(
         assert stats.ready == JOBS
         assert stats.oldest_xmin_pid == holder_pid[0]
         assert stats.oldest_xmin_age is not None and stats.oldest_xmin_age >= 0
+        assert cli_stats(server_dsn, schema, queue)["oldest_xmin_pid"] == holder_pid[0]
 
         archived: list[int] = []
         errors: list[BaseException] = []
@@ -80,6 +86,31 @@ def test_queue_keeps_working_under_a_held_snapshot(
     after = admin.queue_stats(queue)
     assert after.oldest_xmin_pid != holder_pid[0]
     print(f"{JOBS} jobs through a held snapshot in {elapsed:.1f}s; dead rows kept: {dead_rows}")
+
+
+def cli_stats(dsn: str, schema: str, queue: str) -> dict[str, Any]:
+    """``pgqrs queue stats QUEUE --json``, as an operator would run it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PGQRS_")}
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("pgqrs")),
+            "--dsn",
+            dsn,
+            "--schema",
+            schema,
+            "--json",
+            "queue",
+            "stats",
+            queue,
+        ],
+        capture_output=True,
+        text=True,
+        env={**env, "PGQRS_EMBEDDED": "0"},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
 
 
 def _dead_tuples(conn: psycopg.Connection[Any], schema: str) -> int | None:

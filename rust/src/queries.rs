@@ -61,6 +61,7 @@ queries! {
     QueuePurge => "queue_purge",
     QueueSetPaused => "queue_set_paused",
     QueueStats => "queue_stats",
+    RoleGrant => "role_grant",
     WorkerHeartbeat => "worker_heartbeat",
     WorkerList => "worker_list",
     WorkerReap => "worker_reap",

@@ -16,6 +16,7 @@ from pgqrs._cli import (
     db_cmds,
     demo_cmd,
     exit_codes,
+    grant_cmd,
     message_cmds,
     queue_cmds,
     schema_cmds,
@@ -75,6 +76,7 @@ for _command in (
     message_cmds.dequeue,
     archive_cmds.archive,
     worker_cmds.worker,
+    grant_cmd.grant,
     db_cmds.db,
     demo_cmd.demo,
 ):
