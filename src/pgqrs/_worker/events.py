@@ -61,6 +61,13 @@ class Counters:
     in_flight: int = 0
 
 
+def check_kind(kind: str | None) -> None:
+    if kind is not None and kind not in EVENT_KINDS:
+        raise InvalidArgument(
+            f"unknown event {kind!r}: expected one of {', '.join(EVENT_KINDS)}, or None for all"
+        )
+
+
 class Events:
     """Calls subscribers on the event loop's thread; a subscriber that raises is
     logged and otherwise ignored (it must never break the worker)."""
@@ -69,10 +76,7 @@ class Events:
         self._subscribers: list[tuple[str | None, Subscriber]] = []
 
     def subscribe(self, kind: str | None, callback: Subscriber) -> Callable[[], None]:
-        if kind is not None and kind not in EVENT_KINDS:
-            raise InvalidArgument(
-                f"unknown event {kind!r}: expected one of {', '.join(EVENT_KINDS)} or None"
-            )
+        check_kind(kind)
         if not callable(callback):
             raise InvalidArgument(f"event subscriber must be callable, got {callback!r}")
         entry = (kind, callback)

@@ -87,10 +87,14 @@ def make_spec(
 def error_record(exc: BaseException, attempt: int, worker_id: int | None) -> dict[str, Any]:
     """What is stored as the message's error: type, message and traceback."""
     kind = type(exc)
+    if kind.__module__ == "builtins":
+        name = kind.__qualname__
+    elif kind.__module__.startswith("pgqrs."):
+        name = f"pgqrs.{kind.__qualname__}"  # the public name, not the private module
+    else:
+        name = f"{kind.__module__}.{kind.__qualname__}"
     return {
-        "type": kind.__name__
-        if kind.__module__ == "builtins"
-        else f"{kind.__module__}.{kind.__qualname__}",
+        "type": name,
         "message": str(exc),
         "traceback": "".join(traceback.format_exception(kind, exc, exc.__traceback__)),
         "attempt": attempt,

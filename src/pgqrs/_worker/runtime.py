@@ -308,21 +308,18 @@ class Runtime:
         now_wait = asyncio.create_task(self._now_event.wait())
         try:
             # Fetchers finish their current dequeue (whose messages are then released).
-            pending_fetch = [t for t in fetchers if not t.done()]
-            if pending_fetch:
-                await asyncio.wait(
-                    [*pending_fetch, now_wait], timeout=max(0.0, grace_end - time.monotonic())
-                )
-            while not self._now_event.is_set():
-                running = [
-                    j.task for j in self._jobs.values() if j.task is not None and not j.task.done()
-                ]
-                remaining = grace_end - time.monotonic()
-                if not running or remaining <= 0:
-                    break
-                await asyncio.wait(
-                    [*running, now_wait], timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-                )
+            # Fetchers end after their current dequeue (its messages are released),
+            # then running jobs get the rest of the grace period.
+            for stage in ("fetch", "jobs"):
+                while not self._now_event.is_set():
+                    tasks = fetchers if stage == "fetch" else self._job_tasks()
+                    pending = [t for t in tasks if not t.done()]
+                    remaining = grace_end - time.monotonic()
+                    if not pending or remaining <= 0:
+                        break
+                    await asyncio.wait(
+                        [*pending, now_wait], timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                    )
         finally:
             now_wait.cancel()
         for t in fetchers:
@@ -420,6 +417,9 @@ class Runtime:
         if duration > 0:
             self._keeper.hold(m, duration, sent)
         return job
+
+    def _job_tasks(self) -> list[asyncio.Task[None]]:
+        return [j.task for j in self._jobs.values() if j.task is not None]
 
     def _untrack_done(self, q: QueueState, m: Message, _future: object) -> None:
         self._untrack(q, m)

@@ -29,7 +29,7 @@ from pgqrs._worker.defaults import (
     DEFAULT_WORKER_DEAD_AFTER,
     DEFAULT_WORKER_PRUNE_AFTER,
 )
-from pgqrs._worker.events import Counters, JobEvent
+from pgqrs._worker.events import Counters, JobEvent, check_kind
 from pgqrs._worker.handlers import make_spec
 from pgqrs._worker.runtime import Options, Runtime
 
@@ -108,7 +108,7 @@ class WorkerBase:
             )
         if listen_dsn is not None and poll_only:
             raise InvalidArgument(
-                "listen_dsn is only used for LISTEN, which poll_only=True turns off: pass one of them"
+                "listen_dsn is for LISTEN, which poll_only=True turns off: pass one or the other"
             )
         if listen_dsn is not None and (not isinstance(listen_dsn, str) or not listen_dsn.strip()):
             raise InvalidArgument(f"listen_dsn must be a connection string, got {listen_dsn!r}")
@@ -204,6 +204,7 @@ class WorkerBase:
         Subscribers run on the worker's event loop thread and must be quick;
         one that raises is logged and ignored.
         """
+        check_kind(event)
 
         def register(func: Callable[[JobEvent], Any]) -> Callable[[JobEvent], Any]:
             self._runtime.events.subscribe(event, func)
