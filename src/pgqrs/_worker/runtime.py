@@ -158,6 +158,7 @@ class Runtime:
             threads.shutdown()
             await db.close()
             self._running = False
+            self._stop_requested = self._stop_now = False
             self._loop = None
             self._loop_thread = None
 
@@ -518,7 +519,9 @@ class Runtime:
             self._emit("failed", m, error=exc)
             logger.warning("message %s (queue %r) aborted by its handler: %s", m.id, q.name, exc)
             return self._dead(m, exc)
-        except Exception as exc:
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # SystemExit or KeyboardInterrupt in a handler thread too
             self.counters.processed += 1
             self.counters.failed += 1
             self._emit("failed", m, error=exc)
