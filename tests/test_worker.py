@@ -216,11 +216,13 @@ async def test_failures_retry_with_growing_delays_then_dead(
 ) -> None:
     admin.create_queue("flaky", max_attempts=4)
     worker = pgqrs.aio.Worker(
-        config, poll_interval=0.05, backoff=pgqrs.Backoff(base=0.15, max=10, jitter=0)
+        config, poll_interval=0.05, backoff=pgqrs.Backoff(base=0.2, max=10, jitter=0)
     )
     seen: list[pgqrs.Message] = []
     events: list[str] = []
+    delays: list[float | None] = []
     worker.subscribe(None, lambda e: events.append(e.kind))
+    worker.subscribe("retried", lambda e: delays.append(e.delay))
 
     @worker.handler("flaky")
     def handle(msg: pgqrs.Message) -> None:
@@ -235,8 +237,9 @@ async def test_failures_retry_with_growing_delays_then_dead(
     assert [m.attempts for m in seen] == [1, 2, 3, 4]
     starts = [m.dequeued_at for m in seen]
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]  # database clock
-    assert gaps[0] >= 0.15 and gaps[1] >= 0.3 and gaps[2] >= 0.6, gaps
-    assert gaps[0] < gaps[1] < gaps[2], gaps
+    assert delays == [0.2, 0.4, 0.8]  # exponential (no jitter asked for)
+    # Each retry waited its delay, by the database's clock (and not much more).
+    assert all(d <= gap < d + 2 for d, gap in zip(delays, gaps, strict=True)), (delays, gaps)
     # The error of each failure is on the message for the next attempt.
     assert seen[0].last_error is None
     assert seen[1].last_error["type"] == "ValueError" and seen[1].last_error["message"] == "boom 1"
@@ -296,11 +299,11 @@ async def test_retry_and_abort(queue: str, config: pgqrs.Config, sql: Conn, sche
 async def test_long_handler_keeps_its_lease(
     admin: pgqrs.Admin, config: pgqrs.Config, sql: Conn, schema: str
 ) -> None:
-    admin.create_queue("slow", visibility_timeout=1)
+    admin.create_queue("slow")  # the queue's lease is 30 s; the handler asks for 1 s
     worker = pgqrs.aio.Worker(config, poll_interval=0.05)
     finished = threading.Event()
 
-    @worker.handler("slow")
+    @worker.handler("slow", visibility_timeout=1)
     def handle(msg: pgqrs.Message) -> str:  # sync: runs in a thread
         time.sleep(2.5)
         finished.set()
@@ -308,13 +311,20 @@ async def test_long_handler_keeps_its_lease(
 
     enqueue(config, "slow", [{"x": 1}])
     task = await started(worker)
+    span = f'SELECT extract(epoch FROM visible_at - dequeued_at) FROM "{schema}".messages'
+    spans: list[float] = []
     async with pgqrs.aio.Consumer(config, "slow") as rival:
         await until(lambda: leased(sql, schema) == 1, what="the lease")
         while not finished.is_set():  # 2.5x the visibility timeout: nobody else gets it
             assert await rival.dequeue() is None
+            row = sql.execute(span).fetchone()
+            if row:
+                spans.append(float(row[0]))
             await asyncio.sleep(0.1)
     await until(lambda: archived(sql, schema) == 1, what="completion")
     await stopped(worker, task)
+    assert min(spans) < 5  # the handler's lease length (1 s, extended), not the queue's 30 s
+    assert max(spans) > 2.0  # extended, more than once
     assert one(sql, f'SELECT attempts FROM "{schema}".archive') == 1
 
 
@@ -720,8 +730,10 @@ def test_processes_share_nothing_but_the_database(
 ) -> None:
     """Two worker processes drain one queue together; each message is done once."""
     admin.create_queue("tasks")
-    enqueue(config, "tasks", [{"sleep": 0.01} for _ in range(40)])
     procs = [spawn(concurrency=4), spawn(concurrency=4)]
+    for proc in procs:  # registered, so their signal handlers are in place
+        until_sync(lambda p=proc: worker_of(sql, schema, p.pid), what="the worker processes")
+    enqueue(config, "tasks", [{"sleep": 0.01} for _ in range(40)])
     until_sync(lambda: archived(sql, schema) == 40, timeout=15, what="40 completions")
     for proc in procs:
         proc.send_signal(signal.SIGTERM)
