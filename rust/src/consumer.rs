@@ -297,6 +297,7 @@ impl Consumer {
                     (&statuses, Type::TEXT_ARRAY),
                     (&results, Type::TEXT_ARRAY),
                     (&errors, Type::TEXT_ARRAY),
+                    (&None::<Vec<bool>>, Type::BOOL_ARRAY),
                 ],
                 Some(&self.queue),
             )
@@ -411,6 +412,7 @@ impl Consumer {
                     (&leases, Type::UUID_ARRAY),
                     (&delays, Type::FLOAT8_ARRAY),
                     (&errors, Type::TEXT_ARRAY),
+                    (&None::<Vec<bool>>, Type::BOOL_ARRAY),
                 ],
                 Some(&self.queue),
             )

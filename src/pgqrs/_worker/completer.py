@@ -48,6 +48,8 @@ class Settlement:
     error: str | None = None
     #: Release delay in seconds.
     delay: float = 0.0
+    #: Release: give back the attempt counted at dequeue (no handler started).
+    refund: bool = False
     #: Statements including this settlement that failed so far.
     failures: int = 0
     future: asyncio.Future[Outcome] = dataclasses.field(
@@ -210,6 +212,7 @@ class Completer:
                     [s.message.lease for s in releases],
                     [s.delay for s in releases],
                     [s.error for s in releases],
+                    [s.refund for s in releases],
                 ],
             )
             _resolve(releases, rows, ambiguous="lease_lost")

@@ -434,8 +434,8 @@ class Runtime:
         return job
 
     def _give_back(self, q: QueueState, m: Message) -> None:
-        """Release a tracked message that no handler is working on."""
-        settlement = Settlement(message=m, kind="release")
+        """Release a tracked message that no handler started: its attempt is refunded."""
+        settlement = Settlement(message=m, kind="release", refund=True)
         self._completer.submit(settlement).add_done_callback(
             functools.partial(self._untrack_done, q, m)
         )
