@@ -297,7 +297,6 @@ impl Consumer {
                     (&statuses, Type::TEXT_ARRAY),
                     (&results, Type::TEXT_ARRAY),
                     (&errors, Type::TEXT_ARRAY),
-                    (&None::<Vec<bool>>, Type::BOOL_ARRAY),
                 ],
                 Some(&self.queue),
             )
