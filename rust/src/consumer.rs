@@ -411,6 +411,7 @@ impl Consumer {
                     (&leases, Type::UUID_ARRAY),
                     (&delays, Type::FLOAT8_ARRAY),
                     (&errors, Type::TEXT_ARRAY),
+                    (&None::<Vec<bool>>, Type::BOOL_ARRAY),
                 ],
                 Some(&self.queue),
             )

@@ -153,6 +153,6 @@ class Consumer(Client):
         d = to_seconds(delay, "delay")
         errs = encode_each(errors, len(ids), "error", self.config.max_payload_bytes)
         rows = self._db.fetch(
-            "message_release", [ids, leases, [d] * len(ids), errs], queue=self.queue
+            "message_release", [ids, leases, [d] * len(ids), errs, None], queue=self.queue
         )
         return check_fenced(rows, "release", self._leases)

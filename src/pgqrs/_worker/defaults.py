@@ -24,10 +24,8 @@ DEFAULT_HEARTBEAT_INTERVAL = 10.0
 #: Seconds between ``worker_reap`` runs by each worker (marks silent workers
 #: dead and prunes old rows; correctness never depends on it).
 DEFAULT_REAP_INTERVAL = 60.0
-#: Seconds without a heartbeat after which a worker row is marked dead.
-DEFAULT_WORKER_DEAD_AFTER = 60.0
-#: Seconds after which stopped and dead worker rows are pruned.
-DEFAULT_WORKER_PRUNE_AFTER = 7 * 24 * 3600.0
+# When reaping, workers use Admin.reap_workers()'s defaults
+# (pgqrs._async.admin.DEFAULT_WORKER_DEAD_AFTER and DEFAULT_WORKER_PRUNE_AFTER).
 #: Fraction of a lease after which a still-running handler's lease is extended
 #: (by a whole lease again).
 DEFAULT_LEASE_EXTEND_AT = 0.5

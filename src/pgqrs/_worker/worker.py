@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from pgqrs._async.admin import DEFAULT_WORKER_DEAD_AFTER, DEFAULT_WORKER_PRUNE_AFTER
 from pgqrs._config import Config
 from pgqrs._errors import ConfigError, InvalidArgument
 from pgqrs._ops import MAX_BATCH, Seconds, seconds
@@ -26,8 +27,6 @@ from pgqrs._worker.defaults import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_REAP_INTERVAL,
     DEFAULT_SHUTDOWN_WRITE_TIMEOUT,
-    DEFAULT_WORKER_DEAD_AFTER,
-    DEFAULT_WORKER_PRUNE_AFTER,
 )
 from pgqrs._worker.events import Counters, JobEvent, check_kind
 from pgqrs._worker.handlers import make_spec
