@@ -7,6 +7,7 @@ Sizes are modest by default (a few minutes in all on 2 cores);
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -139,6 +140,8 @@ class Fleet:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.all: list[subprocess.Popen[bytes]] = []
         self.killed: list[int] = []
+        #: Pids that did not stop within the timeout after SIGTERM.
+        self.hung: list[int] = []
         for _ in range(size):
             self.procs.append(self.spawn())
 
@@ -180,9 +183,13 @@ class Fleet:
             try:
                 codes.append(p.wait(timeout))
             except subprocess.TimeoutExpired:
+                p.send_signal(signal.SIGUSR1)  # faulthandler: dump its threads' stacks
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.wait(2)
                 p.kill()
                 p.wait()
                 codes.append(None)
+                self.hung.append(p.pid)
         return codes
 
     def _ready(self, n: int) -> bool:
@@ -201,7 +208,11 @@ class Fleet:
         parts = []
         for n, proc in enumerate(self.all):
             text = (self.logs / f"worker{n}.err").read_text(errors="replace")
-            lines = [ln for ln in text.splitlines() if "reconnecting in" not in ln]
+            lines = [
+                ln
+                for ln in text.splitlines()
+                if "reconnecting in" not in ln and "discarding closed" not in ln
+            ]
             parts.append(f"--- worker{n} (pid {proc.pid}, exit {proc.poll()}):")
             parts.extend(lines[-40:])
         return "\n".join(parts)

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import faulthandler
 import json
+import logging
 import os
 import signal
 import sys
@@ -58,6 +60,10 @@ def main() -> None:
     ap.add_argument("--poll-only", action="store_true")
     ap.add_argument("--slow-first", type=float, default=0.0, help="first attempts sleep this long")
     args = ap.parse_args()
+    # Lifecycle lines (serving, stopping, ...) and, on SIGUSR1, every thread's
+    # stack: what a test prints when a worker does not stop in time.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     config = pgqrs.Config.from_dsn(
         args.dsn,
