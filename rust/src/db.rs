@@ -6,6 +6,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{GenericClient, NoTls, Row};
 
+use crate::tls::Connector;
+
 use crate::config::Config;
 use crate::error::{first_line, translate, Error, ErrorKind, Result};
 use crate::queries::{Query, Rendered};
@@ -14,14 +16,16 @@ use crate::queries::{Query, Rendered};
 /// statement, so no describe round trip and no named statement is needed).
 pub(crate) type Param<'a> = (&'a (dyn ToSql + Sync), Type);
 
-/// A pool set up for pgqrs: no TLS, no session state, connections checked
-/// before reuse. Pass it to several clients (`with_pool`) to share connections.
+/// A pool set up for pgqrs: TLS as the DSN's `sslmode` says, no session
+/// state, connections checked before reuse. Pass it to several clients
+/// (`with_pool`) to share connections.
 pub fn make_pool(config: &Config) -> Result<Pool> {
-    let manager = Manager::from_config(
-        config.pg_config(),
-        NoTls,
-        ManagerConfig { recycling_method: RecyclingMethod::Fast },
-    );
+    let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+    let manager = match config.connector()? {
+        Connector::Plain => Manager::from_config(config.pg_config(), NoTls, manager_config),
+        #[cfg(feature = "tls")]
+        Connector::Rustls(tls) => Manager::from_config(config.pg_config(), tls, manager_config),
+    };
     Pool::builder(manager)
         .max_size(config.pool_max_size())
         .runtime(Runtime::Tokio1)
@@ -75,8 +79,20 @@ impl Db {
                     Some(db) => first_line(db.message()),
                     None => first_line(&e.to_string()),
                 };
-                Error::new(ErrorKind::Connection, format!("cannot connect to PostgreSQL at {dsn}: {reason}"))
-                    .with_source(e)
+                let hint = if reason.contains("TLS") || reason.contains("certificate") {
+                    let mode = self.config.ssl_mode().map(|m| m.to_string()).unwrap_or_default();
+                    format!(
+                        " (sslmode={mode}: check sslrootcert, and that the server's certificate \
+                         is signed by it and names the host)"
+                    )
+                } else {
+                    String::new()
+                };
+                Error::new(
+                    ErrorKind::Connection,
+                    format!("cannot connect to PostgreSQL at {dsn}: {reason}{hint}"),
+                )
+                .with_source(e)
             }
             PoolError::Timeout(_) => Error::new(
                 ErrorKind::Connection,

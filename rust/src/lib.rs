@@ -47,7 +47,19 @@
 //! tokio-postgres was chosen over sqlx for a smaller build, explicit
 //! control over statement naming and the binary protocol, and LISTEN support
 //! on a plain connection; deadpool-postgres is a thin pool over it.
-//! TLS is not built in yet: connections use `NoTls` (`sslmode=require` fails).
+//!
+//! # TLS
+//!
+//! With the default feature `tls`, connections use rustls (with the `ring`
+//! provider: no OpenSSL, no C toolchain beyond what `ring` needs) through
+//! tokio-postgres-rustls, and follow the DSN's `sslmode` and `sslrootcert`
+//! as libpq does: `disable`, `allow`/`prefer` (the default: TLS when the
+//! server offers it, certificate not checked), `require`, `verify-ca` and
+//! `verify-full`; `sslrootcert` names a PEM file of CA certificates or
+//! `system`. See [`SslMode`] for the details. A certificate that does not
+//! verify is an [`ErrorKind::Connection`] error naming the host and the mode.
+//! Without the feature, only plain-text connections are made and a DSN that
+//! requires TLS is a [`ErrorKind::Config`] error.
 //!
 //! # Payloads
 //!
@@ -82,6 +94,7 @@ mod message;
 mod payload;
 mod producer;
 mod queries;
+mod tls;
 mod validate;
 pub mod worker;
 
@@ -97,6 +110,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use message::{ArchivedMessage, Message, QueueInfo, QueueStats, VerifyReport, WorkerInfo};
 pub use producer::{EnqueueOptions, Producer, MAX_DEDUP_KEY_LENGTH};
 pub use queries::{migrations, Migration};
+pub use tls::SslMode;
 pub use validate::{validate_queue_name, validate_schema_name, MAX_QUEUE_NAME_LENGTH};
 pub use worker::{JobError, Worker, WorkerOptions};
 
