@@ -81,9 +81,14 @@
 //!
 //! # Worker
 //!
-//! [`Worker`] runs a handler over one queue with bounded concurrency,
-//! retries with exponential backoff and jitter, lease extension, NOTIFY
-//! wake-ups plus polling, and graceful shutdown on SIGINT/SIGTERM.
+//! [`Worker`] runs a handler over one or several queues with bounded
+//! concurrency, retries with exponential backoff and jitter, lease
+//! extension, batched completions (one fenced `message_archive` /
+//! `message_release` statement for the jobs finishing within a few
+//! milliseconds, retried on connection loss), NOTIFY wake-ups plus polling,
+//! periodic `worker_reap`, and graceful shutdown on SIGINT/SIGTERM (messages
+//! fetched but not started go back with their attempt refunded). Its
+//! behaviour follows the Python worker; see the [`worker`] module.
 
 mod admin;
 mod config;
@@ -112,7 +117,7 @@ pub use producer::{EnqueueOptions, Producer, MAX_DEDUP_KEY_LENGTH};
 pub use queries::{migrations, Migration};
 pub use tls::SslMode;
 pub use validate::{validate_queue_name, validate_schema_name, MAX_QUEUE_NAME_LENGTH};
-pub use worker::{JobError, Worker, WorkerOptions};
+pub use worker::{JobError, Queues, Worker, WorkerOptions, WorkerStats};
 
 /// Re-exported so callers can name the pool and driver types without a version clash.
 pub use deadpool_postgres;

@@ -217,6 +217,7 @@ async fn shutdown_waits_for_running_jobs_then_releases_the_rest() {
     let again = consumer.dequeue().await.unwrap().unwrap();
     assert_eq!(again.payload, json!("stuck"));
     assert_eq!(again.last_error.unwrap()["type"], json!("WorkerStopped"));
+    assert_eq!(again.attempts, 2, "a handler ran: the cut-off attempt counts (no refund)");
     assert_eq!(admin.list_workers().await.unwrap()[0].status, "stopped");
     db.drop().await;
 }
@@ -305,5 +306,313 @@ async fn paused_queue_is_not_fetched_until_resumed() {
     .await;
     stop.stop();
     task.await.unwrap().unwrap();
+    db.drop().await;
+}
+
+/// Messages archived per distinct `archived_at` (one statement, one transaction, one now()).
+async fn archive_statements(db: &TestDb) -> Vec<i64> {
+    let raw = db.raw().await;
+    let sql =
+        format!("SELECT count(*) FROM \"{}\".archive GROUP BY archived_at ORDER BY archived_at", db.schema);
+    raw.query(&sql, &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
+}
+
+/// Count handler starts, then wait for `gate` before finishing.
+fn gated(
+    started: Arc<AtomicUsize>,
+    gate: Arc<tokio::sync::Semaphore>,
+) -> impl Fn(Message) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), JobError>> + Send>>
+       + Send
+       + Sync
+       + 'static {
+    move |_msg: Message| {
+        let (started, gate) = (started.clone(), gate.clone());
+        Box::pin(async move {
+            started.fetch_add(1, Ordering::SeqCst);
+            gate.acquire().await.unwrap().forget();
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_finishing_together_share_one_statement() {
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    producer.enqueue_batch(&(0..30).map(|i| json!(i)).collect::<Vec<_>>()).await.unwrap();
+    let started = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let options = WorkerOptions { concurrency: 30, flush_interval: Duration::from_millis(200), ..quick() };
+    let worker = Worker::new(&db.config, "jobs", options).await.unwrap();
+    let stats = worker.stats();
+    let (stop, task) = start(worker, gated(started.clone(), gate.clone()));
+    eventually(WAIT, "30 running handlers", || async {
+        (started.load(Ordering::SeqCst) == 30).then_some(())
+    })
+    .await;
+    gate.add_permits(30);
+    eventually(WAIT, "30 completions", || async {
+        (archived(&admin, "completed").await == 30).then_some(())
+    })
+    .await;
+    let statements = archive_statements(&db).await;
+    assert!(statements.len() <= 3, "30 archives in at most 3 statements, got {statements:?}");
+    assert_eq!(stats.completed.load(Ordering::SeqCst), 30);
+    stop.stop();
+    task.await.unwrap().unwrap();
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_flush_by_size_and_by_time() {
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    producer.enqueue_batch(&(0..5).map(|i| json!({"quick": i})).collect::<Vec<_>>()).await.unwrap();
+    producer.enqueue(&json!("held")).await.unwrap();
+    let held = Arc::new(tokio::sync::Semaphore::new(0));
+    let h = held.clone();
+    // A full batch of 5 goes at once, although the flush interval is a minute
+    // and a handler is still running.
+    let options =
+        WorkerOptions { concurrency: 6, flush_interval: Duration::from_secs(60), flush_size: 5, ..quick() };
+    let worker = Worker::new(&db.config, "jobs", options).await.unwrap();
+    let (stop, task) = start(worker, move |msg: Message| {
+        let h = h.clone();
+        async move {
+            if msg.payload == json!("held") {
+                h.acquire().await.unwrap().forget();
+            }
+            Ok::<_, JobError>(())
+        }
+    });
+    eventually(WAIT, "a full batch written", || async {
+        (archived(&admin, "completed").await == 5).then_some(())
+    })
+    .await;
+    assert_eq!(archive_statements(&db).await, [5], "one statement for the full batch");
+    stop.stop();
+    held.add_permits(1);
+    task.await.unwrap().unwrap();
+    assert_eq!(archived(&admin, "completed").await, 6);
+    db.drop().await;
+
+    // A lone completion goes after the flush interval, while another handler still runs.
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    producer.enqueue_batch(&[json!("quick"), json!("held")]).await.unwrap();
+    let held = Arc::new(tokio::sync::Semaphore::new(0));
+    let h = held.clone();
+    let options = WorkerOptions { flush_interval: Duration::from_millis(100), ..quick() };
+    let worker = Worker::new(&db.config, "jobs", options).await.unwrap();
+    let stats = worker.stats();
+    let (stop, task) = start(worker, move |msg: Message| {
+        let h = h.clone();
+        async move {
+            if msg.payload == json!("held") {
+                h.acquire().await.unwrap().forget();
+            }
+            Ok::<_, JobError>(())
+        }
+    });
+    eventually(WAIT, "the quick one written", || async {
+        (archived(&admin, "completed").await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(stats.in_flight.load(Ordering::SeqCst), 1, "the held one still runs");
+    held.add_permits(1);
+    eventually(WAIT, "both written", || async { (archived(&admin, "completed").await == 2).then_some(()) })
+        .await;
+    stop.stop();
+    task.await.unwrap().unwrap();
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_lease_in_a_batch_refuses_only_that_message() {
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    let sent = producer.enqueue_batch(&[json!(1), json!(2), json!(3)]).await.unwrap();
+    let started = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let options = WorkerOptions { flush_interval: Duration::from_millis(200), ..quick() };
+    let worker = Worker::new(&db.config, "jobs", options).await.unwrap();
+    let stats = worker.stats();
+    let (stop, task) = start(worker, gated(started.clone(), gate.clone()));
+    eventually(WAIT, "3 running handlers", || async { (started.load(Ordering::SeqCst) == 3).then_some(()) })
+        .await;
+    // Another consumer takes message 2 over (as after its lease expired).
+    let raw = db.raw().await;
+    let stolen = sent[1].id;
+    let sql = format!("UPDATE \"{}\".messages SET lease = gen_random_uuid() WHERE id = $1", db.schema);
+    assert_eq!(raw.execute(&sql, &[&stolen]).await.unwrap(), 1);
+    gate.add_permits(3);
+    eventually(WAIT, "the other two archived", || async {
+        (archived(&admin, "completed").await == 2).then_some(())
+    })
+    .await;
+    eventually(WAIT, "the lost lease counted", || async {
+        (stats.lease_lost.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    assert_eq!(archive_statements(&db).await, [2], "the two went in one statement");
+    let done = admin.list_archive(Some("jobs"), None, 10).await.unwrap();
+    assert!(done.iter().all(|a| a.id != stolen), "the stolen message was not archived");
+    assert_eq!(admin.queue_stats("jobs").await.unwrap().in_flight, 1, "it stays with its new holder");
+    assert_eq!(stats.completed.load(Ordering::SeqCst), 2);
+    stop.stop();
+    task.await.unwrap().unwrap();
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_cut_off_by_a_lost_connection_is_retried() {
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    producer.enqueue(&json!("done")).await.unwrap();
+    let app = format!("pgqrs-cut-{}", db.schema);
+    let config = db.config.clone().with_application_name(&app);
+    let started = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let options = WorkerOptions { listen: false, poll_interval: Duration::from_secs(60), ..quick() };
+    let worker = Worker::new(&config, "jobs", options).await.unwrap();
+    let stats = worker.stats();
+    let (stop, task) = start(worker, gated(started.clone(), gate.clone()));
+    eventually(WAIT, "the handler running", || async { (started.load(Ordering::SeqCst) == 1).then_some(()) })
+        .await;
+    // Hold the archive table: the worker's archive statement waits for it ...
+    let mut locker = db.raw().await;
+    let tx = locker.transaction().await.unwrap();
+    tx.batch_execute(&format!("LOCK TABLE \"{}\".archive IN ACCESS EXCLUSIVE MODE", db.schema))
+        .await
+        .unwrap();
+    gate.add_permits(1);
+    let raw = db.raw().await;
+    let waiting = "SELECT pid FROM pg_stat_activity WHERE application_name = $1 \
+                   AND wait_event_type = 'Lock' AND query LIKE '%message_archive%'";
+    let pid: i32 = eventually(WAIT, "the archive statement waiting", || async {
+        raw.query(waiting, &[&app]).await.unwrap().first().map(|r| r.get(0))
+    })
+    .await;
+    // ... and its connection dies under it, before anything was written.
+    let killed: bool = raw.query_one("SELECT pg_terminate_backend($1)", &[&pid]).await.unwrap().get(0);
+    assert!(killed);
+    tx.commit().await.unwrap();
+    eventually(WAIT, "the completion written on retry", || async {
+        (archived(&admin, "completed").await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(stats.completed.load(Ordering::SeqCst), 1);
+    assert_eq!(stats.unwritten.load(Ordering::SeqCst), 0);
+    stop.stop();
+    task.await.unwrap().unwrap();
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_worker_serves_several_queues() {
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    admin.create_queue("other").await.unwrap();
+    let other = Producer::new(&db.config, "other").await.unwrap();
+    producer.enqueue_batch(&(0..5).map(|i| json!(i)).collect::<Vec<_>>()).await.unwrap();
+    other.enqueue_batch(&(0..5).map(|i| json!(i)).collect::<Vec<_>>()).await.unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let worker = Worker::new(&db.config, ["jobs", "other"], quick()).await.unwrap();
+    assert_eq!(worker.queues(), ["jobs", "other"]);
+    let (stop, task) = start(worker, move |msg: Message| {
+        s.lock().unwrap().push(msg.queue.clone());
+        async move { Ok::<_, JobError>(msg.queue) }
+    });
+    eventually(WAIT, "10 completions", || async {
+        (admin.list_archive(None, Some("completed"), 100).await.unwrap().len() == 10).then_some(())
+    })
+    .await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.iter().filter(|q| *q == "jobs").count(), 5);
+    assert_eq!(seen.iter().filter(|q| *q == "other").count(), 5);
+    for a in admin.list_archive(None, Some("completed"), 100).await.unwrap() {
+        assert_eq!(a.result, Some(json!(a.queue)), "the handler saw the message's own queue");
+    }
+    assert_eq!(admin.list_workers().await.unwrap()[0].queues, ["jobs", "other"]);
+    // A NOTIFY on either queue wakes its fetch loop.
+    other.enqueue(&json!("late")).await.unwrap();
+    eventually(WAIT, "the late one", || async { (archived_in(&admin, "other").await == 6).then_some(()) })
+        .await;
+    stop.stop();
+    task.await.unwrap().unwrap();
+    db.drop().await;
+}
+
+async fn archived_in(admin: &Admin, queue: &str) -> usize {
+    admin.list_archive(Some(queue), Some("completed"), 1000).await.unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_workers_are_reaped_periodically() {
+    let (db, admin, _producer) = setup(5, Duration::from_secs(30)).await;
+    let raw = db.raw().await;
+    let ghost: i64 = raw
+        .query_one(
+            &format!(
+                "INSERT INTO \"{}\".workers (hostname, pid, queues, heartbeat_at) \
+                 VALUES ('ghost', 1, '{{jobs}}', now() - interval '1 hour') RETURNING id",
+                db.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let options = WorkerOptions { reap_interval: Duration::from_millis(200), ..quick() };
+    let worker = Worker::new(&db.config, "jobs", options).await.unwrap();
+    let (stop, task) = start(worker, |_m: Message| async { Ok::<_, JobError>(()) });
+    eventually(WAIT, "the silent worker marked dead", || async {
+        let workers = admin.list_workers().await.unwrap();
+        let ghost = workers.iter().find(|w| w.id == ghost)?;
+        (ghost.status == "dead").then_some(())
+    })
+    .await;
+    let me = admin.list_workers().await.unwrap().into_iter().find(|w| w.id != ghost).unwrap();
+    assert_eq!(me.status, "running", "the live worker is left alone");
+    stop.stop();
+    task.await.unwrap().unwrap();
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_fetched_after_a_stop_go_back_with_their_attempt_refunded() {
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    producer.enqueue_batch(&[json!(1), json!(2), json!(3)]).await.unwrap();
+    let app = format!("pgqrs-refund-{}", db.schema);
+    let config = db.config.clone().with_application_name(&app);
+    // Hold the messages table so that the worker's first dequeue waits.
+    let mut locker = db.raw().await;
+    let tx = locker.transaction().await.unwrap();
+    tx.batch_execute(&format!("LOCK TABLE \"{}\".messages IN SHARE MODE", db.schema)).await.unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let options = WorkerOptions { listen: false, ..quick() };
+    let worker = Worker::new(&config, "jobs", options).await.unwrap();
+    let (stop, task) = start(worker, move |_m: Message| {
+        c.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<_, JobError>(()) }
+    });
+    let raw = db.raw().await;
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
+                   AND wait_event_type = 'Lock' AND query LIKE '%message_dequeue%'";
+    eventually(WAIT, "the dequeue waiting", || async {
+        (raw.query_one(waiting, &[&app]).await.unwrap().get::<_, i64>(0) == 1).then_some(())
+    })
+    .await;
+    stop.stop();
+    eventually(WAIT, "the worker stopping", || async {
+        (admin.list_workers().await.unwrap()[0].status == "stopping").then_some(())
+    })
+    .await;
+    tx.commit().await.unwrap(); // the dequeue now leases the 3 messages, to a stopping worker
+    task.await.unwrap().unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "no handler started");
+    let rows = raw
+        .query(&format!("SELECT attempts, lease IS NULL FROM \"{}\".messages ORDER BY id", db.schema), &[])
+        .await
+        .unwrap();
+    let rows: Vec<(i32, bool)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(rows, [(0, true); 3], "released with the dequeue's attempt given back");
+    assert_eq!(admin.queue_stats("jobs").await.unwrap().ready, 3);
     db.drop().await;
 }
