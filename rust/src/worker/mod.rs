@@ -156,10 +156,10 @@ pub struct WorkerOptions {
     /// Period of `worker_reap` ([`DEFAULT_REAP_INTERVAL`]).
     pub reap_interval: Duration,
     /// Silence after which reaping marks a worker dead
-    /// ([`DEFAULT_WORKER_DEAD_AFTER`](crate::DEFAULT_WORKER_DEAD_AFTER), as `Admin::reap_workers`).
+    /// ([`DEFAULT_WORKER_DEAD_AFTER`], as `Admin::reap_workers`).
     pub worker_dead_after: Duration,
     /// Age after which reaping prunes stopped and dead workers
-    /// ([`DEFAULT_WORKER_PRUNE_AFTER`](crate::DEFAULT_WORKER_PRUNE_AFTER)).
+    /// ([`DEFAULT_WORKER_PRUNE_AFTER`]).
     pub worker_prune_after: Duration,
     /// Time a stopping worker retries unwritten outcomes ([`DEFAULT_SHUTDOWN_WRITE_TIMEOUT`]).
     pub shutdown_write_timeout: Duration,
