@@ -362,27 +362,52 @@ async fn completions_finishing_together_share_one_statement() {
     db.drop().await;
 }
 
+/// A handler for the flush tests: "held" waits for `held`, the others for
+/// `gate`; each counts its start first, so that a test can have every handler
+/// running before any finishes (with none running, the worker flushes at once).
+type Gates = (Arc<AtomicUsize>, Arc<tokio::sync::Semaphore>, Arc<tokio::sync::Semaphore>);
+
+fn gates() -> Gates {
+    (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(tokio::sync::Semaphore::new(0)),
+        Arc::new(tokio::sync::Semaphore::new(0)),
+    )
+}
+
+fn held_or_gated(
+    (started, gate, held): Gates,
+) -> impl Fn(Message) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), JobError>> + Send>>
+       + Send
+       + Sync
+       + 'static {
+    move |msg: Message| {
+        let (started, gate, held) = (started.clone(), gate.clone(), held.clone());
+        Box::pin(async move {
+            started.fetch_add(1, Ordering::SeqCst);
+            let wait_for = if msg.payload == json!("held") { held } else { gate };
+            wait_for.acquire().await.unwrap().forget();
+            Ok(())
+        })
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completions_flush_by_size_and_by_time() {
     let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
     producer.enqueue_batch(&(0..5).map(|i| json!({"quick": i})).collect::<Vec<_>>()).await.unwrap();
     producer.enqueue(&json!("held")).await.unwrap();
-    let held = Arc::new(tokio::sync::Semaphore::new(0));
-    let h = held.clone();
     // A full batch of 5 goes at once, although the flush interval is a minute
     // and a handler is still running.
     let options =
         WorkerOptions { concurrency: 6, flush_interval: Duration::from_secs(60), flush_size: 5, ..quick() };
     let worker = Worker::new(&db.config, "jobs", options).await.unwrap();
-    let (stop, task) = start(worker, move |msg: Message| {
-        let h = h.clone();
-        async move {
-            if msg.payload == json!("held") {
-                h.acquire().await.unwrap().forget();
-            }
-            Ok::<_, JobError>(())
-        }
-    });
+    let g = gates();
+    let (started, gate, held) = g.clone();
+    let (stop, task) = start(worker, held_or_gated(g));
+    eventually(WAIT, "6 running handlers", || async { (started.load(Ordering::SeqCst) == 6).then_some(()) })
+        .await;
+    gate.add_permits(5);
     eventually(WAIT, "a full batch written", || async {
         (archived(&admin, "completed").await == 5).then_some(())
     })
@@ -397,20 +422,15 @@ async fn completions_flush_by_size_and_by_time() {
     // A lone completion goes after the flush interval, while another handler still runs.
     let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
     producer.enqueue_batch(&[json!("quick"), json!("held")]).await.unwrap();
-    let held = Arc::new(tokio::sync::Semaphore::new(0));
-    let h = held.clone();
     let options = WorkerOptions { flush_interval: Duration::from_millis(100), ..quick() };
     let worker = Worker::new(&db.config, "jobs", options).await.unwrap();
     let stats = worker.stats();
-    let (stop, task) = start(worker, move |msg: Message| {
-        let h = h.clone();
-        async move {
-            if msg.payload == json!("held") {
-                h.acquire().await.unwrap().forget();
-            }
-            Ok::<_, JobError>(())
-        }
-    });
+    let g = gates();
+    let (started, gate, held) = g.clone();
+    let (stop, task) = start(worker, held_or_gated(g));
+    eventually(WAIT, "2 running handlers", || async { (started.load(Ordering::SeqCst) == 2).then_some(()) })
+        .await;
+    gate.add_permits(1);
     eventually(WAIT, "the quick one written", || async {
         (archived(&admin, "completed").await == 1).then_some(())
     })

@@ -523,12 +523,16 @@ impl Worker {
                 stop_rx.clone(),
             ));
         }
-        background.spawn(heartbeat(
+        // Ended by `quit` between two statements (not aborted): a heartbeat
+        // in flight must not land after worker_stop and undo it.
+        let quit = Arc::new(Notify::new());
+        let heartbeat_task = tokio::spawn(heartbeat(
             self.db.clone(),
             worker_id.clone(),
             self.queues.clone(),
             opts.clone(),
             stopping.clone(),
+            quit.clone(),
         ));
 
         let slots = Arc::new(Semaphore::new(opts.concurrency));
@@ -582,7 +586,7 @@ impl Worker {
         );
         let status_db = self.db.clone();
         let id = worker_id.load(Ordering::Relaxed);
-        background.spawn(async move {
+        let stopping_status = tokio::spawn(async move {
             if let Err(e) = heartbeat_once(&status_db, id, "stopping").await {
                 log::warn!("pgqrs worker {id}: could not record the stopping state: {e}");
             }
@@ -642,6 +646,13 @@ impl Worker {
             }
         }
         background.abort_all();
+        quit.notify_one();
+        for task in [stopping_status, heartbeat_task] {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(write_timeout, task).await.is_err() {
+                abort.abort();
+            }
+        }
         let id = worker_id.load(Ordering::Relaxed);
         match tokio::time::timeout(
             write_timeout,
@@ -712,13 +723,14 @@ async fn heartbeat_once(db: &Db, id: i64, status: &str) -> Result<bool> {
 }
 
 /// Heartbeat every `heartbeat_interval` and run `worker_reap` every
-/// `reap_interval`, until aborted.
+/// `reap_interval`, until `quit` is notified.
 async fn heartbeat(
     db: Db,
     id: Arc<AtomicI64>,
     queues: Vec<String>,
     opts: WorkerOptions,
     stopping: Arc<AtomicBool>,
+    quit: Arc<Notify>,
 ) {
     let ticker = |every: Duration| {
         let mut t = tokio::time::interval_at(Instant::now() + every, every);
@@ -729,6 +741,7 @@ async fn heartbeat(
     let mut reconnect = Reconnect::default();
     loop {
         let (what, result) = tokio::select! {
+            _ = quit.notified() => return,
             _ = beat.tick() => {
                 let status = if stopping.load(Ordering::SeqCst) { "stopping" } else { "running" };
                 let result = match heartbeat_once(&db, id.load(Ordering::Relaxed), status).await {
