@@ -77,7 +77,7 @@ impl Db {
             PoolError::Backend(e) => {
                 let reason = match e.as_db_error() {
                     Some(db) => first_line(db.message()),
-                    None => first_line(&e.to_string()),
+                    None => with_causes(&e),
                 };
                 let hint = if reason.contains("TLS") || reason.contains("certificate") {
                     let mode = self.config.ssl_mode().map(|m| m.to_string()).unwrap_or_default();
@@ -142,6 +142,21 @@ impl Db {
     pub(crate) fn translate(&self, e: tokio_postgres::Error) -> Error {
         translate(e, self.config.schema(), None)
     }
+}
+
+/// The error's first line followed by those of its causes (the driver's
+/// Display leaves out why, e.g., a TLS handshake failed).
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = first_line(&e.to_string());
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let line = first_line(&c.to_string());
+        if !text.contains(&line) {
+            text = format!("{text}: {line}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// Read column `name` of `row`, as a Database error when the type is off.
