@@ -30,8 +30,10 @@ from test_rust import cargo
 CERT_NAME = "db.pgqrs.test"
 #: Seconds allowed for the server to start or stop.
 PG_CTL_TIMEOUT = 60
+#: The role that logs in with a client certificate (its CN) instead of a password.
+CERT_USER = "certuser"
 #: The Rust TLS tests (rust/tests/tls.rs) that must all run and pass.
-RUST_TLS_TESTS = 6
+RUST_TLS_TESTS = 7
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -66,6 +68,19 @@ def _make_certificates(d: Path) -> None:
     _openssl(
         "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
         "-CAcreateserial", "-days", "2", "-extfile", "server.ext", "-out", "server.crt",
+        cwd=d,
+    )  # fmt: skip
+    _openssl(
+        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", "client.key", "-out", "client.csr", "-subj", f"/CN={CERT_USER}",
+        cwd=d,
+    )  # fmt: skip
+    (d / "client.ext").write_text(
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n"
+    )
+    _openssl(
+        "x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", "client.ext", "-out", "client.crt",
         cwd=d,
     )  # fmt: skip
 
@@ -134,8 +149,11 @@ def tls_server() -> Iterator[dict[str, str]]:
         conf.write(
             f"listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{d}'\n"
             f"ssl = on\nssl_cert_file = '{d / 'server.crt'}'\nssl_key_file = '{d / 'server.key'}'\n"
+            f"ssl_ca_file = '{d / 'ca.crt'}'\n"
         )
-    (data / "pg_hba.conf").write_text("host all all 127.0.0.1/32 scram-sha-256\n")
+    (data / "pg_hba.conf").write_text(
+        f"hostssl all {CERT_USER} 127.0.0.1/32 cert\nhost all all 127.0.0.1/32 scram-sha-256\n"
+    )
     if as_root:
         shutil.chown(data / "pg_hba.conf", user, user)
     pg_ctl = str(bin_dir / "pg_ctl")
@@ -148,7 +166,14 @@ def tls_server() -> Iterator[dict[str, str]]:
         assert started.returncode == 0, (
             f"TLS server did not start: {started.stderr}\n{_read(log)}"
         )
+        with psycopg.connect(
+            host="127.0.0.1", port=port, user="postgres", password=password, dbname="postgres",
+            autocommit=True,
+        ) as conn:  # fmt: skip
+            conn.execute(f"CREATE ROLE {CERT_USER} LOGIN")
         yield {
+            "PGQRS_TLS_CLIENT_CERT": str(d / "client.crt"),
+            "PGQRS_TLS_CLIENT_KEY": str(d / "client.key"),
             "PGQRS_TLS_PORT": str(port),
             "PGQRS_TLS_PASSWORD": password,
             "PGQRS_TLS_CA": str(d / "ca.crt"),
@@ -190,7 +215,8 @@ def test_the_tls_server_itself_verifies_with_libpq(tls_server: dict[str, str]) -
 
 
 def test_rust_tls(tls_server: dict[str, str]) -> None:
-    """require / prefer / disable / verify-ca / verify-full, right and wrong CA, from Rust."""
+    """require / prefer / disable / verify-ca / verify-full, right and wrong CA, and a
+    client certificate, from Rust."""
     proc = cargo("test", "--test", "tls", "--", "--ignored", env=tls_server)
     out = f"{proc.stdout}\n{proc.stderr}"
     assert proc.returncode == 0, f"cargo test --test tls failed:\n{out}"

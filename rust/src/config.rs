@@ -237,6 +237,14 @@ impl Config {
         self
     }
 
+    /// Present the client certificate (chain) of the PEM file `cert`, with
+    /// the private key of the PEM file `key` (overrides `sslcert`/`sslkey`).
+    pub fn with_ssl_client_cert(mut self, cert: &str, key: &str) -> Config {
+        self.tls.cert = Some(cert.to_string());
+        self.tls.key = Some(key.to_string());
+        self
+    }
+
     /// The `sslmode` in force: the DSN's, else `PGSSLMODE`, else `prefer`.
     pub fn ssl_mode(&self) -> Result<SslMode> {
         TlsSettings::resolve(&self.tls).map(|s| s.mode)

@@ -26,7 +26,10 @@ use crate::error::{Error, Result};
 /// `~/.postgresql/root.crt` when it exists, else the system store (and the
 /// Mozilla roots of `webpki-roots` when the system has none). `allow` is
 /// treated like `prefer`. Unix-socket connections never use TLS (as libpq).
-/// `PGSSLMODE` and `PGSSLROOTCERT` apply when the DSN does not say.
+/// `sslcert` and `sslkey` (unencrypted PEM files; by default
+/// `~/.postgresql/postgresql.crt` and `.key` when they exist) give a client
+/// certificate for `cert` authentication. `PGSSLMODE`, `PGSSLROOTCERT`,
+/// `PGSSLCERT` and `PGSSLKEY` apply when the DSN does not say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum SslMode {
@@ -92,11 +95,9 @@ impl std::fmt::Display for SslMode {
 }
 
 /// DSN keys pgqrs handles itself.
-const OWN_KEYS: [&str; 3] = ["sslmode", "sslrootcert", "sslsni"];
+const OWN_KEYS: [&str; 5] = ["sslmode", "sslrootcert", "sslcert", "sslkey", "sslsni"];
 /// libpq TLS keys the Rust client does not support: refused rather than ignored.
-const UNSUPPORTED_KEYS: [&str; 8] = [
-    "sslcert",
-    "sslkey",
+const UNSUPPORTED_KEYS: [&str; 6] = [
     "sslpassword",
     "sslcrl",
     "sslcrldir",
@@ -110,6 +111,8 @@ const UNSUPPORTED_KEYS: [&str; 8] = [
 pub(crate) struct DsnTls {
     pub(crate) mode: Option<SslMode>,
     pub(crate) root_cert: Option<String>,
+    pub(crate) cert: Option<String>,
+    pub(crate) key: Option<String>,
     pub(crate) sni: Option<bool>,
 }
 
@@ -119,8 +122,9 @@ pub(crate) fn split_dsn(dsn: &str) -> Result<(String, DsnTls)> {
     let mut take = |key: &str, value: &str| -> Result<bool> {
         if UNSUPPORTED_KEYS.contains(&key) {
             return Err(Error::config(format!(
-                "DSN option {key} is not supported by the Rust client of pgqrs (sslmode and \
-                 sslrootcert are); remove it, or use a server that does not ask for it"
+                "DSN option {key} is not supported by the Rust client of pgqrs (sslmode, \
+                 sslrootcert, sslcert and sslkey are); remove it (an encrypted key needs to be \
+                 decrypted first)"
             )));
         }
         if !OWN_KEYS.contains(&key) {
@@ -129,6 +133,8 @@ pub(crate) fn split_dsn(dsn: &str) -> Result<(String, DsnTls)> {
         match key {
             "sslmode" => tls.mode = Some(SslMode::parse(value)?),
             "sslrootcert" => tls.root_cert = Some(value.to_string()).filter(|v| !v.is_empty()),
+            "sslcert" => tls.cert = Some(value.to_string()).filter(|v| !v.is_empty()),
+            "sslkey" => tls.key = Some(value.to_string()).filter(|v| !v.is_empty()),
             _ => tls.sni = Some(value != "0"),
         }
         Ok(true)
@@ -243,6 +249,9 @@ fn key_values(s: &str) -> Result<Vec<(String, String, usize, usize)>> {
 pub(crate) struct TlsSettings {
     pub(crate) mode: SslMode,
     pub(crate) root_cert: Option<String>,
+    /// Client certificate chain and key (PEM files), for `cert` authentication.
+    pub(crate) cert: Option<String>,
+    pub(crate) key: Option<String>,
     pub(crate) sni: bool,
 }
 
@@ -259,15 +268,43 @@ impl TlsSettings {
             },
         };
         let root_cert = dsn.root_cert.clone().or_else(|| env("PGSSLROOTCERT"));
-        Ok(TlsSettings { mode, root_cert, sni: dsn.sni.unwrap_or(true) })
+        let cert = dsn.cert.clone().or_else(|| env("PGSSLCERT"));
+        let key = dsn.key.clone().or_else(|| env("PGSSLKEY"));
+        Ok(TlsSettings { mode, root_cert, cert, key, sni: dsn.sni.unwrap_or(true) })
     }
 
     /// libpq's default root certificate file, when it exists.
     #[cfg(feature = "tls")]
     fn default_root_file() -> Option<PathBuf> {
+        Self::default_file("root.crt")
+    }
+
+    /// `~/.postgresql/<name>`, when it exists (libpq's default TLS files).
+    #[cfg(feature = "tls")]
+    fn default_file(name: &str) -> Option<PathBuf> {
         let home = std::env::var_os("HOME")?;
-        let path = PathBuf::from(home).join(".postgresql").join("root.crt");
+        let path = PathBuf::from(home).join(".postgresql").join(name);
         path.exists().then_some(path)
+    }
+
+    /// The client certificate and key files: both given, or libpq's defaults
+    /// when the certificate file exists; none otherwise.
+    #[cfg(feature = "tls")]
+    fn client_files(&self) -> Result<Option<(PathBuf, PathBuf)>> {
+        let cert = self.cert.as_ref().map(PathBuf::from).or_else(|| Self::default_file("postgresql.crt"));
+        let Some(cert) = cert else {
+            if let Some(key) = &self.key {
+                return Err(Error::config(format!(
+                    "sslkey={key} is given without sslcert: give the client certificate too"
+                )));
+            }
+            return Ok(None);
+        };
+        let key = match &self.key {
+            Some(k) => PathBuf::from(k),
+            None => cert.with_file_name("postgresql.key"),
+        };
+        Ok(Some((cert, key)))
     }
 }
 
@@ -310,7 +347,7 @@ mod rustls_connector {
     use rustls::client::WebPkiServerVerifier;
     use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
     use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
     use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -327,12 +364,24 @@ mod rustls_connector {
             SslMode::Require if explicit_roots => Arc::new(ChainOnly(web_pki(settings, &provider)?)),
             _ => Arc::new(NoCheck(provider.clone())),
         };
-        let mut config = ClientConfig::builder_with_provider(provider)
+        let builder = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::config(format!("TLS setup failed: {e}")))?
             .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
+            .with_custom_certificate_verifier(verifier);
+        let mut config = match settings.client_files()? {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let (chain, private_key) = client_identity(&cert, &key)?;
+                builder.with_client_auth_cert(chain, private_key).map_err(|e| {
+                    Error::config(format!(
+                        "sslcert={} and sslkey={} do not make a client identity: {e}",
+                        cert.display(),
+                        key.display()
+                    ))
+                })?
+            }
+        };
         config.enable_sni = settings.sni;
         Ok(MakeRustlsConnect::new(config))
     }
@@ -342,6 +391,35 @@ mod rustls_connector {
         WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
             .build()
             .map_err(|e| Error::config(format!("TLS setup failed: {e}")))
+    }
+
+    /// The certificate chain and private key of the PEM files `cert` and `key`.
+    fn client_identity(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .and_then(|it| it.collect::<std::result::Result<_, _>>())
+            .map_err(|e| {
+                Error::config(format!(
+                    "cannot read the client certificate of sslcert={}: {e}",
+                    cert.display()
+                ))
+            })?;
+        if chain.is_empty() {
+            return Err(Error::config(format!(
+                "sslcert={} holds no certificate (PEM \"CERTIFICATE\" blocks)",
+                cert.display()
+            )));
+        }
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+            Error::config(format!(
+                "cannot read the private key of sslkey={}: {e}; give an unencrypted PEM key \
+                 (PKCS#8, PKCS#1 or SEC1)",
+                key.display()
+            ))
+        })?;
+        Ok((chain, key))
     }
 
     fn root_store(settings: &TlsSettings) -> Result<RootCertStore> {
@@ -487,11 +565,14 @@ mod tests {
 
     #[test]
     fn bad_or_unsupported_tls_keys_are_config_errors() {
-        for dsn in ["host=h sslmode=bogus", "postgresql://h/db?sslmode=verify", "host=h sslcert=/c.pem"] {
+        for dsn in ["host=h sslmode=bogus", "postgresql://h/db?sslmode=verify", "host=h sslpassword=x"] {
             let err = split_dsn(dsn).unwrap_err();
             assert_eq!(err.kind(), crate::ErrorKind::Config, "{dsn}");
         }
-        assert!(split_dsn("host=h sslkey=/k").unwrap_err().to_string().contains("sslkey"));
+        assert!(split_dsn("host=h sslcrl=/k").unwrap_err().to_string().contains("sslcrl"));
+        let (rest, tls) = split_dsn("host=h sslcert=/c.pem sslkey=/k.pem").unwrap();
+        assert_eq!(rest.trim(), "host=h");
+        assert_eq!((tls.cert.as_deref(), tls.key.as_deref()), (Some("/c.pem"), Some("/k.pem")));
         assert!(split_dsn("host=h sslmode=bogus").unwrap_err().to_string().contains("verify-full"));
     }
 

@@ -5,7 +5,8 @@
 //! `--ignored` and these variables:
 //! PGQRS_TLS_PORT (on 127.0.0.1), PGQRS_TLS_PASSWORD (of user postgres),
 //! PGQRS_TLS_CA (the PEM of the CA that signed the server's certificate),
-//! PGQRS_TLS_WRONG_CA (another CA).
+//! PGQRS_TLS_WRONG_CA (another CA), PGQRS_TLS_CLIENT_CERT and PGQRS_TLS_CLIENT_KEY
+//! (a client certificate for the role `certuser`, which logs in with it).
 
 use std::time::Duration;
 
@@ -154,4 +155,37 @@ async fn a_missing_root_certificate_file_is_a_config_error() {
     let err = connect_error(&config).await;
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
     assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
+}
+
+#[tokio::test]
+#[ignore = "needs the TLS server of tests/test_rust_tls.py"]
+async fn a_client_certificate_logs_in_without_a_password() {
+    let base = format!(
+        "host={CERT_NAME} hostaddr=127.0.0.1 port={} user=certuser dbname=postgres connect_timeout=5 \
+         sslmode=verify-full sslrootcert={}",
+        env("PGQRS_TLS_PORT"),
+        env("PGQRS_TLS_CA"),
+    );
+    let with_cert = Config::from_dsn(&format!(
+        "{base} sslcert={} sslkey={}",
+        env("PGQRS_TLS_CLIENT_CERT"),
+        env("PGQRS_TLS_CLIENT_KEY")
+    ))
+    .unwrap();
+    let pool = make_pool(&with_cert).unwrap();
+    let client = pool.get().await.unwrap();
+    let user: String = client.query_one("SELECT current_user::text", &[]).await.unwrap().get(0);
+    assert_eq!(user, "certuser");
+    // The same through the builder; and without a certificate the server says no.
+    let built = Config::from_dsn(&base)
+        .unwrap()
+        .with_ssl_client_cert(&env("PGQRS_TLS_CLIENT_CERT"), &env("PGQRS_TLS_CLIENT_KEY"));
+    Admin::new(&built).await.unwrap();
+    let err = connect_error(&Config::from_dsn(&base).unwrap()).await;
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    let missing =
+        Config::from_dsn(&format!("{base} sslcert=/nonexistent/c.pem sslkey=/nonexistent/k.pem")).unwrap();
+    let err = connect_error(&missing).await;
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(err.to_string().contains("/nonexistent/c.pem"), "{err}");
 }
