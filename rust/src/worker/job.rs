@@ -1,0 +1,353 @@
+//! One job: run the handler (keeping its lease), decide what to write, hand
+//! it to the completer and count the outcome; and how handlers report failure.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use super::backoff::backoff;
+use super::completer::{Action, CompleterHandle, Outcome, Settlement};
+use super::fetch::QueueState;
+use super::WorkerStats;
+use crate::db::{col, Db};
+use crate::error::Result;
+use crate::message::Message;
+use crate::payload::encode;
+use crate::queries::Query;
+
+/// Why a handler failed, and what to do about it. Any `std::error::Error`
+/// converts into a retryable JobError, so handlers can use `?`.
+#[derive(Debug)]
+pub struct JobError {
+    message: String,
+    retry: Retry,
+    /// Recorded as the error's "type".
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Retry {
+    Backoff,
+    After(Duration),
+    GiveUp,
+}
+
+impl JobError {
+    /// Retry later, with the worker's backoff.
+    pub fn retry(message: impl std::fmt::Display) -> JobError {
+        JobError { message: message.to_string(), retry: Retry::Backoff, kind: "pgqrs.Retry" }
+    }
+    /// Retry after exactly `delay` (still dead after max_attempts).
+    pub fn retry_after(message: impl std::fmt::Display, delay: Duration) -> JobError {
+        JobError { message: message.to_string(), retry: Retry::After(delay), kind: "pgqrs.Retry" }
+    }
+    /// Do not retry: archive the message as `dead` now.
+    pub fn give_up(message: impl std::fmt::Display) -> JobError {
+        JobError { message: message.to_string(), retry: Retry::GiveUp, kind: "pgqrs.Abort" }
+    }
+    /// The error text recorded on the message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for JobError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for JobError {
+    fn from(e: E) -> Self {
+        JobError { message: e.to_string(), retry: Retry::Backoff, kind: std::any::type_name::<E>() }
+    }
+}
+
+/// Everything a spawned job needs.
+pub(super) struct JobContext<F> {
+    pub(super) handler: F,
+    pub(super) db: Db,
+    pub(super) worker_id: Arc<AtomicI64>,
+    pub(super) retry_base: Duration,
+    pub(super) retry_max: Duration,
+    pub(super) retry_jitter: f64,
+    pub(super) stats: Arc<WorkerStats>,
+    /// Messages held by jobs not yet settled, by lease: (id, handler
+    /// started). Released if shutdown cuts them off (refunded when the
+    /// handler never started).
+    pub(super) running: Mutex<HashMap<Uuid, (i64, bool)>>,
+    /// How many handlers run now (the completer flushes at once at zero).
+    pub(super) handlers_running: Arc<AtomicUsize>,
+    pub(super) completer: CompleterHandle,
+}
+
+/// What a written outcome counts as.
+#[derive(Debug, Clone, Copy)]
+enum Event {
+    Completed,
+    Retried,
+    Dead,
+}
+
+/// Counts a job in flight (and its handler as running) until dropped, even
+/// when the job is aborted at shutdown.
+struct InFlight<'a> {
+    stats: &'a WorkerStats,
+    handlers: &'a AtomicUsize,
+    handler_running: bool,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(stats: &'a WorkerStats, handlers: &'a AtomicUsize) -> Self {
+        stats.in_flight.fetch_add(1, Ordering::SeqCst);
+        handlers.fetch_add(1, Ordering::SeqCst);
+        InFlight { stats, handlers, handler_running: true }
+    }
+
+    fn handler_done(&mut self) {
+        if std::mem::take(&mut self.handler_running) {
+            self.handlers.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.handler_done();
+        self.stats.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl<F, Fut, R> JobContext<F>
+where
+    F: Fn(Message) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = std::result::Result<R, JobError>> + Send + 'static,
+    R: Serialize + Send + 'static,
+{
+    pub(super) async fn process(
+        self: Arc<Self>,
+        q: Arc<QueueState>,
+        msg: Message,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let lease = msg.lease.unwrap_or_default();
+        if let Some(entry) = self.running.lock().unwrap().get_mut(&lease) {
+            entry.1 = true;
+        }
+        let mut guard = InFlight::new(&self.stats, &self.handlers_running);
+        let outcome = self.run_handler(&msg, lease, q.vt).await;
+        let (action, event) = self.decide(&q, &msg, outcome);
+        // No await between these: a job cut off at shutdown is either still
+        // in `running` (and released) or its outcome is with the completer.
+        self.running.lock().unwrap().remove(&lease);
+        guard.handler_done();
+        let written = self.completer.submit(Settlement::new(msg.id, lease, action));
+        let outcome = written.await.unwrap_or(Outcome::Unwritten);
+        match outcome {
+            Outcome::Ok => {
+                let counter = match event {
+                    Event::Completed => &self.stats.completed,
+                    Event::Retried => &self.stats.retried,
+                    Event::Dead => &self.stats.dead,
+                };
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+            Outcome::LeaseLost => {
+                self.stats.lease_lost.fetch_add(1, Ordering::SeqCst);
+                log::warn!(
+                    "pgqrs worker: message {} (queue {:?}): lease lost before its outcome ({event:?}) \
+                     was written; another consumer has it now",
+                    msg.id,
+                    q.name
+                );
+            }
+            Outcome::NotFound => log::warn!(
+                "pgqrs worker: message {} (queue {:?}) was gone before its outcome ({event:?}) was written",
+                msg.id,
+                q.name
+            ),
+            Outcome::Unwritten => {} // logged by the completer
+        }
+        drop(guard);
+        drop(permit);
+    }
+
+    /// The handler's outcome, extending the lease every third of the
+    /// visibility timeout while it runs.
+    async fn run_handler(
+        &self,
+        msg: &Message,
+        lease: Uuid,
+        vt: Duration,
+    ) -> std::result::Result<Value, JobError> {
+        let fut = AssertUnwindSafe((self.handler)(msg.clone())).catch_unwind();
+        tokio::pin!(fut);
+        let every = (vt / 3).max(Duration::from_millis(100));
+        let mut ticker = tokio::time::interval_at(Instant::now() + every, every);
+        let mut keeping = true;
+        let out = loop {
+            tokio::select! {
+                out = &mut fut => break out,
+                _ = ticker.tick(), if keeping => {
+                    match self.extend(msg, lease, vt).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            log::warn!("pgqrs worker: lost the lease of message {} while its handler ran", msg.id);
+                            keeping = false;
+                        }
+                        Err(e) => log::warn!("pgqrs worker: extending message {}: {e}", msg.id),
+                    }
+                }
+            }
+        };
+        match out {
+            Ok(Ok(r)) => serde_json::to_value(r).map_err(|e| JobError {
+                message: format!("handler result is not JSON: {e}"),
+                retry: Retry::Backoff,
+                kind: "pgqrs.PayloadError",
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(panic) => {
+                let text = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "handler panicked".to_string());
+                Err(JobError { message: text, retry: Retry::Backoff, kind: "panic" })
+            }
+        }
+    }
+
+    /// Keep the lease for `vt` more; false when it was lost.
+    async fn extend(&self, msg: &Message, lease: Uuid, vt: Duration) -> Result<bool> {
+        let (ids, leases, secs) = (vec![msg.id], vec![lease], vt.as_secs_f64());
+        let rows = self
+            .db
+            .fetch(
+                Query::MessageExtend,
+                &[(&ids, Type::INT8_ARRAY), (&leases, Type::UUID_ARRAY), (&secs, Type::FLOAT8)],
+                Some(&msg.queue),
+            )
+            .await?;
+        match rows.first() {
+            Some(row) => Ok(col::<String>(row, "outcome")? == "ok"),
+            None => Ok(false),
+        }
+    }
+
+    /// What to write for the handler's `outcome`, and what it counts as once written.
+    fn decide(
+        &self,
+        q: &QueueState,
+        msg: &Message,
+        outcome: std::result::Result<Value, JobError>,
+    ) -> (Action, Event) {
+        let max = self.db.config.max_payload_bytes();
+        let failed = match outcome {
+            Ok(Value::Null) => {
+                return (Action::Archive { status: "completed", result: None, error: None }, Event::Completed)
+            }
+            Ok(value) => match encode(&value, "result", max) {
+                Ok(result) => {
+                    return (
+                        Action::Archive { status: "completed", result: Some(result), error: None },
+                        Event::Completed,
+                    )
+                }
+                Err(e) => {
+                    JobError { message: e.to_string(), retry: Retry::Backoff, kind: "pgqrs.PayloadError" }
+                }
+            },
+            Err(e) => e,
+        };
+        let error = self.error_json(msg, &failed);
+        if failed.retry == Retry::GiveUp || msg.attempts >= q.max_attempts {
+            log::warn!(
+                "pgqrs worker: message {} (queue {:?}) is dead after {} attempt(s): {}",
+                msg.id,
+                q.name,
+                msg.attempts,
+                failed.message
+            );
+            return (Action::Archive { status: "dead", result: None, error }, Event::Dead);
+        }
+        let delay = match failed.retry {
+            Retry::After(d) => d,
+            _ => backoff(self.retry_base, self.retry_max, self.retry_jitter, msg.attempts),
+        };
+        log::warn!(
+            "pgqrs worker: message {} (queue {:?}) failed on attempt {}/{}, retrying in {delay:?}: {}",
+            msg.id,
+            q.name,
+            msg.attempts,
+            q.max_attempts,
+            failed.message
+        );
+        (Action::Release { delay: delay.as_secs_f64(), error, refund: false }, Event::Retried)
+    }
+
+    /// The message's error record: the same fields as the Python worker's
+    /// (Rust has no traceback to add); None if it cannot be stored.
+    fn error_json(&self, msg: &Message, e: &JobError) -> Option<String> {
+        let record = json!({
+            "type": e.kind,
+            "message": e.message,
+            "attempt": msg.attempts,
+            "worker_id": self.worker_id.load(Ordering::Relaxed),
+        });
+        encode(&record, "error", self.db.config.max_payload_bytes()).ok()
+    }
+
+    /// Give back messages fetched but not started: released at once, their
+    /// attempt refunded. Returns how many.
+    pub(super) fn give_back(&self, items: Vec<(Message, OwnedSemaphorePermit)>) -> usize {
+        let n = items.len();
+        for (msg, _permit) in items {
+            let action = Action::Release { delay: 0.0, error: None, refund: true };
+            self.completer.submit_detached(Settlement::new(msg.id, msg.lease.unwrap_or_default(), action));
+        }
+        n
+    }
+
+    /// Release the messages of jobs cut off at the end of the grace period:
+    /// a handler that ran has its attempt counted, one that never started
+    /// has it refunded.
+    pub(super) fn release_cut_off(&self) {
+        let cut: Vec<(Uuid, (i64, bool))> = self.running.lock().unwrap().drain().collect();
+        if cut.is_empty() {
+            return;
+        }
+        let ids: Vec<i64> = cut.iter().filter(|(_, (_, started))| *started).map(|(_, (id, _))| *id).collect();
+        if !ids.is_empty() {
+            log::warn!(
+                "pgqrs worker: releasing {} job(s) still running at the end of the grace period: {ids:?}",
+                ids.len()
+            );
+        }
+        let record = json!({
+            "type": "WorkerStopped",
+            "message": "the worker stopped before the handler finished",
+            "worker_id": self.worker_id.load(Ordering::Relaxed),
+        });
+        let error = encode(&record, "error", self.db.config.max_payload_bytes()).ok();
+        for (lease, (id, started)) in cut {
+            let action = if started {
+                Action::Release { delay: 0.0, error: error.clone(), refund: false }
+            } else {
+                Action::Release { delay: 0.0, error: None, refund: true }
+            };
+            self.completer.submit_detached(Settlement::new(id, lease, action));
+        }
+    }
+}
