@@ -56,7 +56,8 @@
 //! as libpq does: `disable`, `allow`/`prefer` (the default: TLS when the
 //! server offers it, certificate not checked), `require`, `verify-ca` and
 //! `verify-full`; `sslrootcert` names a PEM file of CA certificates or
-//! `system`. See [`SslMode`] for the details. A certificate that does not
+//! `system`, and `sslcert`/`sslkey` a client certificate and its key. See
+//! [`SslMode`] for the details. A certificate that does not
 //! verify is an [`ErrorKind::Connection`] error naming the host and the mode.
 //! Without the feature, only plain-text connections are made and a DSN that
 //! requires TLS is a [`ErrorKind::Config`] error.
