@@ -2,13 +2,14 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::{eventually, TestDb};
 use pgqrs::worker::StopHandle;
-use pgqrs::{Admin, JobError, Message, Producer, QueueOptions, Worker, WorkerOptions};
+use pgqrs::{Admin, JobError, Message, Producer, QueueOptions, QueueSettings, Worker, WorkerOptions};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -634,5 +635,62 @@ async fn messages_fetched_after_a_stop_go_back_with_their_attempt_refunded() {
     let rows: Vec<(i32, bool)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(rows, [(0, true); 3], "released with the dequeue's attempt given back");
     assert_eq!(admin.queue_stats("jobs").await.unwrap().ready, 3);
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_can_have_its_own_limits() {
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    admin.create_queue("other").await.unwrap();
+    let other = Producer::new(&db.config, "other").await.unwrap();
+    producer.enqueue_batch(&(0..6).map(|i| json!(i)).collect::<Vec<_>>()).await.unwrap();
+    other.enqueue_batch(&(0..6).map(|i| json!(i)).collect::<Vec<_>>()).await.unwrap();
+    other.enqueue(&json!("fails")).await.unwrap();
+    // Per queue: (running now, peak).
+    let load: Arc<std::sync::Mutex<HashMap<String, (usize, usize)>>> = Arc::default();
+    let l = load.clone();
+    let settings = HashMap::from([
+        ("jobs".to_string(), QueueSettings { concurrency: Some(1), ..QueueSettings::default() }),
+        ("other".to_string(), QueueSettings { max_attempts: Some(1), ..QueueSettings::default() }),
+    ]);
+    let options = WorkerOptions { concurrency: 4, queue_settings: settings, ..quick() };
+    let worker = Worker::new(&db.config, ["jobs", "other"], options).await.unwrap();
+    let (stop, task) = start(worker, move |msg: Message| {
+        let l = l.clone();
+        async move {
+            {
+                let mut load = l.lock().unwrap();
+                let (now, peak) = load.entry(msg.queue.clone()).or_default();
+                *now += 1;
+                *peak = (*peak).max(*now);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            l.lock().unwrap().get_mut(&msg.queue).unwrap().0 -= 1;
+            if msg.payload == json!("fails") {
+                return Err(JobError::retry("once is enough here"));
+            }
+            Ok::<_, JobError>(())
+        }
+    });
+    eventually(WAIT, "all 13 settled", || async {
+        (admin.list_archive(None, None, 100).await.unwrap().len() == 13).then_some(())
+    })
+    .await;
+    let load = load.lock().unwrap().clone();
+    assert_eq!(load["jobs"].1, 1, "jobs never ran more than its own limit");
+    assert!(load["other"].1 >= 2, "other used the rest of the worker's concurrency: {load:?}");
+    assert_eq!(archived_in(&admin, "other").await, 6);
+    let dead = admin.list_archive(Some("other"), Some("dead"), 10).await.unwrap();
+    assert_eq!((dead.len(), dead[0].attempts), (1, 1), "other's max_attempts of 1");
+    stop.stop();
+    task.await.unwrap().unwrap();
+
+    let bad = WorkerOptions {
+        queue_settings: HashMap::from([("nope".to_string(), QueueSettings::default())]),
+        ..quick()
+    };
+    let err = Worker::new(&db.config, "jobs", bad).await.err().unwrap();
+    assert_eq!(err.kind(), pgqrs::ErrorKind::InvalidArgument);
+    assert!(err.to_string().contains("nope"), "{err}");
     db.drop().await;
 }

@@ -26,11 +26,16 @@ pub(super) struct QueueState {
     pub(super) max_attempts: i32,
     /// Woken by NOTIFY (and after every LISTEN reconnect).
     pub(super) wake: Arc<Notify>,
+    /// This queue's own limit, when it has one below the worker's.
+    pub(super) slots: Option<Arc<Semaphore>>,
 }
+
+/// The slots one message holds: the worker's, and its queue's if limited.
+pub(super) type Permits = (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>);
 
 /// What a fetch loop hands to the worker.
 pub(super) enum Fetched {
-    Messages(Vec<(Message, OwnedSemaphorePermit)>),
+    Messages(Vec<(Message, Permits)>),
     Fatal(Error),
 }
 
@@ -77,14 +82,29 @@ pub(super) async fn fetch_loop(
 ) {
     let mut reconnect = Reconnect::default();
     loop {
+        // The queue's own slot first (if limited), then one of the worker's.
+        let own = match &q.slots {
+            None => None,
+            Some(own) => tokio::select! {
+                p = own.clone().acquire_owned() => Some(p.expect("the semaphore is never closed")),
+                _ = wait_level(&mut stop, 1) => return,
+            },
+        };
         let first = tokio::select! {
             p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
             _ = wait_level(&mut stop, 1) => return,
         };
-        let mut permits = vec![first];
+        let mut permits: Vec<Permits> = vec![(first, own)];
         while permits.len() < batch_cap {
+            let own = match &q.slots {
+                None => None,
+                Some(own) => match own.clone().try_acquire_owned() {
+                    Ok(p) => Some(p),
+                    Err(_) => break,
+                },
+            };
             match slots.clone().try_acquire_owned() {
-                Ok(p) => permits.push(p),
+                Ok(p) => permits.push((p, own)),
                 Err(_) => break,
             }
         }

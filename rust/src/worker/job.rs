@@ -11,14 +11,13 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use serde::Serialize;
 use serde_json::{json, Value};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::backoff::backoff;
 use super::completer::{Action, CompleterHandle, Outcome, Settlement};
-use super::fetch::QueueState;
+use super::fetch::{Permits, QueueState};
 use super::WorkerStats;
 use crate::db::{col, Db};
 use crate::error::Result;
@@ -135,12 +134,7 @@ where
     Fut: Future<Output = std::result::Result<R, JobError>> + Send + 'static,
     R: Serialize + Send + 'static,
 {
-    pub(super) async fn process(
-        self: Arc<Self>,
-        q: Arc<QueueState>,
-        msg: Message,
-        permit: OwnedSemaphorePermit,
-    ) {
+    pub(super) async fn process(self: Arc<Self>, q: Arc<QueueState>, msg: Message, permit: Permits) {
         let lease = msg.lease.unwrap_or_default();
         if let Some(entry) = self.running.lock().unwrap().get_mut(&lease) {
             entry.1 = true;
@@ -311,7 +305,7 @@ where
 
     /// Give back messages fetched but not started: released at once, their
     /// attempt refunded. Returns how many.
-    pub(super) fn give_back(&self, items: Vec<(Message, OwnedSemaphorePermit)>) -> usize {
+    pub(super) fn give_back(&self, items: Vec<(Message, Permits)>) -> usize {
         let n = items.len();
         for (msg, _permit) in items {
             let action = Action::Release { delay: 0.0, error: None, refund: true };

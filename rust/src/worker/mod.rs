@@ -29,6 +29,8 @@
 //! the concurrency is shared by all of them, and each queue has its own fetch
 //! loop: one dequeue statement takes as many messages as there are free slots
 //! (up to `batch_cap`), so no more than `concurrency` messages are ever held.
+//! [`WorkerOptions::queue_settings`] gives a queue its own concurrency limit,
+//! visibility timeout or max_attempts (the Python worker's per-handler options).
 //!
 //! A handler that returns `Ok(value)` has its message archived as
 //! `completed` with `value` (any `Serialize`, `()` for none) as the result.
@@ -145,6 +147,11 @@ impl Worker {
             }
         }
         options.check()?;
+        if let Some(other) = options.queue_settings.keys().find(|q| !queues.contains(q)) {
+            return Err(Error::invalid(format!(
+                "queue_settings names queue {other:?}, which this worker does not serve ({queues:?})"
+            )));
+        }
         let config = config.clone().with_pool_max_size(config.pool_max_size().max(3))?;
         Ok(Worker {
             db: Db::open(&config, None).await?,
@@ -219,13 +226,17 @@ impl Worker {
         for name in &self.queues {
             let rows = self.db.fetch(Query::QueueGet, &[(name, Type::TEXT)], Some(name)).await?;
             let info = QueueInfo::from_row(rows.first().ok_or_else(|| Error::queue_not_found(name))?)?;
+            let own = opts.queue_settings.get(name).cloned().unwrap_or_default();
+            let max_attempts = own.max_attempts.or(opts.max_attempts);
             states.push(Arc::new(QueueState {
                 name: name.clone(),
-                vt: opts
+                vt: own
                     .visibility_timeout
+                    .or(opts.visibility_timeout)
                     .unwrap_or_else(|| Duration::from_secs_f64(info.visibility_timeout)),
-                max_attempts: opts.max_attempts.map_or(info.max_attempts, |m| m.min(info.max_attempts)),
+                max_attempts: max_attempts.map_or(info.max_attempts, |m| m.min(info.max_attempts)),
                 wake: Arc::new(Notify::new()),
+                slots: own.concurrency.filter(|n| *n < opts.concurrency).map(|n| Arc::new(Semaphore::new(n))),
             }));
         }
         let listen = match (opts.listen, &opts.listen_dsn) {

@@ -1,5 +1,6 @@
 //! The worker's settings: every default a named constant, and the queues it serves.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::admin::{DEFAULT_WORKER_DEAD_AFTER, DEFAULT_WORKER_PRUNE_AFTER, MAX_BATCH};
@@ -81,6 +82,21 @@ pub struct WorkerOptions {
     pub worker_prune_after: Duration,
     /// Time a stopping worker retries unwritten outcomes ([`DEFAULT_SHUTDOWN_WRITE_TIMEOUT`]).
     pub shutdown_write_timeout: Duration,
+    /// Settings of single queues, by name (as the Python worker's per-handler
+    /// options); a queue not named here follows the options above.
+    pub queue_settings: HashMap<String, QueueSettings>,
+}
+
+/// Settings of one queue of a worker that override the worker's own.
+#[derive(Debug, Clone, Default)]
+pub struct QueueSettings {
+    /// Most of this queue's messages held at once (never more than the
+    /// worker's `concurrency`, which all queues share).
+    pub concurrency: Option<usize>,
+    /// Lease length for this queue's messages.
+    pub visibility_timeout: Option<Duration>,
+    /// Deliveries before `dead` (at most the queue's own max_attempts).
+    pub max_attempts: Option<i32>,
 }
 
 impl Default for WorkerOptions {
@@ -104,6 +120,7 @@ impl Default for WorkerOptions {
             worker_dead_after: DEFAULT_WORKER_DEAD_AFTER,
             worker_prune_after: DEFAULT_WORKER_PRUNE_AFTER,
             shutdown_write_timeout: DEFAULT_SHUTDOWN_WRITE_TIMEOUT,
+            queue_settings: HashMap::new(),
         }
     }
 }
@@ -137,14 +154,25 @@ impl WorkerOptions {
                 self.retry_jitter
             )));
         }
-        if self.visibility_timeout.is_some_and(|d| d.is_zero()) {
-            return Err(Error::invalid("visibility_timeout must be > 0 (None: the queue's)"));
-        }
-        if self.max_attempts.is_some_and(|m| m < 1) {
-            return Err(Error::invalid(format!("max_attempts must be >= 1, got {:?}", self.max_attempts)));
+        check_limits("", self.visibility_timeout, self.max_attempts)?;
+        for (queue, s) in &self.queue_settings {
+            if s.concurrency == Some(0) {
+                return Err(Error::invalid(format!("queue_settings[{queue:?}].concurrency must be >= 1")));
+            }
+            check_limits(&format!("queue_settings[{queue:?}]."), s.visibility_timeout, s.max_attempts)?;
         }
         Ok(())
     }
+}
+
+fn check_limits(prefix: &str, visibility_timeout: Option<Duration>, max_attempts: Option<i32>) -> Result<()> {
+    if visibility_timeout.is_some_and(|d| d.is_zero()) {
+        return Err(Error::invalid(format!("{prefix}visibility_timeout must be > 0 (None: the queue's)")));
+    }
+    if let Some(m) = max_attempts.filter(|m| *m < 1) {
+        return Err(Error::invalid(format!("{prefix}max_attempts must be >= 1, got {m}")));
+    }
+    Ok(())
 }
 
 /// The queues a [`Worker`](super::Worker) serves: one name (`"tasks"`), or several
