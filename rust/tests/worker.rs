@@ -694,3 +694,39 @@ async fn a_queue_can_have_its_own_limits() {
     assert!(err.to_string().contains("nope"), "{err}");
     db.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_events_tell_each_step() {
+    use pgqrs::JobEventKind::{Completed, Dead, Failed, Retried, Started};
+    let (db, _admin, producer) = setup(2, Duration::from_secs(30)).await;
+    let names = ["ok", "give up", "retry", "boom"];
+    let sent = producer.enqueue_batch(&names.iter().map(|n| json!(n)).collect::<Vec<_>>()).await.unwrap();
+    let worker = Worker::new(&db.config, "jobs", quick()).await.unwrap();
+    let mut events = worker.subscribe();
+    let (stop, task) = start(worker, |msg: Message| async move {
+        match msg.payload.as_str().unwrap() {
+            "ok" => Ok(()),
+            "give up" => Err(JobError::give_up("no")),
+            "retry" => Err(JobError::retry("later")),
+            _ => Err(std::io::Error::other("boom").into()),
+        }
+    });
+    let mut seen: HashMap<i64, Vec<pgqrs::JobEventKind>> = HashMap::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while seen.values().flatten().filter(|k| matches!(k, Completed | Dead)).count() < 4 {
+        let event = tokio::time::timeout_at(deadline, events.recv()).await.expect("events in time").unwrap();
+        assert_eq!(event.queue, "jobs");
+        if event.kind == Retried {
+            assert!(event.delay.is_some() && event.error.is_some(), "{event:?}");
+        }
+        seen.entry(event.message_id).or_default().push(event.kind);
+    }
+    let of = |name: &str| seen[&sent[names.iter().position(|n| *n == name).unwrap()].id].clone();
+    assert_eq!(of("ok"), [Started, Completed]);
+    assert_eq!(of("give up"), [Started, Failed, Dead]);
+    assert_eq!(of("retry"), [Started, Retried, Started, Dead], "an asked-for retry is no failure");
+    assert_eq!(of("boom"), [Started, Failed, Retried, Started, Failed, Dead]);
+    stop.stop();
+    task.await.unwrap().unwrap();
+    db.drop().await;
+}

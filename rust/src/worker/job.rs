@@ -11,12 +11,14 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use serde::Serialize;
 use serde_json::{json, Value};
+use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::backoff::backoff;
 use super::completer::{Action, CompleterHandle, Outcome, Settlement};
+use super::events::{JobEvent, JobEventKind};
 use super::fetch::{Permits, QueueState};
 use super::WorkerStats;
 use crate::db::{col, Db};
@@ -24,6 +26,9 @@ use crate::error::Result;
 use crate::message::Message;
 use crate::payload::encode;
 use crate::queries::Query;
+
+/// The error "type" recorded for an explicit retry (Python's `pgqrs.Retry`).
+const RETRY_KIND: &str = "pgqrs.Retry";
 
 /// Why a handler failed, and what to do about it. Any `std::error::Error`
 /// converts into a retryable JobError, so handlers can use `?`.
@@ -45,11 +50,11 @@ enum Retry {
 impl JobError {
     /// Retry later, with the worker's backoff.
     pub fn retry(message: impl std::fmt::Display) -> JobError {
-        JobError { message: message.to_string(), retry: Retry::Backoff, kind: "pgqrs.Retry" }
+        JobError { message: message.to_string(), retry: Retry::Backoff, kind: RETRY_KIND }
     }
     /// Retry after exactly `delay` (still dead after max_attempts).
     pub fn retry_after(message: impl std::fmt::Display, delay: Duration) -> JobError {
-        JobError { message: message.to_string(), retry: Retry::After(delay), kind: "pgqrs.Retry" }
+        JobError { message: message.to_string(), retry: Retry::After(delay), kind: RETRY_KIND }
     }
     /// Do not retry: archive the message as `dead` now.
     pub fn give_up(message: impl std::fmt::Display) -> JobError {
@@ -75,6 +80,8 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for JobError {
 
 /// Everything a spawned job needs.
 pub(super) struct JobContext<F> {
+    /// Per-job events for subscribers.
+    pub(super) events: broadcast::Sender<JobEvent>,
     pub(super) handler: F,
     pub(super) db: Db,
     pub(super) worker_id: Arc<AtomicI64>,
@@ -92,11 +99,11 @@ pub(super) struct JobContext<F> {
 }
 
 /// What a written outcome counts as.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 enum Event {
     Completed,
-    Retried,
-    Dead,
+    Retried { delay: Duration, error: String },
+    Dead { error: String },
 }
 
 /// Counts a job in flight (and its handler as running) until dropped, even
@@ -140,6 +147,7 @@ where
             entry.1 = true;
         }
         let mut guard = InFlight::new(&self.stats, &self.handlers_running);
+        self.emit(JobEventKind::Started, &msg, None, None);
         let outcome = self.run_handler(&msg, lease, q.vt).await;
         let (action, event) = self.decide(&q, &msg, outcome);
         // No await between these: a job cut off at shutdown is either still
@@ -149,16 +157,23 @@ where
         let written = self.completer.submit(Settlement::new(msg.id, lease, action));
         let outcome = written.await.unwrap_or(Outcome::Unwritten);
         match outcome {
-            Outcome::Ok => {
-                let counter = match event {
-                    Event::Completed => &self.stats.completed,
-                    Event::Retried => &self.stats.retried,
-                    Event::Dead => &self.stats.dead,
-                };
-                counter.fetch_add(1, Ordering::SeqCst);
-            }
+            Outcome::Ok => match event {
+                Event::Completed => {
+                    self.stats.completed.fetch_add(1, Ordering::SeqCst);
+                    self.emit(JobEventKind::Completed, &msg, None, None);
+                }
+                Event::Retried { delay, error } => {
+                    self.stats.retried.fetch_add(1, Ordering::SeqCst);
+                    self.emit(JobEventKind::Retried, &msg, Some(error), Some(delay));
+                }
+                Event::Dead { error } => {
+                    self.stats.dead.fetch_add(1, Ordering::SeqCst);
+                    self.emit(JobEventKind::Dead, &msg, Some(error), None);
+                }
+            },
             Outcome::LeaseLost => {
                 self.stats.lease_lost.fetch_add(1, Ordering::SeqCst);
+                self.emit(JobEventKind::LeaseLost, &msg, None, None);
                 log::warn!(
                     "pgqrs worker: message {} (queue {:?}): lease lost before its outcome ({event:?}) \
                      was written; another consumer has it now",
@@ -175,6 +190,19 @@ where
         }
         drop(guard);
         drop(permit);
+    }
+
+    fn emit(&self, kind: JobEventKind, msg: &Message, error: Option<String>, delay: Option<Duration>) {
+        // No subscriber is no error.
+        let _ = self.events.send(JobEvent {
+            kind,
+            message_id: msg.id,
+            queue: msg.queue.clone(),
+            attempt: msg.attempts,
+            worker_id: self.worker_id.load(Ordering::Relaxed),
+            error,
+            delay,
+        });
     }
 
     /// The handler's outcome, extending the lease every third of the
@@ -266,6 +294,10 @@ where
             Err(e) => e,
         };
         let error = self.error_json(msg, &failed);
+        // As in Python: asking for a retry is not a failure; anything else is.
+        if failed.kind != RETRY_KIND {
+            self.emit(JobEventKind::Failed, msg, Some(failed.message.clone()), None);
+        }
         if failed.retry == Retry::GiveUp || msg.attempts >= q.max_attempts {
             log::warn!(
                 "pgqrs worker: message {} (queue {:?}) is dead after {} attempt(s): {}",
@@ -274,7 +306,10 @@ where
                 msg.attempts,
                 failed.message
             );
-            return (Action::Archive { status: "dead", result: None, error }, Event::Dead);
+            return (
+                Action::Archive { status: "dead", result: None, error },
+                Event::Dead { error: failed.message },
+            );
         }
         let delay = match failed.retry {
             Retry::After(d) => d,
@@ -288,7 +323,10 @@ where
             q.max_attempts,
             failed.message
         );
-        (Action::Release { delay: delay.as_secs_f64(), error, refund: false }, Event::Retried)
+        (
+            Action::Release { delay: delay.as_secs_f64(), error, refund: false },
+            Event::Retried { delay, error: failed.message },
+        )
     }
 
     /// The message's error record: the same fields as the Python worker's

@@ -50,6 +50,10 @@
 //! Still, every `reap_interval` each worker runs `worker_reap`, which marks
 //! workers that stopped heartbeating as dead and prunes old rows.
 //!
+//! [`Worker::stats`] gives counters to read while it runs, and
+//! [`Worker::subscribe`] a stream of per-job [`JobEvent`]s (started,
+//! completed, failed, retried, dead, lease lost), as in Python.
+//!
 //! On shutdown the worker stops fetching, gives back what a dequeue brought
 //! in after the stop (with the attempt refunded: no handler started), lets
 //! running handlers finish within `shutdown_grace`, then releases the
@@ -58,6 +62,7 @@
 
 mod backoff;
 mod completer;
+mod events;
 mod fetch;
 mod heartbeat;
 mod job;
@@ -71,12 +76,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::sync::{broadcast, mpsc, watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_postgres::types::Type;
 
 pub use self::backoff::{RECONNECT_MAX, RECONNECT_MIN};
+pub use self::events::{JobEvent, JobEventKind, DEFAULT_EVENT_CAPACITY};
 use self::completer::Completer;
 use self::fetch::{fetch_loop, Fetched, QueueState};
 use self::heartbeat::{heartbeat, heartbeat_once, register};
@@ -130,6 +136,7 @@ pub struct Worker {
     options: WorkerOptions,
     stop: watch::Sender<u8>,
     stats: Arc<WorkerStats>,
+    events: broadcast::Sender<JobEvent>,
 }
 
 impl Worker {
@@ -160,6 +167,7 @@ impl Worker {
             options,
             stop: watch::channel(0).0,
             stats: Arc::new(WorkerStats::default()),
+            events: broadcast::channel(DEFAULT_EVENT_CAPACITY).0,
         })
     }
 
@@ -176,6 +184,12 @@ impl Worker {
     /// The worker's counters.
     pub fn stats(&self) -> Arc<WorkerStats> {
         self.stats.clone()
+    }
+
+    /// Per-job events from now on (started, completed, failed, retried,
+    /// dead, lease lost); subscribe before `run` to see them all.
+    pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        self.events.subscribe()
     }
 
     /// Run `handler` until SIGINT (ctrl-c) or SIGTERM; a second signal stops at once.
@@ -265,6 +279,7 @@ impl Worker {
         );
         let mut completer_task = tokio::spawn(completer.run(completer_rx));
         let ctx = Arc::new(JobContext {
+            events: self.events.clone(),
             handler,
             db: self.db.clone(),
             worker_id: worker_id.clone(),
