@@ -432,6 +432,19 @@ mod tests {
     }
 
     #[test]
+    fn sslmode_reaches_the_driver_except_on_unix_sockets() {
+        use tokio_postgres::config::SslMode as D;
+        let tcp = Config::from_dsn("postgresql://u@db.example.com/app?sslmode=verify-full").unwrap();
+        assert_eq!(tcp.ssl_mode().unwrap(), SslMode::VerifyFull);
+        assert_eq!(tcp.pg_config().get_ssl_mode(), D::Require);
+        assert!(tcp.masked_dsn().contains("sslmode=verify-full"));
+        let unix = Config::from_dsn("postgresql://u@/app?host=/tmp&sslmode=require").unwrap();
+        assert_eq!(unix.pg_config().get_ssl_mode(), D::Disable, "no TLS on unix sockets, as libpq");
+        let off = Config::from_dsn("host=db.example.com sslmode=disable").unwrap();
+        assert_eq!(off.pg_config().get_ssl_mode(), D::Disable);
+    }
+
+    #[test]
     fn bad_values_are_config_errors() {
         for dsn in ["", "   ", "postgresql://h/db?sslmode=bogus"] {
             assert_eq!(Config::from_dsn(dsn).unwrap_err().kind(), ErrorKind::Config, "{dsn}");
