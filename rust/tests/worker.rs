@@ -730,3 +730,41 @@ async fn job_events_tell_each_step() {
     task.await.unwrap().unwrap();
     db.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_due_together_are_extended_in_one_statement() {
+    let (db, admin, producer) = setup(5, Duration::from_millis(800)).await;
+    producer.enqueue_batch(&(0..5).map(|i| json!(i)).collect::<Vec<_>>()).await.unwrap();
+    let started = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let options = WorkerOptions { concurrency: 5, ..quick() };
+    let worker = Worker::new(&db.config, "jobs", options).await.unwrap();
+    let (stop, task) = start(worker, gated(started.clone(), gate.clone()));
+    let raw = db.raw().await;
+    let sql = format!(
+        "SELECT count(*), count(DISTINCT visible_at), \
+         bool_and(visible_at - dequeued_at > interval '800 milliseconds') \
+         FROM \"{}\".messages WHERE lease IS NOT NULL",
+        db.schema
+    );
+    // Held past half their lease, all five are extended by one statement
+    // (one now(): one visible_at), and again later, never by five.
+    eventually(WAIT, "the five leases extended", || async {
+        let row = raw.query_one(&sql, &[]).await.unwrap();
+        let (held, distinct, extended): (i64, i64, Option<bool>) = (row.get(0), row.get(1), row.get(2));
+        (held == 5 && extended == Some(true)).then_some(distinct)
+    })
+    .await;
+    let row = raw.query_one(&sql, &[]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(1), 1, "one visible_at: one message_extend statement");
+    tokio::time::sleep(Duration::from_millis(1200)).await; // past the first lease: kept, not redelivered
+    assert_eq!(admin.queue_stats("jobs").await.unwrap().in_flight, 5);
+    gate.add_permits(5);
+    eventually(WAIT, "5 completions", || async { (archived(&admin, "completed").await == 5).then_some(()) })
+        .await;
+    let done = admin.list_archive(Some("jobs"), None, 10).await.unwrap();
+    assert!(done.iter().all(|a| a.attempts == 1), "delivered once each");
+    stop.stop();
+    task.await.unwrap().unwrap();
+    db.drop().await;
+}

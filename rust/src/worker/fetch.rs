@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_postgres::types::Type;
 
 use super::backoff::Reconnect;
@@ -35,7 +36,8 @@ pub(super) type Permits = (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>);
 
 /// What a fetch loop hands to the worker.
 pub(super) enum Fetched {
-    Messages(Vec<(Message, Permits)>),
+    /// Leased messages, with the time just before the dequeue was sent.
+    Messages(Vec<(Message, Permits)>, Instant),
     Fatal(Error),
 }
 
@@ -109,6 +111,7 @@ pub(super) async fn fetch_loop(
             }
         }
         let asked = permits.len();
+        let sent = Instant::now();
         let messages = match dequeue(&db, &q, asked, worker_id.load(Ordering::Relaxed)).await {
             Ok(m) => m,
             Err(e) => {
@@ -141,7 +144,7 @@ pub(super) async fn fetch_loop(
         let got = messages.len();
         if got > 0 {
             let items = messages.into_iter().zip(permits.drain(..got)).collect();
-            if out.send(Fetched::Messages(items)).is_err() {
+            if out.send(Fetched::Messages(items, sent)).is_err() {
                 return;
             }
         }

@@ -12,20 +12,17 @@ use futures_util::FutureExt;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
-use tokio::time::Instant;
-use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::backoff::backoff;
 use super::completer::{Action, CompleterHandle, Outcome, Settlement};
 use super::events::{JobEvent, JobEventKind};
 use super::fetch::{Permits, QueueState};
+use super::leases::LeaseKeeper;
 use super::WorkerStats;
-use crate::db::{col, Db};
-use crate::error::Result;
+use crate::db::Db;
 use crate::message::Message;
 use crate::payload::encode;
-use crate::queries::Query;
 
 /// The error "type" recorded for an explicit retry (Python's `pgqrs.Retry`).
 const RETRY_KIND: &str = "pgqrs.Retry";
@@ -80,6 +77,8 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for JobError {
 
 /// Everything a spawned job needs.
 pub(super) struct JobContext<F> {
+    /// Extends the leases of the messages held.
+    pub(super) keeper: Arc<LeaseKeeper>,
     /// Per-job events for subscribers.
     pub(super) events: broadcast::Sender<JobEvent>,
     pub(super) handler: F,
@@ -148,7 +147,7 @@ where
         }
         let mut guard = InFlight::new(&self.stats, &self.handlers_running);
         self.emit(JobEventKind::Started, &msg, None, None);
-        let outcome = self.run_handler(&msg, lease, q.vt).await;
+        let outcome = self.run_handler(&msg).await;
         let (action, event) = self.decide(&q, &msg, outcome);
         // No await between these: a job cut off at shutdown is either still
         // in `running` (and released) or its outcome is with the completer.
@@ -156,6 +155,7 @@ where
         guard.handler_done();
         let written = self.completer.submit(Settlement::new(msg.id, lease, action));
         let outcome = written.await.unwrap_or(Outcome::Unwritten);
+        self.keeper.drop_lease(msg.id, lease);
         match outcome {
             Outcome::Ok => match event {
                 Event::Completed => {
@@ -205,34 +205,9 @@ where
         });
     }
 
-    /// The handler's outcome, extending the lease every third of the
-    /// visibility timeout while it runs.
-    async fn run_handler(
-        &self,
-        msg: &Message,
-        lease: Uuid,
-        vt: Duration,
-    ) -> std::result::Result<Value, JobError> {
-        let fut = AssertUnwindSafe((self.handler)(msg.clone())).catch_unwind();
-        tokio::pin!(fut);
-        let every = (vt / 3).max(Duration::from_millis(100));
-        let mut ticker = tokio::time::interval_at(Instant::now() + every, every);
-        let mut keeping = true;
-        let out = loop {
-            tokio::select! {
-                out = &mut fut => break out,
-                _ = ticker.tick(), if keeping => {
-                    match self.extend(msg, lease, vt).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            log::warn!("pgqrs worker: lost the lease of message {} while its handler ran", msg.id);
-                            keeping = false;
-                        }
-                        Err(e) => log::warn!("pgqrs worker: extending message {}: {e}", msg.id),
-                    }
-                }
-            }
-        };
+    /// The handler's outcome (the lease keeper extends the lease meanwhile).
+    async fn run_handler(&self, msg: &Message) -> std::result::Result<Value, JobError> {
+        let out = AssertUnwindSafe((self.handler)(msg.clone())).catch_unwind().await;
         match out {
             Ok(Ok(r)) => serde_json::to_value(r).map_err(|e| JobError {
                 message: format!("handler result is not JSON: {e}"),
@@ -248,23 +223,6 @@ where
                     .unwrap_or_else(|| "handler panicked".to_string());
                 Err(JobError { message: text, retry: Retry::Backoff, kind: "panic" })
             }
-        }
-    }
-
-    /// Keep the lease for `vt` more; false when it was lost.
-    async fn extend(&self, msg: &Message, lease: Uuid, vt: Duration) -> Result<bool> {
-        let (ids, leases, secs) = (vec![msg.id], vec![lease], vt.as_secs_f64());
-        let rows = self
-            .db
-            .fetch(
-                Query::MessageExtend,
-                &[(&ids, Type::INT8_ARRAY), (&leases, Type::UUID_ARRAY), (&secs, Type::FLOAT8)],
-                Some(&msg.queue),
-            )
-            .await?;
-        match rows.first() {
-            Some(row) => Ok(col::<String>(row, "outcome")? == "ok"),
-            None => Ok(false),
         }
     }
 

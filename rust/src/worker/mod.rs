@@ -44,8 +44,10 @@
 //! stopping worker gives up after `shutdown_write_timeout`, with an error log
 //! naming the messages, which come back when their leases expire).
 //!
-//! While a handler runs, its lease is extended every third of the visibility
-//! timeout, so long jobs are not redelivered. If the worker dies, its
+//! While a handler runs, its lease is extended by a whole visibility timeout
+//! once `lease_extend_at` (half) of it has passed, the leases due at the
+//! same time together in one `message_extend` statement, so long jobs are
+//! not redelivered. If the worker dies, its
 //! messages come back when their leases expire: correctness needs no reaper.
 //! Still, every `reap_interval` each worker runs `worker_reap`, which marks
 //! workers that stopped heartbeating as dead and prunes old rows.
@@ -66,6 +68,7 @@ mod events;
 mod fetch;
 mod heartbeat;
 mod job;
+mod leases;
 mod listen;
 mod options;
 
@@ -87,6 +90,7 @@ use self::completer::Completer;
 use self::fetch::{fetch_loop, Fetched, QueueState};
 use self::heartbeat::{heartbeat, heartbeat_once, register};
 use self::job::JobContext;
+use self::leases::LeaseKeeper;
 pub use self::job::JobError;
 use self::options::HARD_STOP_WRITE_TIMEOUT;
 pub use self::options::*;
@@ -278,7 +282,12 @@ impl Worker {
             self.stats.clone(),
         );
         let mut completer_task = tokio::spawn(completer.run(completer_rx));
+        let keeper =
+            Arc::new(LeaseKeeper::new(self.db.clone(), opts.lease_extend_at, opts.lease_check_interval));
+        let k = keeper.clone();
+        let keeper_task = tokio::spawn(async move { k.run().await });
         let ctx = Arc::new(JobContext {
+            keeper,
             events: self.events.clone(),
             handler,
             db: self.db.clone(),
@@ -339,12 +348,14 @@ impl Worker {
             tokio::select! {
                 _ = wait_level(&mut stop_rx, 1) => break,
                 fetched = fetch_rx.recv() => match fetched {
-                    Some(Fetched::Messages(items)) => {
+                    Some(Fetched::Messages(items, sent)) => {
                         for (msg, permit) in items {
                             let q = states.iter().find(|q| q.name == msg.queue).expect("a served queue").clone();
                             // Tracked before the task runs: one aborted before its first
                             // step is still released at shutdown.
-                            ctx.running.lock().unwrap().insert(msg.lease.unwrap_or_default(), (msg.id, false));
+                            let lease = msg.lease.unwrap_or_default();
+                            ctx.running.lock().unwrap().insert(lease, (msg.id, false));
+                            ctx.keeper.hold(msg.id, lease, q.vt, sent);
                             jobs.spawn(ctx.clone().process(q, msg, permit));
                         }
                     }
@@ -382,7 +393,7 @@ impl Worker {
         loop {
             tokio::select! {
                 fetched = fetch_rx.recv() => match fetched {
-                    Some(Fetched::Messages(items)) => given_back += ctx.give_back(items),
+                    Some(Fetched::Messages(items, _)) => given_back += ctx.give_back(items),
                     Some(Fetched::Fatal(e)) => { fatal.get_or_insert(e); }
                     None => break,
                 },
@@ -394,7 +405,7 @@ impl Worker {
         fetchers.abort_all();
         while fetchers.join_next().await.is_some() {}
         while let Ok(fetched) = fetch_rx.try_recv() {
-            if let Fetched::Messages(items) = fetched {
+            if let Fetched::Messages(items, _) = fetched {
                 given_back += ctx.give_back(items);
             }
         }
@@ -418,6 +429,9 @@ impl Worker {
         ctx.completer.hurry(Instant::now() + write_timeout);
         jobs.abort_all();
         while jobs.join_next().await.is_some() {}
+        // No handler runs now: no lease needs keeping (an extension still in
+        // flight cannot touch a released message: it is fenced by the lease).
+        keeper_task.abort();
         ctx.release_cut_off();
         ctx.completer.finish();
         loop {

@@ -36,6 +36,12 @@ pub const DEFAULT_REAP_INTERVAL: Duration = Duration::from_secs(60);
 /// the database is unreachable (the messages then come back when their
 /// leases expire: nothing is lost).
 pub const DEFAULT_SHUTDOWN_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Fraction of a lease after which a running handler's lease is extended
+/// (by a whole visibility timeout again).
+pub const DEFAULT_LEASE_EXTEND_AT: f64 = 0.5;
+/// Longest pause between two checks for leases due for extension (shorter
+/// leases are checked more often).
+pub const DEFAULT_LEASE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// What is left of `shutdown_write_timeout` after a second stop request.
 pub(super) const HARD_STOP_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -82,6 +88,11 @@ pub struct WorkerOptions {
     pub worker_prune_after: Duration,
     /// Time a stopping worker retries unwritten outcomes ([`DEFAULT_SHUTDOWN_WRITE_TIMEOUT`]).
     pub shutdown_write_timeout: Duration,
+    /// Fraction of a lease after which it is extended, above 0 and below 1
+    /// ([`DEFAULT_LEASE_EXTEND_AT`]).
+    pub lease_extend_at: f64,
+    /// Longest pause between checks for leases to extend ([`DEFAULT_LEASE_CHECK_INTERVAL`]).
+    pub lease_check_interval: Duration,
     /// Settings of single queues, by name (as the Python worker's per-handler
     /// options); a queue not named here follows the options above.
     pub queue_settings: HashMap<String, QueueSettings>,
@@ -120,6 +131,8 @@ impl Default for WorkerOptions {
             worker_dead_after: DEFAULT_WORKER_DEAD_AFTER,
             worker_prune_after: DEFAULT_WORKER_PRUNE_AFTER,
             shutdown_write_timeout: DEFAULT_SHUTDOWN_WRITE_TIMEOUT,
+            lease_extend_at: DEFAULT_LEASE_EXTEND_AT,
+            lease_check_interval: DEFAULT_LEASE_CHECK_INTERVAL,
             queue_settings: HashMap::new(),
         }
     }
@@ -143,6 +156,7 @@ impl WorkerOptions {
             ("poll_interval", self.poll_interval),
             ("heartbeat_interval", self.heartbeat_interval),
             ("reap_interval", self.reap_interval),
+            ("lease_check_interval", self.lease_check_interval),
         ] {
             if d.is_zero() {
                 return Err(Error::invalid(format!("{name} must be > 0")));
@@ -152,6 +166,12 @@ impl WorkerOptions {
             return Err(Error::invalid(format!(
                 "retry_jitter is a fraction from 0 to 1, got {}",
                 self.retry_jitter
+            )));
+        }
+        if !(self.lease_extend_at > 0.0 && self.lease_extend_at < 1.0) {
+            return Err(Error::invalid(format!(
+                "lease_extend_at is a fraction above 0 and below 1, got {}",
+                self.lease_extend_at
             )));
         }
         check_limits("", self.visibility_timeout, self.max_attempts)?;
