@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::error::{first_line, Error, Result};
+use crate::tls::{split_dsn, Connector, DsnTls, SslMode, TlsSettings};
 use crate::validate::validate_schema_name;
 
 /// Schema holding pgqrs's tables; created by `Admin::install()` when missing.
@@ -56,6 +57,7 @@ pub const FALLBACK_DSN_ENV_VAR: &str = "DATABASE_URL";
 pub struct Config {
     dsn: String,
     pg: tokio_postgres::Config,
+    tls: DsnTls,
     schema: String,
     pool_min_size: usize,
     pool_max_size: usize,
@@ -69,6 +71,7 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("dsn", &self.masked_dsn())
+            .field("sslmode", &self.tls.mode)
             .field("schema", &self.schema)
             .field("pool_min_size", &self.pool_min_size)
             .field("pool_max_size", &self.pool_max_size)
@@ -83,14 +86,16 @@ impl std::fmt::Debug for Config {
 impl Config {
     /// A Config for the connection string `dsn` (URL or `key=value` form;
     /// unix sockets as `postgresql://user@/db?host=/run/postgresql`), with
-    /// every other option at its default.
+    /// every other option at its default. TLS follows `sslmode` and
+    /// `sslrootcert` as in libpq (see [`SslMode`]).
     pub fn from_dsn(dsn: &str) -> Result<Config> {
         if dsn.trim().is_empty() {
             return Err(Error::config(
                 "dsn must be a non-empty connection string, e.g. postgresql://user@host/db",
             ));
         }
-        let pg = tokio_postgres::Config::from_str(dsn).map_err(|e| {
+        let (driver_dsn, tls) = split_dsn(dsn)?;
+        let pg = tokio_postgres::Config::from_str(&driver_dsn).map_err(|e| {
             Error::config(format!(
                 "invalid DSN: {}; expected e.g. postgresql://user:password@host:5432/dbname",
                 first_line(&e.to_string())
@@ -99,6 +104,7 @@ impl Config {
         Ok(Config {
             dsn: dsn.to_string(),
             pg,
+            tls,
             schema: DEFAULT_SCHEMA.to_string(),
             pool_min_size: DEFAULT_POOL_MIN_SIZE,
             pool_max_size: DEFAULT_POOL_MAX_SIZE,
@@ -218,6 +224,38 @@ impl Config {
         self
     }
 
+    /// Use TLS as `mode` says (overrides the DSN's `sslmode`).
+    pub fn with_ssl_mode(mut self, mode: SslMode) -> Config {
+        self.tls.mode = Some(mode);
+        self
+    }
+
+    /// Check the server's certificate against the CA certificates of the PEM
+    /// file `path` (`"system"`: the system's store); overrides `sslrootcert`.
+    pub fn with_ssl_root_cert(mut self, path: &str) -> Config {
+        self.tls.root_cert = Some(path.to_string());
+        self
+    }
+
+    /// Present the client certificate (chain) of the PEM file `cert`, with
+    /// the private key of the PEM file `key` (overrides `sslcert`/`sslkey`).
+    pub fn with_ssl_client_cert(mut self, cert: &str, key: &str) -> Config {
+        self.tls.cert = Some(cert.to_string());
+        self.tls.key = Some(key.to_string());
+        self
+    }
+
+    /// The `sslmode` in force: the DSN's, else `PGSSLMODE`, else `prefer`.
+    pub fn ssl_mode(&self) -> Result<SslMode> {
+        TlsSettings::resolve(&self.tls).map(|s| s.mode)
+    }
+
+    /// The TLS connector for this Config's connections (plain text when TLS is off).
+    pub(crate) fn connector(&self) -> Result<Connector> {
+        let settings = TlsSettings::resolve(&self.tls)?;
+        Connector::new(&settings, unix_only(&self.pg_config()))
+    }
+
     fn check_pool(&self) -> Result<()> {
         if self.pool_max_size < 1 || self.pool_min_size > self.pool_max_size {
             return Err(Error::config(format!(
@@ -309,6 +347,9 @@ impl Config {
         }
         pg.application_name(&self.application_name);
         pg.connect_timeout(self.connect_timeout);
+        // Unix sockets never use TLS (as libpq); a bad PGSSLMODE fails in connector().
+        let mode = TlsSettings::resolve(&self.tls).map(|s| s.mode).unwrap_or_default();
+        pg.ssl_mode(if unix_only(&pg) { SslMode::Disable.driver_mode() } else { mode.driver_mode() });
         pg
     }
 
@@ -335,7 +376,24 @@ impl Config {
         if let Some(db) = pg.get_dbname() {
             parts.push(format!("dbname={db}"));
         }
+        if let Some(mode) = self.tls.mode {
+            parts.push(format!("sslmode={mode}"));
+        }
         parts.join(" ")
+    }
+}
+
+/// Whether every host of `pg` is a unix socket (no TLS then, as in libpq).
+fn unix_only(pg: &tokio_postgres::Config) -> bool {
+    let hosts = pg.get_hosts();
+    #[cfg(unix)]
+    {
+        !hosts.is_empty() && hosts.iter().all(|h| matches!(h, tokio_postgres::config::Host::Unix(_)))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = hosts;
+        false
     }
 }
 
@@ -371,6 +429,19 @@ mod tests {
         ));
         assert_eq!(pg.get_dbname(), Some("postgres"));
         assert_eq!(pg.get_application_name(), Some(DEFAULT_APPLICATION_NAME));
+    }
+
+    #[test]
+    fn sslmode_reaches_the_driver_except_on_unix_sockets() {
+        use tokio_postgres::config::SslMode as D;
+        let tcp = Config::from_dsn("postgresql://u@db.example.com/app?sslmode=verify-full").unwrap();
+        assert_eq!(tcp.ssl_mode().unwrap(), SslMode::VerifyFull);
+        assert_eq!(tcp.pg_config().get_ssl_mode(), D::Require);
+        assert!(tcp.masked_dsn().contains("sslmode=verify-full"));
+        let unix = Config::from_dsn("postgresql://u@/app?host=/tmp&sslmode=require").unwrap();
+        assert_eq!(unix.pg_config().get_ssl_mode(), D::Disable, "no TLS on unix sockets, as libpq");
+        let off = Config::from_dsn("host=db.example.com sslmode=disable").unwrap();
+        assert_eq!(off.pg_config().get_ssl_mode(), D::Disable);
     }
 
     #[test]

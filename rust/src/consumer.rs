@@ -482,7 +482,7 @@ impl Consumer {
 }
 
 /// The leased messages, and how many picked rows went to the archive as dead.
-fn dequeue_result(rows: &[Row], queue: &str) -> Result<(Vec<Message>, usize)> {
+pub(crate) fn dequeue_result(rows: &[Row], queue: &str) -> Result<(Vec<Message>, usize)> {
     let mut messages = Vec::new();
     let mut dead = 0;
     for row in rows {

@@ -6,6 +6,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{GenericClient, NoTls, Row};
 
+use crate::tls::Connector;
+
 use crate::config::Config;
 use crate::error::{first_line, translate, Error, ErrorKind, Result};
 use crate::queries::{Query, Rendered};
@@ -14,14 +16,16 @@ use crate::queries::{Query, Rendered};
 /// statement, so no describe round trip and no named statement is needed).
 pub(crate) type Param<'a> = (&'a (dyn ToSql + Sync), Type);
 
-/// A pool set up for pgqrs: no TLS, no session state, connections checked
-/// before reuse. Pass it to several clients (`with_pool`) to share connections.
+/// A pool set up for pgqrs: TLS as the DSN's `sslmode` says, no session
+/// state, connections checked before reuse. Pass it to several clients
+/// (`with_pool`) to share connections.
 pub fn make_pool(config: &Config) -> Result<Pool> {
-    let manager = Manager::from_config(
-        config.pg_config(),
-        NoTls,
-        ManagerConfig { recycling_method: RecyclingMethod::Fast },
-    );
+    let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+    let manager = match config.connector()? {
+        Connector::Plain => Manager::from_config(config.pg_config(), NoTls, manager_config),
+        #[cfg(feature = "tls")]
+        Connector::Rustls(tls) => Manager::from_config(config.pg_config(), tls, manager_config),
+    };
     Pool::builder(manager)
         .max_size(config.pool_max_size())
         .runtime(Runtime::Tokio1)
@@ -73,10 +77,22 @@ impl Db {
             PoolError::Backend(e) => {
                 let reason = match e.as_db_error() {
                     Some(db) => first_line(db.message()),
-                    None => first_line(&e.to_string()),
+                    None => with_causes(&e),
                 };
-                Error::new(ErrorKind::Connection, format!("cannot connect to PostgreSQL at {dsn}: {reason}"))
-                    .with_source(e)
+                let hint = if reason.contains("TLS") || reason.contains("certificate") {
+                    let mode = self.config.ssl_mode().map(|m| m.to_string()).unwrap_or_default();
+                    format!(
+                        " (sslmode={mode}: check sslrootcert, and that the server's certificate \
+                         is signed by it and names the host)"
+                    )
+                } else {
+                    String::new()
+                };
+                Error::new(
+                    ErrorKind::Connection,
+                    format!("cannot connect to PostgreSQL at {dsn}: {reason}{hint}"),
+                )
+                .with_source(e)
             }
             PoolError::Timeout(_) => Error::new(
                 ErrorKind::Connection,
@@ -126,6 +142,21 @@ impl Db {
     pub(crate) fn translate(&self, e: tokio_postgres::Error) -> Error {
         translate(e, self.config.schema(), None)
     }
+}
+
+/// The error's first line followed by those of its causes (the driver's
+/// Display leaves out why, e.g., a TLS handshake failed).
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = first_line(&e.to_string());
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let line = first_line(&c.to_string());
+        if !text.contains(&line) {
+            text = format!("{text}: {line}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// Read column `name` of `row`, as a Database error when the type is off.

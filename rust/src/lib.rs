@@ -47,7 +47,20 @@
 //! tokio-postgres was chosen over sqlx for a smaller build, explicit
 //! control over statement naming and the binary protocol, and LISTEN support
 //! on a plain connection; deadpool-postgres is a thin pool over it.
-//! TLS is not built in yet: connections use `NoTls` (`sslmode=require` fails).
+//!
+//! # TLS
+//!
+//! With the default feature `tls`, connections use rustls (with the `ring`
+//! provider: no OpenSSL, no C toolchain beyond what `ring` needs) through
+//! tokio-postgres-rustls, and follow the DSN's `sslmode` and `sslrootcert`
+//! as libpq does: `disable`, `allow`/`prefer` (the default: TLS when the
+//! server offers it, certificate not checked), `require`, `verify-ca` and
+//! `verify-full`; `sslrootcert` names a PEM file of CA certificates or
+//! `system`, and `sslcert`/`sslkey` a client certificate and its key. See
+//! [`SslMode`] for the details. A certificate that does not
+//! verify is an [`ErrorKind::Connection`] error naming the host and the mode.
+//! Without the feature, only plain-text connections are made and a DSN that
+//! requires TLS is a [`ErrorKind::Config`] error.
 //!
 //! # Payloads
 //!
@@ -69,9 +82,14 @@
 //!
 //! # Worker
 //!
-//! [`Worker`] runs a handler over one queue with bounded concurrency,
-//! retries with exponential backoff and jitter, lease extension, NOTIFY
-//! wake-ups plus polling, and graceful shutdown on SIGINT/SIGTERM.
+//! [`Worker`] runs a handler over one or several queues with bounded
+//! concurrency, retries with exponential backoff and jitter, lease
+//! extension, batched completions (one fenced `message_archive` /
+//! `message_release` statement for the jobs finishing within a few
+//! milliseconds, retried on connection loss), NOTIFY wake-ups plus polling,
+//! periodic `worker_reap`, and graceful shutdown on SIGINT/SIGTERM (messages
+//! fetched but not started go back with their attempt refunded). Its
+//! behaviour follows the Python worker; see the [`worker`] module.
 
 mod admin;
 mod config;
@@ -82,6 +100,7 @@ mod message;
 mod payload;
 mod producer;
 mod queries;
+mod tls;
 mod validate;
 pub mod worker;
 
@@ -97,8 +116,9 @@ pub use error::{Error, ErrorKind, Result};
 pub use message::{ArchivedMessage, Message, QueueInfo, QueueStats, VerifyReport, WorkerInfo};
 pub use producer::{EnqueueOptions, Producer, MAX_DEDUP_KEY_LENGTH};
 pub use queries::{migrations, Migration};
+pub use tls::SslMode;
 pub use validate::{validate_queue_name, validate_schema_name, MAX_QUEUE_NAME_LENGTH};
-pub use worker::{JobError, Worker, WorkerOptions};
+pub use worker::{JobError, JobEvent, JobEventKind, QueueSettings, Queues, Worker, WorkerOptions, WorkerStats};
 
 /// Re-exported so callers can name the pool and driver types without a version clash.
 pub use deadpool_postgres;

@@ -2,13 +2,14 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::{eventually, TestDb};
 use pgqrs::worker::StopHandle;
-use pgqrs::{Admin, JobError, Message, Producer, QueueOptions, Worker, WorkerOptions};
+use pgqrs::{Admin, JobError, Message, Producer, QueueOptions, QueueSettings, Worker, WorkerOptions};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -217,6 +218,7 @@ async fn shutdown_waits_for_running_jobs_then_releases_the_rest() {
     let again = consumer.dequeue().await.unwrap().unwrap();
     assert_eq!(again.payload, json!("stuck"));
     assert_eq!(again.last_error.unwrap()["type"], json!("WorkerStopped"));
+    assert_eq!(again.attempts, 2, "a handler ran: the cut-off attempt counts (no refund)");
     assert_eq!(admin.list_workers().await.unwrap()[0].status, "stopped");
     db.drop().await;
 }
@@ -303,6 +305,465 @@ async fn paused_queue_is_not_fetched_until_resumed() {
         (archived(&admin, "completed").await == 1).then_some(())
     })
     .await;
+    stop.stop();
+    task.await.unwrap().unwrap();
+    db.drop().await;
+}
+
+/// Messages archived per distinct `archived_at` (one statement, one transaction, one now()).
+async fn archive_statements(db: &TestDb) -> Vec<i64> {
+    let raw = db.raw().await;
+    let sql =
+        format!("SELECT count(*) FROM \"{}\".archive GROUP BY archived_at ORDER BY archived_at", db.schema);
+    raw.query(&sql, &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
+}
+
+/// Count handler starts, then wait for `gate` before finishing.
+fn gated(
+    started: Arc<AtomicUsize>,
+    gate: Arc<tokio::sync::Semaphore>,
+) -> impl Fn(Message) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), JobError>> + Send>>
+       + Send
+       + Sync
+       + 'static {
+    move |_msg: Message| {
+        let (started, gate) = (started.clone(), gate.clone());
+        Box::pin(async move {
+            started.fetch_add(1, Ordering::SeqCst);
+            gate.acquire().await.unwrap().forget();
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_finishing_together_share_one_statement() {
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    producer.enqueue_batch(&(0..30).map(|i| json!(i)).collect::<Vec<_>>()).await.unwrap();
+    let started = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let options = WorkerOptions { concurrency: 30, flush_interval: Duration::from_millis(200), ..quick() };
+    let worker = Worker::new(&db.config, "jobs", options).await.unwrap();
+    let stats = worker.stats();
+    let (stop, task) = start(worker, gated(started.clone(), gate.clone()));
+    eventually(WAIT, "30 running handlers", || async {
+        (started.load(Ordering::SeqCst) == 30).then_some(())
+    })
+    .await;
+    gate.add_permits(30);
+    eventually(WAIT, "30 completions", || async {
+        (archived(&admin, "completed").await == 30).then_some(())
+    })
+    .await;
+    let statements = archive_statements(&db).await;
+    assert!(statements.len() <= 3, "30 archives in at most 3 statements, got {statements:?}");
+    assert_eq!(stats.completed.load(Ordering::SeqCst), 30);
+    stop.stop();
+    task.await.unwrap().unwrap();
+    db.drop().await;
+}
+
+/// A handler for the flush tests: "held" waits for `held`, the others for
+/// `gate`; each counts its start first, so that a test can have every handler
+/// running before any finishes (with none running, the worker flushes at once).
+type Gates = (Arc<AtomicUsize>, Arc<tokio::sync::Semaphore>, Arc<tokio::sync::Semaphore>);
+
+fn gates() -> Gates {
+    (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(tokio::sync::Semaphore::new(0)),
+        Arc::new(tokio::sync::Semaphore::new(0)),
+    )
+}
+
+fn held_or_gated(
+    (started, gate, held): Gates,
+) -> impl Fn(Message) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), JobError>> + Send>>
+       + Send
+       + Sync
+       + 'static {
+    move |msg: Message| {
+        let (started, gate, held) = (started.clone(), gate.clone(), held.clone());
+        Box::pin(async move {
+            started.fetch_add(1, Ordering::SeqCst);
+            let wait_for = if msg.payload == json!("held") { held } else { gate };
+            wait_for.acquire().await.unwrap().forget();
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_flush_by_size_and_by_time() {
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    producer.enqueue_batch(&(0..5).map(|i| json!({"quick": i})).collect::<Vec<_>>()).await.unwrap();
+    producer.enqueue(&json!("held")).await.unwrap();
+    // A full batch of 5 goes at once, although the flush interval is a minute
+    // and a handler is still running.
+    let options =
+        WorkerOptions { concurrency: 6, flush_interval: Duration::from_secs(60), flush_size: 5, ..quick() };
+    let worker = Worker::new(&db.config, "jobs", options).await.unwrap();
+    let g = gates();
+    let (started, gate, held) = g.clone();
+    let (stop, task) = start(worker, held_or_gated(g));
+    eventually(WAIT, "6 running handlers", || async { (started.load(Ordering::SeqCst) == 6).then_some(()) })
+        .await;
+    gate.add_permits(5);
+    eventually(WAIT, "a full batch written", || async {
+        (archived(&admin, "completed").await == 5).then_some(())
+    })
+    .await;
+    assert_eq!(archive_statements(&db).await, [5], "one statement for the full batch");
+    stop.stop();
+    held.add_permits(1);
+    task.await.unwrap().unwrap();
+    assert_eq!(archived(&admin, "completed").await, 6);
+    db.drop().await;
+
+    // A lone completion goes after the flush interval, while another handler still runs.
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    producer.enqueue_batch(&[json!("quick"), json!("held")]).await.unwrap();
+    let options = WorkerOptions { flush_interval: Duration::from_millis(100), ..quick() };
+    let worker = Worker::new(&db.config, "jobs", options).await.unwrap();
+    let stats = worker.stats();
+    let g = gates();
+    let (started, gate, held) = g.clone();
+    let (stop, task) = start(worker, held_or_gated(g));
+    eventually(WAIT, "2 running handlers", || async { (started.load(Ordering::SeqCst) == 2).then_some(()) })
+        .await;
+    gate.add_permits(1);
+    eventually(WAIT, "the quick one written", || async {
+        (archived(&admin, "completed").await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(stats.in_flight.load(Ordering::SeqCst), 1, "the held one still runs");
+    held.add_permits(1);
+    eventually(WAIT, "both written", || async { (archived(&admin, "completed").await == 2).then_some(()) })
+        .await;
+    stop.stop();
+    task.await.unwrap().unwrap();
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_lease_in_a_batch_refuses_only_that_message() {
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    let sent = producer.enqueue_batch(&[json!(1), json!(2), json!(3)]).await.unwrap();
+    let started = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let options = WorkerOptions { flush_interval: Duration::from_millis(200), ..quick() };
+    let worker = Worker::new(&db.config, "jobs", options).await.unwrap();
+    let stats = worker.stats();
+    let (stop, task) = start(worker, gated(started.clone(), gate.clone()));
+    eventually(WAIT, "3 running handlers", || async { (started.load(Ordering::SeqCst) == 3).then_some(()) })
+        .await;
+    // Another consumer takes message 2 over (as after its lease expired).
+    let raw = db.raw().await;
+    let stolen = sent[1].id;
+    let sql = format!("UPDATE \"{}\".messages SET lease = gen_random_uuid() WHERE id = $1", db.schema);
+    assert_eq!(raw.execute(&sql, &[&stolen]).await.unwrap(), 1);
+    gate.add_permits(3);
+    eventually(WAIT, "the other two archived", || async {
+        (archived(&admin, "completed").await == 2).then_some(())
+    })
+    .await;
+    eventually(WAIT, "the lost lease counted", || async {
+        (stats.lease_lost.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    assert_eq!(archive_statements(&db).await, [2], "the two went in one statement");
+    let done = admin.list_archive(Some("jobs"), None, 10).await.unwrap();
+    assert!(done.iter().all(|a| a.id != stolen), "the stolen message was not archived");
+    assert_eq!(admin.queue_stats("jobs").await.unwrap().in_flight, 1, "it stays with its new holder");
+    assert_eq!(stats.completed.load(Ordering::SeqCst), 2);
+    stop.stop();
+    task.await.unwrap().unwrap();
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_cut_off_by_a_lost_connection_is_retried() {
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    producer.enqueue(&json!("done")).await.unwrap();
+    let app = format!("pgqrs-cut-{}", db.schema);
+    let config = db.config.clone().with_application_name(&app);
+    let started = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let options = WorkerOptions { listen: false, poll_interval: Duration::from_secs(60), ..quick() };
+    let worker = Worker::new(&config, "jobs", options).await.unwrap();
+    let stats = worker.stats();
+    let (stop, task) = start(worker, gated(started.clone(), gate.clone()));
+    eventually(WAIT, "the handler running", || async { (started.load(Ordering::SeqCst) == 1).then_some(()) })
+        .await;
+    // Hold the archive table: the worker's archive statement waits for it ...
+    let mut locker = db.raw().await;
+    let tx = locker.transaction().await.unwrap();
+    tx.batch_execute(&format!("LOCK TABLE \"{}\".archive IN ACCESS EXCLUSIVE MODE", db.schema))
+        .await
+        .unwrap();
+    gate.add_permits(1);
+    let raw = db.raw().await;
+    let waiting = "SELECT pid FROM pg_stat_activity WHERE application_name = $1 \
+                   AND wait_event_type = 'Lock' AND query LIKE '%message_archive%'";
+    let pid: i32 = eventually(WAIT, "the archive statement waiting", || async {
+        raw.query(waiting, &[&app]).await.unwrap().first().map(|r| r.get(0))
+    })
+    .await;
+    // ... and its connection dies under it, before anything was written.
+    let killed: bool = raw.query_one("SELECT pg_terminate_backend($1)", &[&pid]).await.unwrap().get(0);
+    assert!(killed);
+    tx.commit().await.unwrap();
+    eventually(WAIT, "the completion written on retry", || async {
+        (archived(&admin, "completed").await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(stats.completed.load(Ordering::SeqCst), 1);
+    assert_eq!(stats.unwritten.load(Ordering::SeqCst), 0);
+    stop.stop();
+    task.await.unwrap().unwrap();
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_worker_serves_several_queues() {
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    admin.create_queue("other").await.unwrap();
+    let other = Producer::new(&db.config, "other").await.unwrap();
+    producer.enqueue_batch(&(0..5).map(|i| json!(i)).collect::<Vec<_>>()).await.unwrap();
+    other.enqueue_batch(&(0..5).map(|i| json!(i)).collect::<Vec<_>>()).await.unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let worker = Worker::new(&db.config, ["jobs", "other"], quick()).await.unwrap();
+    assert_eq!(worker.queues(), ["jobs", "other"]);
+    let (stop, task) = start(worker, move |msg: Message| {
+        s.lock().unwrap().push(msg.queue.clone());
+        async move { Ok::<_, JobError>(msg.queue) }
+    });
+    eventually(WAIT, "10 completions", || async {
+        (admin.list_archive(None, Some("completed"), 100).await.unwrap().len() == 10).then_some(())
+    })
+    .await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.iter().filter(|q| *q == "jobs").count(), 5);
+    assert_eq!(seen.iter().filter(|q| *q == "other").count(), 5);
+    for a in admin.list_archive(None, Some("completed"), 100).await.unwrap() {
+        assert_eq!(a.result, Some(json!(a.queue)), "the handler saw the message's own queue");
+    }
+    assert_eq!(admin.list_workers().await.unwrap()[0].queues, ["jobs", "other"]);
+    // A NOTIFY on either queue wakes its fetch loop.
+    other.enqueue(&json!("late")).await.unwrap();
+    eventually(WAIT, "the late one", || async { (archived_in(&admin, "other").await == 6).then_some(()) })
+        .await;
+    stop.stop();
+    task.await.unwrap().unwrap();
+    db.drop().await;
+}
+
+async fn archived_in(admin: &Admin, queue: &str) -> usize {
+    admin.list_archive(Some(queue), Some("completed"), 1000).await.unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_workers_are_reaped_periodically() {
+    let (db, admin, _producer) = setup(5, Duration::from_secs(30)).await;
+    let raw = db.raw().await;
+    let ghost: i64 = raw
+        .query_one(
+            &format!(
+                "INSERT INTO \"{}\".workers (hostname, pid, queues, heartbeat_at) \
+                 VALUES ('ghost', 1, '{{jobs}}', now() - interval '1 hour') RETURNING id",
+                db.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let options = WorkerOptions { reap_interval: Duration::from_millis(200), ..quick() };
+    let worker = Worker::new(&db.config, "jobs", options).await.unwrap();
+    let (stop, task) = start(worker, |_m: Message| async { Ok::<_, JobError>(()) });
+    eventually(WAIT, "the silent worker marked dead", || async {
+        let workers = admin.list_workers().await.unwrap();
+        let ghost = workers.iter().find(|w| w.id == ghost)?;
+        (ghost.status == "dead").then_some(())
+    })
+    .await;
+    let me = admin.list_workers().await.unwrap().into_iter().find(|w| w.id != ghost).unwrap();
+    assert_eq!(me.status, "running", "the live worker is left alone");
+    stop.stop();
+    task.await.unwrap().unwrap();
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_fetched_after_a_stop_go_back_with_their_attempt_refunded() {
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    producer.enqueue_batch(&[json!(1), json!(2), json!(3)]).await.unwrap();
+    let app = format!("pgqrs-refund-{}", db.schema);
+    let config = db.config.clone().with_application_name(&app);
+    // Hold the messages table so that the worker's first dequeue waits.
+    let mut locker = db.raw().await;
+    let tx = locker.transaction().await.unwrap();
+    tx.batch_execute(&format!("LOCK TABLE \"{}\".messages IN SHARE MODE", db.schema)).await.unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let options = WorkerOptions { listen: false, ..quick() };
+    let worker = Worker::new(&config, "jobs", options).await.unwrap();
+    let (stop, task) = start(worker, move |_m: Message| {
+        c.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<_, JobError>(()) }
+    });
+    let raw = db.raw().await;
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
+                   AND wait_event_type = 'Lock' AND query LIKE '%message_dequeue%'";
+    eventually(WAIT, "the dequeue waiting", || async {
+        (raw.query_one(waiting, &[&app]).await.unwrap().get::<_, i64>(0) == 1).then_some(())
+    })
+    .await;
+    stop.stop();
+    eventually(WAIT, "the worker stopping", || async {
+        (admin.list_workers().await.unwrap()[0].status == "stopping").then_some(())
+    })
+    .await;
+    tx.commit().await.unwrap(); // the dequeue now leases the 3 messages, to a stopping worker
+    task.await.unwrap().unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "no handler started");
+    let rows = raw
+        .query(&format!("SELECT attempts, lease IS NULL FROM \"{}\".messages ORDER BY id", db.schema), &[])
+        .await
+        .unwrap();
+    let rows: Vec<(i32, bool)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(rows, [(0, true); 3], "released with the dequeue's attempt given back");
+    assert_eq!(admin.queue_stats("jobs").await.unwrap().ready, 3);
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_can_have_its_own_limits() {
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    admin.create_queue("other").await.unwrap();
+    let other = Producer::new(&db.config, "other").await.unwrap();
+    producer.enqueue_batch(&(0..6).map(|i| json!(i)).collect::<Vec<_>>()).await.unwrap();
+    other.enqueue_batch(&(0..6).map(|i| json!(i)).collect::<Vec<_>>()).await.unwrap();
+    other.enqueue(&json!("fails")).await.unwrap();
+    // Per queue: (running now, peak).
+    let load: Arc<std::sync::Mutex<HashMap<String, (usize, usize)>>> = Arc::default();
+    let l = load.clone();
+    let settings = HashMap::from([
+        ("jobs".to_string(), QueueSettings { concurrency: Some(1), ..QueueSettings::default() }),
+        ("other".to_string(), QueueSettings { max_attempts: Some(1), ..QueueSettings::default() }),
+    ]);
+    let options = WorkerOptions { concurrency: 4, queue_settings: settings, ..quick() };
+    let worker = Worker::new(&db.config, ["jobs", "other"], options).await.unwrap();
+    let (stop, task) = start(worker, move |msg: Message| {
+        let l = l.clone();
+        async move {
+            {
+                let mut load = l.lock().unwrap();
+                let (now, peak) = load.entry(msg.queue.clone()).or_default();
+                *now += 1;
+                *peak = (*peak).max(*now);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            l.lock().unwrap().get_mut(&msg.queue).unwrap().0 -= 1;
+            if msg.payload == json!("fails") {
+                return Err(JobError::retry("once is enough here"));
+            }
+            Ok::<_, JobError>(())
+        }
+    });
+    eventually(WAIT, "all 13 settled", || async {
+        (admin.list_archive(None, None, 100).await.unwrap().len() == 13).then_some(())
+    })
+    .await;
+    let load = load.lock().unwrap().clone();
+    assert_eq!(load["jobs"].1, 1, "jobs never ran more than its own limit");
+    assert!(load["other"].1 >= 2, "other used the rest of the worker's concurrency: {load:?}");
+    assert_eq!(archived_in(&admin, "other").await, 6);
+    let dead = admin.list_archive(Some("other"), Some("dead"), 10).await.unwrap();
+    assert_eq!((dead.len(), dead[0].attempts), (1, 1), "other's max_attempts of 1");
+    stop.stop();
+    task.await.unwrap().unwrap();
+
+    let bad = WorkerOptions {
+        queue_settings: HashMap::from([("nope".to_string(), QueueSettings::default())]),
+        ..quick()
+    };
+    let err = Worker::new(&db.config, "jobs", bad).await.err().unwrap();
+    assert_eq!(err.kind(), pgqrs::ErrorKind::InvalidArgument);
+    assert!(err.to_string().contains("nope"), "{err}");
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_events_tell_each_step() {
+    use pgqrs::JobEventKind::{Completed, Dead, Failed, Retried, Started};
+    let (db, _admin, producer) = setup(2, Duration::from_secs(30)).await;
+    let names = ["ok", "give up", "retry", "boom"];
+    let sent = producer.enqueue_batch(&names.iter().map(|n| json!(n)).collect::<Vec<_>>()).await.unwrap();
+    let worker = Worker::new(&db.config, "jobs", quick()).await.unwrap();
+    let mut events = worker.subscribe();
+    let (stop, task) = start(worker, |msg: Message| async move {
+        match msg.payload.as_str().unwrap() {
+            "ok" => Ok(()),
+            "give up" => Err(JobError::give_up("no")),
+            "retry" => Err(JobError::retry("later")),
+            _ => Err(std::io::Error::other("boom").into()),
+        }
+    });
+    let mut seen: HashMap<i64, Vec<pgqrs::JobEventKind>> = HashMap::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while seen.values().flatten().filter(|k| matches!(k, Completed | Dead)).count() < 4 {
+        let event = tokio::time::timeout_at(deadline, events.recv()).await.expect("events in time").unwrap();
+        assert_eq!(event.queue, "jobs");
+        if event.kind == Retried {
+            assert!(event.delay.is_some() && event.error.is_some(), "{event:?}");
+        }
+        seen.entry(event.message_id).or_default().push(event.kind);
+    }
+    let of = |name: &str| seen[&sent[names.iter().position(|n| *n == name).unwrap()].id].clone();
+    assert_eq!(of("ok"), [Started, Completed]);
+    assert_eq!(of("give up"), [Started, Failed, Dead]);
+    assert_eq!(of("retry"), [Started, Retried, Started, Dead], "an asked-for retry is no failure");
+    assert_eq!(of("boom"), [Started, Failed, Retried, Started, Failed, Dead]);
+    stop.stop();
+    task.await.unwrap().unwrap();
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_due_together_are_extended_in_one_statement() {
+    let (db, admin, producer) = setup(5, Duration::from_millis(800)).await;
+    producer.enqueue_batch(&(0..5).map(|i| json!(i)).collect::<Vec<_>>()).await.unwrap();
+    let started = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let options = WorkerOptions { concurrency: 5, ..quick() };
+    let worker = Worker::new(&db.config, "jobs", options).await.unwrap();
+    let (stop, task) = start(worker, gated(started.clone(), gate.clone()));
+    let raw = db.raw().await;
+    let sql = format!(
+        "SELECT count(*), count(DISTINCT visible_at), \
+         bool_and(visible_at - dequeued_at > interval '800 milliseconds') \
+         FROM \"{}\".messages WHERE lease IS NOT NULL",
+        db.schema
+    );
+    // Held past half their lease, all five are extended by one statement
+    // (one now(): one visible_at), and again later, never by five.
+    eventually(WAIT, "the five leases extended", || async {
+        let row = raw.query_one(&sql, &[]).await.unwrap();
+        let (held, distinct, extended): (i64, i64, Option<bool>) = (row.get(0), row.get(1), row.get(2));
+        (held == 5 && extended == Some(true)).then_some(distinct)
+    })
+    .await;
+    let row = raw.query_one(&sql, &[]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(1), 1, "one visible_at: one message_extend statement");
+    tokio::time::sleep(Duration::from_millis(1200)).await; // past the first lease: kept, not redelivered
+    assert_eq!(admin.queue_stats("jobs").await.unwrap().in_flight, 5);
+    gate.add_permits(5);
+    eventually(WAIT, "5 completions", || async { (archived(&admin, "completed").await == 5).then_some(()) })
+        .await;
+    let done = admin.list_archive(Some("jobs"), None, 10).await.unwrap();
+    assert!(done.iter().all(|a| a.attempts == 1), "delivered once each");
     stop.stop();
     task.await.unwrap().unwrap();
     db.drop().await;

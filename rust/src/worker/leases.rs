@@ -1,0 +1,181 @@
+//! Lease keeping: extend the leases of handlers that run long.
+//!
+//! A lease lasts the queue's (or the worker's) visibility timeout. Once a
+//! handler has held its message for `lease_extend_at` of that, its lease is
+//! extended by a whole timeout again, the due messages together in one
+//! `message_extend` statement (as Python's `LeaseKeeper`). Local time only
+//! measures elapsed durations (a monotonic clock, started just before the
+//! statement that set the lease, so the estimate errs early); the lease
+//! itself is always set by the database's clock.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use super::backoff::Reconnect;
+use crate::db::{col, Db};
+use crate::queries::Query;
+
+/// Shortest pause between two checks (very short leases).
+const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
+struct Held {
+    id: i64,
+    /// How long the lease lasts from `since`.
+    vt: Duration,
+    /// Just before the statement that set the lease.
+    since: Instant,
+}
+
+#[derive(Default)]
+struct Leases {
+    held: HashMap<Uuid, Held>,
+    /// The lease held for each message id.
+    current: HashMap<i64, Uuid>,
+}
+
+pub(super) struct LeaseKeeper {
+    db: Db,
+    extend_at: f64,
+    check_interval: Duration,
+    leases: Mutex<Leases>,
+    /// Rung by a lease shorter than the ones the current pause was made for.
+    changed: Notify,
+    /// The current pause, in nanoseconds.
+    sleeping: AtomicU64,
+}
+
+impl LeaseKeeper {
+    pub(super) fn new(db: Db, extend_at: f64, check_interval: Duration) -> LeaseKeeper {
+        LeaseKeeper {
+            db,
+            extend_at,
+            check_interval,
+            leases: Mutex::default(),
+            changed: Notify::new(),
+            sleeping: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// Keep `lease` of message `id`, set for `vt` by a statement sent at `since`.
+    pub(super) fn hold(&self, id: i64, lease: Uuid, vt: Duration, since: Instant) {
+        let mut l = self.leases.lock().unwrap();
+        if let Some(older) = l.current.insert(id, lease).filter(|older| *older != lease) {
+            // This worker got the message again: its earlier lease is gone.
+            if l.held.remove(&older).is_some() {
+                lost(id);
+            }
+        }
+        l.held.insert(lease, Held { id, vt, since });
+        drop(l);
+        if (self.pause_for(vt).as_nanos() as u64) < self.sleeping.load(Ordering::SeqCst) {
+            self.changed.notify_one(); // a shorter lease: check sooner
+        }
+    }
+
+    /// Stop keeping `lease` (its outcome is written, or it was released).
+    pub(super) fn drop_lease(&self, id: i64, lease: Uuid) {
+        let mut l = self.leases.lock().unwrap();
+        if l.held.remove(&lease).is_some() && l.current.get(&id) == Some(&lease) {
+            l.current.remove(&id);
+        }
+    }
+
+    /// How long to sleep: often enough for the shortest lease held.
+    fn pause(&self) -> Duration {
+        let shortest = self.leases.lock().unwrap().held.values().map(|h| h.vt).min();
+        shortest.map_or(self.check_interval, |vt| self.pause_for(vt))
+    }
+
+    fn pause_for(&self, vt: Duration) -> Duration {
+        vt.mul_f64((1.0 - self.extend_at) / 4.0).min(self.check_interval).max(MIN_CHECK_INTERVAL)
+    }
+
+    /// Extend due leases until the task is aborted.
+    pub(super) async fn run(&self) {
+        let mut reconnect = Reconnect::default();
+        let mut last = Instant::now();
+        loop {
+            // A shorter lease shortens the current pause; nothing postpones it.
+            let pause = self.pause();
+            self.sleeping.store(pause.as_nanos() as u64, Ordering::SeqCst);
+            tokio::select! {
+                _ = self.changed.notified() => continue,
+                _ = tokio::time::sleep_until(last + pause) => {}
+            }
+            last = Instant::now();
+            self.extend_due(&mut reconnect).await;
+        }
+    }
+
+    async fn extend_due(&self, reconnect: &mut Reconnect) {
+        let now = Instant::now();
+        let mut by_vt: HashMap<Duration, (Vec<i64>, Vec<Uuid>)> = HashMap::new();
+        {
+            let l = self.leases.lock().unwrap();
+            for (lease, h) in &l.held {
+                if now >= h.since + h.vt.mul_f64(self.extend_at) {
+                    let group = by_vt.entry(h.vt).or_default();
+                    group.0.push(h.id);
+                    group.1.push(*lease);
+                }
+            }
+        }
+        for (vt, (ids, leases)) in by_vt {
+            let sent = Instant::now();
+            let secs = vt.as_secs_f64();
+            let rows = match self
+                .db
+                .fetch(
+                    Query::MessageExtend,
+                    &[(&ids, Type::INT8_ARRAY), (&leases, Type::UUID_ARRAY), (&secs, Type::FLOAT8)],
+                    None,
+                )
+                .await
+            {
+                Ok(rows) => rows,
+                Err(e) => {
+                    reconnect.failed();
+                    if reconnect.failures() == 1 {
+                        log::warn!("pgqrs worker: extending {} lease(s) failed, will retry: {e}", ids.len());
+                    } else {
+                        log::debug!("pgqrs worker: extending {} lease(s) failed, will retry: {e}", ids.len());
+                    }
+                    return;
+                }
+            };
+            if reconnect.succeeded() {
+                log::info!("pgqrs worker: lease extensions work again");
+            }
+            let ok: std::collections::HashSet<i64> = rows
+                .iter()
+                .filter(|r| col::<String>(r, "outcome").is_ok_and(|o| o == "ok"))
+                .filter_map(|r| col::<i64>(r, "id").ok())
+                .collect();
+            let mut l = self.leases.lock().unwrap();
+            for (id, lease) in ids.into_iter().zip(leases) {
+                if ok.contains(&id) {
+                    if let Some(h) = l.held.get_mut(&lease) {
+                        h.since = sent;
+                    }
+                    log::debug!("pgqrs worker: extended the lease of message {id} by {vt:?}");
+                } else if l.held.remove(&lease).is_some() {
+                    if l.current.get(&id) == Some(&lease) {
+                        l.current.remove(&id);
+                    }
+                    lost(id);
+                }
+            }
+        }
+    }
+}
+
+fn lost(id: i64) {
+    log::warn!("pgqrs worker: lost the lease of message {id}: it expired and may be running elsewhere");
+}
