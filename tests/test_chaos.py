@@ -203,6 +203,8 @@ def test_stale_worker_sigstop_cannot_settle(
     # A ran the handler to its end but wrote no outcome: it was fenced out.
     (a_counters,) = [e["counters"] for e in a.events() if e["event"] == "stopped"]
     assert a_counters["processed"] == 1 and a_counters["completed"] == 0, a_counters
+    assert a_counters["lease_lost"] == 1, a_counters
+    assert [e["id"] for e in a.events() if e["event"] == "lease_lost"] == ids
     result = audit(chaos.dsn, chaos_schema, "stale", ids)
     assert result.runs == 2 and result.duplicated_jobs == ids
     with psycopg.connect(chaos.dsn) as conn:

@@ -502,23 +502,18 @@ class Runtime:
             elif after.kind == "dead":
                 self.counters.dead += 1
             self.events.emit(after)
-        elif outcome == "lease_lost":
+        elif outcome in ("lease_lost", "not_found"):
+            # Either way the fence held: another consumer took the message over
+            # (and may already have archived it, hence not_found).
             self.counters.lease_lost += 1
             logger.warning(
                 "message %s (queue %r): lease lost before its outcome (%s) was written; another "
-                "consumer has it now",
+                "consumer has it now, or has already settled it",
                 m.id,
                 m.queue,
                 after.kind,
             )
             self._emit("lease_lost", m)
-        elif outcome == "not_found":
-            logger.warning(
-                "message %s (queue %r) was gone before its outcome (%s) was written",
-                m.id,
-                m.queue,
-                after.kind,
-            )
 
     async def _call(self, q: QueueState, m: Message) -> tuple[Settlement, JobEvent]:
         """Run the handler; return what to write, and the event to emit once written."""
