@@ -1,0 +1,29 @@
+-- message_insert: enqueue messages that have no dedup key (the common case) in
+-- one statement, and send one NOTIFY (a wake-up hint for idle workers;
+-- delivered on commit), as message_enqueue does.
+--   $1 queue text
+--   $2 payloads     text[]       JSON texts
+--   $3 priority     integer      the same for every message of the call
+--   $4 delay        float8       seconds; NULL for none
+--   $5 available_at timestamptz  NULL for none (delay adds to it)
+--   $6 headers      text         JSON text; NULL for {}
+-- Without dedup keys nothing can conflict, so this skips message_enqueue's
+-- ON CONFLICT arbiter and its matching of results to inputs, and returns only
+-- what the client does not know already: rows come back in id order, which
+-- is input order (ids are drawn as the ordered rows are inserted).
+WITH written AS (
+    INSERT INTO :"schema".messages (queue, payload, priority, visible_at, headers)
+    SELECT $1, p.payload::jsonb, $3::integer,
+           greatest(now(), coalesce($5::timestamptz, now())
+                           + make_interval(secs => coalesce($4::float8, 0))),
+           coalesce($6::text::jsonb, '{}'::jsonb)
+    FROM unnest($2::text[]) WITH ORDINALITY AS p(payload, ord)
+    ORDER BY p.ord
+    RETURNING id, enqueued_at, visible_at
+),
+notified AS (
+    SELECT pg_notify(:'schema' || '.enqueue', $1) AS sent
+)
+SELECT w.id, w.enqueued_at, w.visible_at AS visible_until
+FROM written w CROSS JOIN notified
+ORDER BY w.id
