@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from pgqrs._errors import InvalidArgument
+from pgqrs._errors import Error, InvalidArgument
 from pgqrs._models import Message
 from pgqrs._ops import seconds
 from pgqrs._worker.backoff import Backoff
@@ -23,7 +23,7 @@ from pgqrs._worker.backoff import Backoff
 Handler = Callable[[Message], Any]
 
 
-class Retry(Exception):
+class Retry(Error):
     """Raise from a handler to put the message back and try again after ``delay``
     seconds (the handler's backoff when None). The attempt counts toward
     max_attempts; on the last attempt the message goes to the archive as dead."""
@@ -34,7 +34,7 @@ class Retry(Exception):
         self.reason = reason
 
 
-class Abort(Exception):
+class Abort(Error):
     """Raise from a handler to give up on the message now: it goes to the
     archive as dead, with this exception recorded, whatever attempts are left."""
 
