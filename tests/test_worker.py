@@ -318,6 +318,52 @@ async def test_long_handler_keeps_its_lease(
     assert one(sql, f'SELECT attempts FROM "{schema}".archive') == 1
 
 
+async def test_fetched_but_not_started_messages_are_released_on_stop(
+    queue: str, admin: pgqrs.Admin, config: pgqrs.Config, dsn: str, sql: Conn, schema: str
+) -> None:
+    app = f"pgqrs-fetch-{uuid.uuid4().hex[:8]}"
+    cfg = pgqrs.Config.from_dsn(config.dsn, schema=schema, application_name=app)
+    worker = pgqrs.aio.Worker(cfg, poll_interval=0.05, grace_period=5)
+    calls: list[int] = []
+    worker.handler(queue)(lambda m: calls.append(m.id))
+    admin.pause_queue(queue)
+    enqueue(config, queue, [{"n": i} for i in range(3)])
+    task = await started(worker)
+    with psycopg.connect(dsn) as blocker:  # holds the dequeue up inside its statement
+        blocker.execute(f'LOCK TABLE "{schema}".messages IN ACCESS EXCLUSIVE MODE')
+        admin.resume_queue(queue)
+        await until(
+            lambda: one(
+                sql,
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                "AND wait_event_type = 'Lock' AND query LIKE '-- message_dequeue:%%'",
+                app,
+            ),
+            what="a dequeue waiting on the lock",
+        )
+        worker.stop()
+        await asyncio.sleep(0.1)  # the stop is in, the dequeue still blocked
+        blocker.rollback()
+    await asyncio.wait_for(task, 10)
+    assert calls == []  # stopped before starting them...
+    assert waiting(sql, schema) == 3 and leased(sql, schema) == 0  # ...and gave them back
+    assert one(sql, f'SELECT max(attempts) FROM "{schema}".messages') == 1
+
+
+async def test_unreachable_listen_dsn_falls_back_to_polling(
+    queue: str, config: pgqrs.Config, sql: Conn, schema: str
+) -> None:
+    worker = pgqrs.aio.Worker(
+        config, poll_interval=0.1, listen_dsn="postgresql://nobody@/postgres?host=/nonexistent"
+    )
+    worker.handler(queue)(lambda m: None)
+    task = await started(worker)
+    enqueue(config, queue, [{"n": i} for i in range(3)])
+    await until(lambda: archived(sql, schema) == 3, what="3 completions by polling")
+    assert not worker.listening
+    await stopped(worker, task)
+
+
 # -- wake-ups, polling, pausing -------------------------------------------------------------
 
 

@@ -372,7 +372,8 @@ class Runtime:
         while True:
             await asyncio.sleep(self.options.heartbeat_interval)
             try:
-                rows = await db.fetch("worker_heartbeat", [self.worker_id, "running"])
+                status = "stopping" if self._stopping else "running"
+                rows = await db.fetch("worker_heartbeat", [self.worker_id, status])
                 if not rows:  # pruned while we could not reach the database
                     rows = await db.fetch(
                         "worker_register", [socket.gethostname(), os.getpid(), names]
