@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+import uuid
 from collections.abc import Callable
 
 from pgqrs._async._db import Database
@@ -49,18 +50,33 @@ class LeaseKeeper:
         self._extend_at = extend_at
         self._check_interval = check_interval
         self._on_lost = on_lost
-        self._held: dict[int, Held] = {}
+        self._held: dict[uuid.UUID, Held] = {}
+        #: The lease held for each message id.
+        self._current: dict[int, uuid.UUID] = {}
         self._reconnect = Reconnect()
         self._changed = asyncio.Event()
         self._sleeping = check_interval
 
     def hold(self, message: Message, duration: float, since: float) -> None:
-        self._held[message.id] = Held(message, duration, since)
+        assert message.lease is not None
+        older = self._current.get(message.id)
+        if older is not None and older != message.lease:
+            # This worker got the message again: its earlier lease is gone.
+            stale = self._held.pop(older, None)
+            if stale is not None:
+                self._on_lost(stale.message)
+        self._current[message.id] = message.lease
+        self._held[message.lease] = Held(message, duration, since)
         if self._pause() < self._sleeping:
             self._changed.set()  # wake up sooner than planned for this shorter lease
 
-    def drop(self, message_id: int) -> None:
-        self._held.pop(message_id, None)
+    def drop(self, message: Message) -> None:
+        if (
+            message.lease is not None
+            and self._held.pop(message.lease, None) is not None
+            and self._current.get(message.id) == message.lease
+        ):
+            del self._current[message.id]
 
     def held(self) -> list[Message]:
         return [h.message for h in self._held.values()]
@@ -114,6 +130,6 @@ class LeaseKeeper:
                     logger.debug(
                         "extended the lease of message %s by %.1fs", h.message.id, duration
                     )
-                elif self._held.get(h.message.id) is h:
-                    del self._held[h.message.id]
+                elif h.message.lease in self._held:
+                    self.drop(h.message)
                     self._on_lost(h.message)

@@ -16,6 +16,7 @@ import signal
 import socket
 import threading
 import time
+import uuid
 from typing import Any
 
 from pgqrs._async._db import Database
@@ -32,6 +33,10 @@ from pgqrs._worker.leases import LeaseKeeper
 from pgqrs._worker.listener import Listener
 
 logger = logging.getLogger("pgqrs.worker")
+
+#: Seconds a worker told to stop at once (second signal, ``stop(now=True)``)
+#: still tries to write outcomes and releases before it gives up on them.
+HARD_STOP_WRITE_TIMEOUT = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +89,8 @@ class Runtime:
         self._stop_event: asyncio.Event | None = None
         self._now_event: asyncio.Event | None = None
         self._stopping = False
-        self._jobs: dict[int, Job] = {}
+        #: Messages held, by lease (unique per delivery, unlike the message id).
+        self._jobs: dict[uuid.UUID, Job] = {}
         self._running = False
         #: The LISTEN connection's state (None in poll_only mode).
         self.listener: Listener | None = None
@@ -107,6 +113,8 @@ class Runtime:
             self._stop_event.set()
         if now and self._now_event is not None:
             self._now_event.set()
+            if self._stopping:  # already draining: stop retrying failed writes soon
+                self._completer.hurry(time.monotonic() + HARD_STOP_WRITE_TIMEOUT)
 
     def _on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
@@ -308,7 +316,6 @@ class Runtime:
             q.attention.set()
         now_wait = asyncio.create_task(self._now_event.wait())
         try:
-            # Fetchers finish their current dequeue (whose messages are then released).
             # Fetchers end after their current dequeue (its messages are released),
             # then running jobs get the rest of the grace period.
             for stage in ("fetch", "jobs"):
@@ -341,11 +348,19 @@ class Runtime:
             assert j.task is not None
             j.task.cancel()
         write_timeout = (
-            min(opts.shutdown_write_timeout, 1.0) if self._stop_now else opts.shutdown_write_timeout
+            min(opts.shutdown_write_timeout, HARD_STOP_WRITE_TIMEOUT)
+            if self._stop_now
+            else opts.shutdown_write_timeout
         )
-        self._completer.close(time.monotonic() + write_timeout)
-        tasks = [j.task for j in self._jobs.values() if j.task is not None]
-        await asyncio.gather(*tasks, return_exceptions=True)
+        self._completer.hurry(time.monotonic() + write_timeout)
+        # Jobs (the cancelled ones too) hand their outcome to the completer and
+        # wait for it to be written; only then is nothing more to come.
+        await asyncio.gather(*self._job_tasks(), return_exceptions=True)
+        # A job cancelled before its first step never ran its own clean-up.
+        for j in [j for j in self._jobs.values() if j.task is not None and j.task.done()]:
+            j.task = None
+            self._give_back(j.queue, j.message)
+        self._completer.finish()
         await completer_task
         status.cancel()
         await asyncio.gather(status, return_exceptions=True)
@@ -402,10 +417,7 @@ class Runtime:
             # Fetched but not started: give them straight back.
             for m in messages:
                 self._track(q, m, sent)
-                settlement = Settlement(message=m, kind="release")
-                self._completer.submit(settlement).add_done_callback(
-                    functools.partial(self._untrack_done, q, m)
-                )
+                self._give_back(q, m)
             return
         for m in messages:
             job = self._track(q, m, sent)
@@ -413,12 +425,20 @@ class Runtime:
 
     def _track(self, q: QueueState, m: Message, sent: float) -> Job:
         job = Job(q, m)
-        self._jobs[m.id] = job
+        assert m.lease is not None
+        self._jobs[m.lease] = job
         self.counters.in_flight += 1
         duration = (m.visible_until - m.dequeued_at).total_seconds() if m.dequeued_at else 0.0
         if duration > 0:
             self._keeper.hold(m, duration, sent)
         return job
+
+    def _give_back(self, q: QueueState, m: Message) -> None:
+        """Release a tracked message that no handler is working on."""
+        settlement = Settlement(message=m, kind="release")
+        self._completer.submit(settlement).add_done_callback(
+            functools.partial(self._untrack_done, q, m)
+        )
 
     def _job_tasks(self) -> list[asyncio.Task[None]]:
         return [j.task for j in self._jobs.values() if j.task is not None]
@@ -427,9 +447,9 @@ class Runtime:
         self._untrack(q, m)
 
     def _untrack(self, q: QueueState, m: Message) -> None:
-        if self._jobs.pop(m.id, None) is not None:
+        if m.lease is not None and self._jobs.pop(m.lease, None) is not None:
             self.counters.in_flight -= 1
-            self._keeper.drop(m.id)
+            self._keeper.drop(m)
             self._slots.give(q, 1)
 
     def _emit(self, kind: str, m: Message, **extra: Any) -> None:
