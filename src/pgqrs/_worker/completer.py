@@ -1,0 +1,232 @@
+"""Writing job outcomes: batched, fenced by lease, retried until written.
+
+Every finished job becomes one Settlement: archive (completed or dead) or
+release (back to the queue after a delay). Settlements arriving within the
+flush interval share one ``message_archive`` and one ``message_release``
+statement. A write that fails (connection lost, database restarting) is
+retried with backoff, never dropped; each row stays fenced by its lease, so
+a retry cannot touch a message another consumer has taken since.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from typing import Literal
+
+from pgqrs._async._db import Database
+from pgqrs._errors import ConnectionFailed, Error
+from pgqrs._models import Message
+from pgqrs._worker.backoff import Reconnect
+
+logger = logging.getLogger("pgqrs.worker")
+
+#: Times the database may refuse (not: fail to receive) one settlement's
+#: statement before the worker gives up on writing it; the message then comes
+#: back when its lease expires.
+MAX_REFUSALS = 5
+
+#: The outcome of one settlement: written ('ok'), refused by the fence
+#: ('lease_lost'), the message is gone ('not_found'), or given up on while
+#: stopping with the database unreachable ('unwritten': the lease expires and
+#: the message is delivered again).
+Outcome = Literal["ok", "lease_lost", "not_found", "unwritten"]
+
+
+@dataclasses.dataclass(eq=False)
+class Settlement:
+    message: Message
+    kind: Literal["archive", "release"]
+    #: Archive status ('completed', 'dead').
+    status: str = "completed"
+    #: JSON texts (already encoded and size-checked by the caller).
+    result: str | None = None
+    error: str | None = None
+    #: Release delay in seconds.
+    delay: float = 0.0
+    #: Statements including this settlement that failed so far.
+    failures: int = 0
+    future: asyncio.Future[Outcome] = dataclasses.field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class Completer:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        flush_interval: float,
+        flush_size: int,
+        all_waiting: Callable[[int], bool],
+    ) -> None:
+        """``all_waiting(n)`` says whether n pending settlements are every job in
+        flight: then nothing else can join the batch and it is written at once."""
+        self._db = db
+        self._flush_interval = flush_interval
+        self._flush_size = flush_size
+        self._all_waiting = all_waiting
+        self._pending: list[Settlement] = []
+        self._has_work = asyncio.Event()
+        self._urgent = asyncio.Event()
+        self._closing = False
+        self._hurrying = False
+        self._deadline: float | None = None
+        self._reconnect = Reconnect()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def submit(self, settlement: Settlement) -> asyncio.Future[Outcome]:
+        self._pending.append(settlement)
+        self._has_work.set()
+        if len(self._pending) >= self._flush_size or self._all_waiting(len(self._pending)):
+            self._urgent.set()
+        return settlement.future
+
+    def hurry(self, deadline: float) -> None:
+        """Stopping: write without waiting for the flush interval, and give up
+        retrying failed writes at ``deadline`` (time.monotonic())."""
+        self._hurrying = True
+        self._deadline = deadline if self._deadline is None else min(deadline, self._deadline)
+        self._has_work.set()
+        self._urgent.set()
+
+    def finish(self) -> None:
+        """Nothing more will be submitted: ``run()`` returns once all is written."""
+        self._closing = True
+        self._has_work.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._has_work.wait()
+            if not self._pending:
+                if self._closing:
+                    return
+                self._has_work.clear()
+                continue
+            if not self._urgent.is_set() and not self._hurrying:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._urgent.wait(), self._flush_interval)
+            batch = self._take()
+            if len(self._pending) < self._flush_size and not self._hurrying:
+                self._urgent.clear()
+            await self._write(batch)
+
+    def _take(self) -> list[Settlement]:
+        """Up to flush_size pending settlements, at most one per message: one
+        statement must not name a message twice (a repeat, from a redelivery to
+        this same worker, waits for the next batch)."""
+        batch: list[Settlement] = []
+        rest: list[Settlement] = []
+        seen: set[int] = set()
+        for s in self._pending:
+            if len(batch) < self._flush_size and s.message.id not in seen:
+                seen.add(s.message.id)
+                batch.append(s)
+            else:
+                rest.append(s)
+        self._pending = rest
+        return batch
+
+    async def _write(self, batch: list[Settlement]) -> None:
+        """Write ``batch``; retry connection failures until written (or the
+        shutdown deadline). A statement the database refuses is retried one
+        settlement at a time, so one bad row cannot hold up the others."""
+        groups = [batch]
+        while groups:
+            todo = [s for s in groups[0] if not s.future.done()]
+            if not todo:
+                groups.pop(0)
+                continue
+            try:
+                await self._write_once(todo)
+            except Error as exc:
+                for s in todo:
+                    s.failures += 1
+                refused = not isinstance(exc, ConnectionFailed)
+                if refused and len(todo) > 1:
+                    logger.warning(
+                        "writing %d job outcomes failed (%s); retrying them one by one",
+                        len(todo),
+                        exc,
+                    )
+                    groups[0:1] = [[s] for s in todo]
+                    continue
+                if refused and todo[0].failures >= MAX_REFUSALS:
+                    self._give_up(todo, f"refused {MAX_REFUSALS} times: {exc}")
+                    groups.pop(0)
+                    continue
+                wait = self._reconnect.failed()
+                if self._deadline is not None and time.monotonic() + wait > self._deadline:
+                    self._give_up([s for g in groups for s in g], f"stopping: {exc}")
+                    return
+                log = logger.warning if self._reconnect.failures == 1 else logger.debug
+                log("writing %d job outcome(s) failed, retrying in %.2fs: %s", len(todo), wait, exc)
+                await asyncio.sleep(wait)
+            else:
+                if self._reconnect.succeeded():
+                    logger.info("job outcomes written again after a database error")
+                groups.pop(0)
+
+    def _give_up(self, settlements: list[Settlement], why: str) -> None:
+        ids = [s.message.id for s in settlements if not s.future.done()]
+        if ids:
+            logger.error(
+                "could not write the outcome of message(s) %s (%s); they will be delivered "
+                "again when their leases expire",
+                ids,
+                why,
+            )
+        for s in settlements:
+            if not s.future.done():
+                s.future.set_result("unwritten")
+
+    async def _write_once(self, todo: list[Settlement]) -> None:
+        archives = [s for s in todo if s.kind == "archive"]
+        if archives:
+            rows = await self._db.fetch(
+                "message_archive",
+                [
+                    [s.message.id for s in archives],
+                    [s.message.lease for s in archives],
+                    [s.status for s in archives],
+                    [s.result for s in archives],
+                    [s.error for s in archives],
+                ],
+            )
+            _resolve(archives, rows, ambiguous="not_found")
+        releases = [s for s in todo if s.kind == "release"]
+        if releases:
+            rows = await self._db.fetch(
+                "message_release",
+                [
+                    [s.message.id for s in releases],
+                    [s.message.lease for s in releases],
+                    [s.delay for s in releases],
+                    [s.error for s in releases],
+                ],
+            )
+            _resolve(releases, rows, ambiguous="lease_lost")
+
+
+def _resolve(settlements: list[Settlement], rows: list[dict[str, object]], ambiguous: str) -> None:
+    """Set each settlement's outcome. After a failed attempt whose commit may have
+    gone through, the ``ambiguous`` outcome means our own earlier write landed."""
+    by_id = {r["id"]: r["outcome"] for r in rows}
+    for s in settlements:
+        outcome = by_id.get(s.message.id, "not_found")
+        if s.failures and outcome == ambiguous:
+            logger.debug(
+                "message %s: %s on retry, taken as written by the earlier attempt",
+                s.message.id,
+                outcome,
+            )
+            outcome = "ok"
+        if not s.future.done():
+            s.future.set_result(outcome)  # type: ignore[arg-type]

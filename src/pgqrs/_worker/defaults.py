@@ -1,0 +1,52 @@
+"""Every default of the worker runtime, one named constant each."""
+
+from __future__ import annotations
+
+#: Handlers of one worker running at the same time (all queues together);
+#: also the most messages the worker holds leased at once.
+DEFAULT_CONCURRENCY = 8
+#: Seconds between polls of an idle queue. NOTIFY wakes a worker sooner; the
+#: poll is the fallback that makes NOTIFY a hint only.
+DEFAULT_POLL_INTERVAL = 1.0
+#: Most messages one dequeue statement asks for (the free slots, capped).
+DEFAULT_BATCH_CAP = 100
+#: Seconds a finished job's archive/release waits to share one statement with
+#: others finishing at about the same time.
+DEFAULT_FLUSH_INTERVAL = 0.005
+#: Most archives (or releases) written by one statement; a full batch is
+#: written at once without waiting for the flush interval.
+DEFAULT_FLUSH_SIZE = 100
+#: Seconds running handlers get to finish after a stop request (SIGTERM,
+#: SIGINT, ``stop()``) before their leases are released.
+DEFAULT_GRACE_PERIOD = 30.0
+#: Seconds between heartbeats written to the workers table.
+DEFAULT_HEARTBEAT_INTERVAL = 10.0
+#: Seconds between ``worker_reap`` runs by each worker (marks silent workers
+#: dead and prunes old rows; correctness never depends on it).
+DEFAULT_REAP_INTERVAL = 60.0
+#: Seconds without a heartbeat after which a worker row is marked dead.
+DEFAULT_WORKER_DEAD_AFTER = 60.0
+#: Seconds after which stopped and dead worker rows are pruned.
+DEFAULT_WORKER_PRUNE_AFTER = 7 * 24 * 3600.0
+#: Fraction of a lease after which a still-running handler's lease is extended
+#: (by a whole lease again).
+DEFAULT_LEASE_EXTEND_AT = 0.5
+#: Longest pause, in seconds, between two checks for leases due for extension
+#: (shorter leases are checked more often).
+DEFAULT_LEASE_CHECK_INTERVAL = 1.0
+#: Retry delay, in seconds, after a handler's first failure; doubles each attempt.
+DEFAULT_BACKOFF_BASE = 1.0
+#: Longest retry delay, in seconds.
+DEFAULT_BACKOFF_MAX = 300.0
+#: Random spread of a retry delay, as a fraction (0.25: +-25%), so that jobs
+#: failing together do not retry together.
+DEFAULT_BACKOFF_JITTER = 0.25
+#: First wait, in seconds, before talking to the database again after a
+#: connection failure; doubles up to ``DEFAULT_RECONNECT_MAX``.
+DEFAULT_RECONNECT_MIN = 0.05
+#: Longest wait, in seconds, between reconnection attempts.
+DEFAULT_RECONNECT_MAX = 5.0
+#: Seconds a stopping worker keeps retrying the archive/release writes it
+#: still holds when the database is unreachable (after that the messages come
+#: back when their leases expire: nothing is lost).
+DEFAULT_SHUTDOWN_WRITE_TIMEOUT = 10.0

@@ -1,0 +1,596 @@
+"""The worker runtime: start, run jobs, keep leases and heartbeat, shut down.
+
+One asyncio implementation serves both ``pgqrs.aio.Worker`` (awaited on the
+caller's loop) and ``pgqrs.Worker`` (run on a loop of its own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+from pgqrs._async._db import Database
+from pgqrs._config import Config
+from pgqrs._errors import Error, InvalidArgument, PayloadError, queue_not_found
+from pgqrs._models import Message
+from pgqrs._payload import encode_json
+from pgqrs._worker.backoff import Backoff, Reconnect
+from pgqrs._worker.completer import Completer, Outcome, Settlement
+from pgqrs._worker.events import Counters, Events, JobEvent
+from pgqrs._worker.fetcher import Fetcher, QueueState, Slots
+from pgqrs._worker.handlers import Abort, DaemonThreads, HandlerSpec, Retry, error_record
+from pgqrs._worker.leases import LeaseKeeper
+from pgqrs._worker.listener import Listener
+
+logger = logging.getLogger("pgqrs.worker")
+
+#: Seconds a worker told to stop at once (second signal, ``stop(now=True)``)
+#: still tries to write outcomes and releases before it gives up on them.
+HARD_STOP_WRITE_TIMEOUT = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """The worker's settings (validated by the public classes)."""
+
+    concurrency: int
+    poll_interval: float
+    poll_only: bool
+    listen_dsn: str | None
+    batch_cap: int
+    flush_interval: float
+    flush_size: int
+    grace_period: float
+    heartbeat_interval: float
+    reap_interval: float
+    worker_dead_after: float
+    worker_prune_after: float
+    lease_extend_at: float
+    lease_check_interval: float
+    shutdown_write_timeout: float
+    backoff: Backoff
+    max_attempts: int | None
+    visibility_timeout: float | None
+    handle_signals: bool
+
+
+@dataclasses.dataclass(eq=False)
+class Job:
+    queue: QueueState
+    message: Message
+    task: asyncio.Task[None] | None = None
+    #: The handler returned or raised: the outcome is being written.
+    settling: bool = False
+
+
+class Runtime:
+    def __init__(self, config: Config, queues: list[str] | None, options: Options) -> None:
+        self.config = config
+        self.options = options
+        self.wanted_queues = queues
+        self.handlers: dict[str, HandlerSpec] = {}
+        self.events = Events()
+        self.counters = Counters()
+        self.worker_id: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._stop_requested = False
+        self._stop_now = False
+        self._stop_event: asyncio.Event | None = None
+        self._now_event: asyncio.Event | None = None
+        self._stopping = False
+        #: Messages held, by lease (unique per delivery, unlike the message id).
+        self._jobs: dict[uuid.UUID, Job] = {}
+        self._running = False
+        #: The LISTEN connection's state (None in poll_only mode).
+        self.listener: Listener | None = None
+
+    # -- control, callable from any thread ---------------------------------
+
+    def request_stop(self, now: bool = False) -> None:
+        """Begin a graceful stop (``now``: skip the grace period)."""
+        loop = self._loop
+        if loop is None or threading.get_ident() == self._loop_thread:
+            self._apply_stop(now)
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop already closed
+                loop.call_soon_threadsafe(self._apply_stop, now)
+
+    def _apply_stop(self, now: bool) -> None:
+        self._stop_requested = True
+        self._stop_now = self._stop_now or now
+        if self._stop_event is not None:
+            self._stop_event.set()
+        if now and self._now_event is not None:
+            self._now_event.set()
+            if self._stopping:  # already draining: stop retrying failed writes soon
+                self._completer.hurry(time.monotonic() + HARD_STOP_WRITE_TIMEOUT)
+
+    def _on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if self._stop_requested:
+            logger.warning("%s again: stopping now, releasing the leases of running jobs", name)
+            self._apply_stop(True)
+        else:
+            logger.info(
+                "%s: stopping; running jobs get %.1fs to finish (send it again to stop at once)",
+                name,
+                self.options.grace_period,
+            )
+            self._apply_stop(False)
+
+    # -- running -------------------------------------------------------------
+
+    async def run(self) -> None:
+        if self._running:
+            raise Error("this worker is already running")
+        if not self.handlers:
+            raise InvalidArgument(
+                "the worker has no handlers: register one with @worker.handler(queue)"
+            )
+        names = self.wanted_queues if self.wanted_queues is not None else sorted(self.handlers)
+        missing = [n for n in names if n not in self.handlers]
+        if missing:
+            raise InvalidArgument(
+                f"no handler for queue(s) {', '.join(map(repr, missing))}: "
+                "register one with @worker.handler(queue) for each queue the worker serves"
+            )
+        self._running = True
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._stop_event = asyncio.Event()
+        self._now_event = asyncio.Event()
+        if self._stop_requested:
+            self._stop_event.set()
+        if self._stop_now:
+            self._now_event.set()
+        self._stopping = False
+        signals = self._install_signals()
+        db = Database(self.config)
+        threads = DaemonThreads(self.options.concurrency, "pgqrs-handler")
+        try:
+            await self._serve(db, names, threads)
+        finally:
+            for sig in signals:
+                self._loop.remove_signal_handler(sig)
+            threads.shutdown()
+            await db.close()
+            self._running = False
+            self._stop_requested = self._stop_now = False
+            self._loop = None
+            self._loop_thread = None
+
+    def _install_signals(self) -> list[int]:
+        if (
+            not self.options.handle_signals
+            or threading.current_thread() is not threading.main_thread()
+        ):
+            return []
+        assert self._loop is not None
+        installed: list[int] = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._loop.add_signal_handler(sig, self._on_signal, sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # e.g. Windows
+                continue
+            installed.append(sig)
+        return installed
+
+    async def _serve(self, db: Database, names: list[str], threads: DaemonThreads) -> None:
+        opts = self.options
+        await db.open()
+        queues: list[QueueState] = []
+        for name in names:
+            rows = await db.fetch("queue_get", [name], queue=name)
+            if not rows:
+                raise queue_not_found(name)
+            spec = self.handlers[name]
+            limits = [x for x in (spec.max_attempts, opts.max_attempts) if x is not None]
+            queues.append(
+                QueueState(
+                    name=name,
+                    spec=spec,
+                    limit=min(spec.concurrency or opts.concurrency, opts.concurrency),
+                    # The queue's max_attempts is enforced at dequeue: a handler can only lower it.
+                    max_attempts=min([rows[0]["max_attempts"], *limits[:1]]),
+                    visibility_timeout=spec.visibility_timeout or opts.visibility_timeout,
+                )
+            )
+        by_name = {q.name: q for q in queues}
+        rows = await db.fetch("worker_register", [socket.gethostname(), os.getpid(), names])
+        self.worker_id = rows[0]["id"]
+        logger.info(
+            "worker %s serving %s (concurrency %d, %s)",
+            self.worker_id,
+            ", ".join(names),
+            opts.concurrency,
+            "polling only" if opts.poll_only else "LISTEN + polling",
+        )
+        slots = Slots(opts.concurrency, queues)
+        self._slots = slots
+        self._threads = threads
+        self._db = db
+        self._completer = Completer(
+            db,
+            flush_interval=opts.flush_interval,
+            flush_size=opts.flush_size,
+            all_waiting=lambda _n: (
+                not any(j.task is not None and not j.settling for j in self._jobs.values())
+            ),
+        )
+        self._keeper = LeaseKeeper(
+            db,
+            extend_at=opts.lease_extend_at,
+            check_interval=opts.lease_check_interval,
+            on_lost=self._lease_lost,
+        )
+
+        def wake_all() -> None:
+            for q in queues:
+                q.wake()
+
+        def on_notify(payload: str) -> None:
+            q = by_name.get(payload)
+            if q is not None:
+                q.wake()
+
+        background: list[asyncio.Task[Any]] = [
+            asyncio.create_task(self._keeper.run(), name="pgqrs-leases"),
+            asyncio.create_task(self._heartbeat(db, names), name="pgqrs-heartbeat"),
+        ]
+        if not opts.poll_only:
+            self.listener = Listener(
+                opts.listen_dsn or self.config.dsn,
+                self.config.schema,
+                self.config.connect_kwargs(),
+                on_notify=on_notify,
+                on_connect=wake_all,
+            )
+            background.append(asyncio.create_task(self.listener.run(), name="pgqrs-listen"))
+        completer_task = asyncio.create_task(self._completer.run(), name="pgqrs-completer")
+        fetchers = [
+            asyncio.create_task(
+                Fetcher(
+                    db,
+                    q,
+                    slots,
+                    batch_cap=opts.batch_cap,
+                    poll_interval=opts.poll_interval,
+                    worker_id=lambda: self.worker_id,
+                    stopping=lambda: self._stopping,
+                    on_fetched=self._on_fetched,
+                ).run(),
+                name=f"pgqrs-fetch-{q.name}",
+            )
+            for q in queues
+        ]
+        internal = [*background, completer_task, *fetchers]
+        assert self._stop_event is not None and self._now_event is not None
+        stop_wait = asyncio.create_task(self._stop_event.wait())
+        try:
+            done, _ = await asyncio.wait(
+                [stop_wait, *internal], return_when=asyncio.FIRST_COMPLETED
+            )
+            crashed = [t for t in done if t is not stop_wait]
+            for t in crashed:
+                logger.error("worker task %s ended unexpectedly: %r", t.get_name(), t.exception())
+            await self._shutdown(db, queues, fetchers, completer_task)
+            for t in crashed:
+                t.result()  # re-raise the bug that stopped the worker
+        finally:
+            stop_wait.cancel()
+            for t in internal:
+                t.cancel()
+            await asyncio.gather(stop_wait, *internal, return_exceptions=True)
+            for job in list(self._jobs.values()):
+                if job.task is not None:
+                    job.task.cancel()
+
+    async def _shutdown(
+        self,
+        db: Database,
+        queues: list[QueueState],
+        fetchers: list[asyncio.Task[None]],
+        completer_task: asyncio.Task[None],
+    ) -> None:
+        assert self._now_event is not None
+        opts = self.options
+        self._stopping = True
+        start = time.monotonic()
+        grace_end = start + (0.0 if self._stop_now else opts.grace_period)
+        logger.info("worker %s stopping: %d job(s) running", self.worker_id, len(self._jobs))
+        status = asyncio.create_task(
+            self._write_status(db, "worker_heartbeat", [self.worker_id, "stopping"])
+        )
+        for q in queues:
+            q.attention.set()
+        now_wait = asyncio.create_task(self._now_event.wait())
+        try:
+            # Fetchers end after their current dequeue (its messages are released),
+            # then running jobs get the rest of the grace period.
+            for stage in ("fetch", "jobs"):
+                while not self._now_event.is_set():
+                    tasks = fetchers if stage == "fetch" else self._job_tasks()
+                    pending = [t for t in tasks if not t.done()]
+                    remaining = grace_end - time.monotonic()
+                    if not pending or remaining <= 0:
+                        break
+                    await asyncio.wait(
+                        [*pending, now_wait], timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                    )
+        finally:
+            now_wait.cancel()
+        for t in fetchers:
+            t.cancel()
+        # Handlers still running give their messages back.
+        late = [
+            j
+            for j in self._jobs.values()
+            if not j.settling and j.task is not None and not j.task.done()
+        ]
+        if late:
+            logger.warning(
+                "releasing %d job(s) still running at the end of the grace period: %s",
+                len(late),
+                [j.message.id for j in late],
+            )
+        for j in late:
+            assert j.task is not None
+            j.task.cancel()
+        write_timeout = (
+            min(opts.shutdown_write_timeout, HARD_STOP_WRITE_TIMEOUT)
+            if self._stop_now
+            else opts.shutdown_write_timeout
+        )
+        self._completer.hurry(time.monotonic() + write_timeout)
+        # Jobs (the cancelled ones too) hand their outcome to the completer and
+        # wait for it to be written; only then is nothing more to come.
+        await asyncio.gather(*self._job_tasks(), return_exceptions=True)
+        # A job cancelled before its first step never ran its own clean-up.
+        for j in [j for j in self._jobs.values() if j.task is not None and j.task.done()]:
+            j.task = None
+            self._give_back(j.queue, j.message)
+        self._completer.finish()
+        await completer_task
+        status.cancel()
+        await asyncio.gather(status, return_exceptions=True)
+        await self._write_status(db, "worker_stop", [self.worker_id])
+        c = self.counters
+        logger.info(
+            "worker %s stopped after %.1fs: %d processed, %d completed, %d failed",
+            self.worker_id,
+            time.monotonic() - start,
+            c.processed,
+            c.completed,
+            c.failed,
+        )
+
+    async def _write_status(self, db: Database, query: str, params: list[Any]) -> None:
+        try:
+            await asyncio.wait_for(db.fetch(query, params), self.options.shutdown_write_timeout)
+        except (Error, asyncio.TimeoutError) as exc:
+            logger.warning("could not record the worker's state (%s): %s", query, exc)
+
+    async def _heartbeat(self, db: Database, names: list[str]) -> None:
+        reconnect = Reconnect()
+        last_reap = time.monotonic()
+        while True:
+            await asyncio.sleep(self.options.heartbeat_interval)
+            try:
+                status = "stopping" if self._stopping else "running"
+                rows = await db.fetch("worker_heartbeat", [self.worker_id, status])
+                if not rows:  # pruned while we could not reach the database
+                    rows = await db.fetch(
+                        "worker_register", [socket.gethostname(), os.getpid(), names]
+                    )
+                    self.worker_id = rows[0]["id"]
+                    logger.warning(
+                        "worker row was pruned; registered again as worker %s", self.worker_id
+                    )
+                if time.monotonic() - last_reap >= self.options.reap_interval:
+                    last_reap = time.monotonic()
+                    await db.fetch(
+                        "worker_reap",
+                        [self.options.worker_dead_after, self.options.worker_prune_after],
+                    )
+            except Error as exc:
+                reconnect.failed()
+                log = logger.warning if reconnect.failures == 1 else logger.debug
+                log("heartbeat failed: %s", exc)
+            else:
+                reconnect.succeeded()
+
+    # -- jobs ------------------------------------------------------------------
+
+    def _on_fetched(self, q: QueueState, messages: list[Message], sent: float) -> None:
+        if self._stopping:
+            # Fetched but not started: give them straight back.
+            for m in messages:
+                self._track(q, m, sent)
+                self._give_back(q, m)
+            return
+        for m in messages:
+            job = self._track(q, m, sent)
+            job.task = asyncio.create_task(self._run_job(job), name=f"pgqrs-job-{m.id}")
+
+    def _track(self, q: QueueState, m: Message, sent: float) -> Job:
+        job = Job(q, m)
+        assert m.lease is not None
+        self._jobs[m.lease] = job
+        self.counters.in_flight += 1
+        duration = (m.visible_until - m.dequeued_at).total_seconds() if m.dequeued_at else 0.0
+        if duration > 0:
+            self._keeper.hold(m, duration, sent)
+        return job
+
+    def _give_back(self, q: QueueState, m: Message) -> None:
+        """Release a tracked message that no handler is working on."""
+        settlement = Settlement(message=m, kind="release")
+        self._completer.submit(settlement).add_done_callback(
+            functools.partial(self._untrack_done, q, m)
+        )
+
+    def _job_tasks(self) -> list[asyncio.Task[None]]:
+        return [j.task for j in self._jobs.values() if j.task is not None]
+
+    def _untrack_done(self, q: QueueState, m: Message, _future: object) -> None:
+        self._untrack(q, m)
+
+    def _untrack(self, q: QueueState, m: Message) -> None:
+        if m.lease is not None and self._jobs.pop(m.lease, None) is not None:
+            self.counters.in_flight -= 1
+            self._keeper.drop(m)
+            self._slots.give(q, 1)
+
+    def _emit(self, kind: str, m: Message, **extra: Any) -> None:
+        self.events.emit(JobEvent(kind, m, self.worker_id, **extra))
+
+    def _lease_lost(self, m: Message) -> None:
+        logger.warning(
+            "lost the lease of message %s (queue %r): it expired and may be running elsewhere",
+            m.id,
+            m.queue,
+        )
+
+    async def _run_job(self, job: Job) -> None:
+        q, m = job.queue, job.message
+        try:
+            try:
+                settlement, after = await self._call(q, m)
+            except asyncio.CancelledError:
+                # The grace period ended (or a second signal): give the message back.
+                job.settling = True
+                err = {
+                    "type": "WorkerStopped",
+                    "message": "the worker stopped before the handler finished",
+                    "attempt": m.attempts,
+                    "worker_id": self.worker_id,
+                }
+                outcome = await self._completer.submit(
+                    Settlement(
+                        message=m,
+                        kind="release",
+                        error=encode_json(err, "error", self.config.max_payload_bytes),
+                    )
+                )
+                if outcome == "ok":
+                    logger.info("released message %s (handler still running at shutdown)", m.id)
+                return
+            job.settling = True
+            outcome = await self._completer.submit(settlement)
+            self._settled(settlement, outcome, after)
+        finally:
+            self._untrack(q, m)
+
+    def _settled(self, s: Settlement, outcome: Outcome, after: JobEvent) -> None:
+        m = s.message
+        if outcome == "ok":
+            if after.kind == "completed":
+                self.counters.completed += 1
+            elif after.kind == "retried":
+                self.counters.retried += 1
+            elif after.kind == "dead":
+                self.counters.dead += 1
+            self.events.emit(after)
+        elif outcome == "lease_lost":
+            self.counters.lease_lost += 1
+            logger.warning(
+                "message %s (queue %r): lease lost before its outcome (%s) was written; another "
+                "consumer has it now",
+                m.id,
+                m.queue,
+                after.kind,
+            )
+            self._emit("lease_lost", m)
+        elif outcome == "not_found":
+            logger.warning(
+                "message %s (queue %r) was gone before its outcome (%s) was written",
+                m.id,
+                m.queue,
+                after.kind,
+            )
+
+    async def _call(self, q: QueueState, m: Message) -> tuple[Settlement, JobEvent]:
+        """Run the handler; return what to write, and the event to emit once written."""
+        spec = q.spec
+        max_bytes = self.config.max_payload_bytes
+        self._emit("started", m)
+        try:
+            if spec.is_async:
+                result = await spec.func(m)
+            else:
+                result = await self._threads.run(spec.func, m)
+            result_json = encode_json(result, "result", max_bytes)
+        except Retry as exc:
+            self.counters.processed += 1
+            return self._retry_or_die(q, m, exc, exc.delay)
+        except Abort as exc:
+            self.counters.processed += 1
+            self.counters.failed += 1
+            self._emit("failed", m, error=exc)
+            logger.warning("message %s (queue %r) aborted by its handler: %s", m.id, q.name, exc)
+            return self._dead(m, exc)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # SystemExit or KeyboardInterrupt in a handler thread too
+            self.counters.processed += 1
+            self.counters.failed += 1
+            self._emit("failed", m, error=exc)
+            if isinstance(exc, PayloadError):
+                logger.warning(
+                    "message %s (queue %r): handler result refused: %s", m.id, q.name, exc
+                )
+            else:
+                logger.warning(
+                    "message %s (queue %r) failed on attempt %d/%d: %s: %s",
+                    m.id,
+                    q.name,
+                    m.attempts,
+                    q.max_attempts,
+                    type(exc).__name__,
+                    exc,
+                    exc_info=logger.isEnabledFor(logging.DEBUG),
+                )
+            return self._retry_or_die(q, m, exc, None)
+        self.counters.processed += 1
+        return (
+            Settlement(message=m, kind="archive", status="completed", result=result_json),
+            JobEvent("completed", m, self.worker_id, result=result),
+        )
+
+    def _retry_or_die(
+        self, q: QueueState, m: Message, exc: BaseException, delay: float | None
+    ) -> tuple[Settlement, JobEvent]:
+        if m.attempts >= q.max_attempts:
+            logger.warning(
+                "message %s (queue %r) is dead after %d attempt(s)", m.id, q.name, m.attempts
+            )
+            return self._dead(m, exc)
+        backoff = q.spec.backoff or self.options.backoff
+        wait = backoff.delay(m.attempts) if delay is None else delay
+        error = encode_json(
+            error_record(exc, m.attempts, self.worker_id), "error", self.config.max_payload_bytes
+        )
+        return (
+            Settlement(message=m, kind="release", delay=wait, error=error),
+            JobEvent("retried", m, self.worker_id, error=exc, delay=wait),
+        )
+
+    def _dead(self, m: Message, exc: BaseException) -> tuple[Settlement, JobEvent]:
+        error = encode_json(
+            error_record(exc, m.attempts, self.worker_id), "error", self.config.max_payload_bytes
+        )
+        return (
+            Settlement(message=m, kind="archive", status="dead", error=error),
+            JobEvent("dead", m, self.worker_id, error=exc),
+        )

