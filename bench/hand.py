@@ -44,6 +44,13 @@ CREATE TABLE hand.archive (
 """
 
 ENQUEUE = "INSERT INTO hand.jobs (queue, payload) VALUES (%s, %s) RETURNING id"
+#: W1's extra reference: the same INSERT plus the one NOTIFY pgqrs sends per
+#: statement, to show what NOTIFY itself costs (PostgreSQL serializes the
+#: commits of notifying transactions).
+ENQUEUE_NOTIFY = (
+    "INSERT INTO hand.jobs (queue, payload) VALUES (%s, %s) "
+    "RETURNING id, (SELECT pg_notify('hand.enqueue', 'bench')) IS NULL"
+)
 ENQUEUE_BATCH = (
     "INSERT INTO hand.jobs (queue, payload) SELECT %s, p FROM unnest(%s::jsonb[]) AS p RETURNING id"
 )
@@ -85,15 +92,16 @@ def install(dsn: str) -> None:
 class HandClient:
     """One connection (autocommit: each statement is its own transaction)."""
 
-    def __init__(self, dsn: str, queue: str) -> None:
+    def __init__(self, dsn: str, queue: str, *, notify: bool = False) -> None:
         self.conn = psycopg.connect(dsn, autocommit=True)
         self.queue = queue
+        self._enqueue = ENQUEUE_NOTIFY if notify else ENQUEUE
 
     def close(self) -> None:
         self.conn.close()
 
     def enqueue(self, payload: Any) -> int:
-        row = self.conn.execute(ENQUEUE, (self.queue, Jsonb(payload))).fetchone()
+        row = self.conn.execute(self._enqueue, (self.queue, Jsonb(payload))).fetchone()
         assert row is not None
         return int(row[0])
 

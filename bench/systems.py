@@ -38,10 +38,10 @@ def enqueue(system: str, dsn: str, clients: int, batch: int, seconds: float) -> 
     """Enqueue for ``seconds`` (one job, or ``batch`` jobs, per statement); return (jobs, s)."""
     batch_payloads = [payload(i) for i in range(batch)]
 
-    if system == "hand":
+    if system in ("hand", "hand+notify"):
 
         def make_h(i: int) -> HandClient:
-            return HandClient(dsn, QUEUE)
+            return HandClient(dsn, QUEUE, notify=system == "hand+notify")
 
         def work_h(c: HandClient) -> int:
             n, end = 0, time.perf_counter() + seconds

@@ -40,7 +40,10 @@ def check(results: list[Result]) -> list[dict[str, Any]]:
                     add(f"W3 {case} {system} vs hand >= {goal}x", vs_hand("W3", case, system), goal,
                         lambda v, g=goal: v >= g)
     w3b = _get(results, "W3", "archive batch=100 consumers=4", "pgqrs-sync")
+    w3one = _get(results, "W3", "archive batch=100 consumers=1", "pgqrs-sync")
     w4 = _get(results, "W4", "concurrency=16", "pgqrs-worker")
+    add("W4 c=16 vs W3 archive batch=100 consumers=1 (one sync client, as one worker) >= 0.7x",
+        None if (w3one is None or w4 is None) else w4.median / w3one.median, 0.7, lambda v: v >= 0.7)
     add("W4 c=16 vs W3 archive batch=100 consumers=4 (sync) >= 0.7x",
         None if (w3b is None or w4 is None) else w4.median / w3b.median, 0.7, lambda v: v >= 0.7)
     p50 = _get(results, "W5", "notify", "p50")

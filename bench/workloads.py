@@ -101,12 +101,14 @@ def rotated(items: list[str], rep: int) -> list[str]:
 # --- W1, W2: enqueue ----------------------------------------------------------------------
 
 
-def run_enqueue(ctx: Ctx, workload: str, cases: list[tuple[int, int]], seconds: float) -> Iterator[Result]:
+def run_enqueue(ctx: Ctx, workload: str, cases: list[tuple[int, int]], seconds: float,
+                extra: tuple[str, ...] = ()) -> Iterator[Result]:
+    names = ctx.systems + [e for e in extra if "hand" in ctx.systems]
     for clients, batch in cases:
         case = f"batch={batch} producers={clients}" if batch > 1 else f"producers={clients}"
-        results = {s: Result(workload, case, s, "jobs/s", []) for s in ctx.systems}
+        results = {s: Result(workload, case, s, "jobs/s", []) for s in names}
         for rep in range(ctx.reps):
-            for system in rotated(ctx.systems, rep):
+            for system in rotated(names, rep):
                 reset(ctx, system)
                 if system == "pgbench":
                     script = pgbench.enqueue_script(
@@ -123,7 +125,8 @@ def run_enqueue(ctx: Ctx, workload: str, cases: list[tuple[int, int]], seconds: 
 
 def w1(ctx: Ctx) -> Iterator[Result]:
     """W1: enqueue one job per transaction, 1 and 4 producers."""
-    yield from run_enqueue(ctx, "W1", [(1, 1), (4, 1)], 1.0 if ctx.quick else 3.0)
+    yield from run_enqueue(ctx, "W1", [(1, 1), (4, 1)], 1.0 if ctx.quick else 3.0,
+                           extra=("hand+notify",))
 
 
 def w2(ctx: Ctx) -> Iterator[Result]:
