@@ -2,7 +2,8 @@
 -- one statement, and send one NOTIFY (a wake-up hint for idle workers;
 -- delivered on commit), as message_enqueue does.
 --   $1 queue text
---   $2 payloads     text[]       JSON texts
+--   $2 payloads     jsonb        a JSON array of the payloads (one text for the
+--                                whole batch: no per-element array quoting)
 --   $3 priority     integer      the same for every message of the call
 --   $4 delay        float8       seconds; NULL for none
 --   $5 available_at timestamptz  NULL for none (delay adds to it)
@@ -13,11 +14,11 @@
 -- is input order (ids are drawn as the ordered rows are inserted).
 WITH written AS (
     INSERT INTO :"schema".messages (queue, payload, priority, visible_at, headers)
-    SELECT $1, p.payload::jsonb, $3::integer,
+    SELECT $1, p.payload, $3::integer,
            greatest(now(), coalesce($5::timestamptz, now())
                            + make_interval(secs => coalesce($4::float8, 0))),
            coalesce($6::text::jsonb, '{}'::jsonb)
-    FROM unnest($2::text[]) WITH ORDINALITY AS p(payload, ord)
+    FROM jsonb_array_elements($2::text::jsonb) WITH ORDINALITY AS p(payload, ord)
     ORDER BY p.ord
     RETURNING id, enqueued_at, visible_at
 ),

@@ -119,7 +119,7 @@ def plain_enqueue(params: list[Any]) -> bool:
 def insert_params(params: list[Any]) -> list[Any]:
     """message_insert's parameters, from message_enqueue's (options are per call)."""
     queue, payloads, priorities, delays, whens, _keys, headers = params
-    return [queue, payloads, priorities[0], delays[0], whens[0], headers[0]]
+    return [queue, "[" + ",".join(payloads) + "]", priorities[0], delays[0], whens[0], headers[0]]
 
 
 def insert_result(rows: list[dict[str, Any]], params: list[Any]) -> list[Message]:
