@@ -119,7 +119,12 @@ def plain_enqueue(params: list[Any]) -> bool:
 def insert_params(params: list[Any]) -> list[Any]:
     """message_insert's parameters, from message_enqueue's (options are per call)."""
     queue, payloads, priorities, delays, whens, _keys, headers = params
-    return [queue, "[" + ",".join(payloads) + "]", priorities[0], delays[0], whens[0], headers[0]]
+    return [queue, payload_array(payloads), priorities[0], delays[0], whens[0], headers[0]]
+
+
+def payload_array(payloads: list[str]) -> str:
+    """The payloads' JSON texts as one JSON array text."""
+    return "[" + ",".join(payloads) + "]"
 
 
 def insert_result(rows: list[dict[str, Any]], params: list[Any]) -> list[Message]:
@@ -132,11 +137,13 @@ def insert_result(rows: list[dict[str, Any]], params: list[Any]) -> list[Message
     if len(rows) != len(payloads):
         raise RuntimeError(f"message_insert returned {len(rows)} rows for {len(payloads)} payloads")
     header_text = headers[0]
+    # One parse of the whole array costs less than one call per payload.
+    values = json.loads(payload_array(payloads)) if len(payloads) > 1 else [json.loads(payloads[0])]
     return [
         Message(
             id=row["id"],
             queue=queue,
-            payload=json.loads(text),
+            payload=value,
             priority=priorities[0],
             attempts=0,
             enqueued_at=row["enqueued_at"],
@@ -144,7 +151,7 @@ def insert_result(rows: list[dict[str, Any]], params: list[Any]) -> list[Message
             visible_until=row["visible_until"],
             headers={} if header_text is None else json.loads(header_text),
         )
-        for row, text in zip(rows, payloads, strict=True)
+        for row, value in zip(rows, values, strict=True)
     ]
 
 
@@ -230,12 +237,14 @@ def archive_params(
 ) -> list[Any]:
     validate_status(status)
     n = len(ids)
+    # Without results (or errors) the array is sent as NULL: unnest pads it
+    # with NULLs, and the client skips dumping n of them.
     return [
         ids,
         leases,
         [status] * n,
-        encode_each(results, n, "result", max_bytes),
-        encode_each(errors, n, "error", max_bytes),
+        None if results is None else encode_each(results, n, "result", max_bytes),
+        None if errors is None else encode_each(errors, n, "error", max_bytes),
     ]
 
 
