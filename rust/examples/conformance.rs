@@ -1,0 +1,236 @@
+//! One pgqrs action per invocation, for the cross-language conformance tests
+//! (tests/test_conformance.py interleaves it with the Python client on one
+//! database). Configured from the environment (`PGQRS_DSN`, `PGQRS_SCHEMA`,
+//! ...: `Config::from_env`). Prints one line of JSON; a pgqrs error prints
+//! `{"error": "<Python exception name>", "message": ..., "ids": [...]}` and
+//! exits with status 2.
+//!
+//! ```text
+//! conformance install | uninstall | verify
+//! conformance create-queue NAME [--vt SECS] [--max-attempts N]
+//! conformance enqueue QUEUE JSON [--dedup KEY] [--priority N] [--delay SECS] [--headers JSON]
+//! conformance enqueue-batch QUEUE JSON_ARRAY [--dedup-keys JSON_ARRAY]
+//! conformance dequeue QUEUE [--vt SECS] [--batch N]
+//! conformance archive QUEUE ID LEASE [--status S] [--result JSON]
+//! conformance delete | release QUEUE ID LEASE
+//! conformance extend QUEUE ID LEASE SECS
+//! conformance stats QUEUE
+//! conformance work QUEUE COUNT
+//! ```
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use pgqrs::{
+    Admin, Config, Consumer, EnqueueOptions, JobError, Message, MessageRef, Producer, QueueOptions, Worker,
+    WorkerOptions,
+};
+use serde_json::{json, Value};
+
+type Fail = Box<dyn std::error::Error>;
+
+struct Args {
+    positional: Vec<String>,
+    flags: HashMap<String, String>,
+}
+
+impl Args {
+    fn parse() -> Args {
+        let mut positional = Vec::new();
+        let mut flags = HashMap::new();
+        let mut it = std::env::args().skip(1);
+        while let Some(a) = it.next() {
+            match a.strip_prefix("--") {
+                Some(name) => {
+                    flags.insert(name.to_string(), it.next().unwrap_or_default());
+                }
+                None => positional.push(a),
+            }
+        }
+        Args { positional, flags }
+    }
+
+    fn arg(&self, i: usize, what: &str) -> Result<&str, Fail> {
+        self.positional.get(i).map(String::as_str).ok_or_else(|| format!("missing argument {what}").into())
+    }
+
+    fn flag(&self, name: &str) -> Option<&str> {
+        self.flags.get(name).map(String::as_str)
+    }
+
+    fn secs(&self, name: &str) -> Result<Option<Duration>, Fail> {
+        Ok(self.flag(name).map(|s| s.parse::<f64>().map(Duration::from_secs_f64)).transpose()?)
+    }
+
+    fn message_ref(&self) -> Result<MessageRef, Fail> {
+        Ok(MessageRef::with_lease(self.arg(2, "ID")?.parse()?, self.arg(3, "LEASE")?.parse()?))
+    }
+}
+
+fn message_json(m: &Message) -> Value {
+    json!({
+        "id": m.id,
+        "queue": m.queue,
+        "payload": m.payload,
+        "priority": m.priority,
+        "attempts": m.attempts,
+        "lease": m.lease.map(|l| l.to_string()),
+        "dedup_key": m.dedup_key,
+        "headers": m.headers,
+        "last_error": m.last_error,
+        "inserted": m.inserted,
+    })
+}
+
+async fn run(args: &Args) -> Result<Value, Fail> {
+    let config = Config::from_env()?.with_pool_min_size(0)?.with_pool_max_size(1)?;
+    let command = args.arg(0, "COMMAND")?;
+    let queue = || args.arg(1, "QUEUE");
+    Ok(match command {
+        "install" => json!({"applied": Admin::new(&config).await?.install().await?}),
+        "uninstall" => {
+            Admin::new(&config).await?.uninstall().await?;
+            json!({"ok": true})
+        }
+        "verify" => {
+            let r = Admin::new(&config).await?.verify().await?;
+            json!({
+                "ok": r.ok(), "installed": r.installed, "current_version": r.current_version,
+                "latest_version": r.latest_version, "missing": r.missing, "modified": r.modified,
+                "unknown": r.unknown,
+            })
+        }
+        "create-queue" => {
+            let mut options = QueueOptions::default();
+            if let Some(vt) = args.secs("vt")? {
+                options.visibility_timeout = vt;
+            }
+            if let Some(n) = args.flag("max-attempts") {
+                options.max_attempts = n.parse()?;
+            }
+            let q = Admin::new(&config).await?.create_queue_with(queue()?, &options).await?;
+            json!({"name": q.name, "visibility_timeout": q.visibility_timeout, "max_attempts": q.max_attempts})
+        }
+        "stats" => {
+            let s = Admin::new(&config).await?.queue_stats(queue()?).await?;
+            json!({"ready": s.ready, "in_flight": s.in_flight, "delayed": s.delayed, "archived": s.archived})
+        }
+        "enqueue" => {
+            let payload: Value = serde_json::from_str(args.arg(2, "JSON")?)?;
+            let mut options = EnqueueOptions::new();
+            options.dedup_key = args.flag("dedup").map(str::to_string);
+            options.delay = args.secs("delay")?;
+            if let Some(p) = args.flag("priority") {
+                options.priority = p.parse()?;
+            }
+            if let Some(h) = args.flag("headers") {
+                options.headers = Some(serde_json::from_str(h)?);
+            }
+            let m = Producer::new(&config, queue()?).await?.enqueue_with(&payload, &options).await?;
+            message_json(&m)
+        }
+        "enqueue-batch" => {
+            let payloads: Vec<Value> = serde_json::from_str(args.arg(2, "JSON_ARRAY")?)?;
+            let mut options = EnqueueOptions::new();
+            if let Some(keys) = args.flag("dedup-keys") {
+                options.dedup_keys = Some(serde_json::from_str(keys)?);
+            }
+            let ms = Producer::new(&config, queue()?).await?.enqueue_batch_with(&payloads, &options).await?;
+            Value::Array(ms.iter().map(message_json).collect())
+        }
+        "dequeue" => {
+            let consumer = Consumer::new(&config, queue()?).await?;
+            let vt = args.secs("vt")?;
+            match args.flag("batch") {
+                Some(n) => {
+                    let ms = consumer.dequeue_batch_with(n.parse()?, vt).await?;
+                    Value::Array(ms.iter().map(message_json).collect())
+                }
+                None => match consumer.dequeue_batch_with(1, vt).await?.first() {
+                    Some(m) => message_json(m),
+                    None => Value::Null,
+                },
+            }
+        }
+        "archive" => {
+            let consumer = Consumer::new(&config, queue()?).await?;
+            let status = args.flag("status").unwrap_or("completed");
+            match args.flag("result") {
+                Some(r) => {
+                    consumer.archive_with(args.message_ref()?, status, &serde_json::from_str(r)?).await?
+                }
+                None => consumer.archive(args.message_ref()?, status).await?,
+            }
+            json!({"ok": true})
+        }
+        "delete" => {
+            Consumer::new(&config, queue()?).await?.delete(args.message_ref()?).await?;
+            json!({"ok": true})
+        }
+        "release" => {
+            Consumer::new(&config, queue()?).await?.release(args.message_ref()?).await?;
+            json!({"ok": true})
+        }
+        "extend" => {
+            let secs: f64 = args.arg(4, "SECS")?.parse()?;
+            let consumer = Consumer::new(&config, queue()?).await?;
+            let until = consumer.extend(args.message_ref()?, Duration::from_secs_f64(secs)).await?;
+            json!({"visible_until": until.to_rfc3339()})
+        }
+        "work" => {
+            // Run a Worker until COUNT messages are settled; the handler
+            // echoes the payload as the result, and gives up on {"fail": true}.
+            let count: u64 = args.arg(2, "COUNT")?.parse()?;
+            let options = WorkerOptions {
+                concurrency: 4,
+                poll_interval: Duration::from_millis(100),
+                retry_base: Duration::from_millis(50),
+                ..WorkerOptions::default()
+            };
+            let worker = Worker::new(&config, queue()?, options).await?;
+            let stats = worker.stats();
+            let stop = worker.stop_handle();
+            let watcher = stats.clone();
+            tokio::spawn(async move {
+                loop {
+                    let done = watcher.completed.load(Ordering::SeqCst) + watcher.dead.load(Ordering::SeqCst);
+                    if done >= count {
+                        stop.stop();
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            });
+            worker
+                .run(|msg: Message| async move {
+                    if msg.payload.get("fail") == Some(&Value::Bool(true)) {
+                        return Err(JobError::give_up("asked to fail"));
+                    }
+                    Ok(json!({"echo": msg.payload}))
+                })
+                .await?;
+            json!({"completed": stats.completed.load(Ordering::SeqCst), "dead": stats.dead.load(Ordering::SeqCst)})
+        }
+        other => return Err(format!("unknown command {other:?}").into()),
+    })
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args = Args::parse();
+    match run(&args).await {
+        Ok(out) => println!("{out}"),
+        Err(e) => match e.downcast_ref::<pgqrs::Error>() {
+            Some(pe) => {
+                let out = json!({"error": pe.kind().python_name(), "message": pe.message(), "ids": pe.ids()});
+                println!("{out}");
+                std::process::exit(2);
+            }
+            None => {
+                eprintln!("conformance: {e}");
+                std::process::exit(64);
+            }
+        },
+    }
+}

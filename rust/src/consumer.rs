@@ -1,0 +1,496 @@
+//! Consumer: lease jobs from one queue and settle them, fenced by lease.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use serde_json::Value;
+use tokio_postgres::types::Type;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::admin::{batch_size, positive_secs, MAX_BATCH};
+use crate::config::Config;
+use crate::db::{col, Db};
+use crate::error::{Error, ErrorKind, Result};
+use crate::message::Message;
+use crate::payload::encode;
+use crate::queries::Query;
+use crate::validate::{validate_queue_name, validate_status};
+
+/// Times dequeue tries again at once when every row it picked had used up its
+/// attempts (and went to the archive as dead), before answering "empty".
+pub const DEQUEUE_DEAD_RETRIES: usize = 10;
+/// Leases a Consumer remembers at most; the oldest are forgotten first
+/// (passing the Message itself always works).
+pub const MAX_REMEMBERED_LEASES: usize = 100_000;
+
+/// A message to settle: a [`Message`] (it carries its lease), or the id of
+/// one this Consumer dequeued (its lease is remembered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageRef {
+    /// An id; the lease is the one this Consumer remembers from dequeue.
+    Id(i64),
+    /// An id with the lease it was dequeued under (None: never leased).
+    Leased { id: i64, lease: Option<Uuid> },
+}
+
+impl MessageRef {
+    /// A message dequeued elsewhere (e.g. by another process), named by id and lease.
+    pub fn with_lease(id: i64, lease: Uuid) -> MessageRef {
+        MessageRef::Leased { id, lease: Some(lease) }
+    }
+
+    /// The message id.
+    pub fn id(&self) -> i64 {
+        match *self {
+            MessageRef::Id(id) | MessageRef::Leased { id, .. } => id,
+        }
+    }
+}
+
+impl From<i64> for MessageRef {
+    fn from(id: i64) -> Self {
+        MessageRef::Id(id)
+    }
+}
+impl From<&i64> for MessageRef {
+    fn from(id: &i64) -> Self {
+        MessageRef::Id(*id)
+    }
+}
+impl From<&Message> for MessageRef {
+    fn from(m: &Message) -> Self {
+        MessageRef::Leased { id: m.id, lease: m.lease }
+    }
+}
+impl From<Message> for MessageRef {
+    fn from(m: Message) -> Self {
+        MessageRef::from(&m)
+    }
+}
+
+/// The leases a Consumer holds, so that `archive(msg.id, ..)` works with an id alone.
+#[derive(Default)]
+struct Leases {
+    by_id: HashMap<i64, (Uuid, u64)>,
+    order: BTreeMap<u64, i64>,
+    next: u64,
+}
+
+impl Leases {
+    fn remember(&mut self, messages: &[Message]) {
+        for m in messages {
+            if let Some(lease) = m.lease {
+                self.forget_one(m.id);
+                self.next += 1;
+                self.by_id.insert(m.id, (lease, self.next));
+                self.order.insert(self.next, m.id);
+            }
+        }
+        while self.by_id.len() > MAX_REMEMBERED_LEASES {
+            let Some((_, id)) = self.order.pop_first() else { break };
+            self.by_id.remove(&id);
+        }
+    }
+
+    fn forget_one(&mut self, id: i64) {
+        if let Some((_, seq)) = self.by_id.remove(&id) {
+            self.order.remove(&seq);
+        }
+    }
+
+    fn resolve(&self, refs: &[MessageRef], action: &str) -> Result<(Vec<i64>, Vec<Uuid>)> {
+        let mut ids = Vec::with_capacity(refs.len());
+        let mut leases = Vec::with_capacity(refs.len());
+        let mut unknown = Vec::new();
+        for r in refs {
+            let lease = match *r {
+                MessageRef::Leased { lease, .. } => lease,
+                MessageRef::Id(id) => self.by_id.get(&id).map(|(l, _)| *l),
+            };
+            match lease {
+                Some(l) => {
+                    ids.push(r.id());
+                    leases.push(l);
+                }
+                None => unknown.push(r.id()),
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(Error::lease(
+                ErrorKind::LeaseNotHeld,
+                format!(
+                    "cannot {action} message(s) {unknown:?}: this Consumer holds no lease on them; \
+                     pass the Message returned by dequeue() (it carries its lease)"
+                ),
+                unknown,
+                vec![],
+            ));
+        }
+        if ids.iter().collect::<HashSet<_>>().len() != ids.len() {
+            return Err(Error::invalid(format!("the same message appears twice in one {action} call")));
+        }
+        if ids.is_empty() {
+            return Err(Error::invalid(format!("nothing to {action}: the message list is empty")));
+        }
+        if ids.len() > MAX_BATCH {
+            return Err(Error::invalid(format!(
+                "{action} takes at most {MAX_BATCH} messages, got {}",
+                ids.len()
+            )));
+        }
+        Ok((ids, leases))
+    }
+}
+
+/// Dequeues from one queue. A dequeued message is invisible to every other
+/// consumer until its lease expires; archive, delete, extend and release only
+/// work while this consumer still holds that lease (else
+/// [`ErrorKind::LeaseExpired`], and the row is left untouched).
+///
+/// Share one Consumer between tasks by reference or `Arc`: every method takes `&self`.
+pub struct Consumer {
+    db: Db,
+    queue: String,
+    worker_id: Option<i64>,
+    leases: Mutex<Leases>,
+}
+
+impl Consumer {
+    /// A Consumer for `queue` (connects now; the queue is checked on dequeue).
+    pub async fn new(config: &Config, queue: &str) -> Result<Consumer> {
+        Consumer::open(config, queue, None).await
+    }
+
+    /// A Consumer on a pool shared with other clients.
+    pub async fn with_pool(config: &Config, queue: &str, pool: Pool) -> Result<Consumer> {
+        Consumer::open(config, queue, Some(pool)).await
+    }
+
+    async fn open(config: &Config, queue: &str, pool: Option<Pool>) -> Result<Consumer> {
+        validate_queue_name(queue)?;
+        Ok(Consumer {
+            db: Db::open(config, pool).await?,
+            queue: queue.to_string(),
+            worker_id: None,
+            leases: Mutex::new(Leases::default()),
+        })
+    }
+
+    /// Record `worker_id` as the holder of the leases this Consumer takes
+    /// (shown by `Admin::list_workers`).
+    pub fn with_worker_id(mut self, worker_id: Option<i64>) -> Consumer {
+        self.worker_id = worker_id;
+        self
+    }
+
+    /// The queue this Consumer reads.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// Lease the next message; None when nothing is ready or the queue is paused.
+    pub async fn dequeue(&self) -> Result<Option<Message>> {
+        Ok(self.dequeue_batch_with(1, None).await?.into_iter().next())
+    }
+
+    /// Lease the next message for `visibility_timeout` instead of the queue's default.
+    pub async fn dequeue_with_timeout(&self, visibility_timeout: Duration) -> Result<Option<Message>> {
+        Ok(self.dequeue_batch_with(1, Some(visibility_timeout)).await?.into_iter().next())
+    }
+
+    /// Lease up to `batch` messages (empty when nothing is ready).
+    pub async fn dequeue_batch(&self, batch: usize) -> Result<Vec<Message>> {
+        self.dequeue_batch_with(batch, None).await
+    }
+
+    /// Lease up to `batch` messages, for `visibility_timeout` if given.
+    pub async fn dequeue_batch_with(
+        &self,
+        batch: usize,
+        visibility_timeout: Option<Duration>,
+    ) -> Result<Vec<Message>> {
+        let limit = batch_size(batch, "batch")?;
+        let vt = visibility_timeout.map(|d| positive_secs(d, "visibility_timeout")).transpose()?;
+        let mut messages = Vec::new();
+        for _ in 0..=DEQUEUE_DEAD_RETRIES {
+            let rows = self
+                .db
+                .fetch(
+                    Query::MessageDequeue,
+                    &[
+                        (&self.queue, Type::TEXT),
+                        (&limit, Type::INT8),
+                        (&vt, Type::FLOAT8),
+                        (&self.worker_id, Type::INT8),
+                    ],
+                    Some(&self.queue),
+                )
+                .await?;
+            let dead;
+            (messages, dead) = dequeue_result(&rows, &self.queue)?;
+            if !messages.is_empty() || dead == 0 {
+                break;
+            }
+        }
+        self.leases.lock().unwrap().remember(&messages);
+        Ok(messages)
+    }
+
+    /// Move the message to the archive with `status` (e.g. "completed").
+    ///
+    /// [`ErrorKind::LeaseExpired`] (changing nothing) when another consumer
+    /// has taken the message since this one's lease expired.
+    pub async fn archive(&self, msg: impl Into<MessageRef>, status: &str) -> Result<()> {
+        self.archive_batch_with([msg.into()], status, None, None).await.map(drop)
+    }
+
+    /// Archive with a JSON `result` stored next to it.
+    pub async fn archive_with(&self, msg: impl Into<MessageRef>, status: &str, result: &Value) -> Result<()> {
+        self.archive_batch_with([msg.into()], status, Some(std::slice::from_ref(result)), None)
+            .await
+            .map(drop)
+    }
+
+    /// Archive many messages in one statement; return the archived ids.
+    ///
+    /// Those whose lease was lost stay as they are and are named by the
+    /// LeaseExpired error returned after the others were archived
+    /// ([`Error::succeeded`]).
+    pub async fn archive_batch<I, R>(&self, msgs: I, status: &str) -> Result<Vec<i64>>
+    where
+        I: IntoIterator<Item = R>,
+        R: Into<MessageRef>,
+    {
+        self.archive_batch_with(msgs, status, None, None).await
+    }
+
+    /// Archive many messages with one optional `result` and `error` (JSON) each.
+    pub async fn archive_batch_with<I, R>(
+        &self,
+        msgs: I,
+        status: &str,
+        results: Option<&[Value]>,
+        errors: Option<&[Value]>,
+    ) -> Result<Vec<i64>>
+    where
+        I: IntoIterator<Item = R>,
+        R: Into<MessageRef>,
+    {
+        let refs: Vec<MessageRef> = msgs.into_iter().map(Into::into).collect();
+        let (ids, leases) = self.resolve(&refs, "archive")?;
+        validate_status(status)?;
+        let n = ids.len();
+        let statuses = vec![status.to_string(); n];
+        let results = self.encode_each(results, n, "result")?;
+        let errors = self.encode_each(errors, n, "error")?;
+        let rows = self
+            .db
+            .fetch(
+                Query::MessageArchive,
+                &[
+                    (&ids, Type::INT8_ARRAY),
+                    (&leases, Type::UUID_ARRAY),
+                    (&statuses, Type::TEXT_ARRAY),
+                    (&results, Type::TEXT_ARRAY),
+                    (&errors, Type::TEXT_ARRAY),
+                ],
+                Some(&self.queue),
+            )
+            .await?;
+        self.check_fenced(&rows, "archive").map(|(done, _)| done)
+    }
+
+    /// Delete the message outright (no archive row), fenced by its lease.
+    pub async fn delete(&self, msg: impl Into<MessageRef>) -> Result<()> {
+        self.delete_batch([msg.into()]).await.map(drop)
+    }
+
+    /// Delete many messages in one statement; return the deleted ids.
+    pub async fn delete_batch<I, R>(&self, msgs: I) -> Result<Vec<i64>>
+    where
+        I: IntoIterator<Item = R>,
+        R: Into<MessageRef>,
+    {
+        let refs: Vec<MessageRef> = msgs.into_iter().map(Into::into).collect();
+        let (ids, leases) = self.resolve(&refs, "delete")?;
+        let rows = self
+            .db
+            .fetch(
+                Query::MessageDelete,
+                &[(&ids, Type::INT8_ARRAY), (&leases, Type::UUID_ARRAY)],
+                Some(&self.queue),
+            )
+            .await?;
+        self.check_fenced(&rows, "delete").map(|(done, _)| done)
+    }
+
+    /// Keep the lease for `duration` more from now; return the new visible_until.
+    pub async fn extend(&self, msg: impl Into<MessageRef>, duration: Duration) -> Result<DateTime<Utc>> {
+        let until = self.extend_batch([msg.into()], duration).await?;
+        Ok(until[0])
+    }
+
+    /// Extend many leases in one statement; return the new visible_until of each, in order.
+    pub async fn extend_batch<I, R>(&self, msgs: I, duration: Duration) -> Result<Vec<DateTime<Utc>>>
+    where
+        I: IntoIterator<Item = R>,
+        R: Into<MessageRef>,
+    {
+        let refs: Vec<MessageRef> = msgs.into_iter().map(Into::into).collect();
+        let (ids, leases) = self.resolve(&refs, "extend")?;
+        let secs = positive_secs(duration, "seconds")?;
+        let rows = self
+            .db
+            .fetch(
+                Query::MessageExtend,
+                &[(&ids, Type::INT8_ARRAY), (&leases, Type::UUID_ARRAY), (&secs, Type::FLOAT8)],
+                Some(&self.queue),
+            )
+            .await?;
+        let (_, until) = self.check_fenced(&rows, "extend")?;
+        ids.iter()
+            .map(|id| {
+                until.get(id).copied().flatten().ok_or_else(|| {
+                    Error::new(ErrorKind::Database, format!("extend returned no time for {id}"))
+                })
+            })
+            .collect()
+    }
+
+    /// Give the message back to the queue, visible again at once.
+    pub async fn release(&self, msg: impl Into<MessageRef>) -> Result<()> {
+        self.release_batch_with([msg.into()], Duration::ZERO, None).await.map(drop)
+    }
+
+    /// Give the message back, visible again after `delay`, recording `error`
+    /// (JSON) as its last_error.
+    pub async fn release_with(
+        &self,
+        msg: impl Into<MessageRef>,
+        delay: Duration,
+        error: Option<&Value>,
+    ) -> Result<()> {
+        let errors = error.map(std::slice::from_ref);
+        self.release_batch_with([msg.into()], delay, errors).await.map(drop)
+    }
+
+    /// Release many messages in one statement; return the released ids.
+    pub async fn release_batch<I, R>(&self, msgs: I) -> Result<Vec<i64>>
+    where
+        I: IntoIterator<Item = R>,
+        R: Into<MessageRef>,
+    {
+        self.release_batch_with(msgs, Duration::ZERO, None).await
+    }
+
+    /// Release many messages after `delay`, with one optional error (JSON) each.
+    pub async fn release_batch_with<I, R>(
+        &self,
+        msgs: I,
+        delay: Duration,
+        errors: Option<&[Value]>,
+    ) -> Result<Vec<i64>>
+    where
+        I: IntoIterator<Item = R>,
+        R: Into<MessageRef>,
+    {
+        let refs: Vec<MessageRef> = msgs.into_iter().map(Into::into).collect();
+        let (ids, leases) = self.resolve(&refs, "release")?;
+        let delays = vec![delay.as_secs_f64(); ids.len()];
+        let errors = self.encode_each(errors, ids.len(), "error")?;
+        let rows = self
+            .db
+            .fetch(
+                Query::MessageRelease,
+                &[
+                    (&ids, Type::INT8_ARRAY),
+                    (&leases, Type::UUID_ARRAY),
+                    (&delays, Type::FLOAT8_ARRAY),
+                    (&errors, Type::TEXT_ARRAY),
+                ],
+                Some(&self.queue),
+            )
+            .await?;
+        self.check_fenced(&rows, "release").map(|(done, _)| done)
+    }
+
+    fn resolve(&self, refs: &[MessageRef], action: &str) -> Result<(Vec<i64>, Vec<Uuid>)> {
+        self.leases.lock().unwrap().resolve(refs, action)
+    }
+
+    fn encode_each(&self, values: Option<&[Value]>, n: usize, what: &str) -> Result<Vec<Option<String>>> {
+        let Some(values) = values else { return Ok(vec![None; n]) };
+        if values.len() != n {
+            return Err(Error::invalid(format!(
+                "{what}s must have one entry per message ({n}), got {}",
+                values.len()
+            )));
+        }
+        let max = self.db.config.max_payload_bytes();
+        values.iter().map(|v| if v.is_null() { Ok(None) } else { encode(v, what, max).map(Some) }).collect()
+    }
+
+    /// Ids that went through (and each one's new visible_until); LeaseExpired
+    /// naming the others, whose rows were left untouched.
+    #[allow(clippy::type_complexity)]
+    fn check_fenced(
+        &self,
+        rows: &[Row],
+        action: &str,
+    ) -> Result<(Vec<i64>, HashMap<i64, Option<DateTime<Utc>>>)> {
+        let mut done = Vec::new();
+        let mut lost = Vec::new();
+        let mut until = HashMap::new();
+        for r in rows {
+            let id: i64 = col(r, "id")?;
+            let outcome: String = col(r, "outcome")?;
+            until.insert(id, col(r, "visible_until")?);
+            if outcome == "ok" {
+                done.push(id);
+            } else {
+                lost.push(id);
+            }
+        }
+        {
+            // An extended lease is still held; every other action ends the lease.
+            let mut leases = self.leases.lock().unwrap();
+            let ended = if action == "extend" { &lost } else { &until.keys().copied().collect() };
+            for id in ended {
+                leases.forget_one(*id);
+            }
+        }
+        if !lost.is_empty() {
+            return Err(Error::lease(
+                ErrorKind::LeaseExpired,
+                format!(
+                    "cannot {action} message(s) {lost:?}: the lease expired and the message was \
+                     redelivered to another consumer, or archived or deleted since; the row was \
+                     left as it is (use a longer visibility_timeout, or extend() the lease while \
+                     working)"
+                ),
+                lost,
+                done,
+            ));
+        }
+        Ok((done, until))
+    }
+}
+
+/// The leased messages, and how many picked rows went to the archive as dead.
+fn dequeue_result(rows: &[Row], queue: &str) -> Result<(Vec<Message>, usize)> {
+    let mut messages = Vec::new();
+    let mut dead = 0;
+    for row in rows {
+        let outcome: String = col(row, "outcome")?;
+        match outcome.as_str() {
+            "leased" => messages.push(Message::from_row(row)?),
+            "dead" => dead += 1,
+            _ => return Err(Error::queue_not_found(queue)),
+        }
+    }
+    Ok((messages, dead))
+}

@@ -1,0 +1,105 @@
+//! pgqrs: a library-only job queue on PostgreSQL, for Rust and Python on the
+//! same database.
+//!
+//! ```no_run
+//! use pgqrs::{Admin, Config, Consumer, Producer};
+//! use serde_json::json;
+//!
+//! # async fn run() -> Result<(), pgqrs::Error> {
+//! let config = Config::from_dsn("postgresql://user:pass@localhost/mydb")?;
+//! let admin = Admin::new(&config).await?;
+//! admin.install().await?;
+//! admin.create_queue("tasks").await?;
+//!
+//! let producer = Producer::new(&config, "tasks").await?;
+//! let message = producer.enqueue(&json!({"task": "send_email"})).await?;
+//!
+//! let consumer = Consumer::new(&config, "tasks").await?;
+//! if let Some(msg) = consumer.dequeue().await? {
+//!     assert_eq!(msg.id, message.id);
+//!     consumer.archive(msg.id, "completed").await?;
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # One schema, two languages
+//!
+//! The crate embeds the very files of the repository's `sql/` folder
+//! (`include_str!`, no copies): the migrations, the bootstrap and uninstall
+//! scripts and every named query. `Admin::install` takes the same advisory
+//! lock and writes the same migration ledger (version, name, sha256 of the
+//! file) as the Python package, so either client installs for both, and
+//! Rust and Python producers and consumers share queues, leases and dedup keys.
+//!
+//! # Driver: tokio-postgres, deadpool-postgres, unnamed typed statements
+//!
+//! Each operation is one SQL statement sent with
+//! [`tokio_postgres::Client::query_typed`]: the parameter types travel with
+//! the statement in an *unnamed* prepared statement, so a call costs one
+//! round trip (Parse/Bind/Execute/Sync pipelined, no Describe first) and
+//! leaves no state on the server connection. That is what keeps pgqrs safe
+//! behind pgBouncer or pgcat in transaction mode, where a named prepared
+//! statement made on one server connection is missing on the next.
+//! Direct connections may opt in to named statements cached per connection
+//! with [`Config::with_prepare_statements`]. Nothing else uses session
+//! state: no `SET`, no temp tables; the install lock is transaction-level.
+//!
+//! tokio-postgres was chosen over sqlx for a smaller build, explicit
+//! control over statement naming and the binary protocol, and LISTEN support
+//! on a plain connection; deadpool-postgres is a thin pool over it.
+//! TLS is not built in yet: connections use `NoTls` (`sslmode=require` fails).
+//!
+//! # Payloads
+//!
+//! Payloads are `serde_json::Value` (any `Serialize` value on enqueue;
+//! [`Message::payload_as`] decodes into your type). The crate turns on
+//! serde_json's `arbitrary_precision`, so integers and decimals of any size
+//! round-trip exactly, as they do in Python (cargo unifies features, so the
+//! application's serde_json gets it too: numbers keep their decimal text).
+//! NUL characters (`\u0000`), which jsonb cannot store, and payloads over
+//! [`Config::max_payload_bytes`] are refused before any round trip. A `&str`
+//! payload is a JSON string (Python takes a `str` as JSON text), and
+//! non-finite floats serialize as `null` (serde_json's rule; Python refuses them).
+//!
+//! # Errors
+//!
+//! Every call returns [`Error`]; [`Error::kind`] gives the [`ErrorKind`],
+//! one per Python exception class (QueueNotFound, QueueExists,
+//! SchemaNotInstalled, InvalidQueueName, Payload, LeaseExpired, ...).
+//!
+//! # Worker
+//!
+//! [`Worker`] runs a handler over one queue with bounded concurrency,
+//! retries with exponential backoff and jitter, lease extension, NOTIFY
+//! wake-ups plus polling, and graceful shutdown on SIGINT/SIGTERM.
+
+mod admin;
+mod config;
+mod consumer;
+mod db;
+mod error;
+mod message;
+mod payload;
+mod producer;
+mod queries;
+mod validate;
+pub mod worker;
+
+pub use admin::{Admin, QueueOptions, DEFAULT_WORKER_DEAD_AFTER, DEFAULT_WORKER_PRUNE_AFTER, MAX_BATCH};
+pub use config::{
+    Config, DEFAULT_APPLICATION_NAME, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_POOL_MAX_SIZE, DEFAULT_POOL_MIN_SIZE, DEFAULT_PREPARE_STATEMENTS,
+    DEFAULT_SCHEMA, DEFAULT_VISIBILITY_TIMEOUT, ENV_VARS, FALLBACK_DSN_ENV_VAR,
+};
+pub use consumer::{Consumer, MessageRef, DEQUEUE_DEAD_RETRIES, MAX_REMEMBERED_LEASES};
+pub use db::make_pool;
+pub use error::{Error, ErrorKind, Result};
+pub use message::{ArchivedMessage, Message, QueueInfo, QueueStats, VerifyReport, WorkerInfo};
+pub use producer::{EnqueueOptions, Producer, MAX_DEDUP_KEY_LENGTH};
+pub use queries::{migrations, Migration};
+pub use validate::{validate_queue_name, validate_schema_name, MAX_QUEUE_NAME_LENGTH};
+pub use worker::{JobError, Worker, WorkerOptions};
+
+/// Re-exported so callers can name the pool and driver types without a version clash.
+pub use deadpool_postgres;
+pub use tokio_postgres;

@@ -1,0 +1,94 @@
+"""The Rust crate's own tests and the seed's Rust Quick Example, on the session server.
+
+``cargo test`` needs a real PostgreSQL: it gets the pytest session's server
+through ``PGQRS_TEST_DSN`` (each Rust test makes and drops its own schema).
+``cargo fmt --check`` and ``cargo clippy`` run in ``scripts/test`` before pytest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import psycopg
+
+RUST_DIR = Path(__file__).resolve().parents[1] / "rust"
+#: Seconds allowed for a cargo command, including the first compilation.
+CARGO_TIMEOUT = 1200
+
+
+def cargo(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("cargo")
+    assert exe, "cargo is required for the Rust tests (install the Rust toolchain)"
+    return subprocess.run(
+        [exe, *args],
+        cwd=RUST_DIR,
+        env={**os.environ, "CARGO_TERM_COLOR": "never", **env},
+        capture_output=True,
+        text=True,
+        timeout=CARGO_TIMEOUT,
+    )
+
+
+def _drop_rust_test_schemas(sql: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Drop schemas left by Rust tests that failed before their own cleanup."""
+    rows = sql.execute(
+        r"SELECT nspname FROM pg_namespace WHERE nspname ~ '^r[0-9]+_[0-9]+$'"
+    ).fetchall()
+    for (name,) in rows:
+        sql.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def test_cargo_test(dsn: str, sql: psycopg.Connection[tuple[object, ...]]) -> None:
+    try:
+        proc = cargo("test", "--all-targets", env={"PGQRS_TEST_DSN": dsn})
+        assert proc.returncode == 0, f"cargo test failed:\n{proc.stdout}\n{proc.stderr}"
+        assert "test result: ok" in proc.stdout
+        doc = cargo("test", "--doc", env={"PGQRS_TEST_DSN": dsn})
+        assert doc.returncode == 0, f"cargo test --doc failed:\n{doc.stdout}\n{doc.stderr}"
+    finally:
+        _drop_rust_test_schemas(sql)
+
+
+SEED = RUST_DIR.parents[1] / "shared" / "seed" / "pgqrs-overview.md"
+SEED_DSN_LINE = '    let config = Config::from_dsn("postgresql://user:pass@localhost/mydb")?;'
+OUR_DSN_LINE = '    let config = Config::from_dsn(&std::env::var("PGQRS_DSN")?)?;'
+# sha256 of the seed's Rust block, for checkouts without ../shared beside them.
+SEED_RUST_BLOCK_SHA256 = "1c220e62e65153b01fc41937c89e9796220ba6f03d30469ee3dc0cd844cf8381"
+
+
+def seed_rust_block() -> str:
+    text = SEED.read_text(encoding="utf-8")
+    match = re.search(r'=== "Rust"\n\n    ```rust\n(.*?)    ```', text, re.S)
+    assert match, "the seed has no Rust Quick Example"
+    lines = match.group(1).splitlines()
+    return "\n".join(line[4:] if line.startswith("    ") else line for line in lines) + "\n"
+
+
+def test_quick_example_is_the_seeds_verbatim() -> None:
+    """examples/quickstart.rs is the seed's Rust Quick Example; only the DSN line differs."""
+    text = (RUST_DIR / "examples" / "quickstart.rs").read_text(encoding="utf-8")
+    assert text.count(OUR_DSN_LINE) == 1
+    as_seed = text.replace(OUR_DSN_LINE, SEED_DSN_LINE)
+    assert hashlib.sha256(as_seed.encode("utf-8")).hexdigest() == SEED_RUST_BLOCK_SHA256
+    if SEED.exists():  # beside the checkout in development and CI
+        assert as_seed == seed_rust_block()
+
+
+def test_seed_quick_example_runs(database_dsn: str) -> None:
+    """The example installs into the default schema, so it gets a database of its own."""
+    proc = cargo("run", "--quiet", "--example", "quickstart", env={"PGQRS_DSN": database_dsn})
+    assert proc.returncode == 0, f"quickstart failed:\n{proc.stdout}\n{proc.stderr}"
+    assert proc.stdout.splitlines() == [
+        "Enqueued message: 1",
+        'Processing: {"task":"send_email","to":"user@example.com"}',
+    ]
+    with psycopg.connect(database_dsn) as conn:
+        archived = conn.execute("SELECT id, status, queue FROM pgqrs.archive").fetchall()
+        left = conn.execute("SELECT count(*) FROM pgqrs.messages").fetchone()
+    assert archived == [(1, "completed", "tasks")]
+    assert left == (0,)
