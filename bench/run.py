@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import report, server, targets, workloads
+from bench import report, server, systems, targets, workloads
 
 WORKLOADS = {
     "W1": workloads.w1,
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short runs, small backlogs (for iterating)")
     parser.add_argument("--reps", type=int, default=None, help="runs per point (default 3, quick 1)")
     parser.add_argument("--only", default="", help="comma-separated workloads, e.g. W1,W3")
-    parser.add_argument("--systems", default=",".join(workloads.ALL_SYSTEMS),
+    parser.add_argument("--systems", default=",".join([*workloads.ALL_SYSTEMS, "pgqrs-rust"]),
                         help="comma-separated systems (default: %(default)s)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"), help="output folder")
     args = parser.parse_args(argv)
@@ -72,7 +72,12 @@ def main(argv: list[str] | None = None) -> int:
             "throwaway_server": not args.dsn,
         }
         print(f"# pgqrs benchmark: {json.dumps(meta)}", flush=True)
-        ctx = workloads.Ctx(dsn, args.quick, reps, [s for s in args.systems.split(",") if s])
+        chosen_systems = [s for s in args.systems.split(",") if s]
+        if "pgqrs-rust" in chosen_systems and not systems.rust_available():
+            print(f"(no Rust client: {systems.RUST_BINARY} not built; scripts/bench builds it "
+                  "when cargo is installed)", flush=True)
+            chosen_systems.remove("pgqrs-rust")
+        ctx = workloads.Ctx(dsn, args.quick, reps, chosen_systems)
         workloads.setup(ctx)
         for name in chosen:
             fn = WORKLOADS[name]

@@ -8,7 +8,10 @@ opened before the clock starts.
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pgqrs
@@ -18,6 +21,13 @@ from bench.hand import HandClient
 
 QUEUE = "bench"
 SCHEMA = "pgqrs"
+
+#: The Rust drain (bench/rust), built by scripts/bench when cargo is there.
+RUST_BINARY = Path(__file__).resolve().parents[1] / "target" / "release" / "pgqrs-bench"
+
+
+def rust_available() -> bool:
+    return RUST_BINARY.exists()
 
 
 def payload(i: int) -> dict[str, Any]:
@@ -106,6 +116,16 @@ def drain(
 ) -> tuple[int, float]:
     """Dequeue and ``complete`` ('archive' or 'delete') ``target`` jobs; return (jobs, s)."""
     quota = harness.Quota(target)
+
+    if system == "pgqrs-rust":
+        out = subprocess.run(
+            [str(RUST_BINARY), dsn, str(clients), str(batch), complete, str(target)],
+            capture_output=True, text=True, check=False, timeout=600,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"pgqrs-bench (Rust) failed:\n{out.stderr[-2000:]}")
+        data = json.loads(out.stdout.strip().splitlines()[-1])
+        return int(data["jobs"]), float(data["seconds"])
 
     if system == "hand":
 

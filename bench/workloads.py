@@ -103,7 +103,8 @@ def rotated(items: list[str], rep: int) -> list[str]:
 
 def run_enqueue(ctx: Ctx, workload: str, cases: list[tuple[int, int]], seconds: float,
                 extra: tuple[str, ...] = ()) -> Iterator[Result]:
-    names = ctx.systems + [e for e in extra if "hand" in ctx.systems]
+    names = [s for s in ctx.systems if s != "pgqrs-rust"]
+    names += [e for e in extra if "hand" in ctx.systems]
     for clients, batch in cases:
         case = f"batch={batch} producers={clients}" if batch > 1 else f"producers={clients}"
         results = {s: Result(workload, case, s, "jobs/s", []) for s in names}
