@@ -56,9 +56,14 @@ def check(results: list[Result]) -> list[dict[str, Any]]:
         None if (small is None or big is None) else big.median / small.median, 0.8, lambda v: v >= 0.8)
     rss = _get(results, "RSS", "concurrency=64 jobs=10,000", "pgqrs-worker")
     add("worker peak RSS <= 150 MB", None if rss is None else rss.median, 150.0, lambda v: v <= 150, "MB")
-    rust = _get(results, "W3", "archive batch=100 consumers=4", "pgqrs-rust")
-    add("Rust batch drain vs Python (sync) >= 1.2x",
-        None if (rust is None or w3b is None) else rust.median / w3b.median, 1.2, lambda v: v >= 1.2)
+    for complete in ("archive", "delete"):
+        for clients in (1, 4):
+            case = f"{complete} batch=100 consumers={clients}"
+            rust = _get(results, "W3", case, "pgqrs-rust")
+            py = _get(results, "W3", case, "pgqrs-sync")
+            add(f"Rust batch drain vs Python (sync), {case} >= 1.2x",
+                None if (rust is None or py is None) else rust.median / py.median, 1.2,
+                lambda v: v >= 1.2)
     return out
 
 

@@ -157,13 +157,13 @@ def w3(ctx: Ctx) -> Iterator[Result]:
     """W3: drain a backlog of 20,000 (dequeue + archive, or + delete).
 
     Batch-100 drains take the whole backlog; one-at-a-time drains take the
-    first 4,000 of it (so a point stays a few seconds long).
+    first 2,000 of it (so a point stays a few seconds long).
     """
     backlog = 5_000 if ctx.quick else W3_BACKLOG
     for complete in ("archive", "delete"):
         for batch in (1, 100):
             for clients in (1, 4):
-                target = backlog if batch > 1 else (1_000 if ctx.quick else 4_000)
+                target = backlog if batch > 1 else (1_000 if ctx.quick else 2_000)
                 case = f"{complete} batch={batch} consumers={clients}"
                 results = {s: Result("W3", case, s, "jobs/s", [], {"backlog": backlog, "drained": target})
                            for s in ctx.systems}
