@@ -27,24 +27,37 @@ WHERE j.id = c.id RETURNING j.id, j.lease, j.payload) """
 def enqueue_script(payloads: list[str]) -> str:
     """One INSERT of ``payloads`` (JSON texts): one row, or an unnest of many."""
     if len(payloads) == 1:
-        return f"INSERT INTO hand.jobs (queue, payload) VALUES ('bench', '{payloads[0]}') RETURNING id;\n"
+        return (
+            "INSERT INTO hand.jobs (queue, payload) "
+            f"VALUES ('bench', '{payloads[0]}') RETURNING id;\n"
+        )
     array = ",".join(f"'{p}'" for p in payloads)
-    return ("INSERT INTO hand.jobs (queue, payload) SELECT 'bench', p "
-            f"FROM unnest(ARRAY[{array}]::jsonb[]) AS p RETURNING id;\n")
+    return (
+        "INSERT INTO hand.jobs (queue, payload) SELECT 'bench', p "
+        f"FROM unnest(ARRAY[{array}]::jsonb[]) AS p RETURNING id;\n"
+    )
 
 
 def drain_script(batch: int, complete: str) -> str:
     """Lease ``batch`` jobs, then delete or archive them (fenced by lease)."""
     if batch == 1 and complete == "delete":
-        return (LEASE_SELECT.format(n=1) + "SELECT id, lease FROM l \\gset\n"
-                "DELETE FROM hand.jobs WHERE id = :id AND lease = :lease;\n")
-    lease = (LEASE_SELECT.format(n=batch)
-             + "SELECT coalesce(string_agg(id::text, ','), '') AS ids, "
-               "coalesce(string_agg(lease::text, ','), '') AS leases FROM l \\gset\n")
-    pairs = ("unnest(string_to_array(:ids, ',')::bigint[], "
-             "string_to_array(:leases, ',')::uuid[]) AS t(id, lease)")
+        return (
+            LEASE_SELECT.format(n=1) + "SELECT id, lease FROM l \\gset\n"
+            "DELETE FROM hand.jobs WHERE id = :id AND lease = :lease;\n"
+        )
+    lease = (
+        LEASE_SELECT.format(n=batch) + "SELECT coalesce(string_agg(id::text, ','), '') AS ids, "
+        "coalesce(string_agg(lease::text, ','), '') AS leases FROM l \\gset\n"
+    )
+    pairs = (
+        "unnest(string_to_array(:ids, ',')::bigint[], "
+        "string_to_array(:leases, ',')::uuid[]) AS t(id, lease)"
+    )
     if complete == "delete":
-        return lease + f"DELETE FROM hand.jobs j USING {pairs} WHERE j.id = t.id AND j.lease = t.lease;\n"
+        return (
+            lease
+            + f"DELETE FROM hand.jobs j USING {pairs} WHERE j.id = t.id AND j.lease = t.lease;\n"
+        )
     return lease + (
         f"WITH moved AS (DELETE FROM hand.jobs j USING {pairs} "
         "WHERE j.id = t.id AND j.lease = t.lease RETURNING j.*) "
@@ -63,14 +76,30 @@ class PgbenchResult:
         return self.transactions / self.tps if self.tps else 0.0
 
 
-def run(dsn: str, script: str, clients: int, *, duration: float | None = None,
-        transactions: int | None = None) -> PgbenchResult:
+def run(
+    dsn: str,
+    script: str,
+    clients: int,
+    *,
+    duration: float | None = None,
+    transactions: int | None = None,
+) -> PgbenchResult:
     """Run ``script`` on ``clients`` connections; tps excludes connection time."""
     with tempfile.NamedTemporaryFile("w", suffix=".sql", prefix="pgqrs-bench-") as f:
         f.write(script)
         f.flush()
-        cmd = [pgbench_path(), "-n", "-M", "prepared", "-c", str(clients),
-               "-j", str(min(clients, 2)), "-f", f.name]
+        cmd = [
+            pgbench_path(),
+            "-n",
+            "-M",
+            "prepared",
+            "-c",
+            str(clients),
+            "-j",
+            str(min(clients, 2)),
+            "-f",
+            f.name,
+        ]
         if duration is not None:
             cmd += ["-T", str(max(1, round(duration)))]
         else:

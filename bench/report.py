@@ -40,8 +40,13 @@ def _fmt(v: float, unit: str) -> str:
 def rows(results: list[Result]) -> list[list[str]]:
     out = []
     for r in results:
-        cells = [r.workload, r.case, r.system, f"{_fmt(r.median, r.unit)} {r.unit}",
-                 " ".join(_fmt(x, r.unit) for x in r.runs)]
+        cells = [
+            r.workload,
+            r.case,
+            r.system,
+            f"{_fmt(r.median, r.unit)} {r.unit}",
+            " / ".join(_fmt(x, r.unit) for x in r.runs),
+        ]
         for ref in REFERENCES:
             x = ratio(results, r, ref)
             cells.append("" if x is None or r.system == ref else f"{x:.2f}x")
@@ -54,15 +59,18 @@ HEADER = ["workload", "case", "system", "median", "runs", "x hand", "x pgbench"]
 
 def table(results: list[Result]) -> str:
     body = rows(results)
-    widths = [max(len(c) for c in col) for col in zip(HEADER, *body)]
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    widths = [max(len(c) for c in col) for col in zip(HEADER, *body, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
+
     return "\n".join([line(HEADER), line(["-" * w for w in widths]), *map(line, body)])
 
 
 def markdown(results: list[Result]) -> str:
     body = rows(results)
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(c.replace("|", "/") for c in cells) + " |" for cells in body]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
     return "\n".join(lines)
 
 
@@ -71,9 +79,17 @@ def to_json(results: Iterable[Result], meta: dict[str, Any]) -> dict[str, Any]:
     return {
         "meta": meta,
         "results": [
-            {"workload": r.workload, "case": r.case, "system": r.system, "unit": r.unit,
-             "median": r.median, "runs": r.runs, "extra": r.extra,
-             "ratio_hand": ratio(rs, r, "hand"), "ratio_pgbench": ratio(rs, r, "pgbench")}
+            {
+                "workload": r.workload,
+                "case": r.case,
+                "system": r.system,
+                "unit": r.unit,
+                "median": r.median,
+                "runs": r.runs,
+                "extra": r.extra,
+                "ratio_hand": ratio(rs, r, "hand"),
+                "ratio_pgbench": ratio(rs, r, "pgbench"),
+            }
             for r in rs
         ],
     }
@@ -123,4 +139,17 @@ def write(results: list[Result], meta: dict[str, Any], out: Path) -> None:
         part = {"meta": meta, "results": [x for x in data["results"] if x["workload"] == workload]}
         (out / f"{workload}.json").write_text(json.dumps(part, indent=2, default=str))
         chart(results, workload, out / f"{workload}.png")
-    (out / "results.md").write_text(markdown(results) + "\n")
+    text = markdown(results) + "\n"
+    checked = meta.get("targets")
+    if checked:
+        text += "\n| target | measured | holds |\n|---|---|---|\n"
+        for t in checked:
+            v = t["measured"]
+            shown = (
+                "not measured"
+                if v is None
+                else (f"{v:.2f}x" if t["unit"] == "x" else f"{v:.2f} {t['unit']}")
+            )
+            state = {True: "yes", False: "**no**", None: "-"}[t["ok"]]
+            text += f"| {t['target']} | {shown} | {state} |\n"
+    (out / "results.md").write_text(text)

@@ -32,8 +32,12 @@ def _rss_mb() -> float:
 def main() -> None:
     dsn, concurrency, jobs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     baseline = _rss_mb()
-    worker = pgqrs.Worker(systems.config(dsn, pool_max_size=4), queues=[QUEUE],
-                          concurrency=concurrency, handle_signals=False)
+    worker = pgqrs.Worker(
+        systems.config(dsn, pool_max_size=4),
+        queues=[QUEUE],
+        concurrency=concurrency,
+        handle_signals=False,
+    )
     peak_in_flight = 0
 
     @worker.handler(QUEUE)
@@ -49,8 +53,16 @@ def main() -> None:
         time.sleep(0.01)
     worker.stop()
     t.join(60)
-    print(json.dumps({"peak_rss_mb": _rss_mb(), "baseline_rss_mb": baseline,
-                      "completed": worker.counters.completed, "peak_in_flight": peak_in_flight}))
+    print(
+        json.dumps(
+            {
+                "peak_rss_mb": _rss_mb(),
+                "baseline_rss_mb": baseline,
+                "completed": worker.counters.completed,
+                "peak_in_flight": peak_in_flight,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

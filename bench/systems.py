@@ -1,6 +1,7 @@
 """The clients under test, each as make/work/close callables for ``bench.harness``.
 
-Systems: ``pgqrs-sync`` (pgqrs.Producer/Consumer on threads), ``pgqrs-async``
+Systems: ``pgqrs-sync`` (pgqrs.Producer/Consumer on threads; ``pgqrs-prep`` is
+the same with ``Config(prepare_statements=True)``, not run by default), ``pgqrs-async``
 (pgqrs.aio on one event loop), ``hand`` (bench.hand on threads) and
 ``pgbench``. Every client gets its own connection (a pool of one for pgqrs),
 opened before the clock starts.
@@ -65,8 +66,8 @@ def enqueue(system: str, dsn: str, clients: int, batch: int, seconds: float) -> 
 
         return harness.threads(clients, make_h, work_h, HandClient.close)
 
-    if system == "pgqrs-sync":
-        cfg = config(dsn)
+    if system in ("pgqrs-sync", "pgqrs-prep"):
+        cfg = config(dsn, prepare_statements=system == "pgqrs-prep")
 
         def make_s(i: int) -> pgqrs.Producer:
             p = pgqrs.Producer(cfg, QUEUE)
@@ -120,7 +121,10 @@ def drain(
     if system == "pgqrs-rust":
         out = subprocess.run(
             [str(RUST_BINARY), dsn, str(clients), str(batch), complete, str(target)],
-            capture_output=True, text=True, check=False, timeout=600,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
         )
         if out.returncode != 0:
             raise RuntimeError(f"pgqrs-bench (Rust) failed:\n{out.stderr[-2000:]}")
@@ -148,8 +152,8 @@ def drain(
 
         return harness.threads(clients, make_h, work_h, HandClient.close)
 
-    if system == "pgqrs-sync":
-        cfg = config(dsn)
+    if system in ("pgqrs-sync", "pgqrs-prep"):
+        cfg = config(dsn, prepare_statements=system == "pgqrs-prep")
 
         def make_s(i: int) -> pgqrs.Consumer:
             c = pgqrs.Consumer(cfg, QUEUE)

@@ -13,7 +13,6 @@ import dataclasses
 import json
 import statistics
 import sys
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -63,14 +62,21 @@ class Ctx:
 # --- table state ------------------------------------------------------------------
 
 FILL = {
-    "pgqrs": (f"INSERT INTO {SCHEMA}.messages (queue, payload) "
-              "SELECT '" + QUEUE + "', jsonb_build_object('task', 'noop', 'n', g) "
-              "FROM generate_series(1, {n}) g"),
-    "hand": ("INSERT INTO hand.jobs (queue, payload) "
-             "SELECT '" + QUEUE + "', jsonb_build_object('task', 'noop', 'n', g) "
-             "FROM generate_series(1, {n}) g"),
+    "pgqrs": (
+        f"INSERT INTO {SCHEMA}.messages (queue, payload) "
+        "SELECT '" + QUEUE + "', jsonb_build_object('task', 'noop', 'n', g) "
+        "FROM generate_series(1, {n}) g"
+    ),
+    "hand": (
+        "INSERT INTO hand.jobs (queue, payload) "
+        "SELECT '" + QUEUE + "', jsonb_build_object('task', 'noop', 'n', g) "
+        "FROM generate_series(1, {n}) g"
+    ),
 }
-TABLES = {"pgqrs": (f"{SCHEMA}.messages", f"{SCHEMA}.archive"), "hand": ("hand.jobs", "hand.archive")}
+TABLES = {
+    "pgqrs": (f"{SCHEMA}.messages", f"{SCHEMA}.archive"),
+    "hand": ("hand.jobs", "hand.archive"),
+}
 
 
 def family(system: str) -> str:
@@ -101,8 +107,13 @@ def rotated(items: list[str], rep: int) -> list[str]:
 # --- W1, W2: enqueue ----------------------------------------------------------------------
 
 
-def run_enqueue(ctx: Ctx, workload: str, cases: list[tuple[int, int]], seconds: float,
-                extra: tuple[str, ...] = ()) -> Iterator[Result]:
+def run_enqueue(
+    ctx: Ctx,
+    workload: str,
+    cases: list[tuple[int, int]],
+    seconds: float,
+    extra: tuple[str, ...] = (),
+) -> Iterator[Result]:
     names = [s for s in ctx.systems if s != "pgqrs-rust"]
     names += [e for e in extra if "hand" in ctx.systems]
     for clients, batch in cases:
@@ -113,7 +124,8 @@ def run_enqueue(ctx: Ctx, workload: str, cases: list[tuple[int, int]], seconds: 
                 reset(ctx, system)
                 if system == "pgbench":
                     script = pgbench.enqueue_script(
-                        [json.dumps(systems.payload(i)) for i in range(batch)])
+                        [json.dumps(systems.payload(i)) for i in range(batch)]
+                    )
                     r = pgbench.run(ctx.dsn, script, clients, duration=seconds)
                     rate = r.tps * batch
                 else:
@@ -126,8 +138,9 @@ def run_enqueue(ctx: Ctx, workload: str, cases: list[tuple[int, int]], seconds: 
 
 def w1(ctx: Ctx) -> Iterator[Result]:
     """W1: enqueue one job per transaction, 1 and 4 producers."""
-    yield from run_enqueue(ctx, "W1", [(1, 1), (4, 1)], 1.0 if ctx.quick else 3.0,
-                           extra=("hand+notify",))
+    yield from run_enqueue(
+        ctx, "W1", [(1, 1), (4, 1)], 1.0 if ctx.quick else 3.0, extra=("hand+notify",)
+    )
 
 
 def w2(ctx: Ctx) -> Iterator[Result]:
@@ -140,13 +153,16 @@ def w2(ctx: Ctx) -> Iterator[Result]:
 W3_BACKLOG = 20_000
 
 
-def drain_once(ctx: Ctx, system: str, clients: int, batch: int, complete: str, target: int) -> float:
+def drain_once(
+    ctx: Ctx, system: str, clients: int, batch: int, complete: str, target: int
+) -> float:
     """Drain ``target`` jobs from the current backlog; return jobs/s."""
     if system == "pgbench":
         per_client = max(1, target // (batch * clients))
         before = waiting(ctx, system)
-        r = pgbench.run(ctx.dsn, pgbench.drain_script(batch, complete), clients,
-                        transactions=per_client)
+        r = pgbench.run(
+            ctx.dsn, pgbench.drain_script(batch, complete), clients, transactions=per_client
+        )
         drained = before - waiting(ctx, system)
         return drained / r.seconds
     jobs, elapsed = systems.drain(system, ctx.dsn, clients, batch, complete, target)
@@ -165,8 +181,10 @@ def w3(ctx: Ctx) -> Iterator[Result]:
             for clients in (1, 4):
                 target = backlog if batch > 1 else (1_000 if ctx.quick else 2_000)
                 case = f"{complete} batch={batch} consumers={clients}"
-                results = {s: Result("W3", case, s, "jobs/s", [], {"backlog": backlog, "drained": target})
-                           for s in ctx.systems}
+                results = {
+                    s: Result("W3", case, s, "jobs/s", [], {"backlog": backlog, "drained": target})
+                    for s in ctx.systems
+                }
                 for rep in range(ctx.reps):
                     for system in rotated(ctx.systems, rep):
                         reset(ctx, system, backlog)
@@ -194,8 +212,10 @@ def w6(ctx: Ctx) -> Iterator[Result]:
         reset(ctx, system)
     for size in sizes:
         case = f"waiting={size:,}"
-        results = {s: Result("W6", case, s, "jobs/s", [], {"waiting": size, "drained": drained})
-                   for s in sysnames}
+        results = {
+            s: Result("W6", case, s, "jobs/s", [], {"waiting": size, "drained": drained})
+            for s in sysnames
+        }
         for rep in range(ctx.reps):
             for system in rotated(sysnames, rep):
                 have = waiting(ctx, system)
