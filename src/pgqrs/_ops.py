@@ -137,6 +137,7 @@ def insert_result(rows: list[dict[str, Any]], params: list[Any]) -> list[Message
     if len(rows) != len(payloads):
         raise RuntimeError(f"message_insert returned {len(rows)} rows for {len(payloads)} payloads")
     header_text = headers[0]
+    rows = sorted(rows, key=lambda r: int(r["id"]))
     # One parse of the whole array costs less than one call per payload.
     values = json.loads(payload_array(payloads)) if len(payloads) > 1 else [json.loads(payloads[0])]
     return [
