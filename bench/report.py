@@ -131,6 +131,42 @@ def chart(results: list[Result], workload: str, path: Path) -> None:
     plt.close(fig)
 
 
+def ratio_chart(results: list[Result], workload: str, path: Path) -> None:
+    """Every system's median as a ratio to the hand-written client's, per case."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rs = [r for r in results if r.workload == workload and r.runs and r.system != "hand"]
+    pairs = [(r, ratio(results, r, "hand")) for r in rs]
+    pairs = [(r, x) for r, x in pairs if x is not None]
+    if not pairs:
+        return
+    cases = list(dict.fromkeys(r.case for r, _ in pairs))
+    systems = list(dict.fromkeys(r.system for r, _ in pairs))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(cases) + 2), 4.5))
+    width = 0.8 / len(systems)
+    for k, system in enumerate(systems):
+        xs, ys = [], []
+        for i, case in enumerate(cases):
+            for r, x in pairs:
+                if r.case == case and r.system == system:
+                    xs.append(i + k * width - 0.4 + width / 2)
+                    ys.append(x)
+        ax.bar(xs, ys, width, label=system)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(cases)))
+    ax.set_xticklabels(cases, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("x hand-written client (median / median)")
+    ax.set_title(f"pgqrs {workload}: ratio to the hand-written client (1.0 = equal)")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def write(results: list[Result], meta: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     data = to_json(results, meta)
@@ -139,6 +175,7 @@ def write(results: list[Result], meta: dict[str, Any], out: Path) -> None:
         part = {"meta": meta, "results": [x for x in data["results"] if x["workload"] == workload]}
         (out / f"{workload}.json").write_text(json.dumps(part, indent=2, default=str))
         chart(results, workload, out / f"{workload}.png")
+        ratio_chart(results, workload, out / f"{workload}-ratio.png")
     text = markdown(results) + "\n"
     checked = meta.get("targets")
     if checked:
