@@ -48,6 +48,7 @@ queries! {
     MessageDequeue => "message_dequeue",
     MessageEnqueue => "message_enqueue",
     MessageExtend => "message_extend",
+    MessageInsert => "message_insert",
     MessagePeek => "message_peek",
     MessageRelease => "message_release",
     MigrationInstalled => "migration_installed",

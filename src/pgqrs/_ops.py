@@ -7,6 +7,7 @@ named query; building its parameters and reading its rows happens here, once.
 from __future__ import annotations
 
 import datetime
+import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -110,6 +111,51 @@ def enqueue_result(rows: list[dict[str, Any]]) -> list[Message]:
     return [Message.from_row(r) for r in rows]
 
 
+def plain_enqueue(params: list[Any]) -> bool:
+    """True when no message of the call has a dedup key: message_insert does it."""
+    return all(k is None for k in params[5])
+
+
+def insert_params(params: list[Any]) -> list[Any]:
+    """message_insert's parameters, from message_enqueue's (options are per call)."""
+    queue, payloads, priorities, delays, whens, _keys, headers = params
+    return [queue, payload_array(payloads), priorities[0], delays[0], whens[0], headers[0]]
+
+
+def payload_array(payloads: list[str]) -> str:
+    """The payloads' JSON texts as one JSON array text."""
+    return "[" + ",".join(payloads) + "]"
+
+
+def insert_result(rows: list[dict[str, Any]], params: list[Any]) -> list[Message]:
+    """Messages from message_insert's rows (ids and times) and what was sent.
+
+    The payloads and headers are decoded from the JSON texts sent, as the
+    server would return them, so a Message never shares state with the caller's.
+    """
+    queue, payloads, priorities, _delays, _whens, _keys, headers = params
+    if len(rows) != len(payloads):
+        raise RuntimeError(f"message_insert returned {len(rows)} rows for {len(payloads)} payloads")
+    header_text = headers[0]
+    rows = sorted(rows, key=lambda r: int(r["id"]))
+    # One parse of the whole array costs less than one call per payload.
+    values = json.loads(payload_array(payloads)) if len(payloads) > 1 else [json.loads(payloads[0])]
+    return [
+        Message(
+            id=row["id"],
+            queue=queue,
+            payload=value,
+            priority=priorities[0],
+            attempts=0,
+            enqueued_at=row["enqueued_at"],
+            dequeued_at=None,
+            visible_until=row["visible_until"],
+            headers={} if header_text is None else json.loads(header_text),
+        )
+        for row, value in zip(rows, values, strict=True)
+    ]
+
+
 def dequeue_result(rows: list[dict[str, Any]], queue: str) -> tuple[list[Message], int]:
     """The leased messages, and how many picked rows went to the archive as dead."""
     messages: list[Message] = []
@@ -192,12 +238,14 @@ def archive_params(
 ) -> list[Any]:
     validate_status(status)
     n = len(ids)
+    # Without results (or errors) the array is sent as NULL: unnest pads it
+    # with NULLs, and the client skips dumping n of them.
     return [
         ids,
         leases,
         [status] * n,
-        encode_each(results, n, "result", max_bytes),
-        encode_each(errors, n, "error", max_bytes),
+        None if results is None else encode_each(results, n, "result", max_bytes),
+        None if errors is None else encode_each(errors, n, "error", max_bytes),
     ]
 
 

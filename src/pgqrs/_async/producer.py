@@ -12,7 +12,14 @@ from psycopg_pool import AsyncConnectionPool
 from pgqrs._async._base import Client
 from pgqrs._config import Config
 from pgqrs._models import Message
-from pgqrs._ops import Seconds, enqueue_params, enqueue_result
+from pgqrs._ops import (
+    Seconds,
+    enqueue_params,
+    enqueue_result,
+    insert_params,
+    insert_result,
+    plain_enqueue,
+)
 from pgqrs._validate import validate_queue_name
 
 
@@ -79,6 +86,11 @@ class Producer(Client):
             headers=headers,
             max_bytes=self.config.max_payload_bytes,
         )
+        if plain_enqueue(params):
+            rows = await self._db.fetch(
+                "message_insert", insert_params(params), connection=connection, queue=self.queue
+            )
+            return insert_result(rows, params)
         rows = await self._db.fetch(
             "message_enqueue", params, connection=connection, queue=self.queue
         )

@@ -11,10 +11,12 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from pgqrs._config import Config, mask_dsn
 from pgqrs._errors import ConnectionFailed, Error, translate
+from pgqrs._payload import decode_json
 from pgqrs._sql import queries
 
 Row = dict[str, Any]
@@ -34,7 +36,13 @@ def make_pool(config: Config) -> ConnectionPool:
         timeout=config.connect_timeout,
         open=False,
         name=f"pgqrs-{config.schema}",
+        configure=_configure,
     )
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    """Set up each new pool connection: decode json/jsonb with ``decode_json``."""
+    set_json_loads(decode_json, conn)
 
 
 class Database:
