@@ -287,20 +287,8 @@ impl Consumer {
         let statuses = vec![status.to_string(); n];
         let results = self.encode_each(results, n, "result")?;
         let errors = self.encode_each(errors, n, "error")?;
-        let rows = self
-            .db
-            .fetch(
-                Query::MessageArchive,
-                &[
-                    (&ids, Type::INT8_ARRAY),
-                    (&leases, Type::UUID_ARRAY),
-                    (&statuses, Type::TEXT_ARRAY),
-                    (&results, Type::TEXT_ARRAY),
-                    (&errors, Type::TEXT_ARRAY),
-                ],
-                Some(&self.queue),
-            )
-            .await?;
+        let rows =
+            self.db.message_archive(&ids, &leases, &statuses, &results, &errors, Some(&self.queue)).await?;
         self.check_fenced(&rows, "archive").map(|(done, _)| done)
     }
 
@@ -402,20 +390,7 @@ impl Consumer {
         let (ids, leases) = self.resolve(&refs, "release")?;
         let delays = vec![delay.as_secs_f64(); ids.len()];
         let errors = self.encode_each(errors, ids.len(), "error")?;
-        let rows = self
-            .db
-            .fetch(
-                Query::MessageRelease,
-                &[
-                    (&ids, Type::INT8_ARRAY),
-                    (&leases, Type::UUID_ARRAY),
-                    (&delays, Type::FLOAT8_ARRAY),
-                    (&errors, Type::TEXT_ARRAY),
-                    (&None::<Vec<bool>>, Type::BOOL_ARRAY),
-                ],
-                Some(&self.queue),
-            )
-            .await?;
+        let rows = self.db.message_release(&ids, &leases, &delays, &errors, None, Some(&self.queue)).await?;
         self.check_fenced(&rows, "release").map(|(done, _)| done)
     }
 

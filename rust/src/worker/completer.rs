@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tokio_postgres::types::Type;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -28,7 +27,6 @@ use super::backoff::Reconnect;
 use super::WorkerStats;
 use crate::db::{col, Db};
 use crate::error::{ErrorKind, Result};
-use crate::queries::Query;
 
 /// Times the database may refuse (not: fail to receive) one settlement's
 /// statement before the worker gives up on writing it; the message then comes
@@ -305,20 +303,7 @@ impl Completer {
                     errors.push(error.clone());
                 }
             }
-            let rows = self
-                .db
-                .fetch(
-                    Query::MessageArchive,
-                    &[
-                        (&ids, Type::INT8_ARRAY),
-                        (&leases, Type::UUID_ARRAY),
-                        (&statuses, Type::TEXT_ARRAY),
-                        (&results, Type::TEXT_ARRAY),
-                        (&errors, Type::TEXT_ARRAY),
-                    ],
-                    None,
-                )
-                .await?;
+            let rows = self.db.message_archive(&ids, &leases, &statuses, &results, &errors, None).await?;
             // After a failed attempt whose commit may have gone through,
             // 'not_found' means our own earlier write landed.
             resolve(todo, &archives, &rows, Outcome::NotFound)?;
@@ -339,17 +324,7 @@ impl Completer {
             }
             let rows = self
                 .db
-                .fetch(
-                    Query::MessageRelease,
-                    &[
-                        (&ids, Type::INT8_ARRAY),
-                        (&leases, Type::UUID_ARRAY),
-                        (&delays, Type::FLOAT8_ARRAY),
-                        (&errors, Type::TEXT_ARRAY),
-                        (&refunds, Type::BOOL_ARRAY),
-                    ],
-                    None,
-                )
+                .message_release(&ids, &leases, &delays, &errors, Some(refunds.as_slice()), None)
                 .await?;
             // A release that landed before a lost reply reads as 'lease_lost' on retry.
             resolve(todo, &releases, &rows, Outcome::LeaseLost)?;
