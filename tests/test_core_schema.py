@@ -185,7 +185,7 @@ def test_config_validation() -> None:
         pgqrs.Config.from_env({"PGQRS_DSN": "postgresql://h/d", "PGQRS_POOL_MAX_SIZE": "many"})
 
 
-def test_unreachable_server_is_a_clear_connection_error(tmp_path: object) -> None:
+def test_unreachable_server_is_a_clear_connection_error() -> None:
     cfg = pgqrs.Config.from_dsn("postgresql://nobody:secret@127.0.0.1:1/db", connect_timeout=2)
     with pytest.raises(pgqrs.ConnectionFailed) as info:
         pgqrs.Admin(cfg).list_queues()
