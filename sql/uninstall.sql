@@ -2,6 +2,14 @@
 -- when nothing else lives in it (a shared schema such as public survives).
 DROP TABLE IF EXISTS :"schema".messages, :"schema".archive, :"schema".workers,
     :"schema".queues, :"schema".schema_migrations CASCADE;
+DROP FUNCTION IF EXISTS
+    :"schema".message_dequeue(text, bigint, float8, bigint),
+    :"schema".message_insert(text, text, integer, float8, timestamptz, text),
+    :"schema".message_enqueue(text, text[], integer[], float8[], timestamptz[], text[], text[]),
+    :"schema".message_archive(bigint[], uuid[], text[], text[], text[]),
+    :"schema".message_delete(bigint[], uuid[]),
+    :"schema".message_extend(bigint[], uuid[], float8),
+    :"schema".message_release(bigint[], uuid[], float8[], text[], boolean[]);
 DO $pgqrs$
 BEGIN
     IF :'schema' <> 'public' AND NOT EXISTS (

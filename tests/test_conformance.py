@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 import pgqrs
+from pgqrs._sql import migrations
 
 RUST_DIR = Path(__file__).resolve().parents[1] / "rust"
 #: Seconds a scenario waits for a condition (a lease to expire, ...) before failing.
@@ -116,7 +117,7 @@ PAYLOADS: list[Any] = [
 
 
 def test_rust_install_then_python_verify(rust: RustRun, config: pgqrs.Config) -> None:
-    assert rust("install") == {"applied": ["0001_init"]}
+    assert rust("install") == {"applied": ["0001_init", "0002_functions"]}
     with pgqrs.Admin(config) as admin:
         report = admin.verify()
         assert report.ok, report.describe()
@@ -127,7 +128,7 @@ def test_rust_install_then_python_verify(rust: RustRun, config: pgqrs.Config) ->
 def test_python_install_then_rust_verify(rust: RustRun, admin: pgqrs.Admin) -> None:
     report = rust("verify")
     assert report["ok"], report
-    assert report["current_version"] == report["latest_version"] == 1
+    assert report["current_version"] == report["latest_version"] == len(migrations())
     assert rust("install") == {"applied": []}
 
 

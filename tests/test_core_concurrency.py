@@ -53,7 +53,7 @@ def test_eight_threads_drain_20000_messages_each_delivered_once(
     s = config.schema
     assert sql.execute(f'SELECT count(*) FROM "{s}".messages').fetchone() == (0,)
     archived = sql.execute(
-        f"SELECT count(*), count(DISTINCT id), max(attempts) FROM \"{s}\".archive "
+        f'SELECT count(*), count(DISTINCT id), max(attempts) FROM "{s}".archive '
         "WHERE status = 'completed'"
     ).fetchone()
     assert archived == (MESSAGES, MESSAGES, 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import psycopg
@@ -132,11 +133,7 @@ def test_dequeue_uses_the_index_on_a_large_queue(
         "FROM generate_series(1, 100000) g"
     )
     sql.execute(f'ANALYZE "{s}".messages')
-    query = pgqrs._sql.queries(s)["message_dequeue"]
-    # Plain EXPLAIN plans the statement without running it (nothing is leased).
-    cur = psycopg.RawCursor(sql)
-    cur.execute("EXPLAIN (FORMAT JSON) " + query, ["big", 10, 30.0, None])
-    plan = cur.fetchone()[0][0]["Plan"]  # type: ignore[index]
+    plan = function_plan(sql, f"SELECT * FROM \"{s}\".message_dequeue('big', 10, 30, NULL)")
     picking = find_node(plan, lambda n: n.get("Subplan Name") == "CTE candidates")
     # Rows are picked by walking the index in delivery order: no sort, no full scan.
     assert picking["Node Type"] == "Limit"
@@ -144,6 +141,34 @@ def test_dequeue_uses_the_index_on_a_large_queue(
     assert "Sort" not in kinds and "Seq Scan" not in kinds, picking
     scan = find_node(picking, lambda n: n.get("Relation Name") == "messages")
     assert scan["Node Type"] == "Index Scan" and scan["Index Name"] == "messages_dequeue_idx"
+    # The picked rows are then updated (or moved) by primary key, never by a scan.
+    seq = [n for n in walk(plan) if n["Node Type"] == "Seq Scan" and n.get("Relation Name")]
+    assert seq == [], seq
+
+
+def function_plan(sql: psycopg.Connection, call: str) -> dict:  # type: ignore[type-arg]
+    """The plan a pgqrs function's statement runs with: its cached, generic one.
+
+    auto_explain reports the statements run inside the function (the call is
+    rolled back, so nothing stays leased).
+    """
+    plans: list[str] = []
+    sql.add_notice_handler(lambda diag: plans.append(diag.message_primary or ""))
+    with sql.transaction():
+        sql.execute("LOAD 'auto_explain'")
+        for setting, value in [
+            ("log_min_duration", "0"),
+            ("log_nested_statements", "on"),
+            ("log_format", "json"),
+            ("log_level", "notice"),
+        ]:
+            sql.execute(f"SET LOCAL auto_explain.{setting} = {value}")
+        sql.execute(call)
+        raise psycopg.Rollback()
+    nested = [json.loads(p[p.index("{") :]) for p in plans if '"Query Text"' in p]
+    inner = [p for p in nested if "candidates" in p["Query Text"]]
+    assert len(inner) == 1, plans
+    return inner[0]["Plan"]  # type: ignore[no-any-return]
 
 
 def walk(node: dict) -> list[dict]:  # type: ignore[type-arg]

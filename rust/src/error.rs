@@ -182,12 +182,16 @@ pub(crate) fn translate(err: tokio_postgres::Error, schema: &str, queue: Option<
     };
     let code = db.code().clone();
     let text = first_line(db.message());
-    let e = if code == SqlState::UNDEFINED_TABLE || code == SqlState::INVALID_SCHEMA_NAME {
+    // A missing function: the schema predates the migration that added it.
+    let e = if code == SqlState::UNDEFINED_TABLE
+        || code == SqlState::INVALID_SCHEMA_NAME
+        || code == SqlState::UNDEFINED_FUNCTION
+    {
         Error::new(
             ErrorKind::SchemaNotInstalled,
             format!(
-                "the pgqrs schema {schema:?} is not installed in this database \
-                 (run Admin::install() or `pgqrs install`): {text}"
+                "the pgqrs schema {schema:?} is not installed in this database, or lacks a \
+                 migration (run Admin::install() or `pgqrs install`): {text}"
             ),
         )
     } else if code == SqlState::FOREIGN_KEY_VIOLATION && queue.is_some() {

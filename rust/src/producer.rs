@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio_postgres::types::Type;
 use tokio_postgres::GenericClient;
 
-use crate::admin::MAX_BATCH;
+use crate::admin::{bounded_secs, MAX_BATCH};
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::{Error, Result};
@@ -246,7 +246,7 @@ impl Producer {
             queue: self.queue.clone(),
             payloads,
             priorities: vec![options.priority; n],
-            delays: vec![options.delay.map(|d| d.as_secs_f64()); n],
+            delays: vec![options.delay.map(|d| bounded_secs(d, "delay")).transpose()?; n],
             available_at: vec![options.available_at; n],
             dedup_keys: keys,
             headers: vec![headers; n],

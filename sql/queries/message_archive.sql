@@ -1,32 +1,5 @@
--- message_archive: move leased messages to the archive, fenced by lease.
---   $1 ids bigint[], $2 leases uuid[], $3 statuses text[],
---   $4 results text[] (JSON texts or NULL), $5 errors text[] (JSON texts or NULL)
--- Only a row whose current lease equals the given one moves; one result row
--- per input: outcome 'ok', 'lease_lost' (the row is there under another
--- lease, or none) or 'not_found' (no such waiting or in-flight message).
-WITH input AS (
-    SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[])
-                  AS t(id, lease, status, result, error)
-),
-moved AS (
-    DELETE FROM :"schema".messages m
-    USING input i
-    WHERE m.id = i.id AND m.lease = i.lease
-    RETURNING m.*
-),
-archived AS (
-    INSERT INTO :"schema".archive
-        (id, queue, payload, priority, attempts, enqueued_at, dequeued_at, dedup_key, headers,
-         status, result, error)
-    SELECT mv.id, mv.queue, mv.payload, mv.priority, mv.attempts, mv.enqueued_at, mv.dequeued_at,
-           mv.dedup_key, mv.headers, i.status, i.result::jsonb,
-           coalesce(i.error::jsonb, mv.last_error)
-    FROM moved mv JOIN input i ON i.id = mv.id
-    RETURNING id
-)
-SELECT i.id,
-       CASE WHEN a.id IS NOT NULL THEN 'ok'
-            WHEN EXISTS (SELECT 1 FROM :"schema".messages m WHERE m.id = i.id) THEN 'lease_lost'
-            ELSE 'not_found' END AS outcome,
-       NULL::timestamptz AS visible_until
-FROM input i LEFT JOIN archived a ON a.id = i.id
+-- message_archive: move leased messages to the archive, fenced by lease: ids $1,
+-- leases $2, statuses $3, results $4, errors $5.
+-- The statement is the function of the same name, in
+-- sql/migrations/0002_functions.sql (its plan is cached by the server).
+SELECT * FROM :"schema".message_archive($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[])

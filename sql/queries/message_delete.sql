@@ -1,18 +1,4 @@
--- message_delete: delete leased messages outright, fenced by lease.
---   $1 ids bigint[], $2 leases uuid[]
--- One result row per input, as message_archive.
-WITH input AS (
-    SELECT * FROM unnest($1::bigint[], $2::uuid[]) AS t(id, lease)
-),
-deleted AS (
-    DELETE FROM :"schema".messages m
-    USING input i
-    WHERE m.id = i.id AND m.lease = i.lease
-    RETURNING m.id
-)
-SELECT i.id,
-       CASE WHEN d.id IS NOT NULL THEN 'ok'
-            WHEN EXISTS (SELECT 1 FROM :"schema".messages m WHERE m.id = i.id) THEN 'lease_lost'
-            ELSE 'not_found' END AS outcome,
-       NULL::timestamptz AS visible_until
-FROM input i LEFT JOIN deleted d ON d.id = i.id
+-- message_delete: delete leased messages, fenced by lease: ids $1, leases $2.
+-- The statement is the function of the same name, in
+-- sql/migrations/0002_functions.sql (its plan is cached by the server).
+SELECT * FROM :"schema".message_delete($1::bigint[], $2::uuid[])

@@ -1,51 +1,6 @@
--- message_enqueue: insert one or many messages in one statement, and send one
--- NOTIFY (a wake-up hint for idle workers; delivered on commit).
---   $1 queue text
---   $2 payloads     text[]         JSON texts
---   $3 priorities   integer[]
---   $4 delays       float8[]       seconds; NULL for none
---   $5 available_at timestamptz[]  NULL for none (delay adds to it)
---   $6 dedup_keys   text[]         NULL for none; unique within one call
---   $7 headers      text[]         JSON texts; NULL for {}
--- A dedup key that matches a waiting or in-flight message returns that
--- message (inserted = false) instead of adding a new one. Rows come back in
--- input order.
-WITH input AS (
-    SELECT *
-    FROM unnest($2::text[], $3::integer[], $4::float8[], $5::timestamptz[], $6::text[], $7::text[])
-         WITH ORDINALITY AS t(payload, priority, delay, available_at, dedup_key, headers, ord)
-),
-written AS (
-    INSERT INTO :"schema".messages AS m (queue, payload, priority, visible_at, dedup_key, headers)
-    SELECT $1, i.payload::jsonb, i.priority,
-           greatest(now(), coalesce(i.available_at, now()) + make_interval(secs => coalesce(i.delay, 0))),
-           i.dedup_key, coalesce(i.headers::jsonb, '{}'::jsonb)
-    FROM input i
-    ORDER BY i.ord
-    ON CONFLICT (queue, dedup_key) WHERE dedup_key IS NOT NULL
-    DO UPDATE SET dedup_key = EXCLUDED.dedup_key
-    RETURNING m.id, m.queue, m.payload, m.priority, m.attempts, m.enqueued_at, m.dequeued_at,
-              m.visible_at, m.headers, m.lease, m.dedup_key, m.last_error, (m.xmax = 0) AS inserted
-),
-numbered AS (
-    -- Each written row gets the key of the input it answers: its dedup key,
-    -- or, without one, its rank in id order (ids follow insertion order).
-    SELECT w.*,
-           coalesce('d:' || w.dedup_key,
-                    'n:' || row_number() OVER (PARTITION BY w.dedup_key IS NULL ORDER BY w.id)) AS match_key
-    FROM written w
-),
-notified AS (
-    SELECT pg_notify(:'schema' || '.enqueue', $1) AS sent
-)
-SELECT n.id, n.queue, n.payload, n.priority, n.attempts, n.enqueued_at, n.dequeued_at,
-       n.visible_at AS visible_until, n.headers, n.lease, n.dedup_key, n.last_error, n.inserted
-FROM (
-    SELECT i.ord,
-           coalesce('d:' || i.dedup_key,
-                    'n:' || row_number() OVER (PARTITION BY i.dedup_key IS NULL ORDER BY i.ord)) AS match_key
-    FROM input i
-) i
-JOIN numbered n ON n.match_key = i.match_key
-CROSS JOIN notified
-ORDER BY i.ord
+-- message_enqueue: enqueue messages, with dedup keys: queue $1, then one array
+-- element per message: payloads $2, priorities $3, delays $4, available_at $5,
+-- dedup keys $6, headers $7.
+-- The statement is the function of the same name, in
+-- sql/migrations/0002_functions.sql (its plan is cached by the server).
+SELECT * FROM :"schema".message_enqueue($1::text, $2::text[], $3::integer[], $4::float8[], $5::timestamptz[], $6::text[], $7::text[])

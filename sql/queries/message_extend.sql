@@ -1,20 +1,4 @@
--- message_extend: keep leases: visible_at = now() + $3 seconds, fenced by lease.
---   $1 ids bigint[], $2 leases uuid[], $3 seconds float8
--- A lease that expired but was not taken over is renewed. One result row per
--- input, as message_archive, with the new visible_until.
-WITH input AS (
-    SELECT * FROM unnest($1::bigint[], $2::uuid[]) AS t(id, lease)
-),
-extended AS (
-    UPDATE :"schema".messages m
-    SET visible_at = now() + make_interval(secs => $3::float8)
-    FROM input i
-    WHERE m.id = i.id AND m.lease = i.lease
-    RETURNING m.id, m.visible_at
-)
-SELECT i.id,
-       CASE WHEN e.id IS NOT NULL THEN 'ok'
-            WHEN EXISTS (SELECT 1 FROM :"schema".messages m WHERE m.id = i.id) THEN 'lease_lost'
-            ELSE 'not_found' END AS outcome,
-       e.visible_at AS visible_until
-FROM input i LEFT JOIN extended e ON e.id = i.id
+-- message_extend: keep leases for $3 more seconds, fenced by lease: ids $1, leases $2.
+-- The statement is the function of the same name, in
+-- sql/migrations/0002_functions.sql (its plan is cached by the server).
+SELECT * FROM :"schema".message_extend($1::bigint[], $2::uuid[], $3::float8)

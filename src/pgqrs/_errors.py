@@ -84,10 +84,13 @@ def queue_not_found(name: str) -> QueueNotFound:
 
 def translate(exc: psycopg.Error, *, schema: str, queue: str | None = None) -> Error:
     """Map a psycopg error to the pgqrs type that says what went wrong and what to do."""
-    if isinstance(exc, (pg_errors.UndefinedTable, pg_errors.InvalidSchemaName)):
+    if isinstance(
+        exc, (pg_errors.UndefinedTable, pg_errors.InvalidSchemaName, pg_errors.UndefinedFunction)
+    ):
+        # A missing function: the schema predates the migration that added it.
         return SchemaNotInstalled(
-            f"the pgqrs schema {schema!r} is not installed in this database "
-            f"(run Admin.install() or `pgqrs install`): {_first_line(exc)}"
+            f"the pgqrs schema {schema!r} is not installed in this database, or lacks a "
+            f"migration (run Admin.install() or `pgqrs install`): {_first_line(exc)}"
         )
     if isinstance(exc, pg_errors.ForeignKeyViolation) and queue is not None:
         return queue_not_found(queue)

@@ -24,6 +24,11 @@ Seconds = float | int | datetime.timedelta
 #: Most messages one dequeue or batch call may touch: keeps a statement's
 #: parameters and locks bounded.
 MAX_BATCH = 10_000
+#: Longest delay, lease or age accepted, in seconds (100 years): beyond any
+#: real use and well inside PostgreSQL's interval range, so a typo such as
+#: ``float("inf")`` fails here, before any round trip, not in the server (which
+#: only evaluates it for a row it touches).
+MAX_SECONDS = 100 * 365.25 * 86_400
 
 
 def seconds(value: Seconds | None, what: str, *, allow_zero: bool = True) -> float | None:
@@ -33,9 +38,12 @@ def seconds(value: Seconds | None, what: str, *, allow_zero: bool = True) -> flo
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidArgument(f"{what} must be seconds (int, float) or a timedelta, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero) or value != value:
+    if value < 0 or (value == 0 and not allow_zero) or not value <= MAX_SECONDS:
         bound = ">= 0" if allow_zero else "> 0"
-        raise InvalidArgument(f"{what} must be {bound} seconds, got {value!r}")
+        raise InvalidArgument(
+            f"{what} must be {bound} seconds and at most {MAX_SECONDS:.0f} (100 years), "
+            f"got {value!r}"
+        )
     return float(value)
 
 
