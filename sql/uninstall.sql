@@ -9,7 +9,9 @@ DROP FUNCTION IF EXISTS
     :"schema".message_archive(bigint[], uuid[], text[], text[], text[]),
     :"schema".message_delete(bigint[], uuid[]),
     :"schema".message_extend(bigint[], uuid[], float8),
-    :"schema".message_release(bigint[], uuid[], float8[], text[], boolean[]);
+    :"schema".message_release(bigint[], uuid[], float8[], text[], boolean[]),
+    :"schema".queue_delete(text),
+    :"schema".queue_lock(text);
 DO $pgqrs$
 BEGIN
     IF :'schema' <> 'public' AND NOT EXISTS (

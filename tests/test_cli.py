@@ -96,7 +96,11 @@ def test_install_verify_uninstall(cli: Cli, schema: str) -> None:
     assert "--yes" in line
     cli("uninstall", "--yes")
     assert cli.json("verify", code=4)["ok"] is False
-    assert cli.json("install")["applied"] == ["0001_init", "0002_functions"]
+    assert cli.json("install")["applied"] == [
+        "0001_init",
+        "0002_functions",
+        "0003_queue_check_per_statement",
+    ]
 
 
 def test_queue_commands(installed: Cli) -> None:

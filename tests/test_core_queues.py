@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import psycopg
 import pytest
 
@@ -140,3 +143,39 @@ def test_delete_queue_drops_its_messages_keeps_its_archive(
     s = config.schema
     assert sql.execute(f'SELECT count(*) FROM "{s}".messages').fetchone() == (0,)
     assert sql.execute(f'SELECT count(*) FROM "{s}".archive').fetchone() == (1,)
+
+
+def test_delete_queue_waits_for_enqueues_in_flight_and_leaves_no_orphan(
+    admin: pgqrs.Admin, config: pgqrs.Config, sql: psycopg.Connection
+) -> None:
+    """The queue's row lock, taken once per enqueue statement, orders delete and enqueue.
+
+    An enqueue whose transaction is still open when the queue is deleted makes
+    the delete wait; once it commits, the delete removes that message too. An
+    enqueue after the delete finds no queue (with or without a dedup key).
+    """
+    admin.create_queue("q")
+    s = config.schema
+    with psycopg.connect(config.dsn) as held, pgqrs.Producer(config, "q") as p:
+        with held.transaction():
+            p.enqueue({"n": 1}, connection=held)
+            deleted: list[None] = []
+            deleter = threading.Thread(target=lambda: deleted.append(admin.delete_queue("q")))
+            deleter.start()
+            # Wait (on a signal, not a clock) until the delete is blocked on the lock.
+            deadline = time.monotonic() + 30
+            while not sql.execute(
+                "SELECT count(*) > 0 FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND query LIKE '%queue_delete%'"
+            ).fetchone()[0]:  # type: ignore[index]
+                assert time.monotonic() < deadline, "queue_delete never waited for the enqueue"
+                time.sleep(0.01)
+            assert deleter.is_alive()
+        deleter.join(30)
+        assert deleted == [None]
+        with pytest.raises(pgqrs.QueueNotFound):
+            p.enqueue({"n": 2})
+        with pytest.raises(pgqrs.QueueNotFound):
+            p.enqueue({"n": 3}, dedup_key="k")
+    orphans = sql.execute(f'SELECT count(*) FROM "{s}".messages').fetchone()
+    assert orphans == (0,)

@@ -267,6 +267,10 @@ impl Producer {
             Some(c) => self.db.fetch_on(c, Query::MessageEnqueue, &params, Some(&self.queue)).await?,
             None => self.db.fetch(Query::MessageEnqueue, &params, Some(&self.queue)).await?,
         };
+        if rows.is_empty() {
+            // The statement found no queue row to lock: the queue does not exist.
+            return Err(Error::queue_not_found(&self.queue));
+        }
         rows.iter().map(Message::from_row).collect()
     }
 }

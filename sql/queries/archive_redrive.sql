@@ -2,12 +2,17 @@
 -- their attempts reset. $1 queue, $2 status (usually 'dead'), $3 ids bigint[]
 -- (NULL for every match). A message whose dedup key is taken by a waiting
 -- message stays archived. Returns the ids put back.
-WITH moved AS (
+WITH q AS MATERIALIZED (
+    -- The queue's row, locked as an enqueue locks it: a concurrent
+    -- queue_delete waits, so no message is put back into a deleted queue.
+    SELECT name FROM :"schema".queues WHERE name = $1 FOR KEY SHARE
+),
+moved AS (
     DELETE FROM :"schema".archive a
     WHERE a.queue = $1
       AND a.status = $2
       AND ($3::bigint[] IS NULL OR a.id = ANY ($3::bigint[]))
-      AND EXISTS (SELECT 1 FROM :"schema".queues q WHERE q.name = a.queue)
+      AND EXISTS (SELECT 1 FROM q)
       AND NOT EXISTS (SELECT 1 FROM :"schema".messages m
                       WHERE m.queue = a.queue AND m.dedup_key = a.dedup_key)
     RETURNING a.*

@@ -1,3 +1,4 @@
--- queue_delete: $1 name. Its waiting and in-flight messages go with it
--- (ON DELETE CASCADE); its archive stays for audit.
-DELETE FROM :"schema".queues WHERE name = $1 RETURNING name
+-- queue_delete: delete queue $1 with its waiting and in-flight messages (its
+-- archive stays). The statement is the function of the same name, in
+-- sql/migrations/0003_queue_check_per_statement.sql.
+SELECT * FROM :"schema".queue_delete($1::text)

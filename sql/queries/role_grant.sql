@@ -3,7 +3,8 @@
 -- client runs them in one transaction. Built with format('%I'), so the role
 -- name is always a quoted identifier, never SQL. No row when the role does not
 -- exist. Installing and migrating (CREATE in the schema) stays with the owner.
---   producer: enqueue (INSERT; UPDATE of dedup_key only, for ON CONFLICT).
+--   producer: enqueue (INSERT; UPDATE of dedup_key only, for ON CONFLICT;
+--             EXECUTE on queue_lock, which locks the queue row as the owner).
 --             Cannot dequeue, archive, delete, release or purge.
 --   consumer: dequeue, archive, delete, extend, release (messages, archive),
 --             worker registration and heartbeats. Cannot create or drop queues.
@@ -21,7 +22,8 @@ wanted (ord, stmt, wanted) AS (
         (6, 'GRANT SELECT, INSERT ON %1$I.archive TO %2$I', $3::boolean),
         (7, 'GRANT SELECT, INSERT, UPDATE ON %1$I.workers TO %2$I', $3::boolean),
         (8, 'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %1$I TO %2$I', $4::boolean),
-        (9, 'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA %1$I TO %2$I', $4::boolean)
+        (9, 'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA %1$I TO %2$I', $4::boolean),
+        (10, 'GRANT EXECUTE ON FUNCTION %1$I.queue_lock(text) TO %2$I', $2::boolean OR $4::boolean)
 )
 SELECT format(w.stmt, :'schema', r.rolname) AS statement
 FROM r CROSS JOIN wanted w

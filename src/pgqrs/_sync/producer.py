@@ -13,6 +13,7 @@ from psycopg_pool import ConnectionPool
 
 from pgqrs._sync._base import Client
 from pgqrs._config import Config
+from pgqrs._errors import queue_not_found
 from pgqrs._models import Message
 from pgqrs._ops import (
     Seconds,
@@ -88,12 +89,13 @@ class Producer(Client):
             headers=headers,
             max_bytes=self.config.max_payload_bytes,
         )
-        if plain_enqueue(params):
-            rows = self._db.fetch(
-                "message_insert", insert_params(params), connection=connection, queue=self.queue
-            )
-            return insert_result(rows, params)
+        plain = plain_enqueue(params)
         rows = self._db.fetch(
-            "message_enqueue", params, connection=connection, queue=self.queue
+            "message_insert" if plain else "message_enqueue",
+            insert_params(params) if plain else params,
+            connection=connection,
+            queue=self.queue,
         )
-        return enqueue_result(rows)
+        if not rows:  # the statement found no queue to lock (see 0003 migration)
+            raise queue_not_found(self.queue)
+        return insert_result(rows, params) if plain else enqueue_result(rows)
