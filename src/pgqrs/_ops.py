@@ -236,6 +236,23 @@ class Leases:
         return ids, leases
 
 
+def array_literal(values: Iterable[int | uuid.UUID | str]) -> str:
+    """A PostgreSQL array literal of ints, UUIDs or validated words: ``{1,2,3}``.
+
+    Why not a list: psycopg inspects a list's elements to choose the array
+    type and dumps them one by one in Python, ~30 us for one element and
+    ~100 us for a hundred (measured); the SQL casts the text (``$1::bigint[]``).
+    Only for values whose text needs no quoting (digits, hex and dashes,
+    ``[a-z0-9_]`` words); anything else stays a list.
+    """
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def fenced_refs(ids: list[int], leases: list[uuid.UUID]) -> list[str]:
+    """The ``$1 ids, $2 leases`` parameters of every lease-fenced statement."""
+    return [array_literal(ids), array_literal(leases)]
+
+
 def archive_params(
     ids: list[int],
     leases: list[uuid.UUID],
@@ -249,9 +266,8 @@ def archive_params(
     # Without results (or errors) the array is sent as NULL: unnest pads it
     # with NULLs, and the client skips dumping n of them.
     return [
-        ids,
-        leases,
-        [status] * n,
+        *fenced_refs(ids, leases),
+        array_literal([status] * n),
         None if results is None else encode_each(results, n, "result", max_bytes),
         None if errors is None else encode_each(errors, n, "error", max_bytes),
     ]

@@ -20,6 +20,7 @@ from pgqrs._ops import (
     check_fenced,
     dequeue_result,
     encode_each,
+    fenced_refs,
 )
 from pgqrs._ops import seconds as to_seconds
 from pgqrs._validate import validate_queue_name
@@ -114,7 +115,7 @@ class Consumer(Client):
 
     async def delete_batch(self, msgs: Sequence[MessageRef]) -> list[int]:
         ids, leases = self._leases.resolve(msgs, "delete")
-        rows = await self._db.fetch("message_delete", [ids, leases], queue=self.queue)
+        rows = await self._db.fetch("message_delete", fenced_refs(ids, leases), queue=self.queue)
         return check_fenced(rows, "delete", self._leases)
 
     async def extend(self, msg: MessageRef, seconds: Seconds) -> datetime.datetime:
@@ -129,7 +130,9 @@ class Consumer(Client):
     ) -> list[datetime.datetime]:
         ids, leases = self._leases.resolve(msgs, "extend")
         secs = to_seconds(seconds, "seconds", allow_zero=False)
-        rows = await self._db.fetch("message_extend", [ids, leases, secs], queue=self.queue)
+        rows = await self._db.fetch(
+            "message_extend", [*fenced_refs(ids, leases), secs], queue=self.queue
+        )
         check_fenced(rows, "extend", self._leases)
         until = {r["id"]: r["visible_until"] for r in rows}
         for m in msgs:
@@ -151,6 +154,8 @@ class Consumer(Client):
         d = to_seconds(delay, "delay")
         errs = encode_each(errors, len(ids), "error", self.config.max_payload_bytes)
         rows = await self._db.fetch(
-            "message_release", [ids, leases, [d] * len(ids), errs, None], queue=self.queue
+            "message_release",
+            [*fenced_refs(ids, leases), [d] * len(ids), errs, None],
+            queue=self.queue,
         )
         return check_fenced(rows, "release", self._leases)

@@ -22,6 +22,7 @@ from pgqrs._ops import (
     check_fenced,
     dequeue_result,
     encode_each,
+    fenced_refs,
 )
 from pgqrs._ops import seconds as to_seconds
 from pgqrs._validate import validate_queue_name
@@ -116,7 +117,7 @@ class Consumer(Client):
 
     def delete_batch(self, msgs: Sequence[MessageRef]) -> list[int]:
         ids, leases = self._leases.resolve(msgs, "delete")
-        rows = self._db.fetch("message_delete", [ids, leases], queue=self.queue)
+        rows = self._db.fetch("message_delete", fenced_refs(ids, leases), queue=self.queue)
         return check_fenced(rows, "delete", self._leases)
 
     def extend(self, msg: MessageRef, seconds: Seconds) -> datetime.datetime:
@@ -131,7 +132,9 @@ class Consumer(Client):
     ) -> list[datetime.datetime]:
         ids, leases = self._leases.resolve(msgs, "extend")
         secs = to_seconds(seconds, "seconds", allow_zero=False)
-        rows = self._db.fetch("message_extend", [ids, leases, secs], queue=self.queue)
+        rows = self._db.fetch(
+            "message_extend", [*fenced_refs(ids, leases), secs], queue=self.queue
+        )
         check_fenced(rows, "extend", self._leases)
         until = {r["id"]: r["visible_until"] for r in rows}
         for m in msgs:
@@ -153,6 +156,8 @@ class Consumer(Client):
         d = to_seconds(delay, "delay")
         errs = encode_each(errors, len(ids), "error", self.config.max_payload_bytes)
         rows = self._db.fetch(
-            "message_release", [ids, leases, [d] * len(ids), errs, None], queue=self.queue
+            "message_release",
+            [*fenced_refs(ids, leases), [d] * len(ids), errs, None],
+            queue=self.queue,
         )
         return check_fenced(rows, "release", self._leases)
