@@ -145,6 +145,10 @@ async def _execute(
 ) -> list[Row]:
     async with psycopg.AsyncRawCursor(conn, row_factory=dict_row) as cur:
         await cur.execute(sql, params)
-        if cur.description is None:
+        # Not `cur.description`: it builds a Column object per column (with a
+        # type lookup each), which measured ~20% of a one-message call's
+        # client CPU; dict_row reads the names from the result itself.
+        result = cur.pgresult
+        if result is None or result.nfields == 0:
             return []
         return await cur.fetchall()

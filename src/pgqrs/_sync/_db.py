@@ -147,6 +147,10 @@ def _execute(
 ) -> list[Row]:
     with psycopg.RawCursor(conn, row_factory=dict_row) as cur:
         cur.execute(sql, params)
-        if cur.description is None:
+        # Not `cur.description`: it builds a Column object per column (with a
+        # type lookup each), which measured ~20% of a one-message call's
+        # client CPU; dict_row reads the names from the result itself.
+        result = cur.pgresult
+        if result is None or result.nfields == 0:
             return []
         return cur.fetchall()
