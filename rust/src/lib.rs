@@ -43,6 +43,9 @@
 //! Direct connections may opt in to named statements cached per connection
 //! with [`Config::with_prepare_statements`]. Nothing else uses session
 //! state: no `SET`, no temp tables; the install lock is transaction-level.
+//! The statements that run most (dequeue, enqueue, archive, delete, extend,
+//! release) are PL/pgSQL functions of the schema (`sql/migrations/0002_*`),
+//! so each server connection caches their plans itself, pooler or not.
 //!
 //! tokio-postgres was chosen over sqlx for a smaller build, explicit
 //! control over statement naming and the binary protocol, and LISTEN support
