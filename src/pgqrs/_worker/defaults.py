@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
-#: Handlers of one worker running at the same time (all queues together);
-#: also the most messages the worker holds leased at once.
+#: Handlers of one worker running at the same time (all queues together). A
+#: handler's slot is free again as soon as it returns: its outcome waits in the
+#: completion backlog, so the worker holds at most ``concurrency +
+#: DEFAULT_COMPLETION_BACKLOG`` messages leased at once.
 DEFAULT_CONCURRENCY = 8
 #: Seconds between polls of an idle queue. NOTIFY wakes a worker sooner; the
 #: poll is the fallback that makes NOTIFY a hint only.
 DEFAULT_POLL_INTERVAL = 1.0
 #: Most messages one dequeue statement asks for (the free slots, capped).
 DEFAULT_BATCH_CAP = 100
+#: While some of a queue's handlers still run, its next dequeue waits until
+#: this fraction of its slots is free, so that one round trip fetches several
+#: messages rather than one per freed slot. A queue with nothing running
+#: fetches at once (an idle worker starts a new message without delay).
+DEFAULT_FETCH_BATCH_FRACTION = 0.25
+#: Longest wait, in seconds, of a free slot for that fraction to be reached:
+#: slow handlers finishing one by one still get their slots refilled soon.
+DEFAULT_FETCH_DELAY = 0.002
 #: Seconds a finished job's archive/release waits to share one statement with
 #: others finishing at about the same time.
 DEFAULT_FLUSH_INTERVAL = 0.005
 #: Most archives (or releases) written by one statement; a full batch is
 #: written at once without waiting for the flush interval.
 DEFAULT_FLUSH_SIZE = 100
+#: Most messages whose handler has returned but whose outcome (archive or
+#: release) is not written yet. Two full flush statements: one being written
+#: while the next fills, so handlers never wait for a write. When it is full,
+#: fetching waits (backpressure): a worker whose database writes stall keeps
+#: few leases, and its memory stays bounded.
+DEFAULT_COMPLETION_BACKLOG = 2 * DEFAULT_FLUSH_SIZE
 #: Seconds running handlers get to finish after a stop request (SIGTERM,
 #: SIGINT, ``stop()``) before their leases are released.
 DEFAULT_GRACE_PERIOD = 30.0

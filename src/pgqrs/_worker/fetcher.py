@@ -1,19 +1,27 @@
-"""Fetching: one dequeue per round, for as many messages as there are free slots.
+"""Fetching: one dequeue per round, for the free slots, in useful batches.
 
 Each queue has its own fetcher. A slot is a unit of the worker's concurrency
-(and of the queue's own limit, if its handler has one); slots are taken before
-the dequeue and given back for every message it did not return, so the worker
-never holds more messages than its concurrency. A queue is polled again at
-once when the last dequeue filled every slot it asked for (more may be
-waiting), when a NOTIFY or a reconnect says so, or after the poll interval.
+(and of the queue's own limit, if its handler has one): it is taken before
+the dequeue, given back for every message the dequeue did not return, and
+given back when the message's handler returns. The message then waits in the
+completion backlog until its outcome is written; the backlog is bounded, and
+fetching waits while it is full, so the worker never holds more than
+``concurrency + backlog`` messages.
+
+A queue with nothing running fetches as soon as a slot is free. A queue with
+handlers still running waits until a fraction of its slots is free (or a slot
+has waited ``fetch_delay``), so one round trip brings several messages rather
+than one per finished handler. A queue is polled again at once when the last
+dequeue filled every slot it asked for (more may be waiting), when a NOTIFY or
+a reconnect says so, or after the poll interval.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -33,20 +41,25 @@ class QueueState:
 
     name: str
     spec: HandlerSpec
-    #: Most of this queue's messages held at once.
+    #: Most of this queue's handlers running at once.
     limit: int
     #: Attempts after which a failure is final (the handler's, at most the queue's).
     max_attempts: int = 1
     #: Lease length asked for at dequeue (None: the queue's default).
     visibility_timeout: float | None = None
-    #: Slots taken: messages held, plus those asked for by a running dequeue.
+    #: Slots taken: handlers running (or about to), plus those asked for by a
+    #: running dequeue.
     used: int = 0
+    #: Free slots worth a dequeue while some handlers still run (see module doc).
+    min_batch: int = 1
     #: The last dequeue filled every slot it asked for.
     more: bool = True
     #: A NOTIFY (or a reconnect) arrived since the last dequeue.
     notified: bool = True
     #: time.monotonic() of the next poll when nothing else prompts one.
     next_poll: float = 0.0
+    #: time.monotonic() since when free slots wait for ``min_batch`` (None: not waiting).
+    short_since: float | None = None
     #: Set whenever any of the above may have changed.
     attention: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
@@ -56,25 +69,57 @@ class QueueState:
 
 
 class Slots:
-    """The worker's concurrency, shared by all its queues."""
+    """The worker's concurrency, shared by all its queues, and its completion backlog.
 
-    def __init__(self, total: int, queues: list[QueueState]) -> None:
+    ``used`` counts slots (handlers running or about to, and messages asked
+    for by running dequeues); ``backlog`` counts messages held whose handler
+    has returned (or will never start) and whose outcome is not written yet.
+    Messages held = used + backlog, never more than total + backlog_limit.
+    """
+
+    def __init__(
+        self, total: int, backlog_limit: int, queues: list[QueueState], batch_fraction: float
+    ) -> None:
         self.total = total
+        self.backlog_limit = backlog_limit
         self.used = 0
+        self.backlog = 0
         self._queues = queues
+        for q in queues:
+            q.min_batch = max(1, math.ceil(min(q.limit, total) * batch_fraction))
 
     def free(self, q: QueueState) -> int:
-        return max(0, min(self.total - self.used, q.limit - q.used))
+        """Messages ``q`` may fetch now: free slots, within the held bound."""
+        held_room = self.total + self.backlog_limit - self.used - self.backlog
+        return max(0, min(self.total - self.used, q.limit - q.used, held_room))
 
     def take(self, q: QueueState, n: int) -> None:
         self.used += n
         q.used += n
 
     def give(self, q: QueueState, n: int) -> None:
+        """Slots back: unused by a dequeue."""
         if n <= 0:
             return
         self.used -= n
         q.used -= n
+        self._wake()
+
+    def to_backlog(self, q: QueueState) -> None:
+        """A handler returned (or will never start): its slot is free, its
+        message waits for its outcome to be written."""
+        self.used -= 1
+        q.used -= 1
+        self.backlog += 1
+        self._wake()
+
+    def settled(self) -> None:
+        """A backlog message's outcome is written (or given up on): it is no longer held."""
+        self.backlog -= 1
+        if self.backlog >= self.backlog_limit:  # free() was held back by the bound: not any more
+            self._wake()
+
+    def _wake(self) -> None:
         for other in self._queues:
             other.attention.set()
 
@@ -88,15 +133,19 @@ class Fetcher:
         *,
         batch_cap: int,
         poll_interval: float,
+        fetch_delay: float,
         worker_id: Callable[[], int | None],
         stopping: Callable[[], bool],
         on_fetched: Callable[[QueueState, list[Message], float], None],
     ) -> None:
+        """``on_fetched`` is called after every dequeue that worked, with the
+        leased messages (possibly none) and the time.monotonic() it was sent."""
         self._db = db
         self._q = q
         self._slots = slots
         self._batch_cap = batch_cap
         self._poll_interval = poll_interval
+        self._fetch_delay = fetch_delay
         self._worker_id = worker_id
         self._stopping = stopping
         self._on_fetched = on_fetched
@@ -106,17 +155,29 @@ class Fetcher:
         q = self._q
         while not self._stopping():
             free = self._slots.free(q)
-            if free > 0 and (q.more or q.notified or time.monotonic() >= q.next_poll):
-                await self._fetch(min(free, self._batch_cap))
-                continue
-            timeout = None if free == 0 else max(0.0, q.next_poll - time.monotonic())
+            now = time.monotonic()
+            timeout: float | None = None
+            if free > 0:
+                if not (q.more or q.notified or now >= q.next_poll):
+                    timeout = max(0.0, q.next_poll - now)
+                elif free >= q.min_batch or q.used == 0:
+                    await self._fetch(min(free, self._batch_cap))
+                    continue
+                else:
+                    # Handlers still running: let a few more slots free up first.
+                    if q.short_since is None:
+                        q.short_since = now
+                    timeout = q.short_since + self._fetch_delay - now
+                    if timeout <= 0:
+                        await self._fetch(min(free, self._batch_cap))
+                        continue
             q.attention.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(q.attention.wait(), timeout)
+            await _wait(q.attention, timeout)
 
     async def _fetch(self, n: int) -> None:
         q = self._q
         q.notified = False
+        q.short_since = None
         self._slots.take(q, n)
         sent = time.monotonic()
         try:
@@ -134,7 +195,7 @@ class Fetcher:
             q.more = False
             q.next_poll = time.monotonic() + wait
             return
-        if self._reconnect.succeeded():
+        if self._reconnect.failures and self._reconnect.succeeded():
             logger.info("dequeue from %r works again", q.name)
         self._slots.give(q, n - len(messages))
         if dead:
@@ -146,5 +207,20 @@ class Fetcher:
         # A full batch (or one thinned by dead rows) suggests more is waiting.
         q.more = len(messages) == n or (dead > 0 and len(messages) + dead >= n)
         q.next_poll = time.monotonic() + self._poll_interval
-        if messages:
-            self._on_fetched(q, messages, sent)
+        self._on_fetched(q, messages, sent)
+
+
+async def _wait(event: asyncio.Event, timeout: float | None) -> None:
+    """Wait for ``event``, at most ``timeout`` seconds (None: no limit).
+
+    A timer that sets the event, rather than asyncio.wait_for, which wraps the
+    wait in a task of its own each time (this runs once per fetch round).
+    """
+    if timeout is None:
+        await event.wait()
+        return
+    handle = asyncio.get_running_loop().call_later(timeout, event.set)
+    try:
+        await event.wait()
+    finally:
+        handle.cancel()

@@ -67,7 +67,7 @@ class LeaseKeeper:
                 self._on_lost(stale.message)
         self._current[message.id] = message.lease
         self._held[message.lease] = Held(message, duration, since)
-        if self._pause() < self._sleeping:
+        if self._pause_for(duration) < self._sleeping:
             self._changed.set()  # wake up sooner than planned for this shorter lease
 
     def drop(self, message: Message) -> None:
@@ -85,9 +85,13 @@ class LeaseKeeper:
         """Seconds until the next check: often enough for the shortest lease held."""
         if not self._held:
             return self._check_interval
-        shortest = min(h.duration for h in self._held.values())
+        return self._pause_for(min(h.duration for h in self._held.values()))
+
+    def _pause_for(self, duration: float) -> float:
+        """Seconds between checks often enough for a lease of ``duration``
+        (``hold`` compares one lease's pause, not every held one's, per message)."""
         return max(
-            MIN_CHECK_INTERVAL, min(self._check_interval, shortest * (1 - self._extend_at) / 4)
+            MIN_CHECK_INTERVAL, min(self._check_interval, duration * (1 - self._extend_at) / 4)
         )
 
     async def run(self) -> None:

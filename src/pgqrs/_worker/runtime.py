@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import logging
 import os
 import signal
@@ -48,6 +47,9 @@ class Options:
     poll_only: bool
     listen_dsn: str | None
     batch_cap: int
+    fetch_batch_fraction: float
+    fetch_delay: float
+    completion_backlog: int
     flush_interval: float
     flush_size: int
     grace_period: float
@@ -64,13 +66,16 @@ class Options:
     handle_signals: bool
 
 
-@dataclasses.dataclass(eq=False)
+@dataclasses.dataclass(eq=False, slots=True)
 class Job:
     queue: QueueState
     message: Message
     task: asyncio.Task[None] | None = None
-    #: The handler returned or raised: the outcome is being written.
+    #: The handler returned or raised (or will never run): the slot is free,
+    #: the message waits in the completion backlog for its outcome to be written.
     settling: bool = False
+    #: The event to emit once the outcome is written (None: none).
+    after: JobEvent | None = None
 
 
 class Runtime:
@@ -216,7 +221,7 @@ class Runtime:
             opts.concurrency,
             "polling only" if opts.poll_only else "LISTEN + polling",
         )
-        slots = Slots(opts.concurrency, queues)
+        slots = Slots(opts.concurrency, opts.completion_backlog, queues, opts.fetch_batch_fraction)
         self._slots = slots
         self._threads = threads
         self._db = db
@@ -224,9 +229,7 @@ class Runtime:
             db,
             flush_interval=opts.flush_interval,
             flush_size=opts.flush_size,
-            all_waiting=lambda _n: (
-                not any(j.task is not None and not j.settling for j in self._jobs.values())
-            ),
+            idle=lambda: slots.used == 0,
         )
         self._keeper = LeaseKeeper(
             db,
@@ -266,6 +269,7 @@ class Runtime:
                     slots,
                     batch_cap=opts.batch_cap,
                     poll_interval=opts.poll_interval,
+                    fetch_delay=opts.fetch_delay,
                     worker_id=lambda: self.worker_id,
                     stopping=lambda: self._stopping,
                     on_fetched=self._on_fetched,
@@ -358,8 +362,7 @@ class Runtime:
         await asyncio.gather(*self._job_tasks(), return_exceptions=True)
         # A job cancelled before its first step never ran its own clean-up.
         for j in [j for j in self._jobs.values() if j.task is not None and j.task.done()]:
-            j.task = None
-            self._give_back(j.queue, j.message)
+            self._give_back(j)
         self._completer.finish()
         await completer_task
         status.cancel()
@@ -416,44 +419,60 @@ class Runtime:
         if self._stopping:
             # Fetched but not started: give them straight back.
             for m in messages:
-                self._track(q, m, sent)
-                self._give_back(q, m)
+                self._give_back(self._track(q, m, sent))
             return
         for m in messages:
             job = self._track(q, m, sent)
             job.task = asyncio.create_task(self._run_job(job), name=f"pgqrs-job-{m.id}")
+        if self._slots.used == 0:  # nothing fetched, nothing running: write outcomes now
+            self._completer.nudge()
 
     def _track(self, q: QueueState, m: Message, sent: float) -> Job:
         job = Job(q, m)
         assert m.lease is not None
         self._jobs[m.lease] = job
         self.counters.in_flight += 1
-        duration = (m.visible_until - m.dequeued_at).total_seconds() if m.dequeued_at else 0.0
-        if duration > 0:
-            self._keeper.hold(m, duration, sent)
+        if m.dequeued_at is not None:
+            duration = (m.visible_until - m.dequeued_at).total_seconds()
+            if duration > 0:
+                self._keeper.hold(m, duration, sent)
         return job
-
-    def _give_back(self, q: QueueState, m: Message) -> None:
-        """Release a tracked message that no handler started: its attempt is refunded."""
-        settlement = Settlement(message=m, kind="release", refund=True)
-        self._completer.submit(settlement).add_done_callback(
-            functools.partial(self._untrack_done, q, m)
-        )
 
     def _job_tasks(self) -> list[asyncio.Task[None]]:
         return [j.task for j in self._jobs.values() if j.task is not None]
 
-    def _untrack_done(self, q: QueueState, m: Message, _future: object) -> None:
-        self._untrack(q, m)
+    def _to_backlog(self, job: Job) -> None:
+        """The job's handler is over (or will never start): free its slot."""
+        job.settling = True
+        self._slots.to_backlog(job.queue)
+        if self._slots.used == 0:
+            # Maybe the worker goes idle; decide once the fetchers had their say.
+            asyncio.get_running_loop().call_soon(self._check_idle)
 
-    def _untrack(self, q: QueueState, m: Message) -> None:
-        if m.lease is not None and self._jobs.pop(m.lease, None) is not None:
+    def _check_idle(self) -> None:
+        if self._slots.used == 0:
+            self._completer.nudge()
+
+    def _give_back(self, job: Job) -> None:
+        """Release a tracked message that no handler started: its attempt is refunded."""
+        job.task = None
+        self._to_backlog(job)
+        self._completer.submit(
+            Settlement(message=job.message, kind="release", refund=True, on_done=self._untrack)
+        )
+
+    def _untrack(self, s: Settlement, _outcome: Outcome) -> None:
+        """The outcome of a job is written (or given up on): the message is no longer held."""
+        m = s.message
+        assert m.lease is not None
+        if self._jobs.pop(m.lease, None) is not None:
             self.counters.in_flight -= 1
             self._keeper.drop(m)
-            self._slots.give(q, 1)
+            self._slots.settled()
 
     def _emit(self, kind: str, m: Message, **extra: Any) -> None:
-        self.events.emit(JobEvent(kind, m, self.worker_id, **extra))
+        if self.events.active:
+            self.events.emit(JobEvent(kind, m, self.worker_id, **extra))
 
     def _lease_lost(self, m: Message) -> None:
         logger.warning(
@@ -463,45 +482,54 @@ class Runtime:
         )
 
     async def _run_job(self, job: Job) -> None:
-        q, m = job.queue, job.message
-        try:
-            try:
-                settlement, after = await self._call(q, m)
-            except asyncio.CancelledError:
-                # The grace period ended (or a second signal): give the message back.
-                job.settling = True
-                err = {
-                    "type": "WorkerStopped",
-                    "message": "the worker stopped before the handler finished",
-                    "attempt": m.attempts,
-                    "worker_id": self.worker_id,
-                }
-                outcome = await self._completer.submit(
-                    Settlement(
-                        message=m,
-                        kind="release",
-                        error=encode_json(err, "error", self.config.max_payload_bytes),
-                    )
-                )
-                if outcome == "ok":
-                    logger.info("released message %s (handler still running at shutdown)", m.id)
-                return
-            job.settling = True
-            outcome = await self._completer.submit(settlement)
-            self._settled(settlement, outcome, after)
-        finally:
-            self._untrack(q, m)
+        """Run the handler, free the slot, hand the outcome to the completer.
 
-    def _settled(self, s: Settlement, outcome: Outcome, after: JobEvent) -> None:
+        The task ends there: the message stays held (in the completion
+        backlog) until ``_settled`` learns that its outcome is written.
+        """
+        q, m = job.queue, job.message
+        counters = self.counters
+        counters.running += 1
+        try:
+            settlement, job.after = await self._call(q, m)
+        except asyncio.CancelledError:
+            # The grace period ended (or a second signal): give the message back.
+            err = {
+                "type": "WorkerStopped",
+                "message": "the worker stopped before the handler finished",
+                "attempt": m.attempts,
+                "worker_id": self.worker_id,
+            }
+            settlement = Settlement(
+                message=m,
+                kind="release",
+                error=encode_json(err, "error", self.config.max_payload_bytes),
+            )
+        finally:
+            counters.running -= 1
+        job.task = None
+        self._to_backlog(job)
+        settlement.on_done = self._settled
+        self._completer.submit(settlement)
+
+    def _settled(self, s: Settlement, outcome: Outcome) -> None:
         m = s.message
-        if outcome == "ok":
+        assert m.lease is not None
+        job = self._jobs.get(m.lease)
+        after = job.after if job is not None else None
+        self._untrack(s, outcome)
+        if after is None:  # released at shutdown, handler still running
+            if outcome == "ok":
+                logger.info("released message %s (handler still running at shutdown)", m.id)
+        elif outcome == "ok":
             if after.kind == "completed":
                 self.counters.completed += 1
             elif after.kind == "retried":
                 self.counters.retried += 1
             elif after.kind == "dead":
                 self.counters.dead += 1
-            self.events.emit(after)
+            if self.events.active:
+                self.events.emit(after)
         elif outcome in ("lease_lost", "not_found"):
             # Either way the fence held: another consumer took the message over
             # (and may already have archived it, hence not_found).
