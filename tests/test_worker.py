@@ -194,6 +194,71 @@ async def test_concurrency_limits_hold(
     assert (c.completed, c.in_flight, c.running) == (16, 0, 0)
 
 
+async def test_completion_backlog_full_stops_fetching(
+    queue: str, config: pgqrs.Config, sql: Conn, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outcomes that cannot be written pile up in the backlog; once the worker
+    holds concurrency + completion_backlog messages it fetches no more, and
+    resumes when the writes go through. Nothing is lost."""
+    from pgqrs._worker import completer as completer_module
+    from pgqrs._worker import fetcher as fetcher_module
+
+    concurrency, backlog = 2, 3
+    gate = asyncio.Event()  # closed: the completer cannot write
+    write_once = completer_module.Completer._write_once
+
+    async def blocked_write(self: Any, todo: Any) -> None:
+        await gate.wait()
+        await write_once(self, todo)
+
+    monkeypatch.setattr(completer_module.Completer, "_write_once", blocked_write)
+    # Each time the fetcher parks with no timer (no free slot, nothing due), note
+    # what was held then: a signal that it has stopped fetching. After a
+    # NOTIFY, a park with the queue still marked notified shows it looked.
+    parked: list[int] = []
+    parked_notified = asyncio.Event()
+    wait = fetcher_module._wait
+
+    async def recording_wait(event: asyncio.Event, timeout: float | None) -> None:
+        if timeout is None:
+            parked.append(worker.counters.in_flight)
+            if all(q.notified for q in worker._runtime._slots._queues):
+                parked_notified.set()
+        await wait(event, timeout)
+
+    monkeypatch.setattr(fetcher_module, "_wait", recording_wait)
+    worker = pgqrs.aio.Worker(
+        config, concurrency=concurrency, completion_backlog=backlog, poll_interval=0.05
+    )
+    peak = {"held": 0, "running": 0}
+    handled: list[int] = []
+
+    @worker.handler(queue)
+    async def handle(msg: pgqrs.Message) -> None:
+        handled.append(msg.id)
+        peak["held"] = max(peak["held"], worker.counters.in_flight)
+        peak["running"] = max(peak["running"], worker.counters.running)
+
+    enqueue(config, queue, [{"n": i} for i in range(20)])
+    task = await started(worker)
+    bound = concurrency + backlog
+    await until(lambda: bound in parked, what="the fetcher to stop at the held bound")
+    assert len(handled) == bound and worker.counters.in_flight == bound
+    assert leased(sql, schema) == bound and archived(sql, schema) == 0
+    # A NOTIFY wakes the fetcher: it looks, and parks again without fetching.
+    await until(lambda: worker.listening, what="LISTEN")
+    parked_notified.clear()
+    enqueue(config, queue, [{"n": 20}])
+    await until(parked_notified.is_set, what="the fetcher to park again after a NOTIFY")
+    assert len(handled) == bound and leased(sql, schema) == bound
+    gate.set()
+    await until(lambda: archived(sql, schema) == 21, what="21 completions")
+    await stopped(worker, task)
+    assert sorted(handled) == sorted(set(handled)) and len(handled) == 21
+    assert peak["held"] <= bound and peak["running"] <= concurrency, peak
+    assert worker.counters.in_flight == 0 and waiting(sql, schema) == 0
+
+
 async def test_completions_share_one_statement(
     queue: str, config: pgqrs.Config, sql: Conn, schema: str
 ) -> None:
