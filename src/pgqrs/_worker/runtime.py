@@ -74,7 +74,10 @@ class Job:
     #: The handler returned or raised (or will never run): the slot is free,
     #: the message waits in the completion backlog for its outcome to be written.
     settling: bool = False
-    #: The event to emit once the outcome is written (None: none).
+    #: What the outcome means once written: completed, retried or dead (None:
+    #: released at shutdown, the handler still running).
+    kind: str | None = None
+    #: The event to emit once the outcome is written (None: nobody subscribed).
     after: JobEvent | None = None
 
 
@@ -235,6 +238,7 @@ class Runtime:
             db,
             extend_at=opts.lease_extend_at,
             check_interval=opts.lease_check_interval,
+            holds=lambda m: m.lease in self._jobs,
             on_lost=self._lease_lost,
         )
 
@@ -416,26 +420,28 @@ class Runtime:
     # -- jobs ------------------------------------------------------------------
 
     def _on_fetched(self, q: QueueState, messages: list[Message], sent: float) -> None:
+        dequeued_at = messages[0].dequeued_at if messages else None
+        if dequeued_at is not None:
+            # One statement set every lease: same start, same length.
+            duration = (messages[0].visible_until - dequeued_at).total_seconds()
+            if duration > 0:
+                self._keeper.hold(messages, duration, sent)
         if self._stopping:
             # Fetched but not started: give them straight back.
             for m in messages:
-                self._give_back(self._track(q, m, sent))
+                self._give_back(self._track(q, m))
             return
         for m in messages:
-            job = self._track(q, m, sent)
+            job = self._track(q, m)
             job.task = asyncio.create_task(self._run_job(job), name=f"pgqrs-job-{m.id}")
         if self._slots.used == 0:  # nothing fetched, nothing running: write outcomes now
             self._completer.nudge()
 
-    def _track(self, q: QueueState, m: Message, sent: float) -> Job:
+    def _track(self, q: QueueState, m: Message) -> Job:
         job = Job(q, m)
         assert m.lease is not None
         self._jobs[m.lease] = job
         self.counters.in_flight += 1
-        if m.dequeued_at is not None:
-            duration = (m.visible_until - m.dequeued_at).total_seconds()
-            if duration > 0:
-                self._keeper.hold(m, duration, sent)
         return job
 
     def _job_tasks(self) -> list[asyncio.Task[None]]:
@@ -467,12 +473,15 @@ class Runtime:
         assert m.lease is not None
         if self._jobs.pop(m.lease, None) is not None:
             self.counters.in_flight -= 1
-            self._keeper.drop(m)
             self._slots.settled()
 
     def _emit(self, kind: str, m: Message, **extra: Any) -> None:
         if self.events.active:
             self.events.emit(JobEvent(kind, m, self.worker_id, **extra))
+
+    def _event(self, kind: str, m: Message, **extra: Any) -> JobEvent | None:
+        """The event to emit later; None when nobody listens (not built per job for nothing)."""
+        return JobEvent(kind, m, self.worker_id, **extra) if self.events.active else None
 
     def _lease_lost(self, m: Message) -> None:
         logger.warning(
@@ -491,7 +500,7 @@ class Runtime:
         counters = self.counters
         counters.running += 1
         try:
-            settlement, job.after = await self._call(q, m)
+            settlement, job.kind, job.after = await self._call(q, m)
         except asyncio.CancelledError:
             # The grace period ended (or a second signal): give the message back.
             err = {
@@ -516,19 +525,19 @@ class Runtime:
         m = s.message
         assert m.lease is not None
         job = self._jobs.get(m.lease)
-        after = job.after if job is not None else None
+        kind, after = (job.kind, job.after) if job is not None else (None, None)
         self._untrack(s, outcome)
-        if after is None:  # released at shutdown, handler still running
+        if kind is None:  # released at shutdown, handler still running
             if outcome == "ok":
                 logger.info("released message %s (handler still running at shutdown)", m.id)
         elif outcome == "ok":
-            if after.kind == "completed":
+            if kind == "completed":
                 self.counters.completed += 1
-            elif after.kind == "retried":
+            elif kind == "retried":
                 self.counters.retried += 1
-            elif after.kind == "dead":
+            elif kind == "dead":
                 self.counters.dead += 1
-            if self.events.active:
+            if after is not None:
                 self.events.emit(after)
         elif outcome in ("lease_lost", "not_found"):
             # Either way the fence held: another consumer took the message over
@@ -539,11 +548,11 @@ class Runtime:
                 "consumer has it now, or has already settled it",
                 m.id,
                 m.queue,
-                after.kind,
+                kind,
             )
             self._emit("lease_lost", m)
 
-    async def _call(self, q: QueueState, m: Message) -> tuple[Settlement, JobEvent]:
+    async def _call(self, q: QueueState, m: Message) -> tuple[Settlement, str, JobEvent | None]:
         """Run the handler; return what to write, and the event to emit once written."""
         spec = q.spec
         max_bytes = self.config.max_payload_bytes
@@ -588,12 +597,13 @@ class Runtime:
         self.counters.processed += 1
         return (
             Settlement(message=m, kind="archive", status="completed", result=result_json),
-            JobEvent("completed", m, self.worker_id, result=result),
+            "completed",
+            self._event("completed", m, result=result),
         )
 
     def _retry_or_die(
         self, q: QueueState, m: Message, exc: BaseException, delay: float | None
-    ) -> tuple[Settlement, JobEvent]:
+    ) -> tuple[Settlement, str, JobEvent | None]:
         if m.attempts >= q.max_attempts:
             logger.warning(
                 "message %s (queue %r) is dead after %d attempt(s)", m.id, q.name, m.attempts
@@ -606,14 +616,16 @@ class Runtime:
         )
         return (
             Settlement(message=m, kind="release", delay=wait, error=error),
-            JobEvent("retried", m, self.worker_id, error=exc, delay=wait),
+            "retried",
+            self._event("retried", m, error=exc, delay=wait),
         )
 
-    def _dead(self, m: Message, exc: BaseException) -> tuple[Settlement, JobEvent]:
+    def _dead(self, m: Message, exc: BaseException) -> tuple[Settlement, str, JobEvent | None]:
         error = encode_json(
             error_record(exc, m.attempts, self.worker_id), "error", self.config.max_payload_bytes
         )
         return (
             Settlement(message=m, kind="archive", status="dead", error=error),
-            JobEvent("dead", m, self.worker_id, error=exc),
+            "dead",
+            self._event("dead", m, error=exc),
         )
