@@ -151,15 +151,15 @@ async def test_missing_queue_fails_fast(admin: pgqrs.Admin, config: pgqrs.Config
 # -- fetching and completion ------------------------------------------------------
 
 
+@pytest.mark.parametrize("backlog", [0, 2])
 async def test_concurrency_limits_hold(
-    admin: pgqrs.Admin, config: pgqrs.Config, sql: Conn, schema: str
+    admin: pgqrs.Admin, config: pgqrs.Config, sql: Conn, schema: str, backlog: int
 ) -> None:
     """``concurrency`` bounds handlers running (per queue and in all); messages
     held (running, or waiting for their outcome to be written) stay within
-    concurrency + completion_backlog."""
+    concurrency + completion_backlog (0: a slot waits for its write)."""
     admin.create_queue("tasks")
     admin.create_queue("other")
-    backlog = 2
     worker = pgqrs.aio.Worker(config, concurrency=3, completion_backlog=backlog, poll_interval=0.05)
     running = {"tasks": 0, "other": 0}
     peak = {"tasks": 0, "other": 0, "total": 0, "counted": 0}

@@ -26,11 +26,12 @@ DEFAULT_FLUSH_INTERVAL = 0.005
 #: Most archives (or releases) written by one statement; a full batch is
 #: written at once without waiting for the flush interval.
 DEFAULT_FLUSH_SIZE = 100
-#: Most messages whose handler has returned but whose outcome (archive or
-#: release) is not written yet. Two full flush statements: one being written
-#: while the next fills, so handlers never wait for a write. When it is full,
-#: fetching waits (backpressure): a worker whose database writes stall keeps
-#: few leases, and its memory stays bounded.
+#: Room for messages whose handler has returned but whose outcome (archive or
+#: release) is not written yet: a worker holds at most ``concurrency`` plus
+#: this many messages (running, or waiting for their write), and fetching
+#: waits while it holds that many (backpressure), so a worker whose writes
+#: stall keeps few leases and bounded memory. Two full flush statements: one
+#: being written while the next fills, so handlers never wait for a write.
 DEFAULT_COMPLETION_BACKLOG = 2 * DEFAULT_FLUSH_SIZE
 #: Seconds running handlers get to finish after a stop request (SIGTERM,
 #: SIGINT, ``stop()``) before their leases are released.

@@ -4,9 +4,10 @@ Each queue has its own fetcher. A slot is a unit of the worker's concurrency
 (and of the queue's own limit, if its handler has one): it is taken before
 the dequeue, given back for every message the dequeue did not return, and
 given back when the message's handler returns. The message then waits in the
-completion backlog until its outcome is written; the backlog is bounded, and
-fetching waits while it is full, so the worker never holds more than
-``concurrency + backlog`` messages.
+completion backlog until its outcome is written. A dequeue asks for no more
+than the room left under ``concurrency + completion_backlog`` messages held
+(running, or waiting for their write), so fetching waits while the writes
+lag that far behind: the worker never holds more.
 
 A queue with nothing running fetches as soon as a slot is free. A queue with
 handlers still running waits until a fraction of its slots is free (or a slot

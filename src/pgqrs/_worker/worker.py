@@ -79,9 +79,11 @@ class WorkerBase:
         """Serve ``queues`` (default: every queue given a handler).
 
         ``concurrency``: handlers running at once, across all queues. A slot
-        is free again when its handler returns; the outcome then waits to be
-        written in a backlog of at most about ``completion_backlog`` messages:
-        fetching waits while ``concurrency + completion_backlog`` messages are held.
+        is free again when its handler returns; the outcome then waits in the
+        completion backlog to be written. ``completion_backlog``: the worker
+        holds at most ``concurrency + completion_backlog`` messages (running,
+        or waiting for their write); fetching waits while it holds that many.
+        0 frees no room: a slot is reused only once its outcome is written.
         ``poll_interval``: seconds between polls of an idle queue (NOTIFY wakes it sooner).
         ``poll_only``: no LISTEN (for pgBouncer in transaction mode), or pass
         ``listen_dsn``, a direct connection string used for LISTEN only.
