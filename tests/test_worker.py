@@ -222,7 +222,7 @@ async def test_completion_backlog_full_stops_fetching(
     async def recording_wait(event: asyncio.Event, timeout: float | None) -> None:
         if timeout is None:
             parked.append(worker.counters.in_flight)
-            if all(q.notified for q in worker._runtime._slots._queues):
+            if all(q.notified for q in worker._runtime._slots.queues):
                 parked_notified.set()
         await wait(event, timeout)
 
@@ -257,6 +257,90 @@ async def test_completion_backlog_full_stops_fetching(
     assert sorted(handled) == sorted(set(handled)) and len(handled) == 21
     assert peak["held"] <= bound and peak["running"] <= concurrency, peak
     assert worker.counters.in_flight == 0 and waiting(sql, schema) == 0
+
+
+async def test_prefetch_stays_within_the_held_bound_and_drains(
+    queue: str, config: pgqrs.Config, sql: Conn, schema: str
+) -> None:
+    """prefetch: a dequeue takes messages beyond the free slots; they wait
+    (leased) for a slot, within concurrency + completion_backlog, and start as
+    slots free up. Handlers running still never exceed concurrency."""
+    concurrency, backlog = 2, 3
+    worker = pgqrs.aio.Worker(
+        config,
+        concurrency=concurrency,
+        completion_backlog=backlog,
+        prefetch=10,
+        poll_interval=0.05,
+    )
+    release = asyncio.Event()
+    peak = {"held": 0, "running": 0}
+    handled: list[int] = []
+
+    @worker.handler(queue)
+    async def handle(msg: pgqrs.Message) -> None:
+        peak["held"] = max(peak["held"], worker.counters.in_flight)
+        peak["running"] = max(peak["running"], worker.counters.running)
+        await release.wait()
+        handled.append(msg.id)
+
+    enqueue(config, queue, [{"n": i} for i in range(20)])
+    task = await started(worker)
+    bound = concurrency + backlog
+    await until(lambda: worker.counters.in_flight == bound, what="prefetched messages")
+    assert worker.counters.running == concurrency
+    assert leased(sql, schema) == bound  # 2 running, 3 waiting for a slot
+    release.set()
+    await until(lambda: archived(sql, schema) == 20, what="20 completions")
+    await stopped(worker, task)
+    assert sorted(handled) == sorted(set(handled)) and len(handled) == 20
+    assert peak["held"] <= bound and peak["running"] == concurrency, peak
+    c = worker.counters
+    assert (c.completed, c.in_flight, c.running) == (20, 0, 0)
+
+
+async def test_prefetch_with_fast_handlers_drains(
+    queue: str, config: pgqrs.Config, sql: Conn, schema: str
+) -> None:
+    """Handlers finishing while a prefetch-only dequeue runs (nothing left
+    running when it returns): its messages still start."""
+    worker = pgqrs.aio.Worker(config, concurrency=1, prefetch=4, poll_interval=0.05)
+    handled: list[int] = []
+    worker.handler(queue)(lambda m: handled.append(m.id))
+    enqueue(config, queue, [{"n": i} for i in range(60)])
+    task = await started(worker)
+    await until(lambda: archived(sql, schema) == 60, what="60 completions")
+    await stopped(worker, task)
+    assert sorted(handled) == sorted(set(handled)) and len(handled) == 60
+
+
+async def test_prefetched_messages_are_given_back_on_stop(
+    queue: str, config: pgqrs.Config, sql: Conn, schema: str
+) -> None:
+    """Stopping gives prefetched messages back at once, attempt refunded, while
+    running handlers get their grace period."""
+    worker = pgqrs.aio.Worker(
+        config, concurrency=2, prefetch=3, poll_interval=0.05, grace_period=10
+    )
+    release = asyncio.Event()
+    handled: list[int] = []
+
+    @worker.handler(queue)
+    async def handle(msg: pgqrs.Message) -> None:
+        await release.wait()
+        handled.append(msg.id)
+
+    enqueue(config, queue, [{"n": i} for i in range(10)])
+    task = await started(worker)
+    await until(lambda: worker.counters.in_flight == 5, what="2 running, 3 prefetched")
+    worker.stop()
+    await until(lambda: leased(sql, schema) == 2, what="the prefetched ones given back")
+    refunded = f'SELECT count(*) FROM "{schema}".messages WHERE lease IS NULL AND attempts = 0'
+    assert one(sql, refunded) == 8  # 5 never fetched, 3 given back with the attempt refunded
+    release.set()
+    await asyncio.wait_for(task, 10)
+    assert len(handled) == 2 and archived(sql, schema) == 2
+    assert waiting(sql, schema) == 8 and leased(sql, schema) == 0
 
 
 async def test_completions_share_one_statement(

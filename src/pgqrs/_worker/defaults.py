@@ -20,6 +20,15 @@ DEFAULT_FETCH_BATCH_FRACTION = 0.25
 #: Longest wait, in seconds, of a free slot for that fraction to be reached:
 #: slow handlers finishing one by one still get their slots refilled soon.
 DEFAULT_FETCH_DELAY = 0.002
+#: Messages a worker may dequeue beyond its free slots, to start as soon as a
+#: slot frees up instead of after a dequeue round trip. 0 (the default): like
+#: River and Oban, a message is leased only when a handler can start it, so
+#: an idle worker elsewhere is never kept from it. Prefetched messages are
+#: leased while they wait (their leases extended, their attempt counted),
+#: count toward the held bound (concurrency + completion backlog), and are
+#: given back, attempt refunded, when the worker stops. Worth it for short
+#: jobs, where the round trip dominates: one dequeue then brings more rows.
+DEFAULT_PREFETCH = 0
 #: Seconds a finished job's archive/release waits to share one statement with
 #: others finishing at about the same time.
 DEFAULT_FLUSH_INTERVAL = 0.005

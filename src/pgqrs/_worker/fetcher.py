@@ -20,11 +20,13 @@ a reconnect says so, or after the poll interval.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 from pgqrs._async._db import Database
 from pgqrs._errors import Error
@@ -61,6 +63,8 @@ class QueueState:
     next_poll: float = 0.0
     #: time.monotonic() since when free slots wait for ``min_batch`` (None: not waiting).
     short_since: float | None = None
+    #: Prefetched messages (the runtime's jobs), leased, waiting for a slot.
+    ready: collections.deque[Any] = dataclasses.field(default_factory=collections.deque)
     #: Set whenever any of the above may have changed.
     attention: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
@@ -79,20 +83,42 @@ class Slots:
     """
 
     def __init__(
-        self, total: int, backlog_limit: int, queues: list[QueueState], batch_fraction: float
+        self,
+        total: int,
+        backlog_limit: int,
+        queues: list[QueueState],
+        batch_fraction: float,
+        prefetch: int = 0,
     ) -> None:
         self.total = total
         self.backlog_limit = backlog_limit
+        self.prefetch = prefetch
         self.used = 0
         self.backlog = 0
-        self._queues = queues
+        #: Prefetched messages waiting for a slot, plus those a running
+        #: dequeue may bring for that (all queues).
+        self.waiting = 0
+        self.queues = queues
         for q in queues:
             q.min_batch = max(1, math.ceil(min(q.limit, total) * batch_fraction))
 
     def free(self, q: QueueState) -> int:
-        """Messages ``q`` may fetch now: free slots, within the held bound."""
-        held_room = self.total + self.backlog_limit - self.used - self.backlog
-        return max(0, min(self.total - self.used, q.limit - q.used, held_room))
+        """Messages ``q`` may fetch now to start at once: free slots, within the held bound."""
+        return max(0, min(self.total - self.used, q.limit - q.used, self._held_room()))
+
+    def extra(self, q: QueueState, free: int) -> int:
+        """Messages ``q`` may fetch beyond ``free`` to wait for a slot (prefetch):
+        none while some already wait, at most ``prefetch`` in all, within the held bound."""
+        if not self.prefetch or q.ready:
+            return 0
+        return max(0, min(self.prefetch - self.waiting, self._held_room() - free))
+
+    def startable(self, q: QueueState) -> bool:
+        """A slot is free for one of ``q``'s waiting messages."""
+        return self.used < self.total and q.used < q.limit
+
+    def _held_room(self) -> int:
+        return self.total + self.backlog_limit - self.used - self.backlog - self.waiting
 
     def take(self, q: QueueState, n: int) -> None:
         self.used += n
@@ -114,14 +140,24 @@ class Slots:
         self.backlog += 1
         self._wake()
 
+    def start_waiting(self, q: QueueState) -> None:
+        """A prefetched message of ``q`` takes a slot."""
+        self.waiting -= 1
+        self.take(q, 1)
+
+    def waiting_to_backlog(self) -> None:
+        """A prefetched message will never start (the worker stops): it is given back."""
+        self.waiting -= 1
+        self.backlog += 1
+
     def settled(self) -> None:
         """A backlog message's outcome is written (or given up on): it is no longer held."""
         self.backlog -= 1
-        if self.backlog >= self.backlog_limit:  # free() was held back by the bound: not any more
+        if self.backlog + self.waiting >= self.backlog_limit:  # the held bound was in the way
             self._wake()
 
     def _wake(self) -> None:
-        for other in self._queues:
+        for other in self.queues:
             other.attention.set()
 
 
@@ -137,10 +173,11 @@ class Fetcher:
         fetch_delay: float,
         worker_id: Callable[[], int | None],
         stopping: Callable[[], bool],
-        on_fetched: Callable[[QueueState, list[Message], float], None],
+        on_fetched: Callable[[QueueState, list[Message], float, int], None],
     ) -> None:
         """``on_fetched`` is called after every dequeue that worked, with the
-        leased messages (possibly none) and the time.monotonic() it was sent."""
+        leased messages (possibly none), the time.monotonic() it was sent, and
+        how many of them have a slot (the others are prefetched: they wait)."""
         self._db = db
         self._q = q
         self._slots = slots
@@ -154,15 +191,17 @@ class Fetcher:
 
     async def run(self) -> None:
         q = self._q
+        slots = self._slots
         while not self._stopping():
-            free = self._slots.free(q)
+            free = slots.free(q)
+            extra = slots.extra(q, free)
             now = time.monotonic()
             timeout: float | None = None
-            if free > 0:
+            if free + extra > 0 and not q.ready:
                 if not (q.more or q.notified or now >= q.next_poll):
                     timeout = max(0.0, q.next_poll - now)
-                elif free >= q.min_batch or q.used == 0:
-                    await self._fetch(min(free, self._batch_cap))
+                elif free + extra >= q.min_batch or q.used == 0:
+                    await self._fetch(free, extra)
                     continue
                 else:
                     # Handlers still running: let a few more slots free up first.
@@ -170,16 +209,23 @@ class Fetcher:
                         q.short_since = now
                     timeout = q.short_since + self._fetch_delay - now
                     if timeout <= 0:
-                        await self._fetch(min(free, self._batch_cap))
+                        await self._fetch(free, extra)
                         continue
             q.attention.clear()
             await _wait(q.attention, timeout)
 
-    async def _fetch(self, n: int) -> None:
+    async def _fetch(self, free: int, extra: int) -> None:
+        """Dequeue up to ``free`` messages to start at once and ``extra`` to wait
+        for a slot (both capped by batch_cap, the slots first)."""
         q = self._q
+        slots = self._slots
+        free = min(free, self._batch_cap)
+        extra = min(extra, self._batch_cap - free)
+        n = free + extra
         q.notified = False
         q.short_since = None
-        self._slots.take(q, n)
+        slots.take(q, free)
+        slots.waiting += extra
         sent = time.monotonic()
         try:
             rows = await self._db.fetch(
@@ -189,7 +235,8 @@ class Fetcher:
             )
             messages, dead = dequeue_result(rows, q.name)
         except Error as exc:
-            self._slots.give(q, n)
+            slots.waiting -= extra
+            slots.give(q, free)
             wait = self._reconnect.failed()
             log = logger.warning if self._reconnect.failures == 1 else logger.debug
             log("dequeue from %r failed, polling again in %.2fs: %s", q.name, wait, exc)
@@ -198,7 +245,9 @@ class Fetcher:
             return
         if self._reconnect.failures and self._reconnect.succeeded():
             logger.info("dequeue from %r works again", q.name)
-        self._slots.give(q, n - len(messages))
+        started = min(len(messages), free)
+        slots.waiting -= extra - (len(messages) - started)
+        slots.give(q, free - started)
         if dead:
             logger.warning(
                 "%d message(s) of %r had used up their attempts and went to the archive as dead",
@@ -208,7 +257,7 @@ class Fetcher:
         # A full batch (or one thinned by dead rows) suggests more is waiting.
         q.more = len(messages) == n or (dead > 0 and len(messages) + dead >= n)
         q.next_poll = time.monotonic() + self._poll_interval
-        self._on_fetched(q, messages, sent)
+        self._on_fetched(q, messages, sent, started)
 
 
 async def _wait(event: asyncio.Event, timeout: float | None) -> None:

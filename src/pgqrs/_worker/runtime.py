@@ -50,6 +50,7 @@ class Options:
     fetch_batch_fraction: float
     fetch_delay: float
     completion_backlog: int
+    prefetch: int
     flush_interval: float
     flush_size: int
     grace_period: float
@@ -224,7 +225,13 @@ class Runtime:
             opts.concurrency,
             "polling only" if opts.poll_only else "LISTEN + polling",
         )
-        slots = Slots(opts.concurrency, opts.completion_backlog, queues, opts.fetch_batch_fraction)
+        slots = Slots(
+            opts.concurrency,
+            opts.completion_backlog,
+            queues,
+            opts.fetch_batch_fraction,
+            prefetch=opts.prefetch,
+        )
         self._slots = slots
         self._threads = threads
         self._db = db
@@ -314,6 +321,7 @@ class Runtime:
         assert self._now_event is not None
         opts = self.options
         self._stopping = True
+        self._give_back_waiting()
         start = time.monotonic()
         grace_end = start + (0.0 if self._stop_now else opts.grace_period)
         logger.info("worker %s stopping: %d job(s) running", self.worker_id, len(self._jobs))
@@ -419,7 +427,9 @@ class Runtime:
 
     # -- jobs ------------------------------------------------------------------
 
-    def _on_fetched(self, q: QueueState, messages: list[Message], sent: float) -> None:
+    def _on_fetched(
+        self, q: QueueState, messages: list[Message], sent: float, with_slot: int
+    ) -> None:
         dequeued_at = messages[0].dequeued_at if messages else None
         if dequeued_at is not None:
             # One statement set every lease: same start, same length.
@@ -428,12 +438,19 @@ class Runtime:
                 self._keeper.hold(messages, duration, sent)
         if self._stopping:
             # Fetched but not started: give them straight back.
-            for m in messages:
-                self._give_back(self._track(q, m))
+            for i, m in enumerate(messages):
+                self._give_back(self._track(q, m), waiting=i >= with_slot)
             return
-        for m in messages:
+        for i, m in enumerate(messages):
             job = self._track(q, m)
-            job.task = asyncio.create_task(self._run_job(job), name=f"pgqrs-job-{m.id}")
+            if i < with_slot:
+                job.task = asyncio.create_task(self._run_job(job), name=f"pgqrs-job-{m.id}")
+            else:
+                q.ready.append(job)  # prefetched: starts when a slot frees up
+        if q.ready:
+            # Slots freed while the dequeue ran (nothing may be left running
+            # to start these when it returns).
+            self._start_waiting(q)
         if self._slots.used == 0:  # nothing fetched, nothing running: write outcomes now
             self._completer.nudge()
 
@@ -451,6 +468,8 @@ class Runtime:
         """The job's handler is over (or will never start): free its slot."""
         job.settling = True
         self._slots.to_backlog(job.queue)
+        if self._slots.waiting and not self._stopping:
+            self._start_waiting(job.queue)
         if self._slots.used == 0:
             # Maybe the worker goes idle; decide once the fetchers had their say.
             asyncio.get_running_loop().call_soon(self._check_idle)
@@ -459,10 +478,31 @@ class Runtime:
         if self._slots.used == 0:
             self._completer.nudge()
 
-    def _give_back(self, job: Job) -> None:
-        """Release a tracked message that no handler started: its attempt is refunded."""
+    def _start_waiting(self, freed: QueueState) -> None:
+        """Start prefetched messages on free slots: the queue that freed one first."""
+        for q in (freed, *self._slots.queues):
+            while q.ready and self._slots.startable(q):
+                job: Job = q.ready.popleft()
+                self._slots.start_waiting(q)
+                job.task = asyncio.create_task(
+                    self._run_job(job), name=f"pgqrs-job-{job.message.id}"
+                )
+
+    def _give_back_waiting(self) -> None:
+        """Stopping: give back the prefetched messages no handler will start."""
+        for q in self._slots.queues:
+            while q.ready:
+                self._give_back(q.ready.popleft(), waiting=True)
+
+    def _give_back(self, job: Job, waiting: bool = False) -> None:
+        """Release a tracked message that no handler started: its attempt is refunded.
+        ``waiting``: a prefetched one (it holds no slot)."""
         job.task = None
-        self._to_backlog(job)
+        if waiting:
+            job.settling = True
+            self._slots.waiting_to_backlog()
+        else:
+            self._to_backlog(job)
         self._completer.submit(
             Settlement(message=job.message, kind="release", refund=True, on_done=self._untrack)
         )

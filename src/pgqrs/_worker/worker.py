@@ -28,6 +28,7 @@ from pgqrs._worker.defaults import (
     DEFAULT_LEASE_CHECK_INTERVAL,
     DEFAULT_LEASE_EXTEND_AT,
     DEFAULT_POLL_INTERVAL,
+    DEFAULT_PREFETCH,
     DEFAULT_REAP_INTERVAL,
     DEFAULT_SHUTDOWN_WRITE_TIMEOUT,
 )
@@ -71,6 +72,7 @@ class WorkerBase:
         flush_interval: Seconds = DEFAULT_FLUSH_INTERVAL,
         flush_size: int = DEFAULT_FLUSH_SIZE,
         completion_backlog: int = DEFAULT_COMPLETION_BACKLOG,
+        prefetch: int = DEFAULT_PREFETCH,
         heartbeat_interval: Seconds = DEFAULT_HEARTBEAT_INTERVAL,
         reap_interval: Seconds = DEFAULT_REAP_INTERVAL,
         lease_extend_at: float = DEFAULT_LEASE_EXTEND_AT,
@@ -84,6 +86,8 @@ class WorkerBase:
         holds at most ``concurrency + completion_backlog`` messages (running,
         or waiting for their write); fetching waits while it holds that many.
         0 frees no room: a slot is reused only once its outcome is written.
+        ``prefetch``: messages a dequeue may take beyond the free slots, leased
+        while they wait for one (within the same held bound; default 0: none).
         ``poll_interval``: seconds between polls of an idle queue (NOTIFY wakes it sooner).
         ``poll_only``: no LISTEN (for pgBouncer in transaction mode), or pass
         ``listen_dsn``, a direct connection string used for LISTEN only.
@@ -130,6 +134,7 @@ class WorkerBase:
             fetch_batch_fraction=DEFAULT_FETCH_BATCH_FRACTION,
             fetch_delay=DEFAULT_FETCH_DELAY,
             completion_backlog=_count(completion_backlog, "completion_backlog", 1_000_000, low=0),
+            prefetch=_count(prefetch, "prefetch", MAX_BATCH, low=0),
             flush_interval=_secs(flush_interval, "flush_interval", allow_zero=True),
             flush_size=_count(flush_size, "flush_size", MAX_BATCH),
             grace_period=_secs(grace_period, "grace_period", allow_zero=True),
