@@ -27,7 +27,9 @@ DEFAULT_FETCH_DELAY = 0.002
 #: leased while they wait (their leases extended, their attempt counted),
 #: count toward the held bound (concurrency + completion backlog), and are
 #: given back, attempt refunded, when the worker stops. Worth it for short
-#: jobs, where the round trip dominates: one dequeue then brings more rows.
+#: jobs, where the round trip dominates: one dequeue then brings more rows
+#: (no-op handlers at concurrency 16 on a 2-core machine: about 8,000 jobs/s
+#: with 0, 15,700 with 48; 16 barely helps, each round then brings ~16 rows).
 DEFAULT_PREFETCH = 0
 #: Seconds a finished job's archive/release waits to share one statement with
 #: others finishing at about the same time.

@@ -58,9 +58,9 @@ class Counters:
     #: Outcomes not written because the lease was lost.
     lease_lost: int = 0
     #: Messages this worker holds leased right now: handlers running or about
-    #: to start, plus those whose handler has returned and whose outcome waits
-    #: to be written (the completion backlog). At most ``concurrency`` plus the
-    #: completion backlog bound.
+    #: to start, prefetched ones waiting for a slot, plus those whose handler
+    #: has returned and whose outcome waits to be written (the completion
+    #: backlog). At most ``concurrency + completion_backlog``.
     in_flight: int = 0
     #: Handlers running right now: at most ``concurrency``.
     running: int = 0
