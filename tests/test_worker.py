@@ -151,26 +151,36 @@ async def test_missing_queue_fails_fast(admin: pgqrs.Admin, config: pgqrs.Config
 # -- fetching and completion ------------------------------------------------------
 
 
+@pytest.mark.parametrize("backlog", [0, 2])
 async def test_concurrency_limits_hold(
-    admin: pgqrs.Admin, config: pgqrs.Config, sql: Conn, schema: str
+    admin: pgqrs.Admin, config: pgqrs.Config, sql: Conn, schema: str, backlog: int
 ) -> None:
+    """``concurrency`` bounds handlers running (per queue and in all); messages
+    held (running, or waiting for their outcome to be written) stay within
+    concurrency + completion_backlog (0: a slot waits for its write)."""
     admin.create_queue("tasks")
     admin.create_queue("other")
-    worker = pgqrs.aio.Worker(config, concurrency=3, poll_interval=0.05)
+    worker = pgqrs.aio.Worker(config, concurrency=3, completion_backlog=backlog, poll_interval=0.05)
     running = {"tasks": 0, "other": 0}
-    peak = {"tasks": 0, "other": 0, "total": 0}
+    peak = {"tasks": 0, "other": 0, "total": 0, "counted": 0}
     held_peak = [0]
+
+    def observe() -> None:
+        peak["counted"] = max(peak["counted"], worker.counters.running)
+        held_peak[0] = max(held_peak[0], worker.counters.in_flight)
 
     async def handle(msg: pgqrs.Message) -> None:
         running[msg.queue] += 1
         peak[msg.queue] = max(peak[msg.queue], running[msg.queue])
         peak["total"] = max(peak["total"], sum(running.values()))
-        held_peak[0] = max(held_peak[0], worker.counters.in_flight)
+        observe()
         await asyncio.sleep(0.05)
         running[msg.queue] -= 1
+        observe()
 
     worker.handler("tasks")(handle)
     worker.handler("other", concurrency=1)(handle)
+    worker.subscribe(None, lambda _e: observe())
     enqueue(config, "tasks", [{"n": i} for i in range(12)])
     enqueue(config, "other", [{"n": i} for i in range(4)])
     task = await started(worker)
@@ -178,8 +188,159 @@ async def test_concurrency_limits_hold(
     await stopped(worker, task)
     assert peak["total"] == 3, peak  # reached, never exceeded
     assert peak["other"] == 1, peak
-    assert held_peak[0] <= 3  # messages held, not just handlers running
-    assert worker.counters.completed == 16 and worker.counters.in_flight == 0
+    assert peak["counted"] <= 3, peak  # counters.running agrees
+    assert held_peak[0] <= 3 + backlog, held_peak
+    c = worker.counters
+    assert (c.completed, c.in_flight, c.running) == (16, 0, 0)
+
+
+async def test_completion_backlog_full_stops_fetching(
+    queue: str, config: pgqrs.Config, sql: Conn, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outcomes that cannot be written pile up in the backlog; once the worker
+    holds concurrency + completion_backlog messages it fetches no more, and
+    resumes when the writes go through. Nothing is lost."""
+    from pgqrs._worker import completer as completer_module
+    from pgqrs._worker import fetcher as fetcher_module
+
+    concurrency, backlog = 2, 3
+    gate = asyncio.Event()  # closed: the completer cannot write
+    write_once = completer_module.Completer._write_once
+
+    async def blocked_write(self: Any, todo: Any) -> None:
+        await gate.wait()
+        await write_once(self, todo)
+
+    monkeypatch.setattr(completer_module.Completer, "_write_once", blocked_write)
+    # Each time the fetcher parks with no timer (no free slot, nothing due), note
+    # what was held then: a signal that it has stopped fetching. After a
+    # NOTIFY, a park with the queue still marked notified shows it looked.
+    parked: list[int] = []
+    parked_notified = asyncio.Event()
+    wait = fetcher_module._wait
+
+    async def recording_wait(event: asyncio.Event, timeout: float | None) -> None:
+        if timeout is None:
+            parked.append(worker.counters.in_flight)
+            if all(q.notified for q in worker._runtime._slots.queues):
+                parked_notified.set()
+        await wait(event, timeout)
+
+    monkeypatch.setattr(fetcher_module, "_wait", recording_wait)
+    worker = pgqrs.aio.Worker(
+        config, concurrency=concurrency, completion_backlog=backlog, poll_interval=0.05
+    )
+    peak = {"held": 0, "running": 0}
+    handled: list[int] = []
+
+    @worker.handler(queue)
+    async def handle(msg: pgqrs.Message) -> None:
+        handled.append(msg.id)
+        peak["held"] = max(peak["held"], worker.counters.in_flight)
+        peak["running"] = max(peak["running"], worker.counters.running)
+
+    enqueue(config, queue, [{"n": i} for i in range(20)])
+    task = await started(worker)
+    bound = concurrency + backlog
+    await until(lambda: bound in parked, what="the fetcher to stop at the held bound")
+    assert len(handled) == bound and worker.counters.in_flight == bound
+    assert leased(sql, schema) == bound and archived(sql, schema) == 0
+    # A NOTIFY wakes the fetcher: it looks, and parks again without fetching.
+    await until(lambda: worker.listening, what="LISTEN")
+    parked_notified.clear()
+    enqueue(config, queue, [{"n": 20}])
+    await until(parked_notified.is_set, what="the fetcher to park again after a NOTIFY")
+    assert len(handled) == bound and leased(sql, schema) == bound
+    gate.set()
+    await until(lambda: archived(sql, schema) == 21, what="21 completions")
+    await stopped(worker, task)
+    assert sorted(handled) == sorted(set(handled)) and len(handled) == 21
+    assert peak["held"] <= bound and peak["running"] <= concurrency, peak
+    assert worker.counters.in_flight == 0 and waiting(sql, schema) == 0
+
+
+async def test_prefetch_stays_within_the_held_bound_and_drains(
+    queue: str, config: pgqrs.Config, sql: Conn, schema: str
+) -> None:
+    """prefetch: a dequeue takes messages beyond the free slots; they wait
+    (leased) for a slot, within concurrency + completion_backlog, and start as
+    slots free up. Handlers running still never exceed concurrency."""
+    concurrency, backlog = 2, 3
+    worker = pgqrs.aio.Worker(
+        config,
+        concurrency=concurrency,
+        completion_backlog=backlog,
+        prefetch=10,
+        poll_interval=0.05,
+    )
+    release = asyncio.Event()
+    peak = {"held": 0, "running": 0}
+    handled: list[int] = []
+
+    @worker.handler(queue)
+    async def handle(msg: pgqrs.Message) -> None:
+        peak["held"] = max(peak["held"], worker.counters.in_flight)
+        peak["running"] = max(peak["running"], worker.counters.running)
+        await release.wait()
+        handled.append(msg.id)
+
+    enqueue(config, queue, [{"n": i} for i in range(20)])
+    task = await started(worker)
+    bound = concurrency + backlog
+    await until(lambda: worker.counters.in_flight == bound, what="prefetched messages")
+    assert worker.counters.running == concurrency
+    assert leased(sql, schema) == bound  # 2 running, 3 waiting for a slot
+    release.set()
+    await until(lambda: archived(sql, schema) == 20, what="20 completions")
+    await stopped(worker, task)
+    assert sorted(handled) == sorted(set(handled)) and len(handled) == 20
+    assert peak["held"] <= bound and peak["running"] == concurrency, peak
+    c = worker.counters
+    assert (c.completed, c.in_flight, c.running) == (20, 0, 0)
+
+
+async def test_prefetch_with_fast_handlers_drains(
+    queue: str, config: pgqrs.Config, sql: Conn, schema: str
+) -> None:
+    """Handlers finishing while a prefetch-only dequeue runs (nothing left
+    running when it returns): its messages still start."""
+    worker = pgqrs.aio.Worker(config, concurrency=1, prefetch=4, poll_interval=0.05)
+    handled: list[int] = []
+    worker.handler(queue)(lambda m: handled.append(m.id))
+    enqueue(config, queue, [{"n": i} for i in range(60)])
+    task = await started(worker)
+    await until(lambda: archived(sql, schema) == 60, what="60 completions")
+    await stopped(worker, task)
+    assert sorted(handled) == sorted(set(handled)) and len(handled) == 60
+
+
+async def test_prefetched_messages_are_given_back_on_stop(
+    queue: str, config: pgqrs.Config, sql: Conn, schema: str
+) -> None:
+    """Stopping gives prefetched messages back at once, attempt refunded, while
+    running handlers get their grace period."""
+    worker = pgqrs.aio.Worker(
+        config, concurrency=2, prefetch=3, poll_interval=0.05, grace_period=10
+    )
+    release = asyncio.Event()
+    handled: list[int] = []
+
+    @worker.handler(queue)
+    async def handle(msg: pgqrs.Message) -> None:
+        await release.wait()
+        handled.append(msg.id)
+
+    enqueue(config, queue, [{"n": i} for i in range(10)])
+    task = await started(worker)
+    await until(lambda: worker.counters.in_flight == 5, what="2 running, 3 prefetched")
+    worker.stop()
+    await until(lambda: leased(sql, schema) == 2, what="the prefetched ones given back")
+    refunded = f'SELECT count(*) FROM "{schema}".messages WHERE lease IS NULL AND attempts = 0'
+    assert one(sql, refunded) == 8  # 5 never fetched, 3 given back with the attempt refunded
+    release.set()
+    await asyncio.wait_for(task, 10)
+    assert len(handled) == 2 and archived(sql, schema) == 2
+    assert waiting(sql, schema) == 8 and leased(sql, schema) == 0
 
 
 async def test_completions_share_one_statement(

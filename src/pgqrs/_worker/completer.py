@@ -11,7 +11,6 @@ a retry cannot touch a message another consumer has taken since.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
@@ -37,7 +36,11 @@ MAX_REFUSALS = 5
 Outcome = Literal["ok", "lease_lost", "not_found", "unwritten"]
 
 
-@dataclasses.dataclass(eq=False)
+#: Called once with a settlement's outcome, on the event loop, as soon as it is known.
+OnDone = Callable[["Settlement", Outcome], None]
+
+
+@dataclasses.dataclass(eq=False, slots=True)
 class Settlement:
     message: Message
     kind: Literal["archive", "release"]
@@ -52,9 +55,25 @@ class Settlement:
     refund: bool = False
     #: Statements including this settlement that failed so far.
     failures: int = 0
-    future: asyncio.Future[Outcome] = dataclasses.field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
+    #: Called with the outcome (a callback rather than a future: no extra
+    #: event loop round per job).
+    on_done: OnDone | None = None
+    #: The outcome, once known.
+    outcome: Outcome | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.outcome is not None
+
+    def resolve(self, outcome: Outcome) -> None:
+        if self.outcome is not None:
+            return
+        self.outcome = outcome
+        if self.on_done is not None:
+            try:
+                self.on_done(self, outcome)
+            except Exception:  # a bug in the caller must not stop the other writes
+                logger.exception("handling the outcome of message %s failed", self.message.id)
 
 
 class Completer:
@@ -64,14 +83,14 @@ class Completer:
         *,
         flush_interval: float,
         flush_size: int,
-        all_waiting: Callable[[int], bool],
+        idle: Callable[[], bool],
     ) -> None:
-        """``all_waiting(n)`` says whether n pending settlements are every job in
-        flight: then nothing else can join the batch and it is written at once."""
+        """``idle()`` says whether no handler runs and no dequeue is under way:
+        then nothing else will join the batch soon, and it is written at once."""
         self._db = db
         self._flush_interval = flush_interval
         self._flush_size = flush_size
-        self._all_waiting = all_waiting
+        self._idle = idle
         self._pending: list[Settlement] = []
         self._has_work = asyncio.Event()
         self._urgent = asyncio.Event()
@@ -84,12 +103,17 @@ class Completer:
     def pending(self) -> int:
         return len(self._pending)
 
-    def submit(self, settlement: Settlement) -> asyncio.Future[Outcome]:
+    def submit(self, settlement: Settlement) -> None:
+        """Queue ``settlement``; its ``on_done`` is called once it is written."""
         self._pending.append(settlement)
         self._has_work.set()
-        if len(self._pending) >= self._flush_size or self._all_waiting(len(self._pending)):
+        if len(self._pending) >= self._flush_size:
             self._urgent.set()
-        return settlement.future
+
+    def nudge(self) -> None:
+        """The worker went idle: write what is pending without waiting."""
+        if self._pending:
+            self._urgent.set()
 
     def hurry(self, deadline: float) -> None:
         """Stopping: write without waiting for the flush interval, and give up
@@ -105,6 +129,7 @@ class Completer:
         self._has_work.set()
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self._has_work.wait()
             if not self._pending:
@@ -112,9 +137,13 @@ class Completer:
                     return
                 self._has_work.clear()
                 continue
-            if not self._urgent.is_set() and not self._hurrying:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._urgent.wait(), self._flush_interval)
+            if not self._urgent.is_set() and not self._hurrying and not self._idle():
+                # Wait for company: more outcomes within the flush interval.
+                timer = loop.call_later(self._flush_interval, self._urgent.set)
+                try:
+                    await self._urgent.wait()
+                finally:
+                    timer.cancel()
             batch = self._take()
             if len(self._pending) < self._flush_size and not self._hurrying:
                 self._urgent.clear()
@@ -142,7 +171,7 @@ class Completer:
         settlement at a time, so one bad row cannot hold up the others."""
         groups = [batch]
         while groups:
-            todo = [s for s in groups[0] if not s.future.done()]
+            todo = [s for s in groups[0] if not s.done]
             if not todo:
                 groups.pop(0)
                 continue
@@ -177,7 +206,7 @@ class Completer:
                 groups.pop(0)
 
     def _give_up(self, settlements: list[Settlement], why: str) -> None:
-        ids = [s.message.id for s in settlements if not s.future.done()]
+        ids = [s.message.id for s in settlements if not s.done]
         if ids:
             logger.error(
                 "could not write the outcome of message(s) %s (%s); they will be delivered "
@@ -186,8 +215,7 @@ class Completer:
                 why,
             )
         for s in settlements:
-            if not s.future.done():
-                s.future.set_result("unwritten")
+            s.resolve("unwritten")
 
     async def _write_once(self, todo: list[Settlement]) -> None:
         archives = [s for s in todo if s.kind == "archive"]
@@ -231,5 +259,4 @@ def _resolve(settlements: list[Settlement], rows: list[dict[str, object]], ambig
                 outcome,
             )
             outcome = "ok"
-        if not s.future.done():
-            s.future.set_result(outcome)  # type: ignore[arg-type]
+        s.resolve(outcome)  # type: ignore[arg-type]

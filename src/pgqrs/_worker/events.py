@@ -57,8 +57,13 @@ class Counters:
     dead: int = 0
     #: Outcomes not written because the lease was lost.
     lease_lost: int = 0
-    #: Messages leased by this worker right now (running, or being settled).
+    #: Messages this worker holds leased right now: handlers running or about
+    #: to start, prefetched ones waiting for a slot, plus those whose handler
+    #: has returned and whose outcome waits to be written (the completion
+    #: backlog). At most ``concurrency + completion_backlog``.
     in_flight: int = 0
+    #: Handlers running right now: at most ``concurrency``.
+    running: int = 0
 
 
 def check_kind(kind: str | None) -> None:
@@ -74,6 +79,8 @@ class Events:
 
     def __init__(self) -> None:
         self._subscribers: list[tuple[str | None, Subscriber]] = []
+        #: Someone subscribed: events are worth building (checked once per job).
+        self.active = False
 
     def subscribe(self, kind: str | None, callback: Subscriber) -> Callable[[], None]:
         check_kind(kind)
@@ -81,10 +88,12 @@ class Events:
             raise InvalidArgument(f"event subscriber must be callable, got {callback!r}")
         entry = (kind, callback)
         self._subscribers.append(entry)
+        self.active = True
 
         def unsubscribe() -> None:
             if entry in self._subscribers:
                 self._subscribers.remove(entry)
+            self.active = bool(self._subscribers)
 
         return unsubscribe
 

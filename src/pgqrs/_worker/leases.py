@@ -1,8 +1,9 @@
 """Lease keeping: extend the leases of handlers that run long.
 
-A lease lasts the queue's (or handler's) visibility timeout. Once a handler
-has held its message for ``extend_at`` of that, its lease is extended by a
-whole timeout again, due messages together in one ``message_extend``. Local
+A lease lasts the queue's (or handler's) visibility timeout. Once the worker
+has held a message for ``extend_at`` of that (its handler still running, or
+its outcome still waiting to be written), its lease is extended by a whole
+timeout again, due messages together in one ``message_extend``. Local
 time is only used to measure elapsed durations (monotonic clock, started just
 before the statement that set the lease, so the estimate errs early); the
 lease itself is always set by the database's clock.
@@ -14,7 +15,6 @@ import asyncio
 import dataclasses
 import logging
 import time
-import uuid
 from collections.abc import Callable
 
 from pgqrs._async._db import Database
@@ -26,72 +26,93 @@ logger = logging.getLogger("pgqrs.worker")
 
 #: Shortest pause between two checks, in seconds (very short leases).
 MIN_CHECK_INTERVAL = 0.05
+#: Messages tracked before ``hold`` first forgets those no longer held.
+MIN_PRUNE_AT = 1024
 
 
 @dataclasses.dataclass(eq=False)
 class Held:
-    message: Message
-    #: Seconds the lease lasts from ``since``.
+    """Messages leased for the same duration from the same moment (one dequeue)."""
+
+    messages: list[Message]
+    #: Seconds the leases last from ``since``.
     duration: float
-    #: time.monotonic() just before the statement that set the lease.
+    #: time.monotonic() just before the statement that set the leases.
     since: float
 
 
 class LeaseKeeper:
+    """Keeps the leases of the messages the worker holds.
+
+    Messages are tracked by dequeue, not one by one: a message's handler
+    finishing costs nothing here. ``holds(message)`` says whether the worker
+    still holds that delivery; the others are forgotten at the next check.
+    """
+
     def __init__(
         self,
         db: Database,
         *,
         extend_at: float,
         check_interval: float,
+        holds: Callable[[Message], bool],
         on_lost: Callable[[Message], None],
     ) -> None:
         self._db = db
         self._extend_at = extend_at
         self._check_interval = check_interval
+        self._holds = holds
         self._on_lost = on_lost
-        self._held: dict[uuid.UUID, Held] = {}
-        #: The lease held for each message id.
-        self._current: dict[int, uuid.UUID] = {}
+        self._held: list[Held] = []
+        #: Messages in ``_held`` (some perhaps no longer held), and the count
+        #: at which ``hold`` prunes them: memory stays proportional to what
+        #: the worker holds, at an amortized constant cost per message.
+        self._tracked = 0
+        self._prune_at = MIN_PRUNE_AT
         self._reconnect = Reconnect()
         self._changed = asyncio.Event()
         self._sleeping = check_interval
 
-    def hold(self, message: Message, duration: float, since: float) -> None:
-        assert message.lease is not None
-        older = self._current.get(message.id)
-        if older is not None and older != message.lease:
-            # This worker got the message again: its earlier lease is gone.
-            stale = self._held.pop(older, None)
-            if stale is not None:
-                self._on_lost(stale.message)
-        self._current[message.id] = message.lease
-        self._held[message.lease] = Held(message, duration, since)
-        if self._pause() < self._sleeping:
+    def hold(self, messages: list[Message], duration: float, since: float) -> None:
+        """Keep the leases of ``messages``, set for ``duration`` s at ``since``."""
+        if not messages:
+            return
+        self._held.append(Held(messages, duration, since))
+        self._tracked += len(messages)
+        if self._tracked > self._prune_at:
+            self._prune()
+            self._prune_at = max(MIN_PRUNE_AT, 2 * self._tracked)
+        if self._pause_for(duration) < self._sleeping:
             self._changed.set()  # wake up sooner than planned for this shorter lease
 
-    def drop(self, message: Message) -> None:
-        if (
-            message.lease is not None
-            and self._held.pop(message.lease, None) is not None
-            and self._current.get(message.id) == message.lease
-        ):
-            del self._current[message.id]
-
     def held(self) -> list[Message]:
-        return [h.message for h in self._held.values()]
+        return [m for h in self._held for m in h.messages if self._holds(m)]
+
+    def _prune(self) -> None:
+        """Forget the messages no longer held, and the groups left empty."""
+        kept: list[Held] = []
+        for h in self._held:
+            h.messages = [m for m in h.messages if self._holds(m)]
+            if h.messages:
+                kept.append(h)
+        self._held = kept
+        self._tracked = sum(len(h.messages) for h in kept)
 
     def _pause(self) -> float:
         """Seconds until the next check: often enough for the shortest lease held."""
         if not self._held:
             return self._check_interval
-        shortest = min(h.duration for h in self._held.values())
+        return self._pause_for(min(h.duration for h in self._held))
+
+    def _pause_for(self, duration: float) -> float:
+        """Seconds between checks often enough for a lease of ``duration``."""
         return max(
-            MIN_CHECK_INTERVAL, min(self._check_interval, shortest * (1 - self._extend_at) / 4)
+            MIN_CHECK_INTERVAL, min(self._check_interval, duration * (1 - self._extend_at) / 4)
         )
 
     async def run(self) -> None:
         while True:
+            self._prune()
             self._changed.clear()
             self._sleeping = self._pause()
             try:
@@ -102,34 +123,43 @@ class LeaseKeeper:
             await self.extend_due()
 
     async def extend_due(self) -> None:
+        self._prune()
         now = time.monotonic()
-        due = [h for h in self._held.values() if now >= h.since + h.duration * self._extend_at]
-        by_duration: dict[float, list[Held]] = {}
+        due = [h for h in self._held if now >= h.since + h.duration * self._extend_at]
+        if not due:
+            return
+        due_ids = {id(h) for h in due}
+        self._held = [h for h in self._held if id(h) not in due_ids]
+        by_duration: dict[float, list[Message]] = {}
         for h in due:
-            by_duration.setdefault(h.duration, []).append(h)
+            by_duration.setdefault(h.duration, []).extend(h.messages)
+        failed: list[Held] = []
         for duration, group in by_duration.items():
             sent = time.monotonic()
             try:
                 rows = await self._db.fetch(
                     "message_extend",
-                    [[h.message.id for h in group], [h.message.lease for h in group], duration],
+                    [[m.id for m in group], [m.lease for m in group], duration],
                 )
             except Error as exc:
                 self._reconnect.failed()
                 log = logger.warning if self._reconnect.failures == 1 else logger.debug
                 log("extending %d lease(s) failed, will retry: %s", len(group), exc)
-                return
+                failed.extend(h for h in due if h.duration == duration)
+                continue
             if self._reconnect.succeeded():
                 logger.info("lease extensions work again")
             outcome = {r["id"]: r for r in rows}
-            for h in group:
-                row = outcome.get(h.message.id)
+            extended: list[Message] = []
+            for m in group:
+                row = outcome.get(m.id)
                 if row is not None and row["outcome"] == "ok":
-                    h.since = sent
-                    h.message.visible_until = row["visible_until"]
-                    logger.debug(
-                        "extended the lease of message %s by %.1fs", h.message.id, duration
-                    )
-                elif h.message.lease in self._held:
-                    self.drop(h.message)
-                    self._on_lost(h.message)
+                    m.visible_until = row["visible_until"]
+                    extended.append(m)
+                    logger.debug("extended the lease of message %s by %.1fs", m.id, duration)
+                elif self._holds(m):
+                    self._on_lost(m)
+            if extended:
+                self._held.append(Held(extended, duration, sent))
+        self._held.extend(failed)  # retried at the next check
+        self._tracked = sum(len(h.messages) for h in self._held)

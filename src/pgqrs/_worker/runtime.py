@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import logging
 import os
 import signal
@@ -48,6 +47,10 @@ class Options:
     poll_only: bool
     listen_dsn: str | None
     batch_cap: int
+    fetch_batch_fraction: float
+    fetch_delay: float
+    completion_backlog: int
+    prefetch: int
     flush_interval: float
     flush_size: int
     grace_period: float
@@ -64,13 +67,19 @@ class Options:
     handle_signals: bool
 
 
-@dataclasses.dataclass(eq=False)
+@dataclasses.dataclass(eq=False, slots=True)
 class Job:
     queue: QueueState
     message: Message
     task: asyncio.Task[None] | None = None
-    #: The handler returned or raised: the outcome is being written.
+    #: The handler returned or raised (or will never run): the slot is free,
+    #: the message waits in the completion backlog for its outcome to be written.
     settling: bool = False
+    #: What the outcome means once written: completed, retried or dead (None:
+    #: released at shutdown, the handler still running).
+    kind: str | None = None
+    #: The event to emit once the outcome is written (None: nobody subscribed).
+    after: JobEvent | None = None
 
 
 class Runtime:
@@ -216,7 +225,13 @@ class Runtime:
             opts.concurrency,
             "polling only" if opts.poll_only else "LISTEN + polling",
         )
-        slots = Slots(opts.concurrency, queues)
+        slots = Slots(
+            opts.concurrency,
+            opts.completion_backlog,
+            queues,
+            opts.fetch_batch_fraction,
+            prefetch=opts.prefetch,
+        )
         self._slots = slots
         self._threads = threads
         self._db = db
@@ -224,14 +239,13 @@ class Runtime:
             db,
             flush_interval=opts.flush_interval,
             flush_size=opts.flush_size,
-            all_waiting=lambda _n: (
-                not any(j.task is not None and not j.settling for j in self._jobs.values())
-            ),
+            idle=lambda: slots.used == 0,
         )
         self._keeper = LeaseKeeper(
             db,
             extend_at=opts.lease_extend_at,
             check_interval=opts.lease_check_interval,
+            holds=lambda m: m.lease in self._jobs,
             on_lost=self._lease_lost,
         )
 
@@ -266,6 +280,7 @@ class Runtime:
                     slots,
                     batch_cap=opts.batch_cap,
                     poll_interval=opts.poll_interval,
+                    fetch_delay=opts.fetch_delay,
                     worker_id=lambda: self.worker_id,
                     stopping=lambda: self._stopping,
                     on_fetched=self._on_fetched,
@@ -306,6 +321,7 @@ class Runtime:
         assert self._now_event is not None
         opts = self.options
         self._stopping = True
+        self._give_back_waiting()
         start = time.monotonic()
         grace_end = start + (0.0 if self._stop_now else opts.grace_period)
         logger.info("worker %s stopping: %d job(s) running", self.worker_id, len(self._jobs))
@@ -358,8 +374,7 @@ class Runtime:
         await asyncio.gather(*self._job_tasks(), return_exceptions=True)
         # A job cancelled before its first step never ran its own clean-up.
         for j in [j for j in self._jobs.values() if j.task is not None and j.task.done()]:
-            j.task = None
-            self._give_back(j.queue, j.message)
+            self._give_back(j)
         self._completer.finish()
         await completer_task
         status.cancel()
@@ -412,48 +427,101 @@ class Runtime:
 
     # -- jobs ------------------------------------------------------------------
 
-    def _on_fetched(self, q: QueueState, messages: list[Message], sent: float) -> None:
+    def _on_fetched(
+        self, q: QueueState, messages: list[Message], sent: float, with_slot: int
+    ) -> None:
+        dequeued_at = messages[0].dequeued_at if messages else None
+        if dequeued_at is not None:
+            # One statement set every lease: same start, same length.
+            duration = (messages[0].visible_until - dequeued_at).total_seconds()
+            if duration > 0:
+                self._keeper.hold(messages, duration, sent)
         if self._stopping:
             # Fetched but not started: give them straight back.
-            for m in messages:
-                self._track(q, m, sent)
-                self._give_back(q, m)
+            for i, m in enumerate(messages):
+                self._give_back(self._track(q, m), waiting=i >= with_slot)
             return
-        for m in messages:
-            job = self._track(q, m, sent)
-            job.task = asyncio.create_task(self._run_job(job), name=f"pgqrs-job-{m.id}")
+        for i, m in enumerate(messages):
+            job = self._track(q, m)
+            if i < with_slot:
+                job.task = asyncio.create_task(self._run_job(job), name=f"pgqrs-job-{m.id}")
+            else:
+                q.ready.append(job)  # prefetched: starts when a slot frees up
+        if q.ready:
+            # Slots freed while the dequeue ran (nothing may be left running
+            # to start these when it returns).
+            self._start_waiting(q)
+        if self._slots.used == 0:  # nothing fetched, nothing running: write outcomes now
+            self._completer.nudge()
 
-    def _track(self, q: QueueState, m: Message, sent: float) -> Job:
+    def _track(self, q: QueueState, m: Message) -> Job:
         job = Job(q, m)
         assert m.lease is not None
         self._jobs[m.lease] = job
         self.counters.in_flight += 1
-        duration = (m.visible_until - m.dequeued_at).total_seconds() if m.dequeued_at else 0.0
-        if duration > 0:
-            self._keeper.hold(m, duration, sent)
         return job
-
-    def _give_back(self, q: QueueState, m: Message) -> None:
-        """Release a tracked message that no handler started: its attempt is refunded."""
-        settlement = Settlement(message=m, kind="release", refund=True)
-        self._completer.submit(settlement).add_done_callback(
-            functools.partial(self._untrack_done, q, m)
-        )
 
     def _job_tasks(self) -> list[asyncio.Task[None]]:
         return [j.task for j in self._jobs.values() if j.task is not None]
 
-    def _untrack_done(self, q: QueueState, m: Message, _future: object) -> None:
-        self._untrack(q, m)
+    def _to_backlog(self, job: Job) -> None:
+        """The job's handler is over (or will never start): free its slot."""
+        job.settling = True
+        self._slots.to_backlog(job.queue)
+        if self._slots.waiting and not self._stopping:
+            self._start_waiting(job.queue)
+        if self._slots.used == 0:
+            # Maybe the worker goes idle; decide once the fetchers had their say.
+            asyncio.get_running_loop().call_soon(self._check_idle)
 
-    def _untrack(self, q: QueueState, m: Message) -> None:
-        if m.lease is not None and self._jobs.pop(m.lease, None) is not None:
+    def _check_idle(self) -> None:
+        if self._slots.used == 0:
+            self._completer.nudge()
+
+    def _start_waiting(self, freed: QueueState) -> None:
+        """Start prefetched messages on free slots: the queue that freed one first."""
+        for q in (freed, *self._slots.queues):
+            while q.ready and self._slots.startable(q):
+                job: Job = q.ready.popleft()
+                self._slots.start_waiting(q)
+                job.task = asyncio.create_task(
+                    self._run_job(job), name=f"pgqrs-job-{job.message.id}"
+                )
+
+    def _give_back_waiting(self) -> None:
+        """Stopping: give back the prefetched messages no handler will start."""
+        for q in self._slots.queues:
+            while q.ready:
+                self._give_back(q.ready.popleft(), waiting=True)
+
+    def _give_back(self, job: Job, waiting: bool = False) -> None:
+        """Release a tracked message that no handler started: its attempt is refunded.
+        ``waiting``: a prefetched one (it holds no slot)."""
+        job.task = None
+        if waiting:
+            job.settling = True
+            self._slots.waiting_to_backlog()
+        else:
+            self._to_backlog(job)
+        self._completer.submit(
+            Settlement(message=job.message, kind="release", refund=True, on_done=self._untrack)
+        )
+
+    def _untrack(self, s: Settlement, _outcome: Outcome) -> None:
+        """The outcome of a job is written (or given up on): the message is no longer held."""
+        m = s.message
+        assert m.lease is not None
+        if self._jobs.pop(m.lease, None) is not None:
             self.counters.in_flight -= 1
-            self._keeper.drop(m)
-            self._slots.give(q, 1)
+            self._slots.settled()
 
     def _emit(self, kind: str, m: Message, **extra: Any) -> None:
-        self.events.emit(JobEvent(kind, m, self.worker_id, **extra))
+        if self.events.active:
+            self.events.emit(JobEvent(kind, m, self.worker_id, **extra))
+
+    def _event(self, kind: str, m: Message, **extra: Any) -> JobEvent | None:
+        """The event to emit later; None when nobody listens (not built per job for nothing)."""
+        return JobEvent(kind, m, self.worker_id, **extra) if self.events.active else None
 
     def _lease_lost(self, m: Message) -> None:
         logger.warning(
@@ -463,45 +531,54 @@ class Runtime:
         )
 
     async def _run_job(self, job: Job) -> None:
-        q, m = job.queue, job.message
-        try:
-            try:
-                settlement, after = await self._call(q, m)
-            except asyncio.CancelledError:
-                # The grace period ended (or a second signal): give the message back.
-                job.settling = True
-                err = {
-                    "type": "WorkerStopped",
-                    "message": "the worker stopped before the handler finished",
-                    "attempt": m.attempts,
-                    "worker_id": self.worker_id,
-                }
-                outcome = await self._completer.submit(
-                    Settlement(
-                        message=m,
-                        kind="release",
-                        error=encode_json(err, "error", self.config.max_payload_bytes),
-                    )
-                )
-                if outcome == "ok":
-                    logger.info("released message %s (handler still running at shutdown)", m.id)
-                return
-            job.settling = True
-            outcome = await self._completer.submit(settlement)
-            self._settled(settlement, outcome, after)
-        finally:
-            self._untrack(q, m)
+        """Run the handler, free the slot, hand the outcome to the completer.
 
-    def _settled(self, s: Settlement, outcome: Outcome, after: JobEvent) -> None:
+        The task ends there: the message stays held (in the completion
+        backlog) until ``_settled`` learns that its outcome is written.
+        """
+        q, m = job.queue, job.message
+        counters = self.counters
+        counters.running += 1
+        try:
+            settlement, job.kind, job.after = await self._call(q, m)
+        except asyncio.CancelledError:
+            # The grace period ended (or a second signal): give the message back.
+            err = {
+                "type": "WorkerStopped",
+                "message": "the worker stopped before the handler finished",
+                "attempt": m.attempts,
+                "worker_id": self.worker_id,
+            }
+            settlement = Settlement(
+                message=m,
+                kind="release",
+                error=encode_json(err, "error", self.config.max_payload_bytes),
+            )
+        finally:
+            counters.running -= 1
+        job.task = None
+        self._to_backlog(job)
+        settlement.on_done = self._settled
+        self._completer.submit(settlement)
+
+    def _settled(self, s: Settlement, outcome: Outcome) -> None:
         m = s.message
-        if outcome == "ok":
-            if after.kind == "completed":
+        assert m.lease is not None
+        job = self._jobs.get(m.lease)
+        kind, after = (job.kind, job.after) if job is not None else (None, None)
+        self._untrack(s, outcome)
+        if kind is None:  # released at shutdown, handler still running
+            if outcome == "ok":
+                logger.info("released message %s (handler still running at shutdown)", m.id)
+        elif outcome == "ok":
+            if kind == "completed":
                 self.counters.completed += 1
-            elif after.kind == "retried":
+            elif kind == "retried":
                 self.counters.retried += 1
-            elif after.kind == "dead":
+            elif kind == "dead":
                 self.counters.dead += 1
-            self.events.emit(after)
+            if after is not None:
+                self.events.emit(after)
         elif outcome in ("lease_lost", "not_found"):
             # Either way the fence held: another consumer took the message over
             # (and may already have archived it, hence not_found).
@@ -511,11 +588,11 @@ class Runtime:
                 "consumer has it now, or has already settled it",
                 m.id,
                 m.queue,
-                after.kind,
+                kind,
             )
             self._emit("lease_lost", m)
 
-    async def _call(self, q: QueueState, m: Message) -> tuple[Settlement, JobEvent]:
+    async def _call(self, q: QueueState, m: Message) -> tuple[Settlement, str, JobEvent | None]:
         """Run the handler; return what to write, and the event to emit once written."""
         spec = q.spec
         max_bytes = self.config.max_payload_bytes
@@ -560,12 +637,13 @@ class Runtime:
         self.counters.processed += 1
         return (
             Settlement(message=m, kind="archive", status="completed", result=result_json),
-            JobEvent("completed", m, self.worker_id, result=result),
+            "completed",
+            self._event("completed", m, result=result),
         )
 
     def _retry_or_die(
         self, q: QueueState, m: Message, exc: BaseException, delay: float | None
-    ) -> tuple[Settlement, JobEvent]:
+    ) -> tuple[Settlement, str, JobEvent | None]:
         if m.attempts >= q.max_attempts:
             logger.warning(
                 "message %s (queue %r) is dead after %d attempt(s)", m.id, q.name, m.attempts
@@ -578,14 +656,16 @@ class Runtime:
         )
         return (
             Settlement(message=m, kind="release", delay=wait, error=error),
-            JobEvent("retried", m, self.worker_id, error=exc, delay=wait),
+            "retried",
+            self._event("retried", m, error=exc, delay=wait),
         )
 
-    def _dead(self, m: Message, exc: BaseException) -> tuple[Settlement, JobEvent]:
+    def _dead(self, m: Message, exc: BaseException) -> tuple[Settlement, str, JobEvent | None]:
         error = encode_json(
             error_record(exc, m.attempts, self.worker_id), "error", self.config.max_payload_bytes
         )
         return (
             Settlement(message=m, kind="archive", status="dead", error=error),
-            JobEvent("dead", m, self.worker_id, error=exc),
+            "dead",
+            self._event("dead", m, error=exc),
         )

@@ -17,7 +17,10 @@ from pgqrs._validate import validate_queue_name
 from pgqrs._worker.backoff import Backoff
 from pgqrs._worker.defaults import (
     DEFAULT_BATCH_CAP,
+    DEFAULT_COMPLETION_BACKLOG,
     DEFAULT_CONCURRENCY,
+    DEFAULT_FETCH_BATCH_FRACTION,
+    DEFAULT_FETCH_DELAY,
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_FLUSH_SIZE,
     DEFAULT_GRACE_PERIOD,
@@ -25,6 +28,7 @@ from pgqrs._worker.defaults import (
     DEFAULT_LEASE_CHECK_INTERVAL,
     DEFAULT_LEASE_EXTEND_AT,
     DEFAULT_POLL_INTERVAL,
+    DEFAULT_PREFETCH,
     DEFAULT_REAP_INTERVAL,
     DEFAULT_SHUTDOWN_WRITE_TIMEOUT,
 )
@@ -35,9 +39,9 @@ from pgqrs._worker.runtime import Options, Runtime
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _count(value: int, what: str, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
-        raise InvalidArgument(f"{what} must be an int from 1 to {high}, got {value!r}")
+def _count(value: int, what: str, high: int, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidArgument(f"{what} must be an int from {low} to {high}, got {value!r}")
     return value
 
 
@@ -67,6 +71,8 @@ class WorkerBase:
         visibility_timeout: Seconds | None = None,
         flush_interval: Seconds = DEFAULT_FLUSH_INTERVAL,
         flush_size: int = DEFAULT_FLUSH_SIZE,
+        completion_backlog: int = DEFAULT_COMPLETION_BACKLOG,
+        prefetch: int = DEFAULT_PREFETCH,
         heartbeat_interval: Seconds = DEFAULT_HEARTBEAT_INTERVAL,
         reap_interval: Seconds = DEFAULT_REAP_INTERVAL,
         lease_extend_at: float = DEFAULT_LEASE_EXTEND_AT,
@@ -74,7 +80,14 @@ class WorkerBase:
     ) -> None:
         """Serve ``queues`` (default: every queue given a handler).
 
-        ``concurrency``: handlers running at once, across all queues.
+        ``concurrency``: handlers running at once, across all queues. A slot
+        is free again when its handler returns; the outcome then waits in the
+        completion backlog to be written. ``completion_backlog``: the worker
+        holds at most ``concurrency + completion_backlog`` messages (running,
+        or waiting for their write); fetching waits while it holds that many.
+        0 frees no room: a slot is reused only once its outcome is written.
+        ``prefetch``: messages a dequeue may take beyond the free slots, leased
+        while they wait for one (within the same held bound; default 0: none).
         ``poll_interval``: seconds between polls of an idle queue (NOTIFY wakes it sooner).
         ``poll_only``: no LISTEN (for pgBouncer in transaction mode), or pass
         ``listen_dsn``, a direct connection string used for LISTEN only.
@@ -118,6 +131,10 @@ class WorkerBase:
             poll_only=bool(poll_only),
             listen_dsn=listen_dsn,
             batch_cap=_count(batch_size, "batch_size", MAX_BATCH),
+            fetch_batch_fraction=DEFAULT_FETCH_BATCH_FRACTION,
+            fetch_delay=DEFAULT_FETCH_DELAY,
+            completion_backlog=_count(completion_backlog, "completion_backlog", 1_000_000, low=0),
+            prefetch=_count(prefetch, "prefetch", MAX_BATCH, low=0),
             flush_interval=_secs(flush_interval, "flush_interval", allow_zero=True),
             flush_size=_count(flush_size, "flush_size", MAX_BATCH),
             grace_period=_secs(grace_period, "grace_period", allow_zero=True),
@@ -146,7 +163,8 @@ class WorkerBase:
 
     @property
     def counters(self) -> Counters:
-        """Running totals: processed, completed, failed, retried, dead, in_flight."""
+        """Running totals: processed, completed, failed, retried, dead, and right
+        now: in_flight (messages held) and running (handlers running)."""
         return self._runtime.counters
 
     @property
