@@ -288,3 +288,18 @@ impl Fetcher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::QueueState;
+
+    #[test]
+    fn a_dequeue_waits_for_a_quarter_of_the_slots_at_least_one() {
+        assert_eq!(QueueState::min_batch(8, 8), 2);
+        assert_eq!(QueueState::min_batch(100, 8), 2, "a queue's limit counts up to the worker's");
+        assert_eq!(QueueState::min_batch(16, 16), 4);
+        assert_eq!(QueueState::min_batch(10, 16), 3, "rounded up");
+        assert_eq!(QueueState::min_batch(3, 8), 1);
+        assert_eq!(QueueState::min_batch(1, 1), 1);
+    }
+}
