@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 
 /// Handlers running at once, by default (all queues of the worker together).
 /// A handler's slot is free again as soon as it returns: its outcome waits in
-/// the completion backlog, so the worker holds at most `concurrency +`
+/// the completion backlog, so the worker holds at most `concurrency` plus
 /// [`DEFAULT_COMPLETION_BACKLOG`] messages leased at once.
 pub const DEFAULT_CONCURRENCY: usize = 8;
 /// Most messages one fetch leases, by default (never more than free slots).
