@@ -49,9 +49,9 @@
 //! exponential backoff plus jitter and the error recorded; after the queue's
 //! `max_attempts` deliveries (or at once, for [`JobError::give_up`]) the
 //! message goes to the archive as `dead`. Outcomes are written in batches
-//! (at once when no handler runs): the
-//! archives (and releases) of jobs finishing within `flush_interval` share one
-//! statement, at most `flush_size` rows, each row still fenced by its lease;
+//! (at once when no handler runs): the archives (and releases) of jobs
+//! finishing within `flush_interval` share one statement, at most
+//! `flush_size` rows, each row still fenced by its lease;
 //! a write that fails on the connection is retried until it succeeds (a
 //! stopping worker gives up after `shutdown_write_timeout`, with an error log
 //! naming the messages, which come back when their leases expire).
