@@ -86,7 +86,8 @@
 //! # Worker
 //!
 //! [`Worker`] runs a handler over one or several queues with bounded
-//! concurrency, retries with exponential backoff and jitter, lease
+//! concurrency (a handler's slot is free again as soon as it returns; its
+//! outcome waits in a bounded completion backlog to be written), retries with exponential backoff and jitter, lease
 //! extension, batched completions (one fenced `message_archive` /
 //! `message_release` statement for the jobs finishing within a few
 //! milliseconds, retried on connection loss), NOTIFY wake-ups plus polling,

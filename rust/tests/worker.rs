@@ -768,3 +768,242 @@ async fn leases_due_together_are_extended_in_one_statement() {
     task.await.unwrap().unwrap();
     db.drop().await;
 }
+
+/// Check that `check` holds at every look for `window`. For a property that
+/// nothing more happens (no fetch past a bound), there is no event to wait
+/// for: this watches it over a window of several poll intervals instead.
+async fn holds_for<F, Fut>(window: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + window;
+    while tokio::time::Instant::now() < end {
+        assert!(check().await, "{what} stopped holding");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Peaks seen by handlers, of handlers running and of messages held.
+#[derive(Default)]
+struct Peaks {
+    running: HashMap<String, usize>,
+    peak: HashMap<String, usize>,
+    total: usize,
+    counted_running: u64,
+    held: u64,
+}
+
+impl Peaks {
+    fn observe(&mut self, stats: &pgqrs::WorkerStats) {
+        self.counted_running = self.counted_running.max(stats.running.load(Ordering::SeqCst));
+        self.held = self.held.max(stats.in_flight.load(Ordering::SeqCst));
+    }
+}
+
+/// `concurrency` bounds handlers running (per queue and in all); messages held
+/// (running, or waiting for their outcome to be written) stay within
+/// concurrency + completion_backlog (0: a slot waits for its write).
+async fn concurrency_limits_hold(backlog: usize) {
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    admin.create_queue("other").await.unwrap();
+    let other = Producer::new(&db.config, "other").await.unwrap();
+    producer.enqueue_batch(&(0..12).map(|i| json!(i)).collect::<Vec<_>>()).await.unwrap();
+    other.enqueue_batch(&(0..4).map(|i| json!(i)).collect::<Vec<_>>()).await.unwrap();
+    let settings = HashMap::from([(
+        "other".to_string(),
+        QueueSettings { concurrency: Some(1), ..QueueSettings::default() },
+    )]);
+    let options =
+        WorkerOptions { concurrency: 3, completion_backlog: backlog, queue_settings: settings, ..quick() };
+    let worker = Worker::new(&db.config, ["jobs", "other"], options).await.unwrap();
+    let stats = worker.stats();
+    let peaks: Arc<std::sync::Mutex<Peaks>> = Arc::default();
+    let (p, s) = (peaks.clone(), stats.clone());
+    let (stop, task) = start(worker, move |msg: Message| {
+        let (p, s) = (p.clone(), s.clone());
+        async move {
+            {
+                let mut p = p.lock().unwrap();
+                let now = {
+                    let r = p.running.entry(msg.queue.clone()).or_default();
+                    *r += 1;
+                    *r
+                };
+                let peak = p.peak.entry(msg.queue.clone()).or_default();
+                *peak = (*peak).max(now);
+                let total = p.running.values().sum();
+                p.total = p.total.max(total);
+                p.observe(&s);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let mut p = p.lock().unwrap();
+            *p.running.get_mut(&msg.queue).unwrap() -= 1;
+            p.observe(&s);
+            Ok::<_, JobError>(())
+        }
+    });
+    eventually(WAIT, "16 completions", || async {
+        (admin.list_archive(None, Some("completed"), 100).await.unwrap().len() == 16).then_some(())
+    })
+    .await;
+    stop.stop();
+    task.await.unwrap().unwrap();
+    {
+        let p = peaks.lock().unwrap();
+        assert_eq!(p.total, 3, "the concurrency reached, never exceeded");
+        assert_eq!(p.peak["other"], 1, "other's own limit");
+        assert!(p.counted_running <= 3, "stats.running agrees: {}", p.counted_running);
+        assert!(p.held as usize <= 3 + backlog, "held {} > concurrency + backlog", p.held);
+    }
+    let counts = |s: &pgqrs::WorkerStats| {
+        (
+            s.completed.load(Ordering::SeqCst),
+            s.in_flight.load(Ordering::SeqCst),
+            s.running.load(Ordering::SeqCst),
+        )
+    };
+    assert_eq!(counts(&stats), (16, 0, 0));
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_limits_hold_with_a_completion_backlog() {
+    concurrency_limits_hold(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_limits_hold_without_a_completion_backlog() {
+    concurrency_limits_hold(0).await;
+}
+
+/// Outcomes that cannot be written (another transaction holds the rows of the
+/// first two messages, so the completer's first archive statement waits)
+/// pile up in the completion backlog: handlers go on starting while nothing
+/// is written, until the worker holds concurrency + completion_backlog
+/// messages; then it fetches no more, and resumes when the writes go
+/// through. With a backlog of 0, a slot waits for its write. Nothing is lost.
+async fn a_full_completion_backlog_stops_fetching(backlog: usize) {
+    let concurrency = 2;
+    let bound = concurrency + backlog;
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    producer.enqueue_batch(&(0..20).map(|i| json!(i)).collect::<Vec<_>>()).await.unwrap();
+    let app = format!("pgqrs-backlog-{}", db.schema);
+    let config = db.config.clone().with_application_name(&app);
+    let options = WorkerOptions {
+        concurrency,
+        completion_backlog: backlog,
+        poll_interval: Duration::from_millis(50),
+        ..quick()
+    };
+    let worker = Worker::new(&config, "jobs", options).await.unwrap();
+    let stats = worker.stats();
+    let handled: Arc<std::sync::Mutex<Vec<i64>>> = Arc::default();
+    let peaks: Arc<std::sync::Mutex<Peaks>> = Arc::default();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (h, p, s, g) = (handled.clone(), peaks.clone(), stats.clone(), gate.clone());
+    let (stop, task) = start(worker, move |msg: Message| {
+        let (h, p, s, g) = (h.clone(), p.clone(), s.clone(), g.clone());
+        async move {
+            h.lock().unwrap().push(msg.id);
+            p.lock().unwrap().observe(&s);
+            g.acquire().await.unwrap().forget();
+            Ok::<_, JobError>(())
+        }
+    });
+    let count = || handled.lock().unwrap().len();
+    eventually(WAIT, "both slots running", || async { (count() == concurrency).then_some(()) }).await;
+    // Lock the rows of the two running messages: their archive will wait.
+    let first = handled.lock().unwrap().clone();
+    let mut locker = db.raw().await;
+    let tx = locker.transaction().await.unwrap();
+    let lock = format!("SELECT 1 FROM \"{}\".messages WHERE id = ANY($1) FOR UPDATE", db.schema);
+    assert_eq!(tx.query(&lock, &[&first]).await.unwrap().len(), concurrency);
+    gate.add_permits(1000);
+    let raw = db.raw().await;
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
+                   AND wait_event_type = 'Lock' AND query LIKE '%message_archive%'";
+    eventually(WAIT, "the worker holding its bound, its archive statement waiting", || async {
+        let blocked = raw.query_one(waiting, &[&app]).await.unwrap().get::<_, i64>(0) == 1;
+        let held = stats.in_flight.load(Ordering::SeqCst) as usize;
+        (blocked && count() == bound && held == bound).then_some(())
+    })
+    .await;
+    // A NOTIFY wakes the fetch loop, which still fetches nothing.
+    producer.enqueue(&json!(20)).await.unwrap();
+    holds_for(Duration::from_millis(400), "the held bound", || async {
+        let leased = admin.queue_stats("jobs").await.unwrap().in_flight as usize;
+        count() == bound && leased == bound && archived(&admin, "completed").await == 0
+    })
+    .await;
+    tx.commit().await.unwrap();
+    eventually(WAIT, "21 completions", || async {
+        (archived(&admin, "completed").await == 21).then_some(())
+    })
+    .await;
+    stop.stop();
+    task.await.unwrap().unwrap();
+    let mut ids = handled.lock().unwrap().clone();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 21, "each message handled once");
+    {
+        let p = peaks.lock().unwrap();
+        assert!(p.held as usize <= bound, "held {} > {bound}", p.held);
+        assert!(p.counted_running as usize <= concurrency, "running {} > {concurrency}", p.counted_running);
+    }
+    assert_eq!(stats.completed.load(Ordering::SeqCst), 21);
+    assert_eq!((stats.in_flight.load(Ordering::SeqCst), stats.running.load(Ordering::SeqCst)), (0, 0));
+    assert_eq!(stats.unwritten.load(Ordering::SeqCst), 0);
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_completion_backlog_stops_fetching_until_writes_catch_up() {
+    a_full_completion_backlog_stops_fetching(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_completion_backlog_a_slot_waits_for_its_write() {
+    a_full_completion_backlog_stops_fetching(0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_freed_slot_is_refilled_while_other_handlers_run() {
+    // Concurrency 8: a dequeue waits for 2 free slots while handlers run, but
+    // no longer than the fetch delay, so one slot freed at a time still works.
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    let mut payloads = vec![json!("held"); 7];
+    payloads.extend((0..5).map(|i| json!(i)));
+    producer.enqueue_batch(&payloads).await.unwrap();
+    let options = WorkerOptions { concurrency: 8, poll_interval: Duration::from_secs(60), ..quick() };
+    let worker = Worker::new(&db.config, "jobs", options).await.unwrap();
+    let stats = worker.stats();
+    let g = gates();
+    let (_started, gate, held) = g.clone();
+    gate.add_permits(1000); // only "held" handlers wait
+    let (stop, task) = start(worker, held_or_gated(g));
+    eventually(WAIT, "the 5 quick ones completed", || async {
+        (archived(&admin, "completed").await == 5).then_some(())
+    })
+    .await;
+    assert_eq!(stats.running.load(Ordering::SeqCst), 7, "the held ones still run");
+    held.add_permits(7);
+    eventually(WAIT, "all 12 completed", || async {
+        (archived(&admin, "completed").await == 12).then_some(())
+    })
+    .await;
+    stop.stop();
+    task.await.unwrap().unwrap();
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn completion_backlog_is_checked() {
+    let db = TestDb::new();
+    let options = WorkerOptions { completion_backlog: pgqrs::worker::MAX_COMPLETION_BACKLOG + 1, ..quick() };
+    let err = Worker::new(&db.config, "jobs", options).await.err().unwrap();
+    assert_eq!(err.kind(), pgqrs::ErrorKind::InvalidArgument);
+    assert!(err.to_string().contains("completion_backlog"), "{err}");
+    assert_eq!(WorkerOptions::default().completion_backlog, 2 * pgqrs::worker::DEFAULT_FLUSH_SIZE);
+}

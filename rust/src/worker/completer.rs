@@ -3,8 +3,8 @@
 //! Every finished job becomes one [`Settlement`]: archive (completed or dead)
 //! or release (back to the queue after a delay). Settlements arriving within
 //! the flush interval share one `message_archive` and one `message_release`
-//! statement; a full batch (flush size), or one that holds every job in
-//! flight, is written at once. A write that fails on the connection is
+//! statement; a full batch (flush size), or any batch while no handler
+//! runs, is written at once. A write that fails on the connection is
 //! retried with backoff, never dropped; each row stays fenced by its lease, so
 //! a retry cannot touch a message another consumer has taken since. A batch
 //! the database refuses is retried one settlement at a time, so that one bad
@@ -12,9 +12,14 @@
 //! deadline, gives up on a write: it says so in an error log naming the ids,
 //! counts it in [`WorkerStats::unwritten`](super::WorkerStats), and the
 //! messages come back when their leases expire.
+//!
+//! A settlement carries its message's place under the worker's held bound
+//! (`concurrency + completion_backlog`): the place is freed once the outcome
+//! is known (written, refused by the fence, or given up on), which is what
+//! lets the worker fetch again when the writes have lagged that far behind.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +29,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::backoff::Reconnect;
+use super::fetch::Held;
 use super::WorkerStats;
 use crate::db::{col, Db};
 use crate::error::{ErrorKind, Result};
@@ -66,11 +72,19 @@ pub(crate) struct Settlement {
     failures: u32,
     outcome: Option<Outcome>,
     done: Option<oneshot::Sender<Outcome>>,
+    /// The message's place under the held bound, freed with the outcome.
+    held: Option<Held>,
 }
 
 impl Settlement {
     pub(crate) fn new(id: i64, lease: Uuid, action: Action) -> Settlement {
-        Settlement { id, lease, action, failures: 0, outcome: None, done: None }
+        Settlement { id, lease, action, failures: 0, outcome: None, done: None, held: None }
+    }
+
+    /// The settlement holds the message's place under the held bound until its outcome is known.
+    pub(crate) fn holding(mut self, held: Option<Held>) -> Settlement {
+        self.held = held;
+        self
     }
 
     fn is_archive(&self) -> bool {
@@ -79,6 +93,8 @@ impl Settlement {
 
     fn finish(&mut self, outcome: Outcome) {
         self.outcome = Some(outcome);
+        // No longer held: the worker may fetch in its place.
+        self.held.take();
         if let Some(done) = self.done.take() {
             let _ = done.send(outcome);
         }
@@ -134,8 +150,8 @@ pub(crate) struct Completer {
     db: Db,
     flush_interval: Duration,
     flush_size: usize,
-    /// Handlers still running: at zero, nothing else can join a batch soon.
-    running: Arc<AtomicUsize>,
+    /// The counters; at zero handlers running (`stats.running`), nothing
+    /// else can join a batch soon.
     stats: Arc<WorkerStats>,
     deadline: watch::Receiver<Option<Instant>>,
     reconnect: Reconnect,
@@ -146,20 +162,12 @@ impl Completer {
         db: Db,
         flush_interval: Duration,
         flush_size: usize,
-        running: Arc<AtomicUsize>,
         stats: Arc<WorkerStats>,
     ) -> (Completer, CompleterHandle, mpsc::UnboundedReceiver<Settlement>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let (deadline_tx, deadline) = watch::channel(None);
-        let completer = Completer {
-            db,
-            flush_interval,
-            flush_size,
-            running,
-            stats,
-            deadline,
-            reconnect: Reconnect::default(),
-        };
+        let completer =
+            Completer { db, flush_interval, flush_size, stats, deadline, reconnect: Reconnect::default() };
         (completer, CompleterHandle { tx: Mutex::new(Some(tx)), deadline: deadline_tx }, rx)
     }
 
@@ -182,7 +190,7 @@ impl Completer {
                 }
             }
             // Gather until the batch is full, the flush interval has passed,
-            // every running job is waiting for it, or the worker is stopping.
+            // no handler runs (none will join soon), or the worker is stopping.
             let flush_at = Instant::now() + self.flush_interval;
             loop {
                 while let Ok(s) = rx.try_recv() {
@@ -191,7 +199,7 @@ impl Completer {
                 if !open
                     || pending.len() >= self.flush_size
                     || self.hurrying()
-                    || self.running.load(Ordering::SeqCst) == 0
+                    || self.stats.running.load(Ordering::SeqCst) == 0
                 {
                     break;
                 }

@@ -1,8 +1,24 @@
-//! Fetching: one loop per queue, one dequeue statement per round for as many
-//! messages as there are free slots (the worker's concurrency is shared by
-//! all its queues, so it never holds more messages than that).
+//! Fetching: one loop per queue, one dequeue statement per round for the
+//! free slots, in useful batches.
+//!
+//! A message needs two permits to be fetched. A *running* permit is a unit of
+//! the worker's `concurrency` (and of its queue's own limit, if it has one):
+//! it is dropped as soon as the message's handler returns. A *held* permit is
+//! one place under `concurrency + completion_backlog` messages held (running,
+//! or waiting for their outcome to be written): it travels with the outcome
+//! to the completer and is dropped once the outcome is written (or given up
+//! on). So handlers running never exceed `concurrency`, the worker never
+//! holds more than `concurrency + completion_backlog` messages, and fetching
+//! waits while the writes lag that far behind (backpressure).
+//!
+//! A queue with nothing running fetches as soon as a slot is free. A queue
+//! with handlers still running waits until [`DEFAULT_FETCH_BATCH_FRACTION`]
+//! of its slots are free (or a free slot has waited [`DEFAULT_FETCH_DELAY`]),
+//! so that one round trip brings several messages rather than one per
+//! finished handler. A queue is polled again at once after a full batch,
+//! else after a NOTIFY or the poll interval.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +27,8 @@ use tokio::time::Instant;
 use tokio_postgres::types::Type;
 
 use super::backoff::Reconnect;
-use super::wait_level;
+use super::options::{DEFAULT_FETCH_BATCH_FRACTION, DEFAULT_FETCH_DELAY};
+use super::{wait_level, WorkerStats};
 use crate::consumer::{dequeue_result, DEQUEUE_DEAD_RETRIES};
 use crate::db::Db;
 use crate::error::{Error, ErrorKind, Result};
@@ -27,18 +44,97 @@ pub(super) struct QueueState {
     pub(super) max_attempts: i32,
     /// Woken by NOTIFY (and after every LISTEN reconnect).
     pub(super) wake: Arc<Notify>,
-    /// This queue's own limit, when it has one below the worker's.
+    /// This queue's own limit of handlers running, when it has one below the worker's.
     pub(super) slots: Option<Arc<Semaphore>>,
+    /// Free slots worth a dequeue while some of this queue's handlers still
+    /// run (see the module docs).
+    pub(super) min_batch: usize,
+    /// This queue's messages holding a running permit: handlers running, or
+    /// about to start.
+    pub(super) active: Arc<AtomicUsize>,
 }
 
-/// The slots one message holds: the worker's, and its queue's if limited.
-pub(super) type Permits = (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>);
+impl QueueState {
+    /// Free slots worth a dequeue while some of a queue's handlers still run:
+    /// [`DEFAULT_FETCH_BATCH_FRACTION`] of the most that can run at once
+    /// (`limit`, the queue's own, at most the worker's `concurrency`), at least one.
+    pub(super) fn min_batch(limit: usize, concurrency: usize) -> usize {
+        ((limit.min(concurrency) as f64 * DEFAULT_FETCH_BATCH_FRACTION).ceil() as usize).max(1)
+    }
+}
+
+/// A handler slot: one of the worker's `concurrency` (and of its queue's
+/// limit, if it has one). Dropped as soon as the handler returns.
+pub(super) struct Running {
+    _worker: OwnedSemaphorePermit,
+    _own: Option<OwnedSemaphorePermit>,
+    /// The queue's count of active messages, once the slot holds one.
+    active: Option<Arc<AtomicUsize>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(active) = &self.active {
+            active.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// One message's place under the held bound (`concurrency +
+/// completion_backlog`). It travels with the message's outcome to the
+/// completer and is dropped once the outcome is written (or given up on);
+/// while it holds a message, the message counts in
+/// [`WorkerStats::in_flight`].
+pub(crate) struct Held {
+    _permit: OwnedSemaphorePermit,
+    /// The counters, once the place holds a message.
+    stats: Option<Arc<WorkerStats>>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(stats) = &self.stats {
+            stats.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The permits one message needs: a handler slot and a place under the held bound.
+pub(super) struct Permits {
+    pub(super) running: Running,
+    pub(super) held: Held,
+}
+
+impl Permits {
+    /// The permits now hold a message of `q`: counted as active and in flight.
+    fn assign(mut self, q: &QueueState, stats: &Arc<WorkerStats>) -> Permits {
+        q.active.fetch_add(1, Ordering::SeqCst);
+        self.running.active = Some(q.active.clone());
+        stats.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.held.stats = Some(stats.clone());
+        self
+    }
+}
 
 /// What a fetch loop hands to the worker.
 pub(super) enum Fetched {
     /// Leased messages, with the time just before the dequeue was sent.
     Messages(Vec<(Message, Permits)>, Instant),
     Fatal(Error),
+}
+
+/// What every fetch loop of a worker shares.
+pub(super) struct Fetcher {
+    pub(super) db: Db,
+    /// Handlers running at once: `concurrency` permits.
+    pub(super) running: Arc<Semaphore>,
+    /// Messages held at once: `concurrency + completion_backlog` permits.
+    pub(super) held: Arc<Semaphore>,
+    pub(super) worker_id: Arc<AtomicI64>,
+    pub(super) batch_cap: usize,
+    pub(super) poll_interval: Duration,
+    pub(super) stats: Arc<WorkerStats>,
+    pub(super) out: mpsc::UnboundedSender<Fetched>,
 }
 
 /// Lease up to `n` messages of `q` (again at once when every picked row was dead).
@@ -67,95 +163,143 @@ async fn dequeue(db: &Db, q: &QueueState, n: usize, worker_id: i64) -> Result<Ve
     Ok(messages)
 }
 
-/// One queue's fetch loop: wait for a free slot, take every free one (up to
-/// `batch_cap`), dequeue that many; poll again at once after a full batch,
-/// else after a NOTIFY or the poll interval. Ends at the first stop request
-/// (after its current dequeue, whose messages the worker gives back).
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn fetch_loop(
-    db: Db,
-    q: Arc<QueueState>,
-    slots: Arc<Semaphore>,
-    worker_id: Arc<AtomicI64>,
-    batch_cap: usize,
-    poll_interval: Duration,
-    out: mpsc::UnboundedSender<Fetched>,
-    mut stop: watch::Receiver<u8>,
-) {
-    let mut reconnect = Reconnect::default();
-    loop {
-        // The queue's own slot first (if limited), then one of the worker's.
+impl Fetcher {
+    /// The permits for one message of `q`, waiting for each: the queue's own
+    /// slot first (if limited), then one of the worker's, then a place under
+    /// the held bound. Cancel-safe: a permit already taken is given back.
+    async fn acquire(&self, q: &QueueState) -> Permits {
+        const OPEN: &str = "the semaphore is never closed";
         let own = match &q.slots {
             None => None,
-            Some(own) => tokio::select! {
-                p = own.clone().acquire_owned() => Some(p.expect("the semaphore is never closed")),
-                _ = wait_level(&mut stop, 1) => return,
-            },
+            Some(own) => Some(own.clone().acquire_owned().await.expect(OPEN)),
         };
+        let worker = self.running.clone().acquire_owned().await.expect(OPEN);
+        let held = self.held.clone().acquire_owned().await.expect(OPEN);
+        Permits {
+            running: Running { _worker: worker, _own: own, active: None },
+            held: Held { _permit: held, stats: None },
+        }
+    }
+
+    /// The permits for one message of `q` if all are free now.
+    fn try_acquire(&self, q: &QueueState) -> Option<Permits> {
+        let own = match &q.slots {
+            None => None,
+            Some(own) => Some(own.clone().try_acquire_owned().ok()?),
+        };
+        let worker = self.running.clone().try_acquire_owned().ok()?;
+        let held = self.held.clone().try_acquire_owned().ok()?;
+        Some(Permits {
+            running: Running { _worker: worker, _own: own, active: None },
+            held: Held { _permit: held, stats: None },
+        })
+    }
+
+    /// The permits for the next dequeue of `q`: wait for one set, take every
+    /// other free one (up to `batch_cap`); while some of the queue's handlers
+    /// still run, wait for `min_batch` sets, at most [`DEFAULT_FETCH_DELAY`]
+    /// after the first. None: stopping.
+    async fn permits(&self, q: &QueueState, stop: &mut watch::Receiver<u8>) -> Option<Vec<Permits>> {
         let first = tokio::select! {
-            p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-            _ = wait_level(&mut stop, 1) => return,
+            p = self.acquire(q) => p,
+            _ = wait_level(stop, 1) => return None,
         };
-        let mut permits: Vec<Permits> = vec![(first, own)];
-        while permits.len() < batch_cap {
-            let own = match &q.slots {
-                None => None,
-                Some(own) => match own.clone().try_acquire_owned() {
-                    Ok(p) => Some(p),
-                    Err(_) => break,
-                },
-            };
-            match slots.clone().try_acquire_owned() {
-                Ok(p) => permits.push((p, own)),
-                Err(_) => break,
+        let mut permits = vec![first];
+        let enough = q.min_batch.min(self.batch_cap);
+        let deadline = Instant::now() + DEFAULT_FETCH_DELAY;
+        loop {
+            while permits.len() < self.batch_cap {
+                match self.try_acquire(q) {
+                    Some(p) => permits.push(p),
+                    None => break,
+                }
+            }
+            if permits.len() >= enough || q.active.load(Ordering::SeqCst) == 0 {
+                return Some(permits);
+            }
+            // Handlers still running: let a few more slots free up first.
+            tokio::select! {
+                p = self.acquire(q) => permits.push(p),
+                _ = tokio::time::sleep_until(deadline) => return Some(permits),
+                _ = wait_level(stop, 1) => return None,
             }
         }
-        let asked = permits.len();
-        let sent = Instant::now();
-        let messages = match dequeue(&db, &q, asked, worker_id.load(Ordering::Relaxed)).await {
-            Ok(m) => m,
-            Err(e) => {
-                drop(permits);
-                if matches!(e.kind(), ErrorKind::QueueNotFound | ErrorKind::SchemaNotInstalled) {
-                    let _ = out.send(Fetched::Fatal(e));
+    }
+
+    /// One queue's fetch loop: take the permits for a dequeue (see
+    /// [`Fetcher::permits`]), dequeue that many; poll again at once after a
+    /// full batch, else after a NOTIFY or the poll interval. Ends at the
+    /// first stop request (after its current dequeue, whose messages the
+    /// worker gives back).
+    pub(super) async fn fetch_loop(self: Arc<Self>, q: Arc<QueueState>, mut stop: watch::Receiver<u8>) {
+        let mut reconnect = Reconnect::default();
+        loop {
+            let Some(mut permits) = self.permits(&q, &mut stop).await else { return };
+            let asked = permits.len();
+            let sent = Instant::now();
+            let messages = match dequeue(&self.db, &q, asked, self.worker_id.load(Ordering::Relaxed)).await {
+                Ok(m) => m,
+                Err(e) => {
+                    drop(permits);
+                    if matches!(e.kind(), ErrorKind::QueueNotFound | ErrorKind::SchemaNotInstalled) {
+                        let _ = self.out.send(Fetched::Fatal(e));
+                        return;
+                    }
+                    let wait = reconnect.failed();
+                    if reconnect.failures() == 1 {
+                        log::warn!(
+                            "pgqrs worker: dequeue from {:?} failed, polling again in {wait:?}: {e}",
+                            q.name
+                        );
+                    } else {
+                        log::debug!(
+                            "pgqrs worker: dequeue from {:?} failed, polling again in {wait:?}: {e}",
+                            q.name
+                        );
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => continue,
+                        _ = wait_level(&mut stop, 1) => return,
+                    }
+                }
+            };
+            if reconnect.succeeded() {
+                log::info!("pgqrs worker: dequeue from {:?} works again", q.name);
+            }
+            let got = messages.len();
+            if got > 0 {
+                let items = messages
+                    .into_iter()
+                    .zip(permits.drain(..got).map(|p| p.assign(&q, &self.stats)))
+                    .collect();
+                if self.out.send(Fetched::Messages(items, sent)).is_err() {
                     return;
                 }
-                let wait = reconnect.failed();
-                if reconnect.failures() == 1 {
-                    log::warn!(
-                        "pgqrs worker: dequeue from {:?} failed, polling again in {wait:?}: {e}",
-                        q.name
-                    );
-                } else {
-                    log::debug!(
-                        "pgqrs worker: dequeue from {:?} failed, polling again in {wait:?}: {e}",
-                        q.name
-                    );
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => continue,
-                    _ = wait_level(&mut stop, 1) => return,
-                }
             }
-        };
-        if reconnect.succeeded() {
-            log::info!("pgqrs worker: dequeue from {:?} works again", q.name);
-        }
-        let got = messages.len();
-        if got > 0 {
-            let items = messages.into_iter().zip(permits.drain(..got)).collect();
-            if out.send(Fetched::Messages(items, sent)).is_err() {
-                return;
+            drop(permits);
+            if got == asked {
+                continue; // a full batch: more may be waiting
+            }
+            tokio::select! {
+                _ = q.wake.notified() => {}
+                _ = tokio::time::sleep(self.poll_interval) => {}
+                _ = wait_level(&mut stop, 1) => return,
             }
         }
-        drop(permits);
-        if got == asked {
-            continue; // a full batch: more may be waiting
-        }
-        tokio::select! {
-            _ = q.wake.notified() => {}
-            _ = tokio::time::sleep(poll_interval) => {}
-            _ = wait_level(&mut stop, 1) => return,
-        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::QueueState;
+
+    #[test]
+    fn a_dequeue_waits_for_a_quarter_of_the_slots_at_least_one() {
+        assert_eq!(QueueState::min_batch(8, 8), 2);
+        assert_eq!(QueueState::min_batch(100, 8), 2, "a queue's limit counts up to the worker's");
+        assert_eq!(QueueState::min_batch(16, 16), 4);
+        assert_eq!(QueueState::min_batch(10, 16), 3, "rounded up");
+        assert_eq!(QueueState::min_batch(3, 8), 1);
+        assert_eq!(QueueState::min_batch(1, 1), 1);
     }
 }

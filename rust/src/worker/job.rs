@@ -1,10 +1,11 @@
-//! One job: run the handler (keeping its lease), decide what to write, hand
-//! it to the completer and count the outcome; and how handlers report failure.
+//! One job: run the handler (keeping its lease), free its slot, decide what
+//! to write, hand it to the completer (with the message's place under the
+//! held bound) and count the outcome; and how handlers report failure.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use uuid::Uuid;
 use super::backoff::backoff;
 use super::completer::{Action, CompleterHandle, Outcome, Settlement};
 use super::events::{JobEvent, JobEventKind};
-use super::fetch::{Permits, QueueState};
+use super::fetch::{Held, Permits, QueueState, Running};
 use super::leases::LeaseKeeper;
 use super::WorkerStats;
 use crate::db::Db;
@@ -88,13 +89,20 @@ pub(super) struct JobContext<F> {
     pub(super) retry_max: Duration,
     pub(super) retry_jitter: f64,
     pub(super) stats: Arc<WorkerStats>,
-    /// Messages held by jobs not yet settled, by lease: (id, handler
-    /// started). Released if shutdown cuts them off (refunded when the
-    /// handler never started).
-    pub(super) running: Mutex<HashMap<Uuid, (i64, bool)>>,
-    /// How many handlers run now (the completer flushes at once at zero).
-    pub(super) handlers_running: Arc<AtomicUsize>,
+    /// Messages of jobs whose outcome is not with the completer yet, by
+    /// lease. Released if shutdown cuts them off (refunded when the handler
+    /// never started).
+    pub(super) tracked: Mutex<HashMap<Uuid, Tracked>>,
     pub(super) completer: CompleterHandle,
+}
+
+/// A message whose job has not handed its outcome to the completer yet.
+pub(super) struct Tracked {
+    pub(super) id: i64,
+    /// Its handler has started.
+    pub(super) started: bool,
+    /// Its place under the held bound, handed to the completer with the outcome.
+    pub(super) held: Held,
 }
 
 /// What a written outcome counts as.
@@ -105,32 +113,29 @@ enum Event {
     Dead { error: String },
 }
 
-/// Counts a job in flight (and its handler as running) until dropped, even
-/// when the job is aborted at shutdown.
-struct InFlight<'a> {
+/// Counts a handler as running (in [`WorkerStats::running`]) until it
+/// returns, or until dropped when the job is aborted at shutdown.
+struct HandlerRunning<'a> {
     stats: &'a WorkerStats,
-    handlers: &'a AtomicUsize,
-    handler_running: bool,
+    running: bool,
 }
 
-impl<'a> InFlight<'a> {
-    fn new(stats: &'a WorkerStats, handlers: &'a AtomicUsize) -> Self {
-        stats.in_flight.fetch_add(1, Ordering::SeqCst);
-        handlers.fetch_add(1, Ordering::SeqCst);
-        InFlight { stats, handlers, handler_running: true }
+impl<'a> HandlerRunning<'a> {
+    fn new(stats: &'a WorkerStats) -> Self {
+        stats.running.fetch_add(1, Ordering::SeqCst);
+        HandlerRunning { stats, running: true }
     }
 
-    fn handler_done(&mut self) {
-        if std::mem::take(&mut self.handler_running) {
-            self.handlers.fetch_sub(1, Ordering::SeqCst);
+    fn done(&mut self) {
+        if std::mem::take(&mut self.running) {
+            self.stats.running.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for HandlerRunning<'_> {
     fn drop(&mut self) {
-        self.handler_done();
-        self.stats.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.done();
     }
 }
 
@@ -140,20 +145,32 @@ where
     Fut: Future<Output = std::result::Result<R, JobError>> + Send + 'static,
     R: Serialize + Send + 'static,
 {
-    pub(super) async fn process(self: Arc<Self>, q: Arc<QueueState>, msg: Message, permit: Permits) {
+    /// Track `msg` (before its job is spawned: a job aborted before its first
+    /// step is still released at shutdown), with its place under the held bound.
+    pub(super) fn track(&self, msg: &Message, held: Held) {
+        let tracked = Tracked { id: msg.id, started: false, held };
+        self.tracked.lock().unwrap().insert(msg.lease.unwrap_or_default(), tracked);
+    }
+
+    /// Run the handler of a tracked message on the handler slot `slot`.
+    pub(super) async fn process(self: Arc<Self>, q: Arc<QueueState>, msg: Message, slot: Running) {
         let lease = msg.lease.unwrap_or_default();
-        if let Some(entry) = self.running.lock().unwrap().get_mut(&lease) {
-            entry.1 = true;
+        if let Some(t) = self.tracked.lock().unwrap().get_mut(&lease) {
+            t.started = true;
         }
-        let mut guard = InFlight::new(&self.stats, &self.handlers_running);
+        let mut running = HandlerRunning::new(&self.stats);
         self.emit(JobEventKind::Started, &msg, None, None);
         let outcome = self.run_handler(&msg).await;
         let (action, event) = self.decide(&q, &msg, outcome);
-        // No await between these: a job cut off at shutdown is either still
-        // in `running` (and released) or its outcome is with the completer.
-        self.running.lock().unwrap().remove(&lease);
-        guard.handler_done();
-        let written = self.completer.submit(Settlement::new(msg.id, lease, action));
+        // The handler returned: its slot is free at once; the outcome waits
+        // in the completion backlog, holding the message's place under the
+        // held bound until it is written. No await between these: a job cut
+        // off at shutdown is either still tracked (and released) or its
+        // outcome is with the completer.
+        running.done();
+        drop(slot);
+        let held = self.tracked.lock().unwrap().remove(&lease).map(|t| t.held);
+        let written = self.completer.submit(Settlement::new(msg.id, lease, action).holding(held));
         let outcome = written.await.unwrap_or(Outcome::Unwritten);
         self.keeper.drop_lease(msg.id, lease);
         match outcome {
@@ -188,8 +205,6 @@ where
             ),
             Outcome::Unwritten => {} // logged by the completer
         }
-        drop(guard);
-        drop(permit);
     }
 
     fn emit(&self, kind: JobEventKind, msg: &Message, error: Option<String>, delay: Option<Duration>) {
@@ -303,9 +318,11 @@ where
     /// attempt refunded. Returns how many.
     pub(super) fn give_back(&self, items: Vec<(Message, Permits)>) -> usize {
         let n = items.len();
-        for (msg, _permit) in items {
+        for (msg, Permits { running, held }) in items {
+            drop(running);
             let action = Action::Release { delay: 0.0, error: None, refund: true };
-            self.completer.submit_detached(Settlement::new(msg.id, msg.lease.unwrap_or_default(), action));
+            let s = Settlement::new(msg.id, msg.lease.unwrap_or_default(), action).holding(Some(held));
+            self.completer.submit_detached(s);
         }
         n
     }
@@ -314,11 +331,11 @@ where
     /// a handler that ran has its attempt counted, one that never started
     /// has it refunded.
     pub(super) fn release_cut_off(&self) {
-        let cut: Vec<(Uuid, (i64, bool))> = self.running.lock().unwrap().drain().collect();
+        let cut: Vec<(Uuid, Tracked)> = self.tracked.lock().unwrap().drain().collect();
         if cut.is_empty() {
             return;
         }
-        let ids: Vec<i64> = cut.iter().filter(|(_, (_, started))| *started).map(|(_, (id, _))| *id).collect();
+        let ids: Vec<i64> = cut.iter().filter(|(_, t)| t.started).map(|(_, t)| t.id).collect();
         if !ids.is_empty() {
             log::warn!(
                 "pgqrs worker: releasing {} job(s) still running at the end of the grace period: {ids:?}",
@@ -331,13 +348,13 @@ where
             "worker_id": self.worker_id.load(Ordering::Relaxed),
         });
         let error = encode(&record, "error", self.db.config.max_payload_bytes()).ok();
-        for (lease, (id, started)) in cut {
-            let action = if started {
+        for (lease, t) in cut {
+            let action = if t.started {
                 Action::Release { delay: 0.0, error: error.clone(), refund: false }
             } else {
                 Action::Release { delay: 0.0, error: None, refund: true }
             };
-            self.completer.submit_detached(Settlement::new(id, lease, action));
+            self.completer.submit_detached(Settlement::new(t.id, lease, action).holding(Some(t.held)));
         }
     }
 }

@@ -25,21 +25,33 @@
 //! # Ok(()) }
 //! ```
 //!
-//! One handler serves every queue of the worker (`msg.queue` says which);
-//! the concurrency is shared by all of them, and each queue has its own fetch
-//! loop: one dequeue statement takes as many messages as there are free slots
-//! (up to `batch_cap`), so no more than `concurrency` messages are ever held.
-//! [`WorkerOptions::queue_settings`] gives a queue its own concurrency limit,
-//! visibility timeout or max_attempts (the Python worker's per-handler options).
+//! One handler serves every queue of the worker (`msg.queue` says which).
+//! `concurrency` bounds the handlers running at once, shared by all the
+//! queues ([`WorkerOptions::queue_settings`] gives a queue its own, lower
+//! limit, visibility timeout or max_attempts: the Python worker's
+//! per-handler options). A handler's slot is free again as soon as it
+//! returns: its outcome (archive or release) waits in the completion backlog
+//! to be written, and no outcome is dropped. The worker holds at most
+//! `concurrency + completion_backlog` messages leased (running, or waiting
+//! for their outcome to be written; `completion_backlog` defaults to
+//! [`DEFAULT_COMPLETION_BACKLOG`], 200): when it holds that many, fetching
+//! waits until writes catch up; `completion_backlog: 0` keeps a slot until
+//! its outcome is written. Each queue has its own fetch loop: one dequeue
+//! statement takes as many messages as there are free slots (up to
+//! `batch_cap`). While some of a queue's handlers still run, it waits until
+//! a quarter of its slots are free ([`DEFAULT_FETCH_BATCH_FRACTION`]) or
+//! 2 ms have passed ([`DEFAULT_FETCH_DELAY`]), so that one round trip brings
+//! several messages; a queue with nothing running fetches at once.
 //!
 //! A handler that returns `Ok(value)` has its message archived as
 //! `completed` with `value` (any `Serialize`, `()` for none) as the result.
 //! One that returns `Err` (or panics) has its message released with an
 //! exponential backoff plus jitter and the error recorded; after the queue's
 //! `max_attempts` deliveries (or at once, for [`JobError::give_up`]) the
-//! message goes to the archive as `dead`. Outcomes are written in batches: the
-//! archives (and releases) of jobs finishing within `flush_interval` share one
-//! statement, at most `flush_size` rows, each row still fenced by its lease;
+//! message goes to the archive as `dead`. Outcomes are written in batches
+//! (at once when no handler runs): the archives (and releases) of jobs
+//! finishing within `flush_interval` share one statement, at most
+//! `flush_size` rows, each row still fenced by its lease;
 //! a write that fails on the connection is retried until it succeeds (a
 //! stopping worker gives up after `shutdown_write_timeout`, with an error log
 //! naming the messages, which come back when their leases expire).
@@ -87,7 +99,7 @@ use tokio_postgres::types::Type;
 pub use self::backoff::{RECONNECT_MAX, RECONNECT_MIN};
 pub use self::events::{JobEvent, JobEventKind, DEFAULT_EVENT_CAPACITY};
 use self::completer::Completer;
-use self::fetch::{fetch_loop, Fetched, QueueState};
+use self::fetch::{Fetched, Fetcher, QueueState};
 use self::heartbeat::{heartbeat, heartbeat_once, register};
 use self::job::JobContext;
 use self::leases::LeaseKeeper;
@@ -110,7 +122,10 @@ pub struct WorkerStats {
     pub retried: AtomicU64,
     /// Messages archived as dead.
     pub dead: AtomicU64,
-    /// Messages held now: handlers running, or outcomes being written.
+    /// Handlers running now.
+    pub running: AtomicU64,
+    /// Messages held now: running (or about to start), or waiting for their
+    /// outcome to be written; at most `concurrency + completion_backlog`.
     pub in_flight: AtomicU64,
     /// Outcomes refused by the fence: the lease had passed to another consumer.
     pub lease_lost: AtomicU64,
@@ -246,6 +261,7 @@ impl Worker {
             let info = QueueInfo::from_row(rows.first().ok_or_else(|| Error::queue_not_found(name))?)?;
             let own = opts.queue_settings.get(name).cloned().unwrap_or_default();
             let max_attempts = own.max_attempts.or(opts.max_attempts);
+            let limit = own.concurrency.unwrap_or(opts.concurrency).min(opts.concurrency);
             states.push(Arc::new(QueueState {
                 name: name.clone(),
                 vt: own
@@ -254,7 +270,9 @@ impl Worker {
                     .unwrap_or_else(|| Duration::from_secs_f64(info.visibility_timeout)),
                 max_attempts: max_attempts.map_or(info.max_attempts, |m| m.min(info.max_attempts)),
                 wake: Arc::new(Notify::new()),
-                slots: own.concurrency.filter(|n| *n < opts.concurrency).map(|n| Arc::new(Semaphore::new(n))),
+                slots: (limit < opts.concurrency).then(|| Arc::new(Semaphore::new(limit))),
+                min_batch: QueueState::min_batch(limit, opts.concurrency),
+                active: Arc::new(AtomicUsize::new(0)),
             }));
         }
         let listen = match (opts.listen, &opts.listen_dsn) {
@@ -267,20 +285,15 @@ impl Worker {
         };
         let worker_id = Arc::new(AtomicI64::new(register(&self.db, &self.queues).await?));
         log::info!(
-            "pgqrs worker {} serving {} (concurrency {}, {})",
+            "pgqrs worker {} serving {} (concurrency {}, completion backlog {}, {})",
             worker_id.load(Ordering::Relaxed),
             self.queues.join(", "),
             opts.concurrency,
+            opts.completion_backlog,
             if listen.is_some() { "LISTEN + polling" } else { "polling only" }
         );
-        let handlers_running = Arc::new(AtomicUsize::new(0));
-        let (completer, completer_handle, completer_rx) = Completer::new(
-            self.db.clone(),
-            opts.flush_interval,
-            opts.flush_size,
-            handlers_running.clone(),
-            self.stats.clone(),
-        );
+        let (completer, completer_handle, completer_rx) =
+            Completer::new(self.db.clone(), opts.flush_interval, opts.flush_size, self.stats.clone());
         let mut completer_task = tokio::spawn(completer.run(completer_rx));
         let keeper =
             Arc::new(LeaseKeeper::new(self.db.clone(), opts.lease_extend_at, opts.lease_check_interval));
@@ -296,8 +309,7 @@ impl Worker {
             retry_max: opts.retry_max,
             retry_jitter: opts.retry_jitter,
             stats: self.stats.clone(),
-            running: Mutex::new(HashMap::new()),
-            handlers_running,
+            tracked: Mutex::new(HashMap::new()),
             completer: completer_handle,
         });
         let stopping = Arc::new(AtomicBool::new(false));
@@ -325,22 +337,23 @@ impl Worker {
             quit.clone(),
         ));
 
-        let slots = Arc::new(Semaphore::new(opts.concurrency));
         let (fetch_tx, mut fetch_rx) = mpsc::unbounded_channel();
+        let fetcher = Arc::new(Fetcher {
+            db: self.db.clone(),
+            running: Arc::new(Semaphore::new(opts.concurrency)),
+            held: Arc::new(Semaphore::new(opts.concurrency + opts.completion_backlog)),
+            worker_id: worker_id.clone(),
+            batch_cap: opts.batch_cap,
+            poll_interval: opts.poll_interval,
+            stats: self.stats.clone(),
+            out: fetch_tx,
+        });
         let mut fetchers = JoinSet::new();
         for q in &states {
-            fetchers.spawn(fetch_loop(
-                self.db.clone(),
-                q.clone(),
-                slots.clone(),
-                worker_id.clone(),
-                opts.batch_cap,
-                opts.poll_interval,
-                fetch_tx.clone(),
-                stop_rx.clone(),
-            ));
+            fetchers.spawn(fetcher.clone().fetch_loop(q.clone(), stop_rx.clone()));
         }
-        drop(fetch_tx);
+        // The loops hold the only senders: the channel closes when they end.
+        drop(fetcher);
 
         let mut jobs = JoinSet::new();
         let mut fatal: Option<Error> = None;
@@ -349,14 +362,13 @@ impl Worker {
                 _ = wait_level(&mut stop_rx, 1) => break,
                 fetched = fetch_rx.recv() => match fetched {
                     Some(Fetched::Messages(items, sent)) => {
-                        for (msg, permit) in items {
+                        for (msg, permits) in items {
                             let q = states.iter().find(|q| q.name == msg.queue).expect("a served queue").clone();
                             // Tracked before the task runs: one aborted before its first
                             // step is still released at shutdown.
-                            let lease = msg.lease.unwrap_or_default();
-                            ctx.running.lock().unwrap().insert(lease, (msg.id, false));
-                            ctx.keeper.hold(msg.id, lease, q.vt, sent);
-                            jobs.spawn(ctx.clone().process(q, msg, permit));
+                            ctx.track(&msg, permits.held);
+                            ctx.keeper.hold(msg.id, msg.lease.unwrap_or_default(), q.vt, sent);
+                            jobs.spawn(ctx.clone().process(q, msg, permits.running));
                         }
                     }
                     Some(Fetched::Fatal(e)) => {

@@ -7,9 +7,20 @@ use crate::admin::{DEFAULT_WORKER_DEAD_AFTER, DEFAULT_WORKER_PRUNE_AFTER, MAX_BA
 use crate::error::{Error, Result};
 
 /// Handlers running at once, by default (all queues of the worker together).
+/// A handler's slot is free again as soon as it returns: its outcome waits in
+/// the completion backlog, so the worker holds at most `concurrency` plus
+/// [`DEFAULT_COMPLETION_BACKLOG`] messages leased at once.
 pub const DEFAULT_CONCURRENCY: usize = 8;
 /// Most messages one fetch leases, by default (never more than free slots).
 pub const DEFAULT_BATCH_CAP: usize = 100;
+/// While some of a queue's handlers still run, its next dequeue waits until
+/// this fraction of its slots is free, so that one round trip fetches several
+/// messages rather than one per freed slot. A queue with nothing running
+/// fetches at once (an idle worker starts a new message without delay).
+pub const DEFAULT_FETCH_BATCH_FRACTION: f64 = 0.25;
+/// Longest wait of a free slot for that fraction to be reached: slow
+/// handlers finishing one by one still get their slots refilled soon.
+pub const DEFAULT_FETCH_DELAY: Duration = Duration::from_millis(2);
 /// Time between polls when no NOTIFY arrives.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Backoff before the first retry; it doubles with every attempt.
@@ -29,6 +40,15 @@ pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_millis(5);
 /// Most archives (or releases) written by one statement; a full batch is
 /// written at once without waiting for the flush interval.
 pub const DEFAULT_FLUSH_SIZE: usize = 100;
+/// Room for messages whose handler has returned but whose outcome (archive or
+/// release) is not written yet: a worker holds at most `concurrency` plus
+/// this many messages (running, or waiting for their write), and fetching
+/// waits while it holds that many (backpressure), so a worker whose writes
+/// stall keeps few leases and bounded memory. Two full flush statements: one
+/// being written while the next fills, so handlers never wait for a write.
+pub const DEFAULT_COMPLETION_BACKLOG: usize = 2 * DEFAULT_FLUSH_SIZE;
+/// Largest `completion_backlog` accepted (as the Python worker's).
+pub const MAX_COMPLETION_BACKLOG: usize = 1_000_000;
 /// Time between `worker_reap` runs by each worker (marks silent workers dead
 /// and prunes old rows; correctness never depends on it).
 pub const DEFAULT_REAP_INTERVAL: Duration = Duration::from_secs(60);
@@ -49,7 +69,16 @@ pub(super) const HARD_STOP_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
     /// Handlers running at once, all queues together ([`DEFAULT_CONCURRENCY`]).
+    /// A handler's slot is free again as soon as it returns; its outcome
+    /// then waits in the completion backlog to be written.
     pub concurrency: usize,
+    /// Messages held beyond `concurrency` whose outcome waits to be written
+    /// ([`DEFAULT_COMPLETION_BACKLOG`]): the worker holds at most
+    /// `concurrency + completion_backlog` messages (running, or waiting for
+    /// their write), and fetching waits while it holds that many. 0 frees no
+    /// room: a slot is reused only once its outcome is written. At most
+    /// [`MAX_COMPLETION_BACKLOG`].
+    pub completion_backlog: usize,
     /// Most messages one fetch leases ([`DEFAULT_BATCH_CAP`]).
     pub batch_cap: usize,
     /// Poll this often when no NOTIFY arrives ([`DEFAULT_POLL_INTERVAL`]).
@@ -101,7 +130,7 @@ pub struct WorkerOptions {
 /// Settings of one queue of a worker that override the worker's own.
 #[derive(Debug, Clone, Default)]
 pub struct QueueSettings {
-    /// Most of this queue's messages held at once (never more than the
+    /// Most of this queue's handlers running at once (never more than the
     /// worker's `concurrency`, which all queues share).
     pub concurrency: Option<usize>,
     /// Lease length for this queue's messages.
@@ -114,6 +143,7 @@ impl Default for WorkerOptions {
     fn default() -> Self {
         WorkerOptions {
             concurrency: DEFAULT_CONCURRENCY,
+            completion_backlog: DEFAULT_COMPLETION_BACKLOG,
             batch_cap: DEFAULT_BATCH_CAP,
             poll_interval: DEFAULT_POLL_INTERVAL,
             visibility_timeout: None,
@@ -144,6 +174,12 @@ impl WorkerOptions {
             return Err(Error::invalid(format!(
                 "concurrency ({}) and batch_cap ({}) must be >= 1",
                 self.concurrency, self.batch_cap
+            )));
+        }
+        if self.completion_backlog > MAX_COMPLETION_BACKLOG {
+            return Err(Error::invalid(format!(
+                "completion_backlog must be 0 to {MAX_COMPLETION_BACKLOG}, got {}",
+                self.completion_backlog
             )));
         }
         if !(1..=MAX_BATCH).contains(&self.flush_size) {
