@@ -25,7 +25,7 @@ from bench.workloads import Ctx, Result, reset
 #: Seconds a worker benchmark may take before it is declared stuck.
 DEADLINE = 300.0
 #: The opt-in W4 point's Worker(prefetch=...): three times concurrency 16, so
-#: a round trip carries up to 64 rows (the helper's sweep: 16 barely helped).
+#: a round trip carries up to 64 rows (in a sweep, prefetch=16 barely helped).
 PREFETCH = 48
 
 
