@@ -11,9 +11,11 @@ the test. Afterwards pg_class and pg_namespace are compared with a snapshot.
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -298,6 +300,8 @@ def test_huge_payload_within_the_limit_round_trips(admin: pgqrs.Admin, queue: st
         pytest.param(lambda p, c: c.dequeue(visibility_timeout=10**300), id="vt-huge"),
         pytest.param(lambda p, c: c.archive(12345), id="archive-unleased"),
         pytest.param(lambda p, c: c.archive(-1), id="archive-negative"),
+        pytest.param(lambda p, c: c.archive(forged(id="1}{2")), id="archive-forged-id"),
+        pytest.param(lambda p, c: c.delete(forged(lease="x,y")), id="delete-forged-lease"),
     ],
 )
 def test_bad_arguments_get_typed_errors(
@@ -392,3 +396,15 @@ def test_dsn_password_is_masked_in_errors() -> None:
 def test_hostile_schema_names_get_config_error(schema: str, dsn: str) -> None:
     with pytest.raises(pgqrs.ConfigError):
         pgqrs.Config.from_dsn(dsn, schema=schema)
+
+
+def forged(**fields: Any) -> pgqrs.Message:
+    """A Message built by hand with a field of the wrong type."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    values: dict[str, Any] = {
+        "id": 1, "queue": "q", "payload": {}, "priority": 0, "attempts": 1,
+        "enqueued_at": now, "dequeued_at": now, "visible_until": now, "headers": {},
+        "lease": uuid.uuid4(),
+    }  # fmt: skip
+    values.update(fields)
+    return pgqrs.Message(**values)

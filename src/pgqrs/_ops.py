@@ -210,6 +210,11 @@ class Leases:
                 if ref.lease is None:
                     unknown.append(ref.id)
                     continue
+                # A Message built by hand: its fields go into array literals.
+                if not isinstance(ref.id, int) or isinstance(ref.id, bool):
+                    raise InvalidArgument(f"message id must be an int, got {ref.id!r}")
+                if not isinstance(ref.lease, uuid.UUID):
+                    raise InvalidArgument(f"message lease must be a uuid.UUID, got {ref.lease!r}")
                 ids.append(ref.id)
                 leases.append(ref.lease)
             elif isinstance(ref, int) and not isinstance(ref, bool):
