@@ -258,6 +258,16 @@ def fenced_refs(ids: list[int], leases: list[uuid.UUID]) -> list[str]:
     return [array_literal(ids), array_literal(leases)]
 
 
+def leased_refs(messages: Sequence[Message]) -> list[str]:
+    """``fenced_refs`` of messages this process dequeued (the worker's)."""
+    leases: list[uuid.UUID] = []
+    for m in messages:
+        if m.lease is None:
+            raise InvalidArgument(f"message {m.id} carries no lease: it cannot be settled")
+        leases.append(m.lease)
+    return fenced_refs([m.id for m in messages], leases)
+
+
 def archive_params(
     ids: list[int],
     leases: list[uuid.UUID],

@@ -20,6 +20,7 @@ from typing import Literal
 from pgqrs._async._db import Database
 from pgqrs._errors import ConnectionFailed, Error
 from pgqrs._models import Message
+from pgqrs._ops import leased_refs
 from pgqrs._worker.backoff import Reconnect
 
 logger = logging.getLogger("pgqrs.worker")
@@ -223,8 +224,7 @@ class Completer:
             rows = await self._db.fetch(
                 "message_archive",
                 [
-                    [s.message.id for s in archives],
-                    [s.message.lease for s in archives],
+                    *leased_refs([s.message for s in archives]),
                     [s.status for s in archives],
                     [s.result for s in archives],
                     [s.error for s in archives],
@@ -236,8 +236,7 @@ class Completer:
             rows = await self._db.fetch(
                 "message_release",
                 [
-                    [s.message.id for s in releases],
-                    [s.message.lease for s in releases],
+                    *leased_refs([s.message for s in releases]),
                     [s.delay for s in releases],
                     [s.error for s in releases],
                     [s.refund for s in releases],

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pgqrs._async._db import Database
 from pgqrs._errors import Error
 from pgqrs._models import Message
+from pgqrs._ops import leased_refs
 from pgqrs._worker.backoff import Reconnect
 
 logger = logging.getLogger("pgqrs.worker")
@@ -139,7 +140,7 @@ class LeaseKeeper:
             try:
                 rows = await self._db.fetch(
                     "message_extend",
-                    [[m.id for m in group], [m.lease for m in group], duration],
+                    [*leased_refs(group), duration],
                 )
             except Error as exc:
                 self._reconnect.failed()
