@@ -408,3 +408,16 @@ def forged(**fields: Any) -> pgqrs.Message:
     }  # fmt: skip
     values.update(fields)
     return pgqrs.Message(**values)
+
+
+@pytest.mark.parametrize(
+    "fields", [{"id": "1}{2"}, {"id": True}, {"lease": "x,y"}], ids=["id-str", "id-bool", "lease"]
+)
+def test_hand_built_messages_are_refused_before_any_round_trip(
+    fields: dict[str, Any], admin: pgqrs.Admin, queue: str
+) -> None:
+    """Ids and leases travel as array literals: a wrong type must not reach the server."""
+    with pgqrs.Consumer(admin.config, queue) as c:
+        for settle in (c.archive, c.delete, c.release):
+            with pytest.raises(pgqrs.InvalidArgument, match=r"message (id|lease) must be"):
+                settle(forged(**fields))
