@@ -45,8 +45,8 @@ CREATE TABLE hand.archive (
 
 ENQUEUE = "INSERT INTO hand.jobs (queue, payload) VALUES (%s, %s) RETURNING id"
 #: W1's extra reference: the same INSERT plus the one NOTIFY pgqrs sends per
-#: statement, to show what NOTIFY itself costs (PostgreSQL serializes the
-#: commits of notifying transactions).
+#: statement when a worker listens, to show what NOTIFY itself costs
+#: (PostgreSQL serializes the commits of notifying transactions).
 ENQUEUE_NOTIFY = (
     "INSERT INTO hand.jobs (queue, payload) VALUES (%s, %s) "
     "RETURNING id, (SELECT pg_notify('hand.enqueue', 'bench')) IS NULL"
@@ -92,8 +92,10 @@ def install(dsn: str) -> None:
 class HandClient:
     """One connection (autocommit: each statement is its own transaction)."""
 
-    def __init__(self, dsn: str, queue: str, *, notify: bool = False) -> None:
-        self.conn = psycopg.connect(dsn, autocommit=True)
+    def __init__(self, dsn: str, queue: str, *, notify: bool = False, prepare: bool = True) -> None:
+        # prepare=False: W1's "hand-unprepared" reference, the same client under
+        # pgqrs's constraint (no server-side prepared statements, for pgBouncer).
+        self.conn = psycopg.connect(dsn, autocommit=True, prepare_threshold=5 if prepare else None)
         self.queue = queue
         self._enqueue = ENQUEUE_NOTIFY if notify else ENQUEUE
 

@@ -9,11 +9,15 @@ opened before the clock starts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import psycopg
 
 import pgqrs
 import pgqrs.aio
@@ -42,6 +46,22 @@ def config(dsn: str, **options: Any) -> pgqrs.Config:
     return pgqrs.Config.from_dsn(dsn, **opts)
 
 
+@contextlib.contextmanager
+def listening_worker(dsn: str) -> Iterator[None]:
+    """A workers row saying a running worker LISTENs for QUEUE (no process behind it)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            f"INSERT INTO {SCHEMA}.workers (hostname, pid, queues, listening) "
+            "VALUES ('bench', 0, ARRAY[%s], true) RETURNING id",
+            (QUEUE,),
+        ).fetchone()
+        assert row is not None
+        try:
+            yield
+        finally:
+            conn.execute(f"DELETE FROM {SCHEMA}.workers WHERE id = %s", (row[0],))
+
+
 # --- enqueue -----------------------------------------------------------------
 
 
@@ -49,10 +69,12 @@ def enqueue(system: str, dsn: str, clients: int, batch: int, seconds: float) -> 
     """Enqueue for ``seconds`` (one job, or ``batch`` jobs, per statement); return (jobs, s)."""
     batch_payloads = [payload(i) for i in range(batch)]
 
-    if system in ("hand", "hand+notify"):
+    if system in ("hand", "hand+notify", "hand-unprepared"):
 
         def make_h(i: int) -> HandClient:
-            return HandClient(dsn, QUEUE, notify=system == "hand+notify")
+            return HandClient(
+                dsn, QUEUE, notify=system == "hand+notify", prepare=system != "hand-unprepared"
+            )
 
         def work_h(c: HandClient) -> int:
             n, end = 0, time.perf_counter() + seconds
@@ -65,6 +87,12 @@ def enqueue(system: str, dsn: str, clients: int, batch: int, seconds: float) -> 
             return n
 
         return harness.threads(clients, make_h, work_h, HandClient.close)
+
+    if system == "pgqrs-sync+listening":
+        # As pgqrs-sync, with a running worker that LISTENs registered for the
+        # queue, so that every enqueue statement sends its NOTIFY.
+        with listening_worker(dsn):
+            return enqueue("pgqrs-sync", dsn, clients, batch, seconds)
 
     if system in ("pgqrs-sync", "pgqrs-prep"):
         cfg = config(dsn, prepare_statements=system == "pgqrs-prep")

@@ -115,7 +115,8 @@ def run_enqueue(
     extra: tuple[str, ...] = (),
 ) -> Iterator[Result]:
     names = [s for s in ctx.systems if s != "pgqrs-rust"]
-    names += [e for e in extra if "hand" in ctx.systems]
+    # An extra runs with the system it varies: hand+notify with hand, and so on.
+    names += [e for e in extra if any(e.startswith(s) for s in ctx.systems)]
     for clients, batch in cases:
         case = f"batch={batch} producers={clients}" if batch > 1 else f"producers={clients}"
         results = {s: Result(workload, case, s, "jobs/s", []) for s in names}
@@ -139,7 +140,11 @@ def run_enqueue(
 def w1(ctx: Ctx) -> Iterator[Result]:
     """W1: enqueue one job per transaction, 1 and 4 producers."""
     yield from run_enqueue(
-        ctx, "W1", [(1, 1), (4, 1)], 1.0 if ctx.quick else 3.0, extra=("hand+notify",)
+        ctx,
+        "W1",
+        [(1, 1), (4, 1)],
+        1.0 if ctx.quick else 3.0,
+        extra=("hand+notify", "hand-unprepared", "pgqrs-sync+listening"),
     )
 
 

@@ -100,6 +100,7 @@ def test_install_verify_uninstall(cli: Cli, schema: str) -> None:
         "0001_init",
         "0002_functions",
         "0003_queue_check_per_statement",
+        "0004_notify_when_listened",
     ]
 
 

@@ -118,7 +118,12 @@ PAYLOADS: list[Any] = [
 
 def test_rust_install_then_python_verify(rust: RustRun, config: pgqrs.Config) -> None:
     assert rust("install") == {
-        "applied": ["0001_init", "0002_functions", "0003_queue_check_per_statement"]
+        "applied": [
+            "0001_init",
+            "0002_functions",
+            "0003_queue_check_per_statement",
+            "0004_notify_when_listened",
+        ]
     }
     with pgqrs.Admin(config) as admin:
         report = admin.verify()

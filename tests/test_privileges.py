@@ -228,7 +228,7 @@ def test_consumer_can_register_and_heartbeat_as_a_worker(
     owner.grant(user_of(config), consumer=True)
     db = Database(config)
     try:
-        worker = db.fetch("worker_register", ["host", os.getpid(), ["tasks"]])[0]["id"]
+        worker = db.fetch("worker_register", ["host", os.getpid(), ["tasks"], True])[0]["id"]
         assert db.fetch("worker_heartbeat", [worker, "running"])[0]["status"] == "running"
         db.fetch("worker_stop", [worker])
     finally:

@@ -25,7 +25,10 @@ async fn install_is_idempotent_verified_and_uninstallable() {
     let report = admin.verify().await.unwrap();
     assert!(!report.installed && !report.ok());
     let shipped: Vec<String> = pgqrs::migrations().unwrap().iter().map(|m| m.label()).collect();
-    assert_eq!(shipped, ["0001_init", "0002_functions", "0003_queue_check_per_statement"]);
+    assert_eq!(
+        shipped,
+        ["0001_init", "0002_functions", "0003_queue_check_per_statement", "0004_notify_when_listened"]
+    );
     assert_eq!(report.missing, shipped);
 
     assert_eq!(admin.install().await.unwrap(), shipped);

@@ -14,7 +14,9 @@ use crate::db::{col, Db};
 use crate::error::Result;
 use crate::queries::Query;
 
-pub(super) async fn register(db: &Db, queues: &[String]) -> Result<i64> {
+/// Register the worker; `listening`: it LISTENs for enqueues (enqueue
+/// statements send their NOTIFY only when a listening worker serves the queue).
+pub(super) async fn register(db: &Db, queues: &[String], listening: bool) -> Result<i64> {
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()
@@ -25,7 +27,12 @@ pub(super) async fn register(db: &Db, queues: &[String]) -> Result<i64> {
     let rows = db
         .fetch(
             Query::WorkerRegister,
-            &[(&hostname, Type::TEXT), (&pid, Type::INT4), (&queues, Type::TEXT_ARRAY)],
+            &[
+                (&hostname, Type::TEXT),
+                (&pid, Type::INT4),
+                (&queues, Type::TEXT_ARRAY),
+                (&listening, Type::BOOL),
+            ],
             None,
         )
         .await?;
@@ -63,7 +70,7 @@ pub(super) async fn heartbeat(
                 let status = if stopping.load(Ordering::SeqCst) { "stopping" } else { "running" };
                 let result = match heartbeat_once(&db, id.load(Ordering::Relaxed), status).await {
                     Ok(true) => Ok(()),
-                    Ok(false) => register(&db, &queues).await.map(|new| {
+                    Ok(false) => register(&db, &queues, opts.listen).await.map(|new| {
                         log::warn!("pgqrs worker: its row was pruned; registered again as worker {new}");
                         id.store(new, Ordering::Relaxed);
                     }),

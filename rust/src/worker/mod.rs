@@ -283,7 +283,7 @@ impl Worker {
             }
             (true, None) => Some((self.config.pg_config(), self.config.connector()?)),
         };
-        let worker_id = Arc::new(AtomicI64::new(register(&self.db, &self.queues).await?));
+        let worker_id = Arc::new(AtomicI64::new(register(&self.db, &self.queues, listen.is_some()).await?));
         log::info!(
             "pgqrs worker {} serving {} (concurrency {}, completion backlog {}, {})",
             worker_id.load(Ordering::Relaxed),

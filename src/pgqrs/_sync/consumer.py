@@ -72,7 +72,7 @@ class Consumer(Client):
         vt = to_seconds(visibility_timeout, "visibility_timeout", allow_zero=False)
         messages: list[Message] = []
         for _ in range(DEQUEUE_DEAD_RETRIES + 1):
-            rows = self._db.fetch(
+            rows = self._db.fetch_tuples(
                 "message_dequeue", [self.queue, limit, vt, self._worker_id], queue=self.queue
             )
             messages, dead = dequeue_result(rows, self.queue)
@@ -108,7 +108,7 @@ class Consumer(Client):
         """
         ids, leases = self._leases.resolve(msgs, "archive")
         params = archive_params(ids, leases, status, results, errors, self.config.max_payload_bytes)
-        rows = self._db.fetch("message_archive", params, queue=self.queue)
+        rows = self._db.fetch_tuples("message_archive", params, queue=self.queue)
         return check_fenced(rows, "archive", self._leases)
 
     def delete(self, msg: MessageRef) -> None:
@@ -117,7 +117,9 @@ class Consumer(Client):
 
     def delete_batch(self, msgs: Sequence[MessageRef]) -> list[int]:
         ids, leases = self._leases.resolve(msgs, "delete")
-        rows = self._db.fetch("message_delete", fenced_refs(ids, leases), queue=self.queue)
+        rows = self._db.fetch_tuples(
+            "message_delete", fenced_refs(ids, leases), queue=self.queue
+        )
         return check_fenced(rows, "delete", self._leases)
 
     def extend(self, msg: MessageRef, seconds: Seconds) -> datetime.datetime:
@@ -132,11 +134,12 @@ class Consumer(Client):
     ) -> list[datetime.datetime]:
         ids, leases = self._leases.resolve(msgs, "extend")
         secs = to_seconds(seconds, "seconds", allow_zero=False)
-        rows = self._db.fetch(
+        rows = self._db.fetch_tuples(
             "message_extend", [*fenced_refs(ids, leases), secs], queue=self.queue
         )
         check_fenced(rows, "extend", self._leases)
-        until = {r["id"]: r["visible_until"] for r in rows}
+        # Every row is 'ok' here (check_fenced raised otherwise): each has its new time.
+        until = {msg_id: visible_until for msg_id, _outcome, visible_until in rows}
         for m in msgs:
             if isinstance(m, Message):
                 m.visible_until = until[m.id]
@@ -155,7 +158,7 @@ class Consumer(Client):
         ids, leases = self._leases.resolve(msgs, "release")
         d = to_seconds(delay, "delay")
         errs = encode_each(errors, len(ids), "error", self.config.max_payload_bytes)
-        rows = self._db.fetch(
+        rows = self._db.fetch_tuples(
             "message_release",
             [*fenced_refs(ids, leases), [d] * len(ids), errs, None],
             queue=self.queue,

@@ -90,7 +90,7 @@ class Producer(Client):
             max_bytes=self.config.max_payload_bytes,
         )
         plain = plain_enqueue(params)
-        rows = self._db.fetch(
+        rows = self._db.fetch_tuples(
             "message_insert" if plain else "message_enqueue",
             insert_params(params) if plain else params,
             connection=connection,

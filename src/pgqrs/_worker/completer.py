@@ -15,12 +15,12 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from pgqrs._async._db import Database
 from pgqrs._errors import ConnectionFailed, Error
 from pgqrs._models import Message
-from pgqrs._ops import leased_refs
+from pgqrs._ops import leased_refs, outcomes
 from pgqrs._worker.backoff import Reconnect
 
 logger = logging.getLogger("pgqrs.worker")
@@ -221,7 +221,7 @@ class Completer:
     async def _write_once(self, todo: list[Settlement]) -> None:
         archives = [s for s in todo if s.kind == "archive"]
         if archives:
-            rows = await self._db.fetch(
+            rows = await self._db.fetch_tuples(
                 "message_archive",
                 [
                     *leased_refs([s.message for s in archives]),
@@ -233,7 +233,7 @@ class Completer:
             _resolve(archives, rows, ambiguous="not_found")
         releases = [s for s in todo if s.kind == "release"]
         if releases:
-            rows = await self._db.fetch(
+            rows = await self._db.fetch_tuples(
                 "message_release",
                 [
                     *leased_refs([s.message for s in releases]),
@@ -245,10 +245,10 @@ class Completer:
             _resolve(releases, rows, ambiguous="lease_lost")
 
 
-def _resolve(settlements: list[Settlement], rows: list[dict[str, object]], ambiguous: str) -> None:
+def _resolve(settlements: list[Settlement], rows: list[tuple[Any, ...]], ambiguous: str) -> None:
     """Set each settlement's outcome. After a failed attempt whose commit may have
     gone through, the ``ambiguous`` outcome means our own earlier write landed."""
-    by_id = {r["id"]: r["outcome"] for r in rows}
+    by_id = {msg_id: outcome for msg_id, (outcome, _until) in outcomes(rows).items()}
     for s in settlements:
         outcome = by_id.get(s.message.id, "not_found")
         if s.failures and outcome == ambiguous:

@@ -228,7 +228,7 @@ class Fetcher:
         slots.waiting += extra
         sent = time.monotonic()
         try:
-            rows = await self._db.fetch(
+            rows = await self._db.fetch_tuples(
                 "message_dequeue",
                 [q.name, n, q.visibility_timeout, self._worker_id()],
                 queue=q.name,

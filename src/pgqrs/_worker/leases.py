@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pgqrs._async._db import Database
 from pgqrs._errors import Error
 from pgqrs._models import Message
-from pgqrs._ops import leased_refs
+from pgqrs._ops import leased_refs, outcomes
 from pgqrs._worker.backoff import Reconnect
 
 logger = logging.getLogger("pgqrs.worker")
@@ -138,7 +138,7 @@ class LeaseKeeper:
         for duration, group in by_duration.items():
             sent = time.monotonic()
             try:
-                rows = await self._db.fetch(
+                rows = await self._db.fetch_tuples(
                     "message_extend",
                     [*leased_refs(group), duration],
                 )
@@ -150,12 +150,12 @@ class LeaseKeeper:
                 continue
             if self._reconnect.succeeded():
                 logger.info("lease extensions work again")
-            outcome = {r["id"]: r for r in rows}
+            by_id = outcomes(rows)
             extended: list[Message] = []
             for m in group:
-                row = outcome.get(m.id)
-                if row is not None and row["outcome"] == "ok":
-                    m.visible_until = row["visible_until"]
+                outcome, until = by_id.get(m.id, ("not_found", None))
+                if outcome == "ok" and until is not None:
+                    m.visible_until = until
                     extended.append(m)
                     logger.debug("extended the lease of message %s by %.1fs", m.id, duration)
                 elif self._holds(m):

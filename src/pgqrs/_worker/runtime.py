@@ -216,7 +216,9 @@ class Runtime:
                 )
             )
         by_name = {q.name: q for q in queues}
-        rows = await db.fetch("worker_register", [socket.gethostname(), os.getpid(), names])
+        rows = await db.fetch(
+            "worker_register", [socket.gethostname(), os.getpid(), names, not opts.poll_only]
+        )
         self.worker_id = rows[0]["id"]
         logger.info(
             "worker %s serving %s (concurrency %d, %s)",
@@ -406,7 +408,8 @@ class Runtime:
                 rows = await db.fetch("worker_heartbeat", [self.worker_id, status])
                 if not rows:  # pruned while we could not reach the database
                     rows = await db.fetch(
-                        "worker_register", [socket.gethostname(), os.getpid(), names]
+                        "worker_register",
+                        [socket.gethostname(), os.getpid(), names, not self.options.poll_only],
                     )
                     self.worker_id = rows[0]["id"]
                     logger.warning(
