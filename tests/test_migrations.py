@@ -23,6 +23,7 @@ import pytest
 
 import pgqrs
 import pgqrs._sync.admin as sync_admin
+import pgqrs.aio
 from pgqrs._sql import migrations, render, sql_dir
 
 ROUNDS = 3  # concurrent-install rounds, each on a fresh schema
@@ -232,3 +233,20 @@ def test_concurrent_installs_in_threads(config: pgqrs.Config) -> None:
         t.join()
     assert not errors, errors
     assert sorted(map(len, results)) == [0, 0, 0, len(migrations())]
+
+
+async def test_a_client_newer_than_the_schema_is_told_to_install(
+    config: pgqrs.Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker of this version on a schema that lacks the last migration (here
+    0004's workers.listening) gets SchemaNotInstalled, naming the fix."""
+    shipped = migrations()
+    monkeypatch.setattr(sync_admin, "migrations", lambda: shipped[:3])
+    with pgqrs.Admin(config) as a:
+        a.install()
+        a.create_queue("tasks")
+    monkeypatch.undo()
+    worker = pgqrs.aio.Worker(config, ["tasks"], handle_signals=False)
+    worker.handler("tasks")(lambda m: None)
+    with pytest.raises(pgqrs.SchemaNotInstalled, match="lacks a migration"):
+        await worker.run()

@@ -182,10 +182,11 @@ pub(crate) fn translate(err: tokio_postgres::Error, schema: &str, queue: Option<
     };
     let code = db.code().clone();
     let text = first_line(db.message());
-    // A missing function: the schema predates the migration that added it.
+    // A missing function or column: the schema predates the migration that added it.
     let e = if code == SqlState::UNDEFINED_TABLE
         || code == SqlState::INVALID_SCHEMA_NAME
         || code == SqlState::UNDEFINED_FUNCTION
+        || code == SqlState::UNDEFINED_COLUMN
     {
         Error::new(
             ErrorKind::SchemaNotInstalled,

@@ -85,9 +85,15 @@ def queue_not_found(name: str) -> QueueNotFound:
 def translate(exc: psycopg.Error, *, schema: str, queue: str | None = None) -> Error:
     """Map a psycopg error to the pgqrs type that says what went wrong and what to do."""
     if isinstance(
-        exc, (pg_errors.UndefinedTable, pg_errors.InvalidSchemaName, pg_errors.UndefinedFunction)
+        exc,
+        (
+            pg_errors.UndefinedTable,
+            pg_errors.InvalidSchemaName,
+            pg_errors.UndefinedFunction,
+            pg_errors.UndefinedColumn,
+        ),
     ):
-        # A missing function: the schema predates the migration that added it.
+        # A missing function or column: the schema predates the migration that added it.
         return SchemaNotInstalled(
             f"the pgqrs schema {schema!r} is not installed in this database, or lacks a "
             f"migration (run Admin.install() or `pgqrs install`): {_first_line(exc)}"
