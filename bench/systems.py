@@ -159,10 +159,10 @@ def drain(
         data = json.loads(out.stdout.strip().splitlines()[-1])
         return int(data["jobs"]), float(data["seconds"])
 
-    if system == "hand":
+    if system in ("hand", "hand-unprepared"):
 
         def make_h(i: int) -> HandClient:
-            return HandClient(dsn, QUEUE)
+            return HandClient(dsn, QUEUE, prepare=system == "hand")
 
         def work_h(c: HandClient) -> int:
             n = 0

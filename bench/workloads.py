@@ -186,12 +186,16 @@ def w3(ctx: Ctx) -> Iterator[Result]:
             for clients in (1, 4):
                 target = backlog if batch > 1 else (1_000 if ctx.quick else 2_000)
                 case = f"{complete} batch={batch} consumers={clients}"
+                names = list(ctx.systems)
+                if batch == 1 and "hand" in names:
+                    # Two statements per job: what unprepared statements cost the reference.
+                    names.append("hand-unprepared")
                 results = {
                     s: Result("W3", case, s, "jobs/s", [], {"backlog": backlog, "drained": target})
-                    for s in ctx.systems
+                    for s in names
                 }
                 for rep in range(ctx.reps):
-                    for system in rotated(ctx.systems, rep):
+                    for system in rotated(names, rep):
                         reset(ctx, system, backlog)
                         rate = drain_once(ctx, system, clients, batch, complete, target)
                         results[system].runs.append(rate)
