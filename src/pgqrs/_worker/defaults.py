@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final, Literal
+
 #: Handlers of one worker running at the same time (all queues together). A
 #: handler's slot is free again as soon as it returns: its outcome waits in the
 #: completion backlog, so the worker holds at most ``concurrency +
@@ -21,16 +23,34 @@ DEFAULT_FETCH_BATCH_FRACTION = 0.25
 #: slow handlers finishing one by one still get their slots refilled soon.
 DEFAULT_FETCH_DELAY = 0.002
 #: Messages a worker may dequeue beyond its free slots, to start as soon as a
-#: slot frees up instead of after a dequeue round trip. 0 (the default): like
-#: River and Oban, a message is leased only when a handler can start it, so
-#: an idle worker elsewhere is never kept from it. Prefetched messages are
-#: leased while they wait (their leases extended, their attempt counted),
-#: count toward the held bound (concurrency + completion backlog), and are
-#: given back, attempt refunded, when the worker stops. Worth it for short
-#: jobs, where the round trip dominates: one dequeue then brings more rows
-#: (no-op handlers at concurrency 16 on a 2-core machine: about 8,000 jobs/s
-#: with 0, 15,700 with 48; 16 barely helps, each round then brings ~16 rows).
-DEFAULT_PREFETCH = 0
+#: slot frees up instead of after a dequeue round trip. ``"auto"`` (the
+#: default) adapts it to the handlers' speed: a dequeue takes only the
+#: messages this queue's handlers are expected to start within
+#: ``DEFAULT_PREFETCH_HORIZON`` (their recent completion rate times the
+#: horizon, at most ``DEFAULT_PREFETCH_PER_SLOT`` per slot). Slow handlers get
+#: (almost) no prefetch, so, like River and Oban, an idle worker elsewhere is
+#: not kept from a message; fast ones get round trips that carry many rows.
+#: An int fixes it (0: a message is leased only when a handler can start it).
+#: Prefetched messages are leased while they wait (their leases extended,
+#: their attempt counted), count toward the held bound (concurrency +
+#: completion backlog), and are given back, attempt refunded, when the
+#: worker stops.
+DEFAULT_PREFETCH: Final[Literal["auto"]] = "auto"
+#: Seconds of work ``prefetch="auto"`` fetches ahead: a prefetched message is
+#: expected to wait no longer than this for a slot. About two dequeue round
+#: trips on a loaded 2-core machine, so the next message is there when a slot
+#: frees up; handlers lasting longer than ``concurrency`` x this get no
+#: prefetch at all (at concurrency 16: jobs over 80 ms).
+DEFAULT_PREFETCH_HORIZON = 0.005
+#: Most messages ``prefetch="auto"`` takes ahead, per slot of the queue's
+#: concurrency (and never more than ``batch_size`` in one dequeue): no-op
+#: handlers at concurrency 16 gain little beyond 3 per slot (prefetch 48).
+DEFAULT_PREFETCH_PER_SLOT = 3
+#: Seconds over which ``prefetch="auto"`` measures a queue's completion rate:
+#: the rate is re-estimated from the completions of at least this long, and
+#: older estimates fade with this time constant, so a queue whose handlers
+#: slow down stops prefetching within a few windows.
+DEFAULT_PREFETCH_RATE_WINDOW = 0.02
 #: Seconds a finished job's archive/release waits to share one statement with
 #: others finishing at about the same time.
 DEFAULT_FLUSH_INTERVAL = 0.005

@@ -63,6 +63,12 @@ class QueueState:
     next_poll: float = 0.0
     #: time.monotonic() since when free slots wait for ``min_batch`` (None: not waiting).
     short_since: float | None = None
+    #: Handlers of this queue that returned since ``rate_since`` (prefetch="auto").
+    completions: int = 0
+    #: time.monotonic() since when ``completions`` counts (None: not started).
+    rate_since: float | None = None
+    #: Estimated handler completions per second (prefetch="auto").
+    rate: float = 0.0
     #: Prefetched messages (the runtime's jobs), leased, waiting for a slot.
     ready: collections.deque[Any] = dataclasses.field(default_factory=collections.deque)
     #: Set whenever any of the above may have changed.
@@ -88,11 +94,22 @@ class Slots:
         backlog_limit: int,
         queues: list[QueueState],
         batch_fraction: float,
-        prefetch: int = 0,
+        prefetch: int | None = 0,
+        *,
+        horizon: float = 0.0,
+        per_slot: int = 0,
+        rate_window: float = 1.0,
     ) -> None:
+        """``prefetch``: messages fetched ahead of a free slot, at most, in all
+        (None: adaptive, ``horizon`` seconds of each queue's recent completion
+        rate, at most ``per_slot`` per slot of the queue, the rate measured
+        over ``rate_window``)."""
         self.total = total
         self.backlog_limit = backlog_limit
         self.prefetch = prefetch
+        self.horizon = horizon
+        self.per_slot = per_slot
+        self.rate_window = rate_window
         self.used = 0
         self.backlog = 0
         #: Prefetched messages waiting for a slot, plus those a running
@@ -106,12 +123,33 @@ class Slots:
         """Messages ``q`` may fetch now to start at once: free slots, within the held bound."""
         return max(0, min(self.total - self.used, q.limit - q.used, self._held_room()))
 
-    def extra(self, q: QueueState, free: int) -> int:
+    def extra(self, q: QueueState, free: int, now: float) -> int:
         """Messages ``q`` may fetch beyond ``free`` to wait for a slot (prefetch):
-        none while some already wait, at most ``prefetch`` in all, within the held bound."""
-        if not self.prefetch or q.ready:
+        none while some already wait, at most ``prefetch`` in all (adaptive:
+        what ``q``'s handlers are expected to start within ``horizon``),
+        within the held bound."""
+        if q.ready:
             return 0
-        return max(0, min(self.prefetch - self.waiting, self._held_room() - free))
+        allowed = self.ahead(q, now) if self.prefetch is None else self.prefetch
+        if not allowed:
+            return 0
+        return max(0, min(allowed - self.waiting, self._held_room() - free))
+
+    def ahead(self, q: QueueState, now: float) -> int:
+        """Adaptive prefetch: the messages ``q``'s handlers are expected to
+        start within ``horizon`` seconds, from their recent completion rate
+        (an exponentially weighted average over ``rate_window``)."""
+        if q.rate_since is None:
+            q.rate_since = now
+            return 0
+        elapsed = now - q.rate_since
+        if elapsed >= self.rate_window:
+            sample = q.completions / elapsed
+            keep = math.exp(-elapsed / self.rate_window)
+            q.rate = keep * q.rate + (1.0 - keep) * sample
+            q.completions = 0
+            q.rate_since = now
+        return min(self.per_slot * min(q.limit, self.total), int(q.rate * self.horizon))
 
     def startable(self, q: QueueState) -> bool:
         """A slot is free for one of ``q``'s waiting messages."""
@@ -137,6 +175,7 @@ class Slots:
         message waits for its outcome to be written."""
         self.used -= 1
         q.used -= 1
+        q.completions += 1
         self.backlog += 1
         self._wake()
 
@@ -194,8 +233,8 @@ class Fetcher:
         slots = self._slots
         while not self._stopping():
             free = slots.free(q)
-            extra = slots.extra(q, free)
             now = time.monotonic()
+            extra = slots.extra(q, free, now)
             timeout: float | None = None
             if free + extra > 0 and not q.ready:
                 if not (q.more or q.notified or now >= q.next_poll):

@@ -50,7 +50,11 @@ class Options:
     fetch_batch_fraction: float
     fetch_delay: float
     completion_backlog: int
-    prefetch: int
+    #: Fixed prefetch (None: adaptive, see the three fields below).
+    prefetch: int | None
+    prefetch_horizon: float
+    prefetch_per_slot: int
+    prefetch_rate_window: float
     flush_interval: float
     flush_size: int
     grace_period: float
@@ -231,6 +235,9 @@ class Runtime:
             queues,
             opts.fetch_batch_fraction,
             prefetch=opts.prefetch,
+            horizon=opts.prefetch_horizon,
+            per_slot=opts.prefetch_per_slot,
+            rate_window=opts.prefetch_rate_window,
         )
         self._slots = slots
         self._threads = threads
@@ -441,6 +448,7 @@ class Runtime:
             for i, m in enumerate(messages):
                 self._give_back(self._track(q, m), waiting=i >= with_slot)
             return
+        self.counters.prefetched += len(messages) - with_slot
         for i, m in enumerate(messages):
             job = self._track(q, m)
             if i < with_slot:
