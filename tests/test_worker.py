@@ -343,6 +343,98 @@ async def test_prefetched_messages_are_given_back_on_stop(
     assert waiting(sql, schema) == 8 and leased(sql, schema) == 0
 
 
+# -- prefetch="auto" (the default) ------------------------------------------------
+
+
+def test_bad_prefetch_values_are_refused(config: pgqrs.Config) -> None:
+    for cls in (pgqrs.Worker, pgqrs.aio.Worker):
+        for bad in ("Auto", "", -1, 10_001, 1.5, True, None, [4]):
+            with pytest.raises(pgqrs.InvalidArgument) as info:
+                cls(config, prefetch=bad)  # type: ignore[arg-type]
+            message = str(info.value)
+            assert 'prefetch must be "auto" or an int from 0 to 10000' in message
+            assert repr(bad) in message
+        for good in ("auto", 0, 48, 10_000):
+            cls(config, prefetch=good)  # type: ignore[arg-type]
+
+
+async def test_auto_prefetch_takes_nothing_ahead_for_slow_handlers(
+    queue: str, config: pgqrs.Config, sql: Conn, schema: str
+) -> None:
+    """Handlers lasting far longer than concurrency x the prefetch horizon
+    (here each one's work is 0.1 s, 4 at a time: at most 40 a second, so
+    0.2 expected to start within the 5 ms horizon): the default prefetch takes
+    nothing ahead. With 24 messages waiting, the worker holds only the 4 it
+    runs, and no dequeue takes a message beyond the free slots."""
+    concurrency = 4
+    worker = pgqrs.aio.Worker(config, concurrency=concurrency, poll_interval=0.05)
+    seen: list[tuple[int, int]] = []  # (in_flight, prefetched) at each start
+    handled: list[int] = []
+
+    @worker.handler(queue)
+    async def handle(msg: pgqrs.Message) -> None:
+        await asyncio.sleep(0.1)  # the handler's work: slow I/O
+        handled.append(msg.id)
+
+    worker.subscribe(
+        "started", lambda _e: seen.append((worker.counters.in_flight, worker.counters.prefetched))
+    )
+    enqueue(config, queue, [{"n": i} for i in range(24)])
+    task = await started(worker)
+    await until(lambda: worker.counters.running == concurrency, what="4 handlers running")
+    assert worker.counters.in_flight == concurrency and leased(sql, schema) == concurrency
+    await until(lambda: archived(sql, schema) == 24, what="24 completions")
+    await stopped(worker, task)
+    assert sorted(handled) == sorted(set(handled)) and len(handled) == 24
+    assert len(seen) == 24
+    assert all(prefetched == 0 for _, prefetched in seen), seen
+    # Held at a start: the running ones, plus finished ones whose archive
+    # is not written yet (never a message waiting for a slot).
+    assert all(held <= 2 * concurrency for held, _ in seen), seen
+    c = worker.counters
+    assert (c.completed, c.prefetched, c.in_flight) == (24, 0, 0)
+
+
+@pytest.mark.parametrize("prefetch", ["default", "auto", 0])
+async def test_auto_prefetch_fetches_ahead_for_fast_handlers(
+    queue: str, config: pgqrs.Config, sql: Conn, schema: str, prefetch: str | int
+) -> None:
+    """No-op handlers: the default ("auto") prefetch takes messages beyond the
+    free slots (round trips carry more rows), within the held bound, and every
+    message is handled exactly once. prefetch=0 never does."""
+    concurrency, backlog = 4, 8
+    options: dict[str, Any] = {} if prefetch == "default" else {"prefetch": prefetch}
+    worker = pgqrs.aio.Worker(
+        config, concurrency=concurrency, completion_backlog=backlog, poll_interval=0.05, **options
+    )
+    handled: list[int] = []
+    peak = {"held": 0, "running": 0}
+
+    @worker.handler(queue)
+    async def handle(msg: pgqrs.Message) -> None:
+        handled.append(msg.id)
+
+    def observe(_e: pgqrs.JobEvent) -> None:
+        peak["held"] = max(peak["held"], worker.counters.in_flight)
+        peak["running"] = max(peak["running"], worker.counters.running)
+
+    worker.subscribe(None, observe)
+    n = 1500
+    ids = enqueue(config, queue, [{"n": i} for i in range(n)])
+    task = await started(worker)
+    await until(lambda: archived(sql, schema) == n, timeout=60, what=f"{n} completions")
+    await stopped(worker, task)
+    assert sorted(handled) == sorted(ids)  # each exactly once
+    assert peak["held"] <= concurrency + backlog and peak["running"] <= concurrency, peak
+    c = worker.counters
+    assert (c.completed, c.in_flight, c.running) == (n, 0, 0)
+    if prefetch == 0:
+        assert c.prefetched == 0
+    else:
+        assert c.prefetched > 0, "no dequeue took a message beyond the free slots"
+    assert waiting(sql, schema) == 0
+
+
 async def test_completions_share_one_statement(
     queue: str, config: pgqrs.Config, sql: Conn, schema: str
 ) -> None:

@@ -125,9 +125,9 @@ class Slots:
 
     def extra(self, q: QueueState, free: int, now: float) -> int:
         """Messages ``q`` may fetch beyond ``free`` to wait for a slot (prefetch):
-        none while some already wait, at most ``prefetch`` in all (adaptive:
-        what ``q``'s handlers are expected to start within ``horizon``),
-        within the held bound."""
+        none while some of ``q``'s already wait, at most ``prefetch`` in all
+        (adaptive: what ``q``'s handlers are expected to start within
+        ``horizon``, see ``ahead``), within the held bound."""
         if q.ready:
             return 0
         allowed = self.ahead(q, now) if self.prefetch is None else self.prefetch
