@@ -40,17 +40,26 @@ DEFAULT_PREFETCH: Final[Literal["auto"]] = "auto"
 #: expected to wait no longer than this for a slot (a few dequeue round trips
 #: on a loaded 2-core machine). Handlers lasting longer than ``concurrency``
 #: x this get no prefetch at all (at concurrency 16: jobs over 80 ms); 10 ms
-#: handlers at concurrency 16 (about 1,500 jobs/s) hold at most about 8
-#: ahead. No-op handlers reach the per-slot cap: measured in interleaved
-#: rounds, 0.01 s drained no faster and held twice as many ahead of slow
-#: handlers; 0.002 s was slower (about 40 rows per round trip instead of 48).
+#: handlers at concurrency 16 (about 1,400 jobs/s) held at most 8 ahead.
+#: No-op handlers reach the per-slot cap. Measured in interleaved rounds
+#: (no-op, concurrency 16): 0.002 s prefetched less and drained slower
+#: (median 14,000 jobs/s against 16,800 for 0.005 s); 0.01 s drained no
+#: faster (12,700 against 12,100, within noise) and held twice as many
+#: ahead of the 10 ms handlers (16).
 DEFAULT_PREFETCH_HORIZON = 0.005
 #: Most messages ``prefetch="auto"`` takes ahead, per slot of the queue's
-#: concurrency (and never more than ``batch_size`` in one dequeue): bounds
+#: concurrency (and never more than ``batch_size`` in one dequeue): it bounds
 #: what a worker holds ahead when handlers turn slow suddenly, before the
 #: rate estimate has caught up. No-op handlers at concurrency 16 on a 2-core
-#: machine gain little beyond 3 per slot (48): 4 and 6 drained within noise.
+#: machine drained no faster with 4 or 6 per slot than with 3 (48, the
+#: fixed prefetch measured before), within noise.
 DEFAULT_PREFETCH_PER_SLOT = 3
+#: Seconds over which ``prefetch="auto"`` measures a queue's completion rate:
+#: the rate is re-estimated from the completions of at least this long, and
+#: older estimates fade with this time constant, so a queue whose handlers
+#: slow down stops prefetching once they next finish. Four horizons: long
+#: enough to count hundreds of no-op completions, short enough that a change
+#: of pace shows within a few dequeues (chosen, not swept).
 DEFAULT_PREFETCH_RATE_WINDOW = 0.02
 #: Seconds a finished job's archive/release waits to share one statement with
 #: others finishing at about the same time.
