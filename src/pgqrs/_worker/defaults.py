@@ -57,7 +57,7 @@ DEFAULT_PREFETCH_PER_SLOT = 3
 #: Seconds over which ``prefetch="auto"`` measures a queue's completion rate:
 #: the rate is re-estimated from the completions of at least this long, and
 #: older estimates fade with this time constant, so a queue whose handlers
-#: slow down stops prefetching once they next finish. Four horizons: long
+#: slow down stops prefetching within a few of their completions. Four horizons: long
 #: enough to count hundreds of no-op completions, short enough that a change
 #: of pace shows within a few dequeues (chosen, not swept).
 DEFAULT_PREFETCH_RATE_WINDOW = 0.02

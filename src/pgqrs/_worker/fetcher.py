@@ -9,6 +9,12 @@ than the room left under ``concurrency + completion_backlog`` messages held
 (running, or waiting for their write), so fetching waits while the writes
 lag that far behind: the worker never holds more.
 
+A dequeue may also take messages beyond the free slots (prefetch), which
+wait, leased, for a slot. With ``prefetch="auto"`` (the default) it takes
+only what the queue's handlers are expected to start within a short horizon,
+from their recent completion rate (``Slots.ahead``): slow handlers get none,
+fast ones get round trips that carry many rows.
+
 A queue with nothing running fetches as soon as a slot is free. A queue with
 handlers still running waits until a fraction of its slots is free (or a slot
 has waited ``fetch_delay``), so one round trip brings several messages rather
