@@ -435,6 +435,36 @@ async def test_auto_prefetch_fetches_ahead_for_fast_handlers(
     assert waiting(sql, schema) == 0
 
 
+async def test_auto_prefetch_stops_when_handlers_slow_down(
+    queue: str, config: pgqrs.Config, sql: Conn, schema: str
+) -> None:
+    """Fast handlers, then slow ones on the same queue: the messages fetched
+    ahead while the handlers were fast (at most 3 per slot) are all the
+    worker holds ahead; once the slow ones finish, the rate estimate has
+    dropped and dequeues take only the free slots again."""
+    concurrency, fast, slow = 4, 1000, 24
+    worker = pgqrs.aio.Worker(config, concurrency=concurrency, poll_interval=0.05)
+    at_slow_start: list[int] = []  # counters.prefetched as each slow handler starts
+
+    @worker.handler(queue)
+    async def handle(msg: pgqrs.Message) -> None:
+        if msg.payload["slow"]:
+            at_slow_start.append(worker.counters.prefetched)
+            await asyncio.sleep(0.1)  # the handler's work: slow I/O
+
+    enqueue(config, queue, [{"slow": False} for _ in range(fast)])
+    enqueue(config, queue, [{"slow": True} for _ in range(slow)])
+    task = await started(worker)
+    await until(lambda: archived(sql, schema) == fast + slow, timeout=60, what="all completions")
+    await stopped(worker, task)
+    assert len(at_slow_start) == slow
+    assert worker.counters.prefetched > 0  # the fast ones were prefetched
+    # Slow messages taken ahead: at most the cap, all in the first round(s).
+    ahead = at_slow_start[-1] - at_slow_start[0]
+    assert ahead <= 3 * concurrency, at_slow_start
+    assert at_slow_start[-3 * concurrency :] == [at_slow_start[-1]] * (3 * concurrency)
+
+
 async def test_completions_share_one_statement(
     queue: str, config: pgqrs.Config, sql: Conn, schema: str
 ) -> None:

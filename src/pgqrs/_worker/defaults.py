@@ -26,8 +26,8 @@ DEFAULT_FETCH_DELAY = 0.002
 #: slot frees up instead of after a dequeue round trip. ``"auto"`` (the
 #: default) adapts it to the handlers' speed: a dequeue takes only the
 #: messages this queue's handlers are expected to start within
-#: ``DEFAULT_PREFETCH_HORIZON`` (their recent completion rate times the
-#: horizon, at most ``DEFAULT_PREFETCH_PER_SLOT`` per slot). Slow handlers get
+#: ``DEFAULT_PREFETCH_HORIZON`` (slots x horizon / their recent average
+#: duration, at most ``DEFAULT_PREFETCH_PER_SLOT`` per slot). Slow handlers get
 #: (almost) no prefetch, so, like River and Oban, an idle worker elsewhere is
 #: not kept from a message; fast ones get round trips that carry many rows.
 #: An int fixes it (0: a message is leased only when a handler can start it).
@@ -50,17 +50,19 @@ DEFAULT_PREFETCH_HORIZON = 0.005
 #: Most messages ``prefetch="auto"`` takes ahead, per slot of the queue's
 #: concurrency (and never more than ``batch_size`` in one dequeue): it bounds
 #: what a worker holds ahead when handlers turn slow suddenly, before the
-#: rate estimate has caught up. No-op handlers at concurrency 16 on a 2-core
+#: average duration has caught up. No-op handlers at concurrency 16 on a 2-core
 #: machine drained no faster with 4 or 6 per slot than with 3 (48, the
 #: fixed prefetch measured before), within noise.
 DEFAULT_PREFETCH_PER_SLOT = 3
-#: Seconds over which ``prefetch="auto"`` measures a queue's completion rate:
-#: the rate is re-estimated from the completions of at least this long, and
-#: older estimates fade with this time constant, so a queue whose handlers
-#: slow down stops prefetching within a few of their completions. Four horizons: long
-#: enough to count hundreds of no-op completions, short enough that a change
-#: of pace shows within a few dequeues (chosen, not swept).
-DEFAULT_PREFETCH_RATE_WINDOW = 0.02
+#: Weight of each returning handler's duration in its queue's running
+#: average, from which ``prefetch="auto"`` expects slots to free up: a queue
+#: whose handlers slow down stops prefetching after one or two of the slow
+#: ones return (0.25: one 100 ms handler after no-op ones makes the average
+#: 25 ms). The duration, not the completion rate, because a rate counted over
+#: a window still credits the fast handlers of the window's start once they
+#: have slowed down, and falls when the machine is busy (smaller batches,
+#: more round trips, just when they cost most); a no-op handler stays short.
+DEFAULT_PREFETCH_DURATION_WEIGHT = 0.25
 #: Seconds a finished job's archive/release waits to share one statement with
 #: others finishing at about the same time.
 DEFAULT_FLUSH_INTERVAL = 0.005

@@ -12,7 +12,7 @@ lag that far behind: the worker never holds more.
 A dequeue may also take messages beyond the free slots (prefetch), which
 wait, leased, for a slot. With ``prefetch="auto"`` (the default) it takes
 only what the queue's handlers are expected to start within a short horizon,
-from their recent completion rate (``Slots.ahead``): slow handlers get none,
+from how long their handlers recently took (``Slots.ahead``): slow handlers get none,
 fast ones get round trips that carry many rows.
 
 A queue with nothing running fetches as soon as a slot is free. A queue with
@@ -69,12 +69,9 @@ class QueueState:
     next_poll: float = 0.0
     #: time.monotonic() since when free slots wait for ``min_batch`` (None: not waiting).
     short_since: float | None = None
-    #: Handlers of this queue that returned since ``rate_since`` (prefetch="auto").
-    completions: int = 0
-    #: time.monotonic() since when ``completions`` counts (None: not started).
-    rate_since: float | None = None
-    #: Estimated handler completions per second (prefetch="auto").
-    rate: float = 0.0
+    #: Seconds a handler of this queue takes, a running average (None: none
+    #: has returned yet); prefetch="auto" fetches ahead from it.
+    duration: float | None = None
     #: Prefetched messages (the runtime's jobs), leased, waiting for a slot.
     ready: collections.deque[Any] = dataclasses.field(default_factory=collections.deque)
     #: Set whenever any of the above may have changed.
@@ -104,18 +101,19 @@ class Slots:
         *,
         horizon: float = 0.0,
         per_slot: int = 0,
-        rate_window: float = 1.0,
+        duration_weight: float = 1.0,
     ) -> None:
         """``prefetch``: messages fetched ahead of a free slot, at most, in all
-        (None: adaptive, ``horizon`` seconds of each queue's recent completion
-        rate, at most ``per_slot`` per slot of the queue, the rate measured
-        over ``rate_window``)."""
+        (None: adaptive, what each queue's handlers are expected to start
+        within ``horizon`` seconds, at most ``per_slot`` per slot of the
+        queue; each handler's duration weighs ``duration_weight`` in the
+        queue's running average)."""
         self.total = total
         self.backlog_limit = backlog_limit
         self.prefetch = prefetch
         self.horizon = horizon
         self.per_slot = per_slot
-        self.rate_window = rate_window
+        self.duration_weight = duration_weight
         self.used = 0
         self.backlog = 0
         #: Prefetched messages waiting for a slot, plus those a running
@@ -129,33 +127,39 @@ class Slots:
         """Messages ``q`` may fetch now to start at once: free slots, within the held bound."""
         return max(0, min(self.total - self.used, q.limit - q.used, self._held_room()))
 
-    def extra(self, q: QueueState, free: int, now: float) -> int:
+    def extra(self, q: QueueState, free: int) -> int:
         """Messages ``q`` may fetch beyond ``free`` to wait for a slot (prefetch):
         none while some of ``q``'s already wait, at most ``prefetch`` in all
         (adaptive: what ``q``'s handlers are expected to start within
         ``horizon``, see ``ahead``), within the held bound."""
         if q.ready:
             return 0
-        allowed = self.ahead(q, now) if self.prefetch is None else self.prefetch
+        allowed = self.ahead(q) if self.prefetch is None else self.prefetch
         if not allowed:
             return 0
         return max(0, min(allowed - self.waiting, self._held_room() - free))
 
-    def ahead(self, q: QueueState, now: float) -> int:
+    def ahead(self, q: QueueState) -> int:
         """Adaptive prefetch: the messages ``q``'s handlers are expected to
-        start within ``horizon`` seconds, from their recent completion rate
-        (an exponentially weighted average over ``rate_window``)."""
-        if q.rate_since is None:
-            q.rate_since = now
+        start within ``horizon`` seconds. Its slots each free up once per
+        handler duration (the running average), so they start about
+        slots x horizon / duration messages in that time; at most
+        ``per_slot`` per slot, and none before a handler has returned."""
+        if q.duration is None:
             return 0
-        elapsed = now - q.rate_since
-        if elapsed >= self.rate_window:
-            sample = q.completions / elapsed
-            keep = math.exp(-elapsed / self.rate_window)
-            q.rate = keep * q.rate + (1.0 - keep) * sample
-            q.completions = 0
-            q.rate_since = now
-        return min(self.per_slot * min(q.limit, self.total), int(q.rate * self.horizon))
+        slots = min(q.limit, self.total)
+        cap = self.per_slot * slots
+        work = slots * self.horizon  # slot-seconds to fill
+        if q.duration * cap <= work:
+            return cap
+        return int(work / q.duration)
+
+    def finished(self, q: QueueState, seconds: float) -> None:
+        """A handler of ``q`` returned after ``seconds``: update its running average."""
+        if q.duration is None:
+            q.duration = seconds
+        else:
+            q.duration += self.duration_weight * (seconds - q.duration)
 
     def startable(self, q: QueueState) -> bool:
         """A slot is free for one of ``q``'s waiting messages."""
@@ -181,7 +185,6 @@ class Slots:
         message waits for its outcome to be written."""
         self.used -= 1
         q.used -= 1
-        q.completions += 1
         self.backlog += 1
         self._wake()
 
@@ -239,8 +242,8 @@ class Fetcher:
         slots = self._slots
         while not self._stopping():
             free = slots.free(q)
+            extra = slots.extra(q, free)
             now = time.monotonic()
-            extra = slots.extra(q, free, now)
             timeout: float | None = None
             if free + extra > 0 and not q.ready:
                 if not (q.more or q.notified or now >= q.next_poll):

@@ -54,7 +54,7 @@ class Options:
     prefetch: int | None
     prefetch_horizon: float
     prefetch_per_slot: int
-    prefetch_rate_window: float
+    prefetch_duration_weight: float
     flush_interval: float
     flush_size: int
     grace_period: float
@@ -237,7 +237,7 @@ class Runtime:
             prefetch=opts.prefetch,
             horizon=opts.prefetch_horizon,
             per_slot=opts.prefetch_per_slot,
-            rate_window=opts.prefetch_rate_window,
+            duration_weight=opts.prefetch_duration_weight,
         )
         self._slots = slots
         self._threads = threads
@@ -547,8 +547,10 @@ class Runtime:
         q, m = job.queue, job.message
         counters = self.counters
         counters.running += 1
+        begun = time.monotonic()
         try:
             settlement, job.kind, job.after = await self._call(q, m)
+            self._slots.finished(q, time.monotonic() - begun)
         except asyncio.CancelledError:
             # The grace period ended (or a second signal): give the message back.
             err = {

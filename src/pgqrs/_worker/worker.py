@@ -29,9 +29,9 @@ from pgqrs._worker.defaults import (
     DEFAULT_LEASE_EXTEND_AT,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_PREFETCH,
+    DEFAULT_PREFETCH_DURATION_WEIGHT,
     DEFAULT_PREFETCH_HORIZON,
     DEFAULT_PREFETCH_PER_SLOT,
-    DEFAULT_PREFETCH_RATE_WINDOW,
     DEFAULT_REAP_INTERVAL,
     DEFAULT_SHUTDOWN_WRITE_TIMEOUT,
 )
@@ -104,7 +104,7 @@ class WorkerBase:
         while they wait for one (within the same held bound; given back,
         attempt refunded, on stop). ``"auto"`` (the default) adapts to the
         handlers' speed: only what the queue's handlers are expected to start
-        within a few milliseconds, from their recent completion rate, so slow
+        within a few milliseconds, from how long they recently took, so slow
         handlers get none and fast ones get round trips carrying many rows.
         An int from 0 fixes it (0: a message is leased only when a handler
         can start it).
@@ -157,7 +157,7 @@ class WorkerBase:
             prefetch=_prefetch(prefetch),
             prefetch_horizon=DEFAULT_PREFETCH_HORIZON,
             prefetch_per_slot=DEFAULT_PREFETCH_PER_SLOT,
-            prefetch_rate_window=DEFAULT_PREFETCH_RATE_WINDOW,
+            prefetch_duration_weight=DEFAULT_PREFETCH_DURATION_WEIGHT,
             flush_interval=_secs(flush_interval, "flush_interval", allow_zero=True),
             flush_size=_count(flush_size, "flush_size", MAX_BATCH),
             grace_period=_secs(grace_period, "grace_period", allow_zero=True),
