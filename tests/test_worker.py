@@ -362,8 +362,8 @@ async def test_auto_prefetch_takes_nothing_ahead_for_slow_handlers(
     queue: str, config: pgqrs.Config, sql: Conn, schema: str
 ) -> None:
     """Handlers lasting far longer than concurrency x the prefetch horizon
-    (here each one's work is 0.1 s, 4 at a time: at most 40 a second, so
-    0.2 expected to start within the 5 ms horizon): the default prefetch takes
+    (here each one's work is 0.1 s, 4 at a time: 4 x 0.002 / 0.1 = 0.08
+    expected to start within the 2 ms horizon): the default prefetch takes
     nothing ahead. With 24 messages waiting, the worker holds only the 4 it
     runs, and no dequeue takes a message beyond the free slots."""
     concurrency = 4

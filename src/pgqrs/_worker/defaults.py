@@ -37,22 +37,22 @@ DEFAULT_FETCH_DELAY = 0.002
 #: worker stops.
 DEFAULT_PREFETCH: Final[Literal["auto"]] = "auto"
 #: Seconds of work ``prefetch="auto"`` fetches ahead: a prefetched message is
-#: expected to wait no longer than this for a slot (a few dequeue round trips
-#: on a loaded 2-core machine). Handlers lasting longer than ``concurrency``
-#: x this get no prefetch at all (at concurrency 16: jobs over 80 ms); 10 ms
-#: handlers at concurrency 16 (about 1,400 jobs/s) held at most 8 ahead.
-#: No-op handlers reach the per-slot cap. Measured in interleaved rounds
-#: (no-op, concurrency 16): 0.002 s prefetched less and drained slower
-#: (median 14,000 jobs/s against 16,800 for 0.005 s); 0.01 s drained no
-#: faster (12,700 against 12,100, within noise) and held twice as many
-#: ahead of the 10 ms handlers (16).
-DEFAULT_PREFETCH_HORIZON = 0.005
+#: expected to wait no longer than this for a slot (about one dequeue round
+#: trip on a loaded 2-core machine). Handlers lasting longer than
+#: ``concurrency`` x this get no prefetch at all (at concurrency 16: jobs over
+#: 32 ms). Measured at concurrency 16, interleaved rounds, medians of 5:
+#: no-op handlers reach the per-slot cap (48) with 0.002 s as with 0.005 s;
+#: 2 ms handlers drained as fast with 0.002 s as with 0.005 s (4,449 and
+#: 4,392 jobs/s; 3,781 with prefetch 0) holding 14 ahead instead of 36;
+#: 10 ms handlers held 3 ahead instead of 7 (1,339 jobs/s against 1,428;
+#: 1,279 with prefetch 0).
+DEFAULT_PREFETCH_HORIZON = 0.002
 #: Most messages ``prefetch="auto"`` takes ahead, per slot of the queue's
 #: concurrency (and never more than ``batch_size`` in one dequeue): it bounds
 #: what a worker holds ahead when handlers turn slow suddenly, before the
 #: average duration has caught up. No-op handlers at concurrency 16 on a 2-core
 #: machine drained no faster with 4 or 6 per slot than with 3 (48, the
-#: fixed prefetch measured before), within noise.
+#: fixed prefetch measured before), within noise (rate-based estimate).
 DEFAULT_PREFETCH_PER_SLOT = 3
 #: Weight of each returning handler's duration in its queue's running
 #: average, from which ``prefetch="auto"`` expects slots to free up: a queue
