@@ -439,10 +439,15 @@ async def test_auto_prefetch_stops_when_handlers_slow_down(
     queue: str, config: pgqrs.Config, sql: Conn, schema: str
 ) -> None:
     """Fast handlers, then slow ones on the same queue: the messages fetched
-    ahead while the handlers were fast (at most 3 per slot) are all the
+    ahead while the handlers were fast (at most DEFAULT_PREFETCH_PER_SLOT
+    per slot) are all the
     worker holds ahead; once the slow ones finish, the rate estimate has
     dropped and dequeues take only the free slots again."""
-    concurrency, fast, slow = 4, 1000, 24
+    from pgqrs._worker.defaults import DEFAULT_PREFETCH_PER_SLOT
+
+    concurrency, fast = 4, 1000
+    cap = DEFAULT_PREFETCH_PER_SLOT * concurrency
+    slow = concurrency + cap + 3 * concurrency  # 3 rounds after the ones taken ahead
     worker = pgqrs.aio.Worker(config, concurrency=concurrency, poll_interval=0.05)
     at_slow_start: list[int] = []  # counters.prefetched as each slow handler starts
 
@@ -461,7 +466,8 @@ async def test_auto_prefetch_stops_when_handlers_slow_down(
     assert worker.counters.prefetched > 0  # the fast ones were prefetched
     # Slow messages taken ahead: at most the cap, all in the first round(s).
     ahead = at_slow_start[-1] - at_slow_start[0]
-    assert ahead <= 3 * concurrency, at_slow_start
+    assert ahead <= cap, at_slow_start
+    # The last 3 rounds of slow ones: nothing more taken ahead.
     assert at_slow_start[-3 * concurrency :] == [at_slow_start[-1]] * (3 * concurrency)
 
 

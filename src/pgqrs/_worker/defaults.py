@@ -41,19 +41,21 @@ DEFAULT_PREFETCH: Final[Literal["auto"]] = "auto"
 #: trip on a loaded 2-core machine). Handlers lasting longer than
 #: ``concurrency`` x this get no prefetch at all (at concurrency 16: jobs over
 #: 32 ms). Measured at concurrency 16, interleaved rounds, medians of 5:
-#: no-op handlers reach the per-slot cap (48) with 0.002 s as with 0.005 s;
+#: no-op handlers reach the per-slot cap with 0.002 s as with 0.005 s;
 #: 2 ms handlers drained as fast with 0.002 s as with 0.005 s (4,449 and
 #: 4,392 jobs/s; 3,781 with prefetch 0) holding 14 ahead instead of 36;
 #: 10 ms handlers held 3 ahead instead of 7 (1,339 jobs/s against 1,428;
 #: 1,279 with prefetch 0).
 DEFAULT_PREFETCH_HORIZON = 0.002
 #: Most messages ``prefetch="auto"`` takes ahead, per slot of the queue's
-#: concurrency (and never more than ``batch_size`` in one dequeue): it bounds
-#: what a worker holds ahead when handlers turn slow suddenly, before the
-#: average duration has caught up. No-op handlers at concurrency 16 on a 2-core
-#: machine drained no faster with 4 or 6 per slot than with 3 (48, the
-#: fixed prefetch measured before), within noise (rate-based estimate).
-DEFAULT_PREFETCH_PER_SLOT = 3
+#: concurrency (and never more than ``batch_size`` in one dequeue). Reached by
+#: fast handlers only; it bounds what a worker holds ahead when its handlers
+#: turn slow suddenly, for about one slow handler's duration (until the
+#: average duration has caught up). No-op handlers at concurrency 16 on a
+#: 2-core machine, interleaved rounds, medians of 5: 18,919 jobs/s with 6
+#: (96, so a dequeue brings up to the 100-row batch cap) against 17,471 with
+#: 3 (48) and 12,488 with prefetch 0, about half the dequeues of 3 per slot.
+DEFAULT_PREFETCH_PER_SLOT = 6
 #: Weight of each returning handler's duration in its queue's running
 #: average, from which ``prefetch="auto"`` expects slots to free up: a queue
 #: whose handlers slow down stops prefetching after one or two of the slow
