@@ -98,7 +98,7 @@ def w4(ctx: Ctx) -> Iterator[Result]:
     Every point runs at the worker's defaults (prefetch="auto"), except one at
     concurrency 16 with prefetch=0 (a message leased only when a handler can
     start it; the default before "auto"), for comparison. Concurrency 1
-    drains 5,000 (one job per round trip pair is slow); the sync-handler
+    drains 5,000 (a few jobs per round trip pair at most); the sync-handler
     points (a thread hop per job) drain 25,000, once. The points run in
     interleaved rounds (each point once per round), so a noisy neighbour
     weighs on all of them alike.

@@ -54,7 +54,9 @@ DEFAULT_PREFETCH_HORIZON = 0.002
 #: average duration has caught up). No-op handlers at concurrency 16 on a
 #: 2-core machine, interleaved rounds, medians of 5: 18,919 jobs/s with 6
 #: (96, so a dequeue brings up to the 100-row batch cap) against 17,471 with
-#: 3 (48) and 12,488 with prefetch 0, about half the dequeues of 3 per slot.
+#: 3 (48) and 12,488 with prefetch 0, about half the dequeues of 3 per slot;
+#: in a busier session it drained like a fixed prefetch of 48 (14,867 and
+#: 14,845; 10,180 with prefetch 0).
 DEFAULT_PREFETCH_PER_SLOT = 6
 #: Weight of each returning handler's duration in its queue's running
 #: average, from which ``prefetch="auto"`` expects slots to free up: a queue
