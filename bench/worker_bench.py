@@ -24,9 +24,6 @@ from bench.workloads import Ctx, Result, reset
 
 #: Seconds a worker benchmark may take before it is declared stuck.
 DEADLINE = 300.0
-#: The opt-in W4 point's Worker(prefetch=...): three times concurrency 16, so
-#: a round trip carries up to 64 rows (in a sweep, prefetch=16 barely helped).
-PREFETCH = 48
 
 
 class RunningWorker:
@@ -98,31 +95,40 @@ class RunningWorker:
 def w4(ctx: Ctx) -> Iterator[Result]:
     """W4: the worker runtime draining 50,000 jobs with a no-op handler, concurrency 1/16/64.
 
-    Concurrency 1 drains 5,000 (one job per round trip pair is slow); the
-    sync-handler points (a thread hop per job) drain 25,000, once.
+    Every point runs at the worker's defaults (prefetch="auto"), except one at
+    concurrency 16 with prefetch=0 (a message leased only when a handler can
+    start it; the default before "auto"), for comparison. Concurrency 1
+    drains 5,000 (a few jobs per round trip pair at most); the sync-handler
+    points (a thread hop per job) drain 25,000, once. The points run in
+    interleaved rounds (each point once per round), so a noisy neighbour
+    weighs on all of them alike.
     """
     full = 5_000 if ctx.quick else 50_000
-    points = [
-        ("async", 1, 0, full // 10, ctx.reps),
+    # (handler, concurrency, Worker(prefetch=...) or None for the default, jobs, runs)
+    points: list[tuple[str, int, int | None, int, int]] = [
+        ("async", 1, None, full // 10, ctx.reps),
+        ("async", 16, None, full, ctx.reps),
+        ("async", 64, None, full, ctx.reps),
+        ("sync", 16, None, full // 2, 1),
+        ("sync", 64, None, full // 2, 1),
         ("async", 16, 0, full, ctx.reps),
-        ("async", 64, 0, full, ctx.reps),
-        ("sync", 16, 0, full // 2, 1),
-        ("sync", 64, 0, full // 2, 1),
-        # Not the default: a dequeue may take PREFETCH messages beyond the free
-        # slots (Worker(prefetch=...)), so rounds carry more than 16 rows.
-        ("async", 16, PREFETCH, full, ctx.reps),
     ]
-    for kind, conc, prefetch, jobs, reps in points:
+    results: list[Result] = []
+    for kind, conc, prefetch, jobs, _reps in points:
         case = (
             f"concurrency={conc}"
             + ("" if kind == "async" else " sync handler")
-            + (f" prefetch={prefetch}" if prefetch else "")
+            + ("" if prefetch is None else f" prefetch={prefetch}")
         )
-        meta = {"jobs": jobs, "handler": kind, "prefetch": prefetch}
-        res = Result("W4", case, "pgqrs-worker", "jobs/s", [], meta)
-        for _rep in range(reps):
+        meta = {"jobs": jobs, "handler": kind, "prefetch": "auto" if prefetch is None else prefetch}
+        results.append(Result("W4", case, "pgqrs-worker", "jobs/s", [], meta))
+    for rep in range(max(p[4] for p in points)):
+        for (kind, conc, prefetch, jobs, reps), res in zip(points, results, strict=True):
+            if rep >= reps:
+                continue
             reset(ctx, "pgqrs", jobs)
-            w = RunningWorker(ctx.dsn, concurrency=conc, handler_kind=kind, prefetch=prefetch)
+            options = {} if prefetch is None else {"prefetch": prefetch}
+            w = RunningWorker(ctx.dsn, concurrency=conc, handler_kind=kind, **options)
             w.start()
             w.wait_for(
                 lambda w=w, n=jobs: w.worker.counters.completed >= n, f"{jobs} completed jobs"
@@ -132,8 +138,8 @@ def w4(ctx: Ctx) -> Iterator[Result]:
             assert w.first is not None
             rate = jobs / (end - w.first)
             res.runs.append(rate)
-            ctx.log(f"  W4 {case}: {rate:,.0f} jobs/s")
-        yield res
+            ctx.log(f"  W4 {res.case}: {rate:,.0f} jobs/s")
+    yield from results
 
 
 # --- W5 ----------------------------------------------------------------------------------

@@ -343,6 +343,138 @@ async def test_prefetched_messages_are_given_back_on_stop(
     assert waiting(sql, schema) == 8 and leased(sql, schema) == 0
 
 
+# -- prefetch="auto" (the default) ------------------------------------------------
+
+
+def test_bad_prefetch_values_are_refused(config: pgqrs.Config) -> None:
+    for cls in (pgqrs.Worker, pgqrs.aio.Worker):
+        for bad in ("Auto", "", -1, 10_001, 1.5, True, None, [4]):
+            with pytest.raises(pgqrs.InvalidArgument) as info:
+                cls(config, prefetch=bad)  # type: ignore[arg-type]
+            message = str(info.value)
+            assert 'prefetch must be "auto" or an int from 0 to 10000' in message
+            assert repr(bad) in message
+        for good in ("auto", 0, 48, 10_000):
+            cls(config, prefetch=good)  # type: ignore[arg-type]
+
+
+async def test_auto_prefetch_takes_nothing_ahead_for_slow_handlers(
+    queue: str, config: pgqrs.Config, sql: Conn, schema: str
+) -> None:
+    """Handlers lasting far longer than concurrency x the prefetch horizon
+    (here each one's work is 0.1 s, 4 at a time: 4 x 0.002 / 0.1 = 0.08
+    expected to start within the 2 ms horizon): the default prefetch takes
+    nothing ahead. With 24 messages waiting, the worker holds only the 4 it
+    runs, and no dequeue takes a message beyond the free slots."""
+    concurrency = 4
+    worker = pgqrs.aio.Worker(config, concurrency=concurrency, poll_interval=0.05)
+    seen: list[tuple[int, int]] = []  # (in_flight, prefetched) at each start
+    handled: list[int] = []
+
+    @worker.handler(queue)
+    async def handle(msg: pgqrs.Message) -> None:
+        await asyncio.sleep(0.1)  # the handler's work: slow I/O
+        handled.append(msg.id)
+
+    worker.subscribe(
+        "started", lambda _e: seen.append((worker.counters.in_flight, worker.counters.prefetched))
+    )
+    enqueue(config, queue, [{"n": i} for i in range(24)])
+    task = await started(worker)
+    await until(lambda: worker.counters.running == concurrency, what="4 handlers running")
+    assert worker.counters.in_flight == concurrency and leased(sql, schema) == concurrency
+    await until(lambda: archived(sql, schema) == 24, what="24 completions")
+    await stopped(worker, task)
+    assert sorted(handled) == sorted(set(handled)) and len(handled) == 24
+    assert len(seen) == 24
+    assert all(prefetched == 0 for _, prefetched in seen), seen
+    # Held at a start: the running ones, plus finished ones whose archive
+    # is not written yet (never a message waiting for a slot).
+    assert all(held <= 2 * concurrency for held, _ in seen), seen
+    c = worker.counters
+    assert (c.completed, c.prefetched, c.in_flight) == (24, 0, 0)
+
+
+@pytest.mark.parametrize("prefetch", ["default", "auto", 0])
+async def test_auto_prefetch_fetches_ahead_for_fast_handlers(
+    queue: str, config: pgqrs.Config, sql: Conn, schema: str, prefetch: str | int
+) -> None:
+    """No-op handlers: the default ("auto") prefetch takes messages beyond the
+    free slots (round trips carry more rows), within the held bound, and every
+    message is handled exactly once. prefetch=0 never does."""
+    concurrency, backlog = 4, 8
+    options: dict[str, Any] = {} if prefetch == "default" else {"prefetch": prefetch}
+    worker = pgqrs.aio.Worker(
+        config, concurrency=concurrency, completion_backlog=backlog, poll_interval=0.05, **options
+    )
+    handled: list[int] = []
+    peak = {"held": 0, "running": 0}
+
+    @worker.handler(queue)
+    async def handle(msg: pgqrs.Message) -> None:
+        handled.append(msg.id)
+
+    def observe(_e: pgqrs.JobEvent) -> None:
+        peak["held"] = max(peak["held"], worker.counters.in_flight)
+        peak["running"] = max(peak["running"], worker.counters.running)
+
+    worker.subscribe(None, observe)
+    n = 1500
+    ids = enqueue(config, queue, [{"n": i} for i in range(n)])
+    task = await started(worker)
+    await until(lambda: archived(sql, schema) == n, timeout=60, what=f"{n} completions")
+    await stopped(worker, task)
+    assert sorted(handled) == sorted(ids)  # each exactly once
+    assert peak["held"] <= concurrency + backlog and peak["running"] <= concurrency, peak
+    c = worker.counters
+    assert (c.completed, c.in_flight, c.running) == (n, 0, 0)
+    if prefetch == 0:
+        assert c.prefetched == 0
+    else:
+        assert c.prefetched > 0, "no dequeue took a message beyond the free slots"
+    assert waiting(sql, schema) == 0
+
+
+async def test_auto_prefetch_stops_when_handlers_slow_down(
+    queue: str, config: pgqrs.Config, sql: Conn, schema: str
+) -> None:
+    """Fast handlers, then slow ones on the same queue: the worker holds ahead
+    at most what it took while the handlers were fast (at most
+    DEFAULT_PREFETCH_PER_SLOT per slot); once slow ones have returned, the
+    average duration is long and dequeues take only the free slots again."""
+    from pgqrs._worker.defaults import DEFAULT_PREFETCH_PER_SLOT
+
+    concurrency, fast = 4, 1000
+    cap = DEFAULT_PREFETCH_PER_SLOT * concurrency
+    slow = concurrency + cap + 3 * concurrency  # 3 rounds after the most taken ahead
+    worker = pgqrs.aio.Worker(config, concurrency=concurrency, poll_interval=0.05)
+    # (in_flight, prefetched) as each slow handler starts
+    at_slow_start: list[tuple[int, int]] = []
+
+    @worker.handler(queue)
+    async def handle(msg: pgqrs.Message) -> None:
+        if msg.payload["slow"]:
+            c = worker.counters
+            at_slow_start.append((c.in_flight, c.prefetched))
+            await asyncio.sleep(0.1)  # the handler's work: slow I/O
+
+    enqueue(config, queue, [{"slow": False} for _ in range(fast)])
+    enqueue(config, queue, [{"slow": True} for _ in range(slow)])
+    task = await started(worker)
+    await until(lambda: archived(sql, schema) == fast + slow, timeout=60, what="all completions")
+    await stopped(worker, task)
+    assert len(at_slow_start) == slow
+    assert worker.counters.prefetched > 0  # the fast ones were prefetched
+    # Held at a slow start: running, finished (archive not written yet), and
+    # at most the cap waiting.
+    assert all(held <= 2 * concurrency + cap for held, _ in at_slow_start), at_slow_start
+    # The last 3 rounds: fetched for free slots only (nothing waiting, nothing
+    # more taken ahead).
+    last = at_slow_start[-3 * concurrency :]
+    assert all(held <= 2 * concurrency for held, _ in last), at_slow_start
+    assert {prefetched for _, prefetched in last} == {at_slow_start[-1][1]}, at_slow_start
+
+
 async def test_completions_share_one_statement(
     queue: str, config: pgqrs.Config, sql: Conn, schema: str
 ) -> None:

@@ -57,6 +57,8 @@ class Counters:
     dead: int = 0
     #: Outcomes not written because the lease was lost.
     lease_lost: int = 0
+    #: Messages dequeued ahead of a free slot (prefetched: they waited, leased, for one).
+    prefetched: int = 0
     #: Messages this worker holds leased right now: handlers running or about
     #: to start, prefetched ones waiting for a slot, plus those whose handler
     #: has returned and whose outcome waits to be written (the completion

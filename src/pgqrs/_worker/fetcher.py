@@ -9,6 +9,12 @@ than the room left under ``concurrency + completion_backlog`` messages held
 (running, or waiting for their write), so fetching waits while the writes
 lag that far behind: the worker never holds more.
 
+A dequeue may also take messages beyond the free slots (prefetch), which
+wait, leased, for a slot. With ``prefetch="auto"`` (the default) it takes
+only what the queue's handlers are expected to start within a short horizon,
+from how long their handlers recently took (``Slots.ahead``): slow handlers get none,
+fast ones get round trips that carry many rows.
+
 A queue with nothing running fetches as soon as a slot is free. A queue with
 handlers still running waits until a fraction of its slots is free (or a slot
 has waited ``fetch_delay``), so one round trip brings several messages rather
@@ -63,6 +69,9 @@ class QueueState:
     next_poll: float = 0.0
     #: time.monotonic() since when free slots wait for ``min_batch`` (None: not waiting).
     short_since: float | None = None
+    #: Seconds a handler of this queue takes, a running average (None: none
+    #: has returned yet); prefetch="auto" fetches ahead from it.
+    duration: float | None = None
     #: Prefetched messages (the runtime's jobs), leased, waiting for a slot.
     ready: collections.deque[Any] = dataclasses.field(default_factory=collections.deque)
     #: Set whenever any of the above may have changed.
@@ -88,11 +97,23 @@ class Slots:
         backlog_limit: int,
         queues: list[QueueState],
         batch_fraction: float,
-        prefetch: int = 0,
+        prefetch: int | None = 0,
+        *,
+        horizon: float = 0.0,
+        per_slot: int = 0,
+        duration_weight: float = 1.0,
     ) -> None:
+        """``prefetch``: messages fetched ahead of a free slot, at most, in all
+        (None: adaptive, what each queue's handlers are expected to start
+        within ``horizon`` seconds, at most ``per_slot`` per slot of the
+        queue; each handler's duration weighs ``duration_weight`` in the
+        queue's running average)."""
         self.total = total
         self.backlog_limit = backlog_limit
         self.prefetch = prefetch
+        self.horizon = horizon
+        self.per_slot = per_slot
+        self.duration_weight = duration_weight
         self.used = 0
         self.backlog = 0
         #: Prefetched messages waiting for a slot, plus those a running
@@ -108,10 +129,37 @@ class Slots:
 
     def extra(self, q: QueueState, free: int) -> int:
         """Messages ``q`` may fetch beyond ``free`` to wait for a slot (prefetch):
-        none while some already wait, at most ``prefetch`` in all, within the held bound."""
-        if not self.prefetch or q.ready:
+        none while some of ``q``'s already wait, at most ``prefetch`` in all
+        (adaptive: what ``q``'s handlers are expected to start within
+        ``horizon``, see ``ahead``), within the held bound."""
+        if q.ready:
             return 0
-        return max(0, min(self.prefetch - self.waiting, self._held_room() - free))
+        allowed = self.ahead(q) if self.prefetch is None else self.prefetch
+        if not allowed:
+            return 0
+        return max(0, min(allowed - self.waiting, self._held_room() - free))
+
+    def ahead(self, q: QueueState) -> int:
+        """Adaptive prefetch: the messages ``q``'s handlers are expected to
+        start within ``horizon`` seconds. Its slots each free up once per
+        handler duration (the running average), so they start about
+        slots x horizon / duration messages in that time; at most
+        ``per_slot`` per slot, and none before a handler has returned."""
+        if q.duration is None:
+            return 0
+        slots = min(q.limit, self.total)
+        cap = self.per_slot * slots
+        work = slots * self.horizon  # slot-seconds to fill
+        if q.duration * cap <= work:
+            return cap
+        return int(work / q.duration)
+
+    def finished(self, q: QueueState, seconds: float) -> None:
+        """A handler of ``q`` returned after ``seconds``: update its running average."""
+        if q.duration is None:
+            q.duration = seconds
+        else:
+            q.duration += self.duration_weight * (seconds - q.duration)
 
     def startable(self, q: QueueState) -> bool:
         """A slot is free for one of ``q``'s waiting messages."""

@@ -50,7 +50,11 @@ class Options:
     fetch_batch_fraction: float
     fetch_delay: float
     completion_backlog: int
-    prefetch: int
+    #: Fixed prefetch (None: adaptive, see the three fields below).
+    prefetch: int | None
+    prefetch_horizon: float
+    prefetch_per_slot: int
+    prefetch_duration_weight: float
     flush_interval: float
     flush_size: int
     grace_period: float
@@ -233,6 +237,9 @@ class Runtime:
             queues,
             opts.fetch_batch_fraction,
             prefetch=opts.prefetch,
+            horizon=opts.prefetch_horizon,
+            per_slot=opts.prefetch_per_slot,
+            duration_weight=opts.prefetch_duration_weight,
         )
         self._slots = slots
         self._threads = threads
@@ -444,6 +451,7 @@ class Runtime:
             for i, m in enumerate(messages):
                 self._give_back(self._track(q, m), waiting=i >= with_slot)
             return
+        self.counters.prefetched += len(messages) - with_slot
         for i, m in enumerate(messages):
             job = self._track(q, m)
             if i < with_slot:
@@ -542,8 +550,10 @@ class Runtime:
         q, m = job.queue, job.message
         counters = self.counters
         counters.running += 1
+        begun = time.monotonic()
         try:
             settlement, job.kind, job.after = await self._call(q, m)
+            self._slots.finished(q, time.monotonic() - begun)
         except asyncio.CancelledError:
             # The grace period ended (or a second signal): give the message back.
             err = {

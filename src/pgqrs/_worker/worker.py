@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pgqrs._async.admin import DEFAULT_WORKER_DEAD_AFTER, DEFAULT_WORKER_PRUNE_AFTER
 from pgqrs._config import Config
@@ -29,6 +29,9 @@ from pgqrs._worker.defaults import (
     DEFAULT_LEASE_EXTEND_AT,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_PREFETCH,
+    DEFAULT_PREFETCH_DURATION_WEIGHT,
+    DEFAULT_PREFETCH_HORIZON,
+    DEFAULT_PREFETCH_PER_SLOT,
     DEFAULT_REAP_INTERVAL,
     DEFAULT_SHUTDOWN_WRITE_TIMEOUT,
 )
@@ -42,6 +45,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _count(value: int, what: str, high: int, low: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise InvalidArgument(f"{what} must be an int from {low} to {high}, got {value!r}")
+    return value
+
+
+def _prefetch(value: int | Literal["auto"]) -> int | None:
+    """``prefetch`` checked: an int from 0 to MAX_BATCH, or "auto" (returned as None)."""
+    if value == "auto" and isinstance(value, str):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_BATCH:
+        raise InvalidArgument(
+            f'prefetch must be "auto" or an int from 0 to {MAX_BATCH}, got {value!r}'
+        )
     return value
 
 
@@ -72,7 +86,7 @@ class WorkerBase:
         flush_interval: Seconds = DEFAULT_FLUSH_INTERVAL,
         flush_size: int = DEFAULT_FLUSH_SIZE,
         completion_backlog: int = DEFAULT_COMPLETION_BACKLOG,
-        prefetch: int = DEFAULT_PREFETCH,
+        prefetch: int | Literal["auto"] = DEFAULT_PREFETCH,
         heartbeat_interval: Seconds = DEFAULT_HEARTBEAT_INTERVAL,
         reap_interval: Seconds = DEFAULT_REAP_INTERVAL,
         lease_extend_at: float = DEFAULT_LEASE_EXTEND_AT,
@@ -87,7 +101,13 @@ class WorkerBase:
         or waiting for their write); fetching waits while it holds that many.
         0 frees no room: a slot is reused only once its outcome is written.
         ``prefetch``: messages a dequeue may take beyond the free slots, leased
-        while they wait for one (within the same held bound; default 0: none).
+        while they wait for one (within the same held bound; given back,
+        attempt refunded, on stop). ``"auto"`` (the default) adapts to the
+        handlers' speed: only what the queue's handlers are expected to start
+        within a few milliseconds, from how long they recently took, so slow
+        handlers get none and fast ones get round trips carrying many rows.
+        An int from 0 fixes it (0: a message is leased only when a handler
+        can start it).
         ``poll_interval``: seconds between polls of an idle queue (NOTIFY wakes it sooner).
         ``poll_only``: no LISTEN (for pgBouncer in transaction mode), or pass
         ``listen_dsn``, a direct connection string used for LISTEN only.
@@ -134,7 +154,10 @@ class WorkerBase:
             fetch_batch_fraction=DEFAULT_FETCH_BATCH_FRACTION,
             fetch_delay=DEFAULT_FETCH_DELAY,
             completion_backlog=_count(completion_backlog, "completion_backlog", 1_000_000, low=0),
-            prefetch=_count(prefetch, "prefetch", MAX_BATCH, low=0),
+            prefetch=_prefetch(prefetch),
+            prefetch_horizon=DEFAULT_PREFETCH_HORIZON,
+            prefetch_per_slot=DEFAULT_PREFETCH_PER_SLOT,
+            prefetch_duration_weight=DEFAULT_PREFETCH_DURATION_WEIGHT,
             flush_interval=_secs(flush_interval, "flush_interval", allow_zero=True),
             flush_size=_count(flush_size, "flush_size", MAX_BATCH),
             grace_period=_secs(grace_period, "grace_period", allow_zero=True),
