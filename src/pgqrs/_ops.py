@@ -335,6 +335,13 @@ def encode_each(
     return [encode_json(v, what, max_bytes) for v in values]
 
 
+def optional_texts(values: list[str | None]) -> list[str | None] | None:
+    """One optional JSON text per message, or None (sent as NULL) when all are
+    None: unnest pads a NULL array with NULLs, and psycopg then dumps no list
+    (a list of 100 costs ~0.4 ms of client CPU, measured in the worker)."""
+    return values if any(v is not None for v in values) else None
+
+
 def outcomes(rows: list[tuple[Any, ...]]) -> dict[int, tuple[str, datetime.datetime | None]]:
     """Per message id: 'ok', 'lease_lost' or 'not_found', and the new visible_until
     (rows are FENCED_COLUMNS)."""

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pgqrs._async._db import Database
 from pgqrs._errors import ConnectionFailed, Error
 from pgqrs._models import Message
-from pgqrs._ops import leased_refs, outcomes
+from pgqrs._ops import array_literal, leased_refs, optional_texts, outcomes
 from pgqrs._worker.backoff import Reconnect
 
 logger = logging.getLogger("pgqrs.worker")
@@ -225,9 +225,10 @@ class Completer:
                 "message_archive",
                 [
                     *leased_refs([s.message for s in archives]),
-                    [s.status for s in archives],
-                    [s.result for s in archives],
-                    [s.error for s in archives],
+                    # 'completed' or 'dead': words, so an array literal.
+                    array_literal([s.status for s in archives]),
+                    optional_texts([s.result for s in archives]),
+                    optional_texts([s.error for s in archives]),
                 ],
             )
             _resolve(archives, rows, ambiguous="not_found")
@@ -238,7 +239,7 @@ class Completer:
                 [
                     *leased_refs([s.message for s in releases]),
                     [s.delay for s in releases],
-                    [s.error for s in releases],
+                    optional_texts([s.error for s in releases]),
                     [s.refund for s in releases],
                 ],
             )
