@@ -475,6 +475,68 @@ async def test_auto_prefetch_stops_when_handlers_slow_down(
     assert {prefetched for _, prefetched in last} == {at_slow_start[-1][1]}, at_slow_start
 
 
+async def test_auto_prefetch_gives_back_what_waited_too_long(
+    queue: str, config: pgqrs.Config, sql: Conn, schema: str
+) -> None:
+    """Handlers turn stuck after messages were prefetched for fast ones: after
+    DEFAULT_PREFETCH_MAX_WAIT the waiting ones are given back (not leased,
+    attempt refunded) for any worker to take, and nothing more is taken ahead;
+    everything still completes exactly once."""
+    concurrency, fast, stuck = 2, 300, 40
+    worker = pgqrs.aio.Worker(config, concurrency=concurrency, poll_interval=0.05)
+    gate = asyncio.Event()
+    handled: list[int] = []
+
+    @worker.handler(queue)
+    async def handle(msg: pgqrs.Message) -> None:
+        handled.append(msg.id)
+        if msg.payload["stuck"]:
+            await gate.wait()
+
+    enqueue(config, queue, [{"stuck": False} for _ in range(fast)])
+    enqueue(config, queue, [{"stuck": True} for _ in range(stuck)])
+    task = await started(worker)
+    # Both slots stuck, and messages taken ahead of them.
+    await until(
+        lambda: worker.counters.running == concurrency and worker.counters.in_flight > concurrency,
+        what="stuck handlers with prefetched messages waiting",
+    )
+    # Given back: only the two running ones stay leased.
+    await until(
+        lambda: (
+            worker.counters.in_flight == concurrency
+            and one(
+                sql,
+                f'SELECT count(*) FROM "{schema}".messages WHERE lease IS NOT NULL '
+                "AND visible_at > now()",
+            )
+            == concurrency
+        ),
+        timeout=10,
+        what="the prefetched messages given back",
+    )
+    # Attempts counted: the running ones only (the given back were refunded).
+    assert one(sql, f'SELECT count(*) FROM "{schema}".messages WHERE attempts > 0') == concurrency
+    gate.set()
+    await until(lambda: archived(sql, schema) == fast + stuck, timeout=30, what="all completions")
+    await stopped(worker, task)
+    assert sorted(handled) == sorted(set(handled)) and len(handled) == fast + stuck
+
+
+def test_auto_prefetch_takes_nothing_ahead_once_a_wait_showed_slow_handlers() -> None:
+    """Slots.slowed (a prefetched message waited that long): no more fetched ahead."""
+    from pgqrs._worker.fetcher import QueueState, Slots
+    from pgqrs._worker.handlers import HandlerSpec
+
+    spec = HandlerSpec(queue="tasks", func=lambda m: None, is_async=False)
+    q = QueueState(name="tasks", spec=spec, limit=4)
+    slots = Slots(4, 200, [q], 0.25, prefetch=None, horizon=0.002, per_slot=6, duration_weight=0.25)
+    slots.finished(q, 0.0001)  # no-op handlers: the cap
+    assert slots.ahead(q) == 24
+    slots.slowed(q, 0.5)
+    assert slots.ahead(q) == 0 and slots.extra(q, 0) == 0
+
+
 async def test_completions_share_one_statement(
     queue: str, config: pgqrs.Config, sql: Conn, schema: str
 ) -> None:

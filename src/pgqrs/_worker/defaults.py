@@ -50,8 +50,9 @@ DEFAULT_PREFETCH_HORIZON = 0.002
 #: Most messages ``prefetch="auto"`` takes ahead, per slot of the queue's
 #: concurrency (and never more than ``batch_size`` in one dequeue). Reached by
 #: fast handlers only; it bounds what a worker holds ahead when its handlers
-#: turn slow suddenly, for about one slow handler's duration (until the
-#: average duration has caught up). No-op handlers at concurrency 16 on a
+#: turn slow suddenly, until one of them returns or
+#: ``DEFAULT_PREFETCH_MAX_WAIT`` has passed (then the waiting ones are given
+#: back). No-op handlers at concurrency 16 on a
 #: 2-core machine, interleaved rounds, medians of 5: 18,919 jobs/s with 6
 #: (96, so a dequeue brings up to the 100-row batch cap) against 17,471 with
 #: 3 (48) and 12,488 with prefetch 0, about half the dequeues of 3 per slot;
@@ -67,6 +68,14 @@ DEFAULT_PREFETCH_PER_SLOT = 6
 #: have slowed down, and falls when the machine is busy (smaller batches,
 #: more round trips, just when they cost most); a no-op handler stays short.
 DEFAULT_PREFETCH_DURATION_WEIGHT = 0.25
+#: ``prefetch="auto"``: seconds a prefetched message may wait for a slot
+#: before it is given back (attempt refunded) for any worker to take. Auto
+#: expects a wait of about ``DEFAULT_PREFETCH_HORIZON``; one 250 times longer
+#: means the handlers turned slow, or stuck, after the dequeue (their
+#: average only learns that when they return). The queue's handlers are then
+#: taken to last at least that long, so nothing more is fetched ahead until
+#: they prove faster.
+DEFAULT_PREFETCH_MAX_WAIT = 0.5
 #: Seconds a finished job's archive/release waits to share one statement with
 #: others finishing at about the same time.
 DEFAULT_FLUSH_INTERVAL = 0.005

@@ -161,6 +161,11 @@ class Slots:
         else:
             q.duration += self.duration_weight * (seconds - q.duration)
 
+    def slowed(self, q: QueueState, seconds: float) -> None:
+        """No slot of ``q`` freed up for a prefetched message in ``seconds``:
+        its handlers last at least that long (until they return faster)."""
+        q.duration = max(q.duration or 0.0, seconds)
+
     def startable(self, q: QueueState) -> bool:
         """A slot is free for one of ``q``'s waiting messages."""
         return self.used < self.total and q.used < q.limit

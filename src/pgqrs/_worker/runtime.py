@@ -55,6 +55,7 @@ class Options:
     prefetch_horizon: float
     prefetch_per_slot: int
     prefetch_duration_weight: float
+    prefetch_max_wait: float
     flush_interval: float
     flush_size: int
     grace_period: float
@@ -84,6 +85,8 @@ class Job:
     kind: str | None = None
     #: The event to emit once the outcome is written (None: nobody subscribed).
     after: JobEvent | None = None
+    #: time.monotonic() when it was prefetched (it waits in its queue's ``ready``).
+    ready_since: float = 0.0
 
 
 class Runtime:
@@ -452,12 +455,18 @@ class Runtime:
                 self._give_back(self._track(q, m), waiting=i >= with_slot)
             return
         self.counters.prefetched += len(messages) - with_slot
+        now = time.monotonic()
         for i, m in enumerate(messages):
             job = self._track(q, m)
             if i < with_slot:
                 job.task = asyncio.create_task(self._run_job(job), name=f"pgqrs-job-{m.id}")
             else:
+                job.ready_since = now
                 q.ready.append(job)  # prefetched: starts when a slot frees up
+        if len(messages) > with_slot and self.options.prefetch is None:
+            asyncio.get_running_loop().call_later(
+                self.options.prefetch_max_wait, self._give_back_stale, q
+            )
         if q.ready:
             # Slots freed while the dequeue ran (nothing may be left running
             # to start these when it returns).
@@ -498,6 +507,29 @@ class Runtime:
                 job.task = asyncio.create_task(
                     self._run_job(job), name=f"pgqrs-job-{job.message.id}"
                 )
+
+    def _give_back_stale(self, q: QueueState) -> None:
+        """prefetch="auto": give back the prefetched messages of ``q`` that have
+        waited ``prefetch_max_wait`` for a slot (its handlers turned slow after
+        the dequeue), so that any worker may take them, and stop fetching ahead."""
+        if self._stopping:
+            return
+        now = time.monotonic()
+        limit = self.options.prefetch_max_wait
+        stale: list[Job] = []
+        while q.ready and now - q.ready[0].ready_since >= limit:  # oldest first
+            stale.append(q.ready.popleft())
+        if not stale:
+            return
+        self._slots.slowed(q, now - stale[0].ready_since)
+        logger.info(
+            "gave back %d prefetched message(s) of %r: none started within %.1fs",
+            len(stale),
+            q.name,
+            limit,
+        )
+        for job in stale:
+            self._give_back(job, waiting=True)
 
     def _give_back_waiting(self) -> None:
         """Stopping: give back the prefetched messages no handler will start."""
