@@ -7,6 +7,7 @@ caller's loop) and ``pgqrs.Worker`` (run on a loop of its own).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -85,8 +86,6 @@ class Job:
     kind: str | None = None
     #: The event to emit once the outcome is written (None: nobody subscribed).
     after: JobEvent | None = None
-    #: time.monotonic() when it was prefetched (it waits in its queue's ``ready``).
-    ready_since: float = 0.0
 
 
 class Runtime:
@@ -455,17 +454,17 @@ class Runtime:
                 self._give_back(self._track(q, m), waiting=i >= with_slot)
             return
         self.counters.prefetched += len(messages) - with_slot
-        now = time.monotonic()
+        ahead: list[Job] = []
         for i, m in enumerate(messages):
             job = self._track(q, m)
             if i < with_slot:
                 job.task = asyncio.create_task(self._run_job(job), name=f"pgqrs-job-{m.id}")
             else:
-                job.ready_since = now
                 q.ready.append(job)  # prefetched: starts when a slot frees up
-        if len(messages) > with_slot and self.options.prefetch is None:
+                ahead.append(job)
+        if ahead and self.options.prefetch is None:
             asyncio.get_running_loop().call_later(
-                self.options.prefetch_max_wait, self._give_back_stale, q
+                self.options.prefetch_max_wait, self._give_back_stale, q, ahead
             )
         if q.ready:
             # Slots freed while the dequeue ran (nothing may be left running
@@ -508,28 +507,32 @@ class Runtime:
                     self._run_job(job), name=f"pgqrs-job-{job.message.id}"
                 )
 
-    def _give_back_stale(self, q: QueueState) -> None:
-        """prefetch="auto": give back the prefetched messages of ``q`` that have
-        waited ``prefetch_max_wait`` for a slot (its handlers turned slow after
-        the dequeue), so that any worker may take them, and stop fetching ahead."""
+    def _give_back_stale(self, q: QueueState, ahead: list[Job]) -> None:
+        """prefetch="auto": ``prefetch_max_wait`` after a dequeue took ``ahead``
+        beyond the free slots, give back those still waiting for a slot (the
+        queue's handlers turned slow after the dequeue), so that any worker may
+        take them, and stop fetching ahead."""
         if self._stopping:
             return
-        now = time.monotonic()
-        limit = self.options.prefetch_max_wait
-        stale: list[Job] = []
-        while q.ready and now - q.ready[0].ready_since >= limit:  # oldest first
-            stale.append(q.ready.popleft())
+        # Still waiting: not started (no task) and not given back (settling).
+        stale = {id(j) for j in ahead if j.task is None and not j.settling}
         if not stale:
             return
-        self._slots.slowed(q, now - stale[0].ready_since)
+        waited = self.options.prefetch_max_wait
+        self._slots.slowed(q, waited)
         logger.info(
             "gave back %d prefetched message(s) of %r: none started within %.1fs",
             len(stale),
             q.name,
-            limit,
+            waited,
         )
-        for job in stale:
-            self._give_back(job, waiting=True)
+        keep: collections.deque[Job] = collections.deque()
+        for job in q.ready:
+            if id(job) in stale:
+                self._give_back(job, waiting=True)
+            else:
+                keep.append(job)
+        q.ready = keep
 
     def _give_back_waiting(self) -> None:
         """Stopping: give back the prefetched messages no handler will start."""
