@@ -23,6 +23,7 @@ from pgqrs._ops import (
     dequeue_result,
     encode_each,
     fenced_refs,
+    outcomes,
 )
 from pgqrs._ops import seconds as to_seconds
 from pgqrs._validate import validate_queue_name
@@ -139,7 +140,7 @@ class Consumer(Client):
         )
         check_fenced(rows, "extend", self._leases)
         # Every row is 'ok' here (check_fenced raised otherwise): each has its new time.
-        until = {msg_id: visible_until for msg_id, _outcome, visible_until in rows}
+        until = {i: t for i, (_outcome, t) in outcomes(rows).items() if t is not None}
         for m in msgs:
             if isinstance(m, Message):
                 m.visible_until = until[m.id]

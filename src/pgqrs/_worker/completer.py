@@ -249,9 +249,9 @@ class Completer:
 def _resolve(settlements: list[Settlement], rows: list[tuple[Any, ...]], ambiguous: str) -> None:
     """Set each settlement's outcome. After a failed attempt whose commit may have
     gone through, the ``ambiguous`` outcome means our own earlier write landed."""
-    by_id = {msg_id: outcome for msg_id, (outcome, _until) in outcomes(rows).items()}
+    by_id = outcomes(rows)
     for s in settlements:
-        outcome = by_id.get(s.message.id, "not_found")
+        outcome = by_id.get(s.message.id, ("not_found", None))[0]
         if s.failures and outcome == ambiguous:
             logger.debug(
                 "message %s: %s on retry, taken as written by the earlier attempt",
