@@ -11,12 +11,11 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import BaseRowFactory, dict_row, tuple_row
-from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from pgqrs._config import Config, mask_dsn
 from pgqrs._errors import ConnectionFailed, Error, translate
-from pgqrs._payload import decode_json
+from pgqrs._payload import JsonTextLoader
 from pgqrs._sql import queries
 
 Row = dict[str, Any]
@@ -66,8 +65,10 @@ def make_pool(config: Config) -> ConnectionPool:
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
-    """Set up each new pool connection: decode json/jsonb with ``decode_json``."""
-    set_json_loads(decode_json, conn)
+    """Set up each new pool connection: decode json/jsonb with ``decode_json``
+    (text results: pgqrs asks for no binary ones)."""
+    conn.adapters.register_loader("json", JsonTextLoader)
+    conn.adapters.register_loader("jsonb", JsonTextLoader)
 
 
 class Database:
