@@ -7,14 +7,13 @@ named query; building its parameters and reading its rows happens here, once.
 from __future__ import annotations
 
 import datetime
-import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pgqrs._errors import InvalidArgument, LeaseExpired, LeaseNotHeld, queue_not_found
 from pgqrs._models import Message
-from pgqrs._payload import encode_headers, encode_json, encode_payload
+from pgqrs._payload import decode_json, encode_headers, encode_json, encode_payload
 from pgqrs._validate import validate_status
 
 #: A Message, or the id of one this Consumer dequeued.
@@ -174,7 +173,9 @@ def insert_result(rows: list[tuple[Any, ...]], params: list[Any]) -> list[Messag
     header_text = headers[0]
     rows = sorted(rows)  # by id (INSERT_COLUMNS): ids follow the payloads' order
     # One parse of the whole array costs less than one call per payload.
-    values = json.loads(payload_array(payloads)) if len(payloads) > 1 else [json.loads(payloads[0])]
+    values = (
+        decode_json(payload_array(payloads)) if len(payloads) > 1 else [decode_json(payloads[0])]
+    )
     return [
         Message(
             id=msg_id,
@@ -185,7 +186,7 @@ def insert_result(rows: list[tuple[Any, ...]], params: list[Any]) -> list[Messag
             enqueued_at=enqueued_at,
             dequeued_at=None,
             visible_until=visible_until,
-            headers={} if header_text is None else json.loads(header_text),
+            headers={} if header_text is None else decode_json(header_text),
         )
         for (msg_id, enqueued_at, visible_until, _notified), value in zip(rows, values, strict=True)
     ]
