@@ -3,7 +3,7 @@
 A pool that pgqrs makes keeps one cursor per statement on each connection,
 so that psycopg's per-cursor set-up is paid once. These tests pin what must
 stay true while it does: each call gets its own rows, a failed statement
-leaves no cursor behind, a large result is not kept, and a caller's own pool
+leaves no cursor behind, a kept cursor keeps no result, and a caller's own pool
 (plain connections, perhaps not autocommit) still commits.
 """
 
@@ -17,7 +17,7 @@ import psycopg_pool
 import pytest
 
 import pgqrs
-from pgqrs._sync._db import REUSED_CURSOR_MAX_ROWS, PooledConnection
+from pgqrs._sync._db import PooledConnection
 
 
 @pytest.fixture
@@ -59,21 +59,21 @@ def test_a_statement_reuses_its_cursor_and_each_call_gets_its_own_rows(
         assert _kept(one_conn_pool)[dequeue_sql] is cursor
 
 
-def test_a_large_result_is_not_kept(
+def test_a_kept_cursor_holds_no_result_memory(
     config: pgqrs.Config, queue: str, one_conn_pool: psycopg_pool.ConnectionPool
 ) -> None:
-    many = REUSED_CURSOR_MAX_ROWS + 1
     with (
         pgqrs.Producer(config, queue, pool=one_conn_pool) as producer,
         pgqrs.Consumer(config, queue, pool=one_conn_pool) as consumer,
     ):
-        producer.enqueue_batch([{"n": n} for n in range(many)])
+        producer.enqueue_batch([{"n": n, "pad": "x" * 1000} for n in range(1000)])
         dequeue_sql = consumer._db.queries["message_dequeue"]
-        assert len(consumer.dequeue(batch=many)) == many
-        assert dequeue_sql not in _kept(one_conn_pool)
-        producer.enqueue({"n": many})
+        assert len(consumer.dequeue(batch=1000)) == 1000
+        result = _kept(one_conn_pool)[dequeue_sql].pgresult
+        # Freed (libpq's PQclear): nothing of the 1,000 rows stays with the cursor.
+        assert result is None or result.pgresult_ptr is None
+        producer.enqueue({"n": 1000})
         assert consumer.dequeue() is not None
-        assert dequeue_sql in _kept(one_conn_pool)
 
 
 def test_a_failed_statement_drops_its_cursor_and_the_next_call_works(

@@ -21,11 +21,6 @@ Row = dict[str, Any]
 #: their column positions are named in pgqrs._ops).
 TupleRow = tuple[Any, ...]
 
-#: A cursor kept for reuse drops its result once a call returned more rows
-#: than this (the cursor is closed instead), so an idle pool connection never
-#: pins a large batch's result in memory.
-REUSED_CURSOR_MAX_ROWS = 1_000
-
 
 class PooledConnection(psycopg.AsyncConnection[Any]):
     """A connection of a pool pgqrs made: it keeps one cursor per statement.
@@ -223,10 +218,11 @@ async def _execute_reusing(
     except BaseException:
         await cur.close()
         raise
-    if len(rows) <= REUSED_CURSOR_MAX_ROWS:
-        conn.statement_cursors[sql] = cur
-    else:
-        await cur.close()
+    if cur.pgresult is not None:
+        # The rows are Python objects now: free the result rather than keep
+        # it in memory until the statement runs again on this connection.
+        cur.pgresult.clear()
+    conn.statement_cursors[sql] = cur
     return rows
 
 
