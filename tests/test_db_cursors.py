@@ -28,6 +28,18 @@ def one_conn_pool(config: pgqrs.Config) -> Iterator[psycopg_pool.ConnectionPool]
     pool.close()
 
 
+@pytest.fixture
+def clients(
+    config: pgqrs.Config, queue: str, one_conn_pool: psycopg_pool.ConnectionPool
+) -> Iterator[tuple[pgqrs.Producer, pgqrs.Consumer]]:
+    """A Producer and a Consumer of ``queue`` sharing the pool's one connection."""
+    with (
+        pgqrs.Producer(config, queue, pool=one_conn_pool) as producer,
+        pgqrs.Consumer(config, queue, pool=one_conn_pool) as consumer,
+    ):
+        yield producer, consumer
+
+
 def _kept(pool: psycopg_pool.ConnectionPool) -> dict[str, psycopg.RawCursor]:
     """The idle cursors of the pool's one connection, by SQL text."""
     conn = pool.getconn()
@@ -39,41 +51,35 @@ def _kept(pool: psycopg_pool.ConnectionPool) -> dict[str, psycopg.RawCursor]:
 
 
 def test_a_statement_reuses_its_cursor_and_each_call_gets_its_own_rows(
-    config: pgqrs.Config, queue: str, one_conn_pool: psycopg_pool.ConnectionPool
+    clients: tuple[pgqrs.Producer, pgqrs.Consumer], one_conn_pool: psycopg_pool.ConnectionPool
 ) -> None:
-    with (
-        pgqrs.Producer(config, queue, pool=one_conn_pool) as producer,
-        pgqrs.Consumer(config, queue, pool=one_conn_pool) as consumer,
-    ):
-        producer.enqueue_batch([{"n": n} for n in range(3)])
-        dequeue_sql = consumer._db.queries["message_dequeue"]
-        first = consumer.dequeue()
-        cursor = _kept(one_conn_pool)[dequeue_sql]
-        second = consumer.dequeue()
-        assert _kept(one_conn_pool)[dequeue_sql] is cursor
-        rest = consumer.dequeue(batch=5)
-        assert consumer.dequeue(batch=5) == []
-        assert first is not None and second is not None
-        assert [m.payload["n"] for m in [first, second, *rest]] == [0, 1, 2]
-        assert consumer.delete_batch([first, second, *rest]) == [first.id, second.id, rest[0].id]
-        assert _kept(one_conn_pool)[dequeue_sql] is cursor
+    producer, consumer = clients
+    producer.enqueue_batch([{"n": n} for n in range(3)])
+    dequeue_sql = consumer._db.queries["message_dequeue"]
+    first = consumer.dequeue()
+    cursor = _kept(one_conn_pool)[dequeue_sql]
+    second = consumer.dequeue()
+    assert _kept(one_conn_pool)[dequeue_sql] is cursor
+    rest = consumer.dequeue(batch=5)
+    assert consumer.dequeue(batch=5) == []
+    assert first is not None and second is not None
+    assert [m.payload["n"] for m in [first, second, *rest]] == [0, 1, 2]
+    assert consumer.delete_batch([first, second, *rest]) == [first.id, second.id, rest[0].id]
+    assert _kept(one_conn_pool)[dequeue_sql] is cursor
 
 
 def test_a_kept_cursor_holds_no_result_memory(
-    config: pgqrs.Config, queue: str, one_conn_pool: psycopg_pool.ConnectionPool
+    clients: tuple[pgqrs.Producer, pgqrs.Consumer], one_conn_pool: psycopg_pool.ConnectionPool
 ) -> None:
-    with (
-        pgqrs.Producer(config, queue, pool=one_conn_pool) as producer,
-        pgqrs.Consumer(config, queue, pool=one_conn_pool) as consumer,
-    ):
-        producer.enqueue_batch([{"n": n, "pad": "x" * 1000} for n in range(1000)])
-        dequeue_sql = consumer._db.queries["message_dequeue"]
-        assert len(consumer.dequeue(batch=1000)) == 1000
-        result = _kept(one_conn_pool)[dequeue_sql].pgresult
-        # Freed (libpq's PQclear): nothing of the 1,000 rows stays with the cursor.
-        assert result is None or result.pgresult_ptr is None
-        producer.enqueue({"n": 1000})
-        assert consumer.dequeue() is not None
+    producer, consumer = clients
+    producer.enqueue_batch([{"n": n, "pad": "x" * 1000} for n in range(1000)])
+    dequeue_sql = consumer._db.queries["message_dequeue"]
+    assert len(consumer.dequeue(batch=1000)) == 1000
+    result = _kept(one_conn_pool)[dequeue_sql].pgresult
+    # Freed (libpq's PQclear): nothing of the 1,000 rows stays with the cursor.
+    assert result is None or result.pgresult_ptr is None
+    producer.enqueue({"n": 1000})
+    assert consumer.dequeue() is not None
 
 
 def test_a_failed_statement_drops_its_cursor_and_the_next_call_works(
