@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{eventually, TestDb};
-use pgqrs::worker::StopHandle;
+use pgqrs::worker::{Prefetch, StopHandle};
 use pgqrs::{Admin, JobError, Message, Producer, QueueOptions, QueueSettings, Worker, WorkerOptions};
 use serde_json::json;
 
@@ -1006,4 +1006,131 @@ async fn completion_backlog_is_checked() {
     assert_eq!(err.kind(), pgqrs::ErrorKind::InvalidArgument);
     assert!(err.to_string().contains("completion_backlog"), "{err}");
     assert_eq!(WorkerOptions::default().completion_backlog, 2 * pgqrs::worker::DEFAULT_FLUSH_SIZE);
+}
+
+/// The messages table: (attempts, leased) of each row, by id.
+async fn message_rows(db: &TestDb) -> Vec<(i32, bool)> {
+    let raw = db.raw().await;
+    let sql = format!("SELECT attempts, lease IS NOT NULL FROM \"{}\".messages ORDER BY id", db.schema);
+    raw.query(&sql, &[]).await.unwrap().iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+/// 300 no-op jobs at concurrency 2 with `prefetch`: the count of messages
+/// dequeued ahead of a free slot, once every job completed exactly once.
+async fn fast_jobs(prefetch: Prefetch) -> u64 {
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    producer.enqueue_batch(&(0..300).map(|i| json!(i)).collect::<Vec<_>>()).await.unwrap();
+    let options = WorkerOptions { concurrency: 2, prefetch, ..quick() };
+    let worker = Worker::new(&db.config, "jobs", options).await.unwrap();
+    let stats = worker.stats();
+    let handled: Arc<std::sync::Mutex<Vec<i64>>> = Arc::default();
+    let h = handled.clone();
+    let (stop, task) = start(worker, move |msg: Message| {
+        h.lock().unwrap().push(msg.id);
+        async { Ok::<_, JobError>(()) }
+    });
+    eventually(WAIT, "300 completions", || async {
+        (archived(&admin, "completed").await == 300).then_some(())
+    })
+    .await;
+    stop.stop();
+    task.await.unwrap().unwrap();
+    let mut ids = handled.lock().unwrap().clone();
+    assert_eq!(ids.len(), 300, "300 handler calls");
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 300, "each message handled once");
+    assert_eq!(stats.completed.load(Ordering::SeqCst), 300);
+    assert_eq!((stats.in_flight.load(Ordering::SeqCst), stats.running.load(Ordering::SeqCst)), (0, 0));
+    db.drop().await;
+    stats.prefetched.load(Ordering::SeqCst)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_prefetch_dequeues_ahead_of_free_slots_for_fast_handlers() {
+    assert_eq!(WorkerOptions::default().prefetch, Prefetch::Auto);
+    let prefetched = fast_jobs(Prefetch::Auto).await;
+    assert!(prefetched > 0, "dequeues brought more than the free slots");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetch_zero_leases_only_what_can_start() {
+    assert_eq!(fast_jobs(Prefetch::Fixed(0)).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_prefetched_messages_go_back_when_handlers_turn_slow() {
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    producer.enqueue_batch(&(0..10).map(|i| json!(i)).collect::<Vec<_>>()).await.unwrap();
+    let options = WorkerOptions { concurrency: 2, ..quick() };
+    let worker = Worker::new(&db.config, "jobs", options).await.unwrap();
+    let stats = worker.stats();
+    let g = gates();
+    let (started, gate, held) = g.clone();
+    gate.add_permits(1000); // only "held" handlers wait
+    let (stop, task) = start(worker, held_or_gated(g));
+    eventually(WAIT, "10 fast completions", || async {
+        (archived(&admin, "completed").await == 10).then_some(())
+    })
+    .await;
+    // The handlers were fast: the next dequeue takes messages ahead, then
+    // both slots get stuck.
+    let before = stats.prefetched.load(Ordering::SeqCst);
+    producer.enqueue_batch(&vec![json!("held"); 20]).await.unwrap();
+    eventually(WAIT, "both slots stuck, messages prefetched", || async {
+        let prefetched = stats.prefetched.load(Ordering::SeqCst) > before;
+        (started.load(Ordering::SeqCst) == 12 && prefetched).then_some(())
+    })
+    .await;
+    // Half a second later the waiting ones are given back, attempt refunded;
+    // only the two running stay leased, and nothing more is fetched ahead.
+    eventually(WAIT, "the prefetched messages given back", || async {
+        let rows = message_rows(&db).await;
+        let leased: Vec<_> = rows.iter().filter(|(_, leased)| *leased).collect();
+        (rows.len() == 20 && leased == [&(1, true); 2] && stats.in_flight.load(Ordering::SeqCst) == 2)
+            .then_some(rows)
+    })
+    .await
+    .iter()
+    .filter(|(_, leased)| !leased)
+    .for_each(|row| assert_eq!(*row, (0, false), "given back with the dequeue's attempt refunded"));
+    holds_for(Duration::from_millis(300), "two leased", || async {
+        message_rows(&db).await.iter().filter(|(_, leased)| *leased).count() == 2
+    })
+    .await;
+    held.add_permits(20);
+    eventually(WAIT, "30 completions", || async {
+        (archived(&admin, "completed").await == 30).then_some(())
+    })
+    .await;
+    stop.stop();
+    task.await.unwrap().unwrap();
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetched_messages_waiting_at_stop_go_back_refunded() {
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    producer.enqueue_batch(&(0..10).map(|i| json!(i)).collect::<Vec<_>>()).await.unwrap();
+    let options = WorkerOptions { concurrency: 1, prefetch: Prefetch::Fixed(5), ..quick() };
+    let worker = Worker::new(&db.config, "jobs", options).await.unwrap();
+    let stats = worker.stats();
+    let started = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (stop, task) = start(worker, gated(started.clone(), gate.clone()));
+    eventually(WAIT, "one running, five waiting", || async {
+        let leased = message_rows(&db).await.iter().filter(|(_, leased)| *leased).count();
+        let waiting =
+            stats.prefetched.load(Ordering::SeqCst) == 5 && stats.in_flight.load(Ordering::SeqCst) == 6;
+        (started.load(Ordering::SeqCst) == 1 && waiting && leased == 6).then_some(())
+    })
+    .await;
+    stop.stop();
+    gate.add_permits(10);
+    task.await.unwrap().unwrap();
+    assert_eq!(started.load(Ordering::SeqCst), 1, "no waiting message started after the stop");
+    assert_eq!(archived(&admin, "completed").await, 1);
+    assert_eq!(message_rows(&db).await, [(0, false); 9], "given back with the dequeue's attempt refunded");
+    assert_eq!(stats.in_flight.load(Ordering::SeqCst), 0);
+    db.drop().await;
 }
