@@ -1134,3 +1134,68 @@ async fn prefetched_messages_waiting_at_stop_go_back_refunded() {
     assert_eq!(stats.in_flight.load(Ordering::SeqCst), 0);
     db.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_whose_prefetch_went_stale_fetches_nothing_ahead() {
+    // "jobs" handlers are fast, until one gets stuck while "other" holds the
+    // worker's second slot: the messages "jobs" took ahead wait, and go back.
+    // Its handlers are then taken to be slow: once "other" frees its slot,
+    // "jobs" fetches one message per free slot, nothing ahead.
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    admin.create_queue("other").await.unwrap();
+    let other = Producer::new(&db.config, "other").await.unwrap();
+    producer.enqueue_batch(&(0..10).map(|i| json!(i)).collect::<Vec<_>>()).await.unwrap();
+    let options = WorkerOptions { concurrency: 2, ..quick() };
+    let worker = Worker::new(&db.config, ["jobs", "other"], options).await.unwrap();
+    let stats = worker.stats();
+    let started = Arc::new(AtomicUsize::new(0));
+    let (held, other_gate) =
+        (Arc::new(tokio::sync::Semaphore::new(0)), Arc::new(tokio::sync::Semaphore::new(0)));
+    let (s, h, o) = (started.clone(), held.clone(), other_gate.clone());
+    let (stop, task) = start(worker, move |msg: Message| {
+        let (s, h, o) = (s.clone(), h.clone(), o.clone());
+        async move {
+            s.fetch_add(1, Ordering::SeqCst);
+            if msg.queue == "other" {
+                o.acquire().await.unwrap().forget();
+            } else if msg.payload == json!("held") {
+                h.acquire().await.unwrap().forget();
+            }
+            Ok::<_, JobError>(())
+        }
+    });
+    eventually(WAIT, "10 fast completions", || async {
+        (archived_in(&admin, "jobs").await == 10).then_some(())
+    })
+    .await;
+    other.enqueue(&json!("held")).await.unwrap();
+    eventually(WAIT, "other's handler running", || async {
+        (started.load(Ordering::SeqCst) == 11).then_some(())
+    })
+    .await;
+    let before = stats.prefetched.load(Ordering::SeqCst);
+    let mut payloads = vec![json!("held")];
+    payloads.extend((0..8).map(|i| json!(i)));
+    producer.enqueue_batch(&payloads).await.unwrap();
+    eventually(WAIT, "one slot each stuck, messages of jobs prefetched", || async {
+        let prefetched = stats.prefetched.load(Ordering::SeqCst) > before;
+        (started.load(Ordering::SeqCst) == 12 && prefetched).then_some(())
+    })
+    .await;
+    eventually(WAIT, "the prefetched messages given back", || async {
+        let leased = message_rows(&db).await.iter().filter(|(_, leased)| *leased).count();
+        (leased == 2).then_some(())
+    })
+    .await;
+    let prefetched = stats.prefetched.load(Ordering::SeqCst);
+    other_gate.add_permits(1);
+    eventually(WAIT, "the 8 others completed", || async {
+        (archived_in(&admin, "jobs").await == 18).then_some(())
+    })
+    .await;
+    assert_eq!(stats.prefetched.load(Ordering::SeqCst), prefetched, "nothing more fetched ahead");
+    held.add_permits(1);
+    stop.stop();
+    task.await.unwrap().unwrap();
+    db.drop().await;
+}
