@@ -1199,3 +1199,28 @@ async fn a_queue_whose_prefetch_went_stale_fetches_nothing_ahead() {
     task.await.unwrap().unwrap();
     db.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetched_messages_of_a_short_batch_start_without_waiting_for_a_poll() {
+    // The dequeue asks for 1 + 5 and gets 3: the queue is drained, so the
+    // fetch loop waits for a NOTIFY or the (long) poll interval, while the
+    // two prefetched messages start as the slot frees up.
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    producer.enqueue_batch(&[json!(1), json!(2), json!(3)]).await.unwrap();
+    let options = WorkerOptions {
+        concurrency: 1,
+        prefetch: Prefetch::Fixed(5),
+        poll_interval: Duration::from_secs(60),
+        listen: false, // no wake-up at the LISTEN connection's start
+        ..quick()
+    };
+    let worker = Worker::new(&db.config, "jobs", options).await.unwrap();
+    let stats = worker.stats();
+    let (stop, task) = start(worker, |_msg: Message| async { Ok::<_, JobError>(()) });
+    eventually(WAIT, "3 completions", || async { (archived(&admin, "completed").await == 3).then_some(()) })
+        .await;
+    assert_eq!(stats.prefetched.load(Ordering::SeqCst), 2);
+    stop.stop();
+    task.await.unwrap().unwrap();
+    db.drop().await;
+}

@@ -312,8 +312,9 @@ impl Fetcher {
     /// [`Fetcher::start_waiting`]), take the permits for a dequeue (see
     /// [`Fetcher::permits`]) and places for the messages it may take ahead,
     /// dequeue that many; poll again at once after a full batch, else after a
-    /// NOTIFY or the poll interval. Ends at the first stop request (after its
-    /// current dequeue, whose messages the worker gives back).
+    /// NOTIFY or the poll interval (the messages taken ahead started first).
+    /// Ends at the first stop request (after its current dequeue, whose
+    /// messages the worker gives back, with those still waiting).
     pub(super) async fn fetch_loop(self: Arc<Self>, q: Arc<QueueState>, mut stop: watch::Receiver<u8>) {
         let mut reconnect = Reconnect::default();
         let mut give_back_at = None;
@@ -388,9 +389,15 @@ impl Fetcher {
             if got == asked {
                 continue; // a full batch: more may be waiting
             }
+            // Drained: poll again after a NOTIFY (kept by `wake` meanwhile)
+            // or the poll interval, the prefetched messages started first.
+            let next_poll = Instant::now() + self.poll_interval;
+            if !self.start_waiting(&q, &mut stop, give_back_at.take()).await {
+                return;
+            }
             tokio::select! {
                 _ = q.wake.notified() => {}
-                _ = tokio::time::sleep(self.poll_interval) => {}
+                _ = tokio::time::sleep_until(next_poll) => {}
                 _ = wait_level(&mut stop, 1) => return,
             }
         }
