@@ -1224,3 +1224,30 @@ async fn prefetched_messages_of_a_short_batch_start_without_waiting_for_a_poll()
     task.await.unwrap().unwrap();
     db.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_are_fetched_ahead_while_every_slot_is_busy() {
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    producer.enqueue(&json!(0)).await.unwrap();
+    let options = WorkerOptions { concurrency: 1, prefetch: Prefetch::Fixed(5), ..quick() };
+    let worker = Worker::new(&db.config, "jobs", options).await.unwrap();
+    let stats = worker.stats();
+    let started = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (stop, task) = start(worker, gated(started.clone(), gate.clone()));
+    eventually(WAIT, "the only slot busy", || async { (started.load(Ordering::SeqCst) == 1).then_some(()) })
+        .await;
+    producer.enqueue_batch(&(1..6).map(|i| json!(i)).collect::<Vec<_>>()).await.unwrap();
+    eventually(WAIT, "five more leased ahead", || async {
+        let leased = message_rows(&db).await.iter().filter(|(_, leased)| *leased).count();
+        (leased == 6 && stats.prefetched.load(Ordering::SeqCst) == 5).then_some(())
+    })
+    .await;
+    assert_eq!(started.load(Ordering::SeqCst), 1, "still one running");
+    gate.add_permits(6);
+    eventually(WAIT, "6 completions", || async { (archived(&admin, "completed").await == 6).then_some(()) })
+        .await;
+    stop.stop();
+    task.await.unwrap().unwrap();
+    db.drop().await;
+}

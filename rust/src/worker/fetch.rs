@@ -238,17 +238,46 @@ impl Fetcher {
         })
     }
 
-    /// The permits for the next dequeue of `q`: wait for one set, take every
-    /// other free one (up to `batch_cap`); while some of the queue's handlers
-    /// still run, wait for `min_batch` sets, at most [`DEFAULT_FETCH_DELAY`]
-    /// after the first. None: stopping.
-    async fn permits(&self, q: &QueueState, stop: &mut watch::Receiver<u8>) -> Option<Vec<Permits>> {
-        let first = tokio::select! {
-            p = self.acquire(q) => p,
-            _ = wait_level(stop, 1) => return None,
+    /// Places under the held bound for the messages a dequeue of `q` with
+    /// `free` slots may take ahead (see [`Prefetcher::reserve`]), reserved
+    /// until the dequeue has returned.
+    fn places(&self, q: &QueueState, free: usize) -> Vec<Held> {
+        let extra = self.prefetcher.reserve(&q.ahead, self.batch_cap - free);
+        let places = self.try_acquire_held(extra);
+        self.prefetcher.unreserve(extra - places.len());
+        places
+    }
+
+    /// The permits for the next dequeue of `q`, and places for the messages
+    /// it may take ahead: wait for one set of permits, take every other free
+    /// one (up to `batch_cap`); while some of the queue's handlers still run,
+    /// wait for `min_batch` sets, at most [`DEFAULT_FETCH_DELAY`] after the
+    /// first. With no slot free, a dequeue of messages ahead only goes at
+    /// once if it takes that many (or the queue has nothing running), as in
+    /// the Python worker: they start as slots free up, without a round trip.
+    /// None: stopping.
+    async fn permits(
+        &self,
+        q: &QueueState,
+        stop: &mut watch::Receiver<u8>,
+    ) -> Option<(Vec<Permits>, Vec<Held>)> {
+        let enough = q.min_batch.min(self.batch_cap);
+        let first = match self.try_acquire(q) {
+            Some(p) => p,
+            None => {
+                let places = self.places(q, 0);
+                if !places.is_empty() && (places.len() >= enough || q.active.load(Ordering::SeqCst) == 0) {
+                    return Some((Vec::new(), places));
+                }
+                self.prefetcher.unreserve(places.len());
+                drop(places);
+                tokio::select! {
+                    p = self.acquire(q) => p,
+                    _ = wait_level(stop, 1) => return None,
+                }
+            }
         };
         let mut permits = vec![first];
-        let enough = q.min_batch.min(self.batch_cap);
         let deadline = Instant::now() + DEFAULT_FETCH_DELAY;
         loop {
             while permits.len() < self.batch_cap {
@@ -258,12 +287,16 @@ impl Fetcher {
                 }
             }
             if permits.len() >= enough || q.active.load(Ordering::SeqCst) == 0 {
-                return Some(permits);
+                let places = self.places(q, permits.len());
+                return Some((permits, places));
             }
             // Handlers still running: let a few more slots free up first.
             tokio::select! {
                 p = self.acquire(q) => permits.push(p),
-                _ = tokio::time::sleep_until(deadline) => return Some(permits),
+                _ = tokio::time::sleep_until(deadline) => {
+                    let places = self.places(q, permits.len());
+                    return Some((permits, places));
+                }
                 _ = wait_level(stop, 1) => return None,
             }
         }
@@ -322,11 +355,8 @@ impl Fetcher {
             if !self.start_waiting(&q, &mut stop, give_back_at.take()).await {
                 return;
             }
-            let Some(mut permits) = self.permits(&q, &mut stop).await else { return };
+            let Some((mut permits, mut places)) = self.permits(&q, &mut stop).await else { return };
             let free = permits.len();
-            let extra = self.prefetcher.reserve(&q.ahead, self.batch_cap - free);
-            let mut places = self.try_acquire_held(extra);
-            self.prefetcher.unreserve(extra - places.len());
             let asked = free + places.len();
             let sent = Instant::now();
             let messages = match dequeue(&self.db, &q, asked, self.worker_id.load(Ordering::Relaxed)).await {
