@@ -43,6 +43,20 @@
 //! 2 ms have passed ([`DEFAULT_FETCH_DELAY`]), so that one round trip brings
 //! several messages; a queue with nothing running fetches at once.
 //!
+//! A dequeue may also take messages beyond the free slots
+//! ([`WorkerOptions::prefetch`]): they wait, leased (their leases extended
+//! like the others) and counted under the held bound, and start as slots
+//! free up, before the queue's next dequeue. [`Prefetch::Auto`] (the
+//! default, as in Python) takes what the queue's handlers are expected to
+//! start within [`DEFAULT_PREFETCH_HORIZON`] (2 ms), from the running average
+//! of their durations, at most [`DEFAULT_PREFETCH_PER_SLOT`] per slot and
+//! none before one has returned; those still waiting
+//! [`DEFAULT_PREFETCH_MAX_WAIT`] (0.5 s) after their dequeue are given back
+//! (attempt refunded) for any worker to take, and the queue fetches nothing
+//! ahead until its handlers prove faster. [`Prefetch::Fixed`] fixes the
+//! number waiting in all (0: a message is leased only when a handler can
+//! start it).
+//!
 //! A handler that returns `Ok(value)` has its message archived as
 //! `completed` with `value` (any `Serialize`, `()` for none) as the result.
 //! One that returns `Err` (or panics) has its message released with an
@@ -69,7 +83,8 @@
 //! completed, failed, retried, dead, lease lost), as in Python.
 //!
 //! On shutdown the worker stops fetching, gives back what a dequeue brought
-//! in after the stop (with the attempt refunded: no handler started), lets
+//! in after the stop and the prefetched messages still waiting (with the
+//! attempt refunded: no handler started), lets
 //! running handlers finish within `shutdown_grace`, then releases the
 //! messages of those still running (their attempt counts), writes the
 //! outcomes it holds and marks itself stopped.
