@@ -1251,3 +1251,12 @@ async fn messages_are_fetched_ahead_while_every_slot_is_busy() {
     task.await.unwrap().unwrap();
     db.drop().await;
 }
+
+#[tokio::test]
+async fn prefetch_is_checked() {
+    let db = TestDb::new();
+    let options = WorkerOptions { prefetch: Prefetch::Fixed(pgqrs::MAX_BATCH + 1), ..quick() };
+    let err = Worker::new(&db.config, "jobs", options).await.err().unwrap();
+    assert_eq!(err.kind(), pgqrs::ErrorKind::InvalidArgument);
+    assert!(err.to_string().contains("prefetch"), "{err}");
+}
