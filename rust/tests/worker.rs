@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{eventually, TestDb};
-use pgqrs::worker::StopHandle;
+use pgqrs::worker::{Prefetch, StopHandle};
 use pgqrs::{Admin, JobError, Message, Producer, QueueOptions, QueueSettings, Worker, WorkerOptions};
 use serde_json::json;
 
@@ -1006,4 +1006,257 @@ async fn completion_backlog_is_checked() {
     assert_eq!(err.kind(), pgqrs::ErrorKind::InvalidArgument);
     assert!(err.to_string().contains("completion_backlog"), "{err}");
     assert_eq!(WorkerOptions::default().completion_backlog, 2 * pgqrs::worker::DEFAULT_FLUSH_SIZE);
+}
+
+/// The messages table: (attempts, leased) of each row, by id.
+async fn message_rows(db: &TestDb) -> Vec<(i32, bool)> {
+    let raw = db.raw().await;
+    let sql = format!("SELECT attempts, lease IS NOT NULL FROM \"{}\".messages ORDER BY id", db.schema);
+    raw.query(&sql, &[]).await.unwrap().iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+/// 300 no-op jobs at concurrency 2 with `prefetch`: the count of messages
+/// dequeued ahead of a free slot, once every job completed exactly once.
+async fn fast_jobs(prefetch: Prefetch) -> u64 {
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    producer.enqueue_batch(&(0..300).map(|i| json!(i)).collect::<Vec<_>>()).await.unwrap();
+    let options = WorkerOptions { concurrency: 2, prefetch, ..quick() };
+    let worker = Worker::new(&db.config, "jobs", options).await.unwrap();
+    let stats = worker.stats();
+    let handled: Arc<std::sync::Mutex<Vec<i64>>> = Arc::default();
+    let h = handled.clone();
+    let (stop, task) = start(worker, move |msg: Message| {
+        h.lock().unwrap().push(msg.id);
+        async { Ok::<_, JobError>(()) }
+    });
+    eventually(WAIT, "300 completions", || async {
+        (archived(&admin, "completed").await == 300).then_some(())
+    })
+    .await;
+    stop.stop();
+    task.await.unwrap().unwrap();
+    let mut ids = handled.lock().unwrap().clone();
+    assert_eq!(ids.len(), 300, "300 handler calls");
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 300, "each message handled once");
+    assert_eq!(stats.completed.load(Ordering::SeqCst), 300);
+    assert_eq!((stats.in_flight.load(Ordering::SeqCst), stats.running.load(Ordering::SeqCst)), (0, 0));
+    db.drop().await;
+    stats.prefetched.load(Ordering::SeqCst)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_prefetch_dequeues_ahead_of_free_slots_for_fast_handlers() {
+    assert_eq!(WorkerOptions::default().prefetch, Prefetch::Auto);
+    let prefetched = fast_jobs(Prefetch::Auto).await;
+    assert!(prefetched > 0, "dequeues brought more than the free slots");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetch_zero_leases_only_what_can_start() {
+    assert_eq!(fast_jobs(Prefetch::Fixed(0)).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_prefetched_messages_go_back_when_handlers_turn_slow() {
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    producer.enqueue_batch(&(0..10).map(|i| json!(i)).collect::<Vec<_>>()).await.unwrap();
+    let options = WorkerOptions { concurrency: 2, ..quick() };
+    let worker = Worker::new(&db.config, "jobs", options).await.unwrap();
+    let stats = worker.stats();
+    let g = gates();
+    let (started, gate, held) = g.clone();
+    gate.add_permits(1000); // only "held" handlers wait
+    let (stop, task) = start(worker, held_or_gated(g));
+    eventually(WAIT, "10 fast completions", || async {
+        (archived(&admin, "completed").await == 10).then_some(())
+    })
+    .await;
+    // The handlers were fast: the next dequeue takes messages ahead, then
+    // both slots get stuck.
+    let before = stats.prefetched.load(Ordering::SeqCst);
+    producer.enqueue_batch(&vec![json!("held"); 20]).await.unwrap();
+    eventually(WAIT, "both slots stuck, messages prefetched", || async {
+        let prefetched = stats.prefetched.load(Ordering::SeqCst) > before;
+        (started.load(Ordering::SeqCst) == 12 && prefetched).then_some(())
+    })
+    .await;
+    // Half a second later the waiting ones are given back, attempt refunded;
+    // only the two running stay leased, and nothing more is fetched ahead.
+    eventually(WAIT, "the prefetched messages given back", || async {
+        let rows = message_rows(&db).await;
+        let leased: Vec<_> = rows.iter().filter(|(_, leased)| *leased).collect();
+        (rows.len() == 20 && leased == [&(1, true); 2] && stats.in_flight.load(Ordering::SeqCst) == 2)
+            .then_some(rows)
+    })
+    .await
+    .iter()
+    .filter(|(_, leased)| !leased)
+    .for_each(|row| assert_eq!(*row, (0, false), "given back with the dequeue's attempt refunded"));
+    holds_for(Duration::from_millis(300), "two leased", || async {
+        message_rows(&db).await.iter().filter(|(_, leased)| *leased).count() == 2
+    })
+    .await;
+    held.add_permits(20);
+    eventually(WAIT, "30 completions", || async {
+        (archived(&admin, "completed").await == 30).then_some(())
+    })
+    .await;
+    stop.stop();
+    task.await.unwrap().unwrap();
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetched_messages_waiting_at_stop_go_back_refunded() {
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    producer.enqueue_batch(&(0..10).map(|i| json!(i)).collect::<Vec<_>>()).await.unwrap();
+    let options = WorkerOptions { concurrency: 1, prefetch: Prefetch::Fixed(5), ..quick() };
+    let worker = Worker::new(&db.config, "jobs", options).await.unwrap();
+    let stats = worker.stats();
+    let started = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (stop, task) = start(worker, gated(started.clone(), gate.clone()));
+    eventually(WAIT, "one running, five waiting", || async {
+        let leased = message_rows(&db).await.iter().filter(|(_, leased)| *leased).count();
+        let waiting =
+            stats.prefetched.load(Ordering::SeqCst) == 5 && stats.in_flight.load(Ordering::SeqCst) == 6;
+        (started.load(Ordering::SeqCst) == 1 && waiting && leased == 6).then_some(())
+    })
+    .await;
+    stop.stop();
+    gate.add_permits(10);
+    task.await.unwrap().unwrap();
+    assert_eq!(started.load(Ordering::SeqCst), 1, "no waiting message started after the stop");
+    assert_eq!(archived(&admin, "completed").await, 1);
+    assert_eq!(message_rows(&db).await, [(0, false); 9], "given back with the dequeue's attempt refunded");
+    assert_eq!(stats.in_flight.load(Ordering::SeqCst), 0);
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_whose_prefetch_went_stale_fetches_nothing_ahead() {
+    // "jobs" handlers are fast, until one gets stuck while "other" holds the
+    // worker's second slot: the messages "jobs" took ahead wait, and go back.
+    // Its handlers are then taken to be slow: once "other" frees its slot,
+    // "jobs" fetches one message per free slot, nothing ahead.
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    admin.create_queue("other").await.unwrap();
+    let other = Producer::new(&db.config, "other").await.unwrap();
+    producer.enqueue_batch(&(0..10).map(|i| json!(i)).collect::<Vec<_>>()).await.unwrap();
+    let options = WorkerOptions { concurrency: 2, ..quick() };
+    let worker = Worker::new(&db.config, ["jobs", "other"], options).await.unwrap();
+    let stats = worker.stats();
+    let started = Arc::new(AtomicUsize::new(0));
+    let (held, other_gate) =
+        (Arc::new(tokio::sync::Semaphore::new(0)), Arc::new(tokio::sync::Semaphore::new(0)));
+    let (s, h, o) = (started.clone(), held.clone(), other_gate.clone());
+    let (stop, task) = start(worker, move |msg: Message| {
+        let (s, h, o) = (s.clone(), h.clone(), o.clone());
+        async move {
+            s.fetch_add(1, Ordering::SeqCst);
+            if msg.queue == "other" {
+                o.acquire().await.unwrap().forget();
+            } else if msg.payload == json!("held") {
+                h.acquire().await.unwrap().forget();
+            }
+            Ok::<_, JobError>(())
+        }
+    });
+    eventually(WAIT, "10 fast completions", || async {
+        (archived_in(&admin, "jobs").await == 10).then_some(())
+    })
+    .await;
+    other.enqueue(&json!("held")).await.unwrap();
+    eventually(WAIT, "other's handler running", || async {
+        (started.load(Ordering::SeqCst) == 11).then_some(())
+    })
+    .await;
+    let before = stats.prefetched.load(Ordering::SeqCst);
+    let mut payloads = vec![json!("held")];
+    payloads.extend((0..8).map(|i| json!(i)));
+    producer.enqueue_batch(&payloads).await.unwrap();
+    eventually(WAIT, "one slot each stuck, messages of jobs prefetched", || async {
+        let prefetched = stats.prefetched.load(Ordering::SeqCst) > before;
+        (started.load(Ordering::SeqCst) == 12 && prefetched).then_some(())
+    })
+    .await;
+    eventually(WAIT, "the prefetched messages given back", || async {
+        let leased = message_rows(&db).await.iter().filter(|(_, leased)| *leased).count();
+        (leased == 2).then_some(())
+    })
+    .await;
+    let prefetched = stats.prefetched.load(Ordering::SeqCst);
+    other_gate.add_permits(1);
+    eventually(WAIT, "the 8 others completed", || async {
+        (archived_in(&admin, "jobs").await == 18).then_some(())
+    })
+    .await;
+    assert_eq!(stats.prefetched.load(Ordering::SeqCst), prefetched, "nothing more fetched ahead");
+    held.add_permits(1);
+    stop.stop();
+    task.await.unwrap().unwrap();
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetched_messages_of_a_short_batch_start_without_waiting_for_a_poll() {
+    // The dequeue asks for 1 + 5 and gets 3: the queue is drained, so the
+    // fetch loop waits for a NOTIFY or the (long) poll interval, while the
+    // two prefetched messages start as the slot frees up.
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    producer.enqueue_batch(&[json!(1), json!(2), json!(3)]).await.unwrap();
+    let options = WorkerOptions {
+        concurrency: 1,
+        prefetch: Prefetch::Fixed(5),
+        poll_interval: Duration::from_secs(60),
+        listen: false, // no wake-up at the LISTEN connection's start
+        ..quick()
+    };
+    let worker = Worker::new(&db.config, "jobs", options).await.unwrap();
+    let stats = worker.stats();
+    let (stop, task) = start(worker, |_msg: Message| async { Ok::<_, JobError>(()) });
+    eventually(WAIT, "3 completions", || async { (archived(&admin, "completed").await == 3).then_some(()) })
+        .await;
+    assert_eq!(stats.prefetched.load(Ordering::SeqCst), 2);
+    stop.stop();
+    task.await.unwrap().unwrap();
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_are_fetched_ahead_while_every_slot_is_busy() {
+    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
+    producer.enqueue(&json!(0)).await.unwrap();
+    let options = WorkerOptions { concurrency: 1, prefetch: Prefetch::Fixed(5), ..quick() };
+    let worker = Worker::new(&db.config, "jobs", options).await.unwrap();
+    let stats = worker.stats();
+    let started = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (stop, task) = start(worker, gated(started.clone(), gate.clone()));
+    eventually(WAIT, "the only slot busy", || async { (started.load(Ordering::SeqCst) == 1).then_some(()) })
+        .await;
+    producer.enqueue_batch(&(1..6).map(|i| json!(i)).collect::<Vec<_>>()).await.unwrap();
+    eventually(WAIT, "five more leased ahead", || async {
+        let leased = message_rows(&db).await.iter().filter(|(_, leased)| *leased).count();
+        (leased == 6 && stats.prefetched.load(Ordering::SeqCst) == 5).then_some(())
+    })
+    .await;
+    assert_eq!(started.load(Ordering::SeqCst), 1, "still one running");
+    gate.add_permits(6);
+    eventually(WAIT, "6 completions", || async { (archived(&admin, "completed").await == 6).then_some(()) })
+        .await;
+    stop.stop();
+    task.await.unwrap().unwrap();
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn prefetch_is_checked() {
+    let db = TestDb::new();
+    let options = WorkerOptions { prefetch: Prefetch::Fixed(pgqrs::MAX_BATCH + 1), ..quick() };
+    let err = Worker::new(&db.config, "jobs", options).await.err().unwrap();
+    assert_eq!(err.kind(), pgqrs::ErrorKind::InvalidArgument);
+    assert!(err.to_string().contains("prefetch"), "{err}");
 }

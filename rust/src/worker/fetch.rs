@@ -11,6 +11,11 @@
 //! holds more than `concurrency + completion_backlog` messages, and fetching
 //! waits while the writes lag that far behind (backpressure).
 //!
+//! A dequeue may also take messages beyond the free slots (prefetch, see
+//! [`super::prefetch`]): each holds a held permit but no running permit, and
+//! waits in its queue's ready queue; the queue's fetch loop starts them as
+//! running permits free up, before its next dequeue.
+//!
 //! A queue with nothing running fetches as soon as a slot is free. A queue
 //! with handlers still running waits until [`DEFAULT_FETCH_BATCH_FRACTION`]
 //! of its slots are free (or a free slot has waited [`DEFAULT_FETCH_DELAY`]),
@@ -27,7 +32,9 @@ use tokio::time::Instant;
 use tokio_postgres::types::Type;
 
 use super::backoff::Reconnect;
-use super::options::{DEFAULT_FETCH_BATCH_FRACTION, DEFAULT_FETCH_DELAY};
+use super::leases::LeaseKeeper;
+use super::options::{Prefetch, DEFAULT_FETCH_BATCH_FRACTION, DEFAULT_FETCH_DELAY, DEFAULT_PREFETCH_MAX_WAIT};
+use super::prefetch::{Ahead, Prefetcher, Waiting};
 use super::{wait_level, WorkerStats};
 use crate::consumer::{dequeue_result, DEQUEUE_DEAD_RETRIES};
 use crate::db::Db;
@@ -52,6 +59,8 @@ pub(super) struct QueueState {
     /// This queue's messages holding a running permit: handlers running, or
     /// about to start.
     pub(super) active: Arc<AtomicUsize>,
+    /// Its prefetched messages and handler durations.
+    pub(super) ahead: Ahead,
 }
 
 impl QueueState {
@@ -70,6 +79,15 @@ pub(super) struct Running {
     _own: Option<OwnedSemaphorePermit>,
     /// The queue's count of active messages, once the slot holds one.
     active: Option<Arc<AtomicUsize>>,
+}
+
+impl Running {
+    /// The slot now holds a message of `q`: counted as active.
+    fn assign(mut self, q: &QueueState) -> Running {
+        q.active.fetch_add(1, Ordering::SeqCst);
+        self.active = Some(q.active.clone());
+        self
+    }
 }
 
 impl Drop for Running {
@@ -91,6 +109,15 @@ pub(crate) struct Held {
     stats: Option<Arc<WorkerStats>>,
 }
 
+impl Held {
+    /// The place now holds a message: counted in flight.
+    fn assign(mut self, stats: &Arc<WorkerStats>) -> Held {
+        stats.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.stats = Some(stats.clone());
+        self
+    }
+}
+
 impl Drop for Held {
     fn drop(&mut self) {
         if let Some(stats) = &self.stats {
@@ -107,19 +134,19 @@ pub(super) struct Permits {
 
 impl Permits {
     /// The permits now hold a message of `q`: counted as active and in flight.
-    fn assign(mut self, q: &QueueState, stats: &Arc<WorkerStats>) -> Permits {
-        q.active.fetch_add(1, Ordering::SeqCst);
-        self.running.active = Some(q.active.clone());
-        stats.in_flight.fetch_add(1, Ordering::SeqCst);
-        self.held.stats = Some(stats.clone());
-        self
+    fn assign(self, q: &QueueState, stats: &Arc<WorkerStats>) -> Permits {
+        Permits { running: self.running.assign(q), held: self.held.assign(stats) }
     }
 }
 
 /// What a fetch loop hands to the worker.
 pub(super) enum Fetched {
-    /// Leased messages, with the time just before the dequeue was sent.
-    Messages(Vec<(Message, Permits)>, Instant),
+    /// Leased messages to start, each with its permits (their leases are
+    /// already with the lease keeper).
+    Messages(Vec<(Message, Permits)>),
+    /// Prefetched messages to give back: none started within
+    /// [`DEFAULT_PREFETCH_MAX_WAIT`] of their dequeue.
+    GiveBack(Vec<Waiting>),
     Fatal(Error),
 }
 
@@ -134,6 +161,9 @@ pub(super) struct Fetcher {
     pub(super) batch_cap: usize,
     pub(super) poll_interval: Duration,
     pub(super) stats: Arc<WorkerStats>,
+    /// Keeps the leases of fetched messages, from their dequeue on.
+    pub(super) keeper: Arc<LeaseKeeper>,
+    pub(super) prefetcher: Prefetcher,
     pub(super) out: mpsc::UnboundedSender<Fetched>,
 }
 
@@ -163,22 +193,35 @@ async fn dequeue(db: &Db, q: &QueueState, n: usize, worker_id: i64) -> Result<Ve
     Ok(messages)
 }
 
+const OPEN: &str = "the semaphore is never closed";
+
 impl Fetcher {
-    /// The permits for one message of `q`, waiting for each: the queue's own
-    /// slot first (if limited), then one of the worker's, then a place under
-    /// the held bound. Cancel-safe: a permit already taken is given back.
-    async fn acquire(&self, q: &QueueState) -> Permits {
-        const OPEN: &str = "the semaphore is never closed";
+    /// A handler slot for one message of `q`, waiting for each permit: the
+    /// queue's own first (if limited), then one of the worker's. Cancel-safe:
+    /// a permit already taken is given back.
+    async fn acquire_running(&self, q: &QueueState) -> Running {
         let own = match &q.slots {
             None => None,
             Some(own) => Some(own.clone().acquire_owned().await.expect(OPEN)),
         };
         let worker = self.running.clone().acquire_owned().await.expect(OPEN);
+        Running { _worker: worker, _own: own, active: None }
+    }
+
+    /// The permits for one message of `q`, waiting for each: a handler slot,
+    /// then a place under the held bound. Cancel-safe.
+    async fn acquire(&self, q: &QueueState) -> Permits {
+        let running = self.acquire_running(q).await;
         let held = self.held.clone().acquire_owned().await.expect(OPEN);
-        Permits {
-            running: Running { _worker: worker, _own: own, active: None },
-            held: Held { _permit: held, stats: None },
-        }
+        Permits { running, held: Held { _permit: held, stats: None } }
+    }
+
+    /// Places under the held bound for up to `n` prefetched messages, those free now.
+    fn try_acquire_held(&self, n: usize) -> Vec<Held> {
+        (0..n)
+            .map_while(|_| self.held.clone().try_acquire_owned().ok())
+            .map(|p| Held { _permit: p, stats: None })
+            .collect()
     }
 
     /// The permits for one message of `q` if all are free now.
@@ -195,17 +238,46 @@ impl Fetcher {
         })
     }
 
-    /// The permits for the next dequeue of `q`: wait for one set, take every
-    /// other free one (up to `batch_cap`); while some of the queue's handlers
-    /// still run, wait for `min_batch` sets, at most [`DEFAULT_FETCH_DELAY`]
-    /// after the first. None: stopping.
-    async fn permits(&self, q: &QueueState, stop: &mut watch::Receiver<u8>) -> Option<Vec<Permits>> {
-        let first = tokio::select! {
-            p = self.acquire(q) => p,
-            _ = wait_level(stop, 1) => return None,
+    /// Places under the held bound for the messages a dequeue of `q` with
+    /// `free` slots may take ahead (see [`Prefetcher::reserve`]), reserved
+    /// until the dequeue has returned.
+    fn places(&self, q: &QueueState, free: usize) -> Vec<Held> {
+        let extra = self.prefetcher.reserve(&q.ahead, self.batch_cap - free);
+        let places = self.try_acquire_held(extra);
+        self.prefetcher.unreserve(extra - places.len());
+        places
+    }
+
+    /// The permits for the next dequeue of `q`, and places for the messages
+    /// it may take ahead: wait for one set of permits, take every other free
+    /// one (up to `batch_cap`); while some of the queue's handlers still run,
+    /// wait for `min_batch` sets, at most [`DEFAULT_FETCH_DELAY`] after the
+    /// first. With no slot free, a dequeue of messages ahead only goes at
+    /// once if it takes that many (or the queue has nothing running), as in
+    /// the Python worker: they start as slots free up, without a round trip.
+    /// None: stopping.
+    async fn permits(
+        &self,
+        q: &QueueState,
+        stop: &mut watch::Receiver<u8>,
+    ) -> Option<(Vec<Permits>, Vec<Held>)> {
+        let enough = q.min_batch.min(self.batch_cap);
+        let first = match self.try_acquire(q) {
+            Some(p) => p,
+            None => {
+                let places = self.places(q, 0);
+                if !places.is_empty() && (places.len() >= enough || q.active.load(Ordering::SeqCst) == 0) {
+                    return Some((Vec::new(), places));
+                }
+                self.prefetcher.unreserve(places.len());
+                drop(places);
+                tokio::select! {
+                    p = self.acquire(q) => p,
+                    _ = wait_level(stop, 1) => return None,
+                }
+            }
         };
         let mut permits = vec![first];
-        let enough = q.min_batch.min(self.batch_cap);
         let deadline = Instant::now() + DEFAULT_FETCH_DELAY;
         loop {
             while permits.len() < self.batch_cap {
@@ -215,32 +287,83 @@ impl Fetcher {
                 }
             }
             if permits.len() >= enough || q.active.load(Ordering::SeqCst) == 0 {
-                return Some(permits);
+                let places = self.places(q, permits.len());
+                return Some((permits, places));
             }
             // Handlers still running: let a few more slots free up first.
             tokio::select! {
                 p = self.acquire(q) => permits.push(p),
-                _ = tokio::time::sleep_until(deadline) => return Some(permits),
+                _ = tokio::time::sleep_until(deadline) => {
+                    let places = self.places(q, permits.len());
+                    return Some((permits, places));
+                }
                 _ = wait_level(stop, 1) => return None,
             }
         }
     }
 
-    /// One queue's fetch loop: take the permits for a dequeue (see
-    /// [`Fetcher::permits`]), dequeue that many; poll again at once after a
-    /// full batch, else after a NOTIFY or the poll interval. Ends at the
-    /// first stop request (after its current dequeue, whose messages the
-    /// worker gives back).
+    /// Start the prefetched messages of `q`, each as a handler slot frees
+    /// up, until none waits. `give_back_at` (auto prefetch): then those still
+    /// waiting are given back, and the queue's handlers are taken to be slow.
+    /// False: stopping (the worker gives back those left).
+    async fn start_waiting(
+        &self,
+        q: &QueueState,
+        stop: &mut watch::Receiver<u8>,
+        give_back_at: Option<Instant>,
+    ) -> bool {
+        while q.ahead.has_waiting() {
+            let running = tokio::select! {
+                r = self.acquire_running(q) => r,
+                _ = tokio::time::sleep_until(give_back_at.unwrap_or_else(Instant::now)), if give_back_at.is_some() => {
+                    let stale: Vec<Waiting> = q.ahead.ready.lock().unwrap().drain(..).collect();
+                    q.ahead.slowed(DEFAULT_PREFETCH_MAX_WAIT);
+                    self.prefetcher.unreserve(stale.len());
+                    log::info!(
+                        "pgqrs worker: giving back {} prefetched message(s) of {:?}: none started within {:?}",
+                        stale.len(),
+                        q.name,
+                        DEFAULT_PREFETCH_MAX_WAIT
+                    );
+                    return self.out.send(Fetched::GiveBack(stale)).is_ok();
+                }
+                _ = wait_level(stop, 1) => return false,
+            };
+            // No await from here to the send: a message is in the ready
+            // queue (given back by the worker if it stops) or with the worker.
+            let Some(w) = q.ahead.ready.lock().unwrap().pop_front() else { break };
+            self.prefetcher.unreserve(1);
+            let permits = Permits { running: running.assign(q), held: w.held };
+            if self.out.send(Fetched::Messages(vec![(w.msg, permits)])).is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// One queue's fetch loop: start its prefetched messages (see
+    /// [`Fetcher::start_waiting`]), take the permits for a dequeue (see
+    /// [`Fetcher::permits`]) and places for the messages it may take ahead,
+    /// dequeue that many; poll again at once after a full batch, else after a
+    /// NOTIFY or the poll interval (the messages taken ahead started first).
+    /// Ends at the first stop request (after its current dequeue, whose
+    /// messages the worker gives back, with those still waiting).
     pub(super) async fn fetch_loop(self: Arc<Self>, q: Arc<QueueState>, mut stop: watch::Receiver<u8>) {
         let mut reconnect = Reconnect::default();
+        let mut give_back_at = None;
         loop {
-            let Some(mut permits) = self.permits(&q, &mut stop).await else { return };
-            let asked = permits.len();
+            if !self.start_waiting(&q, &mut stop, give_back_at.take()).await {
+                return;
+            }
+            let Some((mut permits, mut places)) = self.permits(&q, &mut stop).await else { return };
+            let free = permits.len();
+            let asked = free + places.len();
             let sent = Instant::now();
             let messages = match dequeue(&self.db, &q, asked, self.worker_id.load(Ordering::Relaxed)).await {
                 Ok(m) => m,
                 Err(e) => {
-                    drop(permits);
+                    self.prefetcher.unreserve(places.len());
+                    drop((permits, places));
                     if matches!(e.kind(), ErrorKind::QueueNotFound | ErrorKind::SchemaNotInstalled) {
                         let _ = self.out.send(Fetched::Fatal(e));
                         return;
@@ -267,22 +390,44 @@ impl Fetcher {
                 log::info!("pgqrs worker: dequeue from {:?} works again", q.name);
             }
             let got = messages.len();
-            if got > 0 {
-                let items = messages
-                    .into_iter()
-                    .zip(permits.drain(..got).map(|p| p.assign(&q, &self.stats)))
-                    .collect();
-                if self.out.send(Fetched::Messages(items, sent)).is_err() {
-                    return;
-                }
+            for m in &messages {
+                self.keeper.hold(m.id, m.lease.unwrap_or_default(), q.vt, sent);
             }
-            drop(permits);
+            // The first messages have slots; the rest (if any) wait for one.
+            let mut messages = messages.into_iter();
+            let items: Vec<_> = permits
+                .drain(..)
+                .zip(messages.by_ref())
+                .map(|(p, m)| (m, p.assign(&q, &self.stats)))
+                .collect();
+            let waiting: Vec<Waiting> = messages
+                .zip(places.drain(..))
+                .map(|(msg, held)| Waiting { msg, held: held.assign(&self.stats) })
+                .collect();
+            self.prefetcher.unreserve(asked - free - waiting.len());
+            if !waiting.is_empty() {
+                self.stats.prefetched.fetch_add(waiting.len() as u64, Ordering::SeqCst);
+                if self.prefetcher.mode == Prefetch::Auto {
+                    give_back_at = Some(Instant::now() + DEFAULT_PREFETCH_MAX_WAIT);
+                }
+                q.ahead.ready.lock().unwrap().extend(waiting);
+            }
+            if !items.is_empty() && self.out.send(Fetched::Messages(items)).is_err() {
+                return;
+            }
+            drop((permits, places));
             if got == asked {
                 continue; // a full batch: more may be waiting
             }
+            // Drained: poll again after a NOTIFY (kept by `wake` meanwhile)
+            // or the poll interval, the prefetched messages started first.
+            let next_poll = Instant::now() + self.poll_interval;
+            if !self.start_waiting(&q, &mut stop, give_back_at.take()).await {
+                return;
+            }
             tokio::select! {
                 _ = q.wake.notified() => {}
-                _ = tokio::time::sleep(self.poll_interval) => {}
+                _ = tokio::time::sleep_until(next_poll) => {}
                 _ = wait_level(&mut stop, 1) => return,
             }
         }

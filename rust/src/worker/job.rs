@@ -20,6 +20,7 @@ use super::completer::{Action, CompleterHandle, Outcome, Settlement};
 use super::events::{JobEvent, JobEventKind};
 use super::fetch::{Held, Permits, QueueState, Running};
 use super::leases::LeaseKeeper;
+use super::prefetch::Waiting;
 use super::WorkerStats;
 use crate::db::Db;
 use crate::message::Message;
@@ -160,7 +161,9 @@ where
         }
         let mut running = HandlerRunning::new(&self.stats);
         self.emit(JobEventKind::Started, &msg, None, None);
+        let begun = tokio::time::Instant::now();
         let outcome = self.run_handler(&msg).await;
+        q.ahead.finished(begun.elapsed());
         let (action, event) = self.decide(&q, &msg, outcome);
         // The handler returned: its slot is free at once; the outcome waits
         // in the completion backlog, holding the message's place under the
@@ -317,12 +320,23 @@ where
     /// Give back messages fetched but not started: released at once, their
     /// attempt refunded. Returns how many.
     pub(super) fn give_back(&self, items: Vec<(Message, Permits)>) -> usize {
-        let n = items.len();
-        for (msg, Permits { running, held }) in items {
+        let waiting = items.into_iter().map(|(msg, Permits { running, held })| {
             drop(running);
+            Waiting { msg, held }
+        });
+        self.give_back_waiting(waiting.collect())
+    }
+
+    /// Give back prefetched messages that no handler started: released at
+    /// once (no longer kept by the lease keeper), their attempt refunded.
+    /// Returns how many.
+    pub(super) fn give_back_waiting(&self, waiting: Vec<Waiting>) -> usize {
+        let n = waiting.len();
+        for Waiting { msg, held } in waiting {
+            let lease = msg.lease.unwrap_or_default();
+            self.keeper.drop_lease(msg.id, lease);
             let action = Action::Release { delay: 0.0, error: None, refund: true };
-            let s = Settlement::new(msg.id, msg.lease.unwrap_or_default(), action).holding(Some(held));
-            self.completer.submit_detached(s);
+            self.completer.submit_detached(Settlement::new(msg.id, lease, action).holding(Some(held)));
         }
         n
     }

@@ -43,6 +43,20 @@
 //! 2 ms have passed ([`DEFAULT_FETCH_DELAY`]), so that one round trip brings
 //! several messages; a queue with nothing running fetches at once.
 //!
+//! A dequeue may also take messages beyond the free slots
+//! ([`WorkerOptions::prefetch`]): they wait, leased (their leases extended
+//! like the others) and counted under the held bound, and start as slots
+//! free up, before the queue's next dequeue. [`Prefetch::Auto`] (the
+//! default, as in Python) takes what the queue's handlers are expected to
+//! start within [`DEFAULT_PREFETCH_HORIZON`] (2 ms), from the running average
+//! of their durations, at most [`DEFAULT_PREFETCH_PER_SLOT`] per slot and
+//! none before one has returned; those still waiting
+//! [`DEFAULT_PREFETCH_MAX_WAIT`] (0.5 s) after their dequeue are given back
+//! (attempt refunded) for any worker to take, and the queue fetches nothing
+//! ahead until its handlers prove faster. [`Prefetch::Fixed`] fixes the
+//! number waiting in all (0: a message is leased only when a handler can
+//! start it).
+//!
 //! A handler that returns `Ok(value)` has its message archived as
 //! `completed` with `value` (any `Serialize`, `()` for none) as the result.
 //! One that returns `Err` (or panics) has its message released with an
@@ -69,7 +83,8 @@
 //! completed, failed, retried, dead, lease lost), as in Python.
 //!
 //! On shutdown the worker stops fetching, gives back what a dequeue brought
-//! in after the stop (with the attempt refunded: no handler started), lets
+//! in after the stop and the prefetched messages still waiting (with the
+//! attempt refunded: no handler started), lets
 //! running handlers finish within `shutdown_grace`, then releases the
 //! messages of those still running (their attempt counts), writes the
 //! outcomes it holds and marks itself stopped.
@@ -83,6 +98,7 @@ mod job;
 mod leases;
 mod listen;
 mod options;
+mod prefetch;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -105,6 +121,7 @@ use self::job::JobContext;
 use self::leases::LeaseKeeper;
 pub use self::job::JobError;
 use self::options::HARD_STOP_WRITE_TIMEOUT;
+use self::prefetch::{Ahead, Prefetcher};
 pub use self::options::*;
 use crate::config::Config;
 use crate::db::Db;
@@ -124,11 +141,13 @@ pub struct WorkerStats {
     pub dead: AtomicU64,
     /// Handlers running now.
     pub running: AtomicU64,
-    /// Messages held now: running (or about to start), or waiting for their
-    /// outcome to be written; at most `concurrency + completion_backlog`.
+    /// Messages held now: running (or about to start), prefetched, or waiting
+    /// for their outcome to be written; at most `concurrency + completion_backlog`.
     pub in_flight: AtomicU64,
     /// Outcomes refused by the fence: the lease had passed to another consumer.
     pub lease_lost: AtomicU64,
+    /// Messages dequeued ahead of a free slot (see [`WorkerOptions::prefetch`]).
+    pub prefetched: AtomicU64,
     /// Outcomes given up on (logged as errors; the messages come back when
     /// their leases expire).
     pub unwritten: AtomicU64,
@@ -273,6 +292,7 @@ impl Worker {
                 slots: (limit < opts.concurrency).then(|| Arc::new(Semaphore::new(limit))),
                 min_batch: QueueState::min_batch(limit, opts.concurrency),
                 active: Arc::new(AtomicUsize::new(0)),
+                ahead: Ahead::new(limit),
             }));
         }
         let listen = match (opts.listen, &opts.listen_dsn) {
@@ -346,6 +366,8 @@ impl Worker {
             batch_cap: opts.batch_cap,
             poll_interval: opts.poll_interval,
             stats: self.stats.clone(),
+            keeper: ctx.keeper.clone(),
+            prefetcher: Prefetcher::new(opts.prefetch),
             out: fetch_tx,
         });
         let mut fetchers = JoinSet::new();
@@ -361,15 +383,17 @@ impl Worker {
             tokio::select! {
                 _ = wait_level(&mut stop_rx, 1) => break,
                 fetched = fetch_rx.recv() => match fetched {
-                    Some(Fetched::Messages(items, sent)) => {
+                    Some(Fetched::Messages(items)) => {
                         for (msg, permits) in items {
                             let q = states.iter().find(|q| q.name == msg.queue).expect("a served queue").clone();
                             // Tracked before the task runs: one aborted before its first
                             // step is still released at shutdown.
                             ctx.track(&msg, permits.held);
-                            ctx.keeper.hold(msg.id, msg.lease.unwrap_or_default(), q.vt, sent);
                             jobs.spawn(ctx.clone().process(q, msg, permits.running));
                         }
+                    }
+                    Some(Fetched::GiveBack(waiting)) => {
+                        ctx.give_back_waiting(waiting);
                     }
                     Some(Fetched::Fatal(e)) => {
                         fatal = Some(e);
@@ -382,7 +406,8 @@ impl Worker {
         }
 
         // Shutdown. The fetch loops end after their current dequeue; what it
-        // brought in is given back (refunded: no handler started).
+        // brought in is given back (refunded: no handler started), and so
+        // are the prefetched messages still waiting.
         stopping.store(true, Ordering::SeqCst);
         let now = *stop_rx.borrow() >= 2;
         let grace_end = Instant::now() + if now { Duration::ZERO } else { opts.shutdown_grace };
@@ -405,7 +430,8 @@ impl Worker {
         loop {
             tokio::select! {
                 fetched = fetch_rx.recv() => match fetched {
-                    Some(Fetched::Messages(items, _)) => given_back += ctx.give_back(items),
+                    Some(Fetched::Messages(items)) => given_back += ctx.give_back(items),
+                    Some(Fetched::GiveBack(waiting)) => given_back += ctx.give_back_waiting(waiting),
                     Some(Fetched::Fatal(e)) => { fatal.get_or_insert(e); }
                     None => break,
                 },
@@ -417,9 +443,15 @@ impl Worker {
         fetchers.abort_all();
         while fetchers.join_next().await.is_some() {}
         while let Ok(fetched) = fetch_rx.try_recv() {
-            if let Fetched::Messages(items, _) = fetched {
-                given_back += ctx.give_back(items);
+            match fetched {
+                Fetched::Messages(items) => given_back += ctx.give_back(items),
+                Fetched::GiveBack(waiting) => given_back += ctx.give_back_waiting(waiting),
+                Fetched::Fatal(_) => {}
             }
+        }
+        for q in &states {
+            let waiting = q.ahead.ready.lock().unwrap().drain(..).collect();
+            given_back += ctx.give_back_waiting(waiting);
         }
         if given_back > 0 {
             log::info!("pgqrs worker: gave back {given_back} message(s) fetched but not started");

@@ -21,6 +21,48 @@ pub const DEFAULT_FETCH_BATCH_FRACTION: f64 = 0.25;
 /// Longest wait of a free slot for that fraction to be reached: slow
 /// handlers finishing one by one still get their slots refilled soon.
 pub const DEFAULT_FETCH_DELAY: Duration = Duration::from_millis(2);
+/// Messages a worker may dequeue beyond its free slots, to start as soon as a
+/// slot frees up instead of after a dequeue round trip. [`Prefetch::Auto`]
+/// (the default) adapts it to the handlers' speed: a dequeue takes only the
+/// messages the queue's handlers are expected to start within
+/// [`DEFAULT_PREFETCH_HORIZON`] (slots x horizon / their recent average
+/// duration, at most [`DEFAULT_PREFETCH_PER_SLOT`] per slot). Slow handlers
+/// get (almost) no prefetch, so an idle worker elsewhere is not kept from a
+/// message; fast ones get round trips that carry many rows.
+/// [`Prefetch::Fixed`] fixes it (0: a message is leased only when a handler
+/// can start it). Prefetched messages are leased while they wait (their
+/// leases extended, their attempt counted), count toward the held bound
+/// (`concurrency + completion_backlog`), and are given back, attempt
+/// refunded, when the worker stops. The Python worker's default too.
+pub const DEFAULT_PREFETCH: Prefetch = Prefetch::Auto;
+/// Work [`Prefetch::Auto`] fetches ahead: a prefetched message is expected
+/// to wait no longer than this for a slot (about one dequeue round trip on a
+/// loaded 2-core machine). Handlers lasting longer than `concurrency` x this
+/// get no prefetch at all (at concurrency 16: jobs over 32 ms). Measured for
+/// the Python worker, whose value this is.
+pub const DEFAULT_PREFETCH_HORIZON: Duration = Duration::from_millis(2);
+/// Most messages [`Prefetch::Auto`] takes ahead, per slot of the queue's
+/// concurrency (and never more than `batch_cap` in one dequeue). Reached by
+/// fast handlers only; it bounds what a worker holds ahead when its handlers
+/// turn slow suddenly, until one of them returns or
+/// [`DEFAULT_PREFETCH_MAX_WAIT`] has passed (then the waiting ones are given
+/// back). As the Python worker's.
+pub const DEFAULT_PREFETCH_PER_SLOT: usize = 6;
+/// Weight of each returning handler's duration in its queue's running
+/// average, from which [`Prefetch::Auto`] expects slots to free up: a queue
+/// whose handlers slow down stops prefetching after one or two of the slow
+/// ones return (0.25: one 100 ms handler after no-op ones makes the average
+/// 25 ms). The duration, not the completion rate, because a rate counted
+/// over a window still credits the fast handlers of the window's start.
+pub const DEFAULT_PREFETCH_DURATION_WEIGHT: f64 = 0.25;
+/// [`Prefetch::Auto`]: time a prefetched message may wait for a slot before
+/// it is given back (attempt refunded) for any worker to take. Auto expects
+/// a wait of about [`DEFAULT_PREFETCH_HORIZON`]; one 250 times longer means
+/// the handlers turned slow, or stuck, after the dequeue (their average only
+/// learns that when they return). The queue's handlers are then taken to
+/// last at least that long, so nothing more is fetched ahead until they
+/// prove faster.
+pub const DEFAULT_PREFETCH_MAX_WAIT: Duration = Duration::from_millis(500);
 /// Time between polls when no NOTIFY arrives.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Backoff before the first retry; it doubles with every attempt.
@@ -81,6 +123,10 @@ pub struct WorkerOptions {
     pub completion_backlog: usize,
     /// Most messages one fetch leases ([`DEFAULT_BATCH_CAP`]).
     pub batch_cap: usize,
+    /// Messages a dequeue may take beyond the free slots, leased while they
+    /// wait for one (within the held bound; given back, attempt refunded, on
+    /// stop): [`Prefetch::Auto`] ([`DEFAULT_PREFETCH`]) or [`Prefetch::Fixed`].
+    pub prefetch: Prefetch,
     /// Poll this often when no NOTIFY arrives ([`DEFAULT_POLL_INTERVAL`]).
     pub poll_interval: Duration,
     /// Lease length; None: each queue's visibility timeout.
@@ -127,6 +173,24 @@ pub struct WorkerOptions {
     pub queue_settings: HashMap<String, QueueSettings>,
 }
 
+/// How many messages a dequeue may take beyond the free slots (see [`DEFAULT_PREFETCH`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefetch {
+    /// What each queue's handlers are expected to start within
+    /// [`DEFAULT_PREFETCH_HORIZON`], from their recent durations; those still
+    /// waiting [`DEFAULT_PREFETCH_MAX_WAIT`] after their dequeue are given back.
+    Auto,
+    /// At most this many waiting in all, 0 to [`MAX_BATCH`] (0: a message is
+    /// leased only when a handler can start it).
+    Fixed(usize),
+}
+
+impl Default for Prefetch {
+    fn default() -> Self {
+        DEFAULT_PREFETCH
+    }
+}
+
 /// Settings of one queue of a worker that override the worker's own.
 #[derive(Debug, Clone, Default)]
 pub struct QueueSettings {
@@ -145,6 +209,7 @@ impl Default for WorkerOptions {
             concurrency: DEFAULT_CONCURRENCY,
             completion_backlog: DEFAULT_COMPLETION_BACKLOG,
             batch_cap: DEFAULT_BATCH_CAP,
+            prefetch: DEFAULT_PREFETCH,
             poll_interval: DEFAULT_POLL_INTERVAL,
             visibility_timeout: None,
             max_attempts: None,
@@ -181,6 +246,13 @@ impl WorkerOptions {
                 "completion_backlog must be 0 to {MAX_COMPLETION_BACKLOG}, got {}",
                 self.completion_backlog
             )));
+        }
+        if let Prefetch::Fixed(n) = self.prefetch {
+            if n > MAX_BATCH {
+                return Err(Error::invalid(format!(
+                    "prefetch must be Auto or Fixed(0 to {MAX_BATCH}), got {n}"
+                )));
+            }
         }
         if !(1..=MAX_BATCH).contains(&self.flush_size) {
             return Err(Error::invalid(format!(
