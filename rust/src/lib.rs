@@ -124,7 +124,9 @@ pub use producer::{EnqueueOptions, Producer, MAX_DEDUP_KEY_LENGTH};
 pub use queries::{migrations, Migration};
 pub use tls::SslMode;
 pub use validate::{validate_queue_name, validate_schema_name, MAX_QUEUE_NAME_LENGTH};
-pub use worker::{JobError, JobEvent, JobEventKind, QueueSettings, Queues, Worker, WorkerOptions, WorkerStats};
+pub use worker::{
+    JobError, JobEvent, JobEventKind, Prefetch, QueueSettings, Queues, Worker, WorkerOptions, WorkerStats,
+};
 
 /// Re-exported so callers can name the pool and driver types without a version clash.
 pub use deadpool_postgres;

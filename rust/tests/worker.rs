@@ -75,7 +75,11 @@ async fn completes_jobs_concurrently_with_results() {
     .await;
     assert!(peak.load(Ordering::SeqCst) <= 4, "never more than the concurrency");
     assert!(peak.load(Ordering::SeqCst) >= 2, "handlers ran concurrently");
-    assert_eq!(stats.completed.load(Ordering::SeqCst), 20);
+    // Counted once the archive statement has returned, just after its commit.
+    eventually(WAIT, "20 completion(s) counted", || async {
+        (stats.completed.load(Ordering::SeqCst) == 20).then_some(())
+    })
+    .await;
     let done = admin.list_archive(Some("jobs"), Some("completed"), 100).await.unwrap();
     for a in &done {
         assert_eq!(a.result.as_ref().unwrap()["double"], json!(a.payload["n"].as_i64().unwrap() * 2));
@@ -357,7 +361,11 @@ async fn completions_finishing_together_share_one_statement() {
     .await;
     let statements = archive_statements(&db).await;
     assert!(statements.len() <= 3, "30 archives in at most 3 statements, got {statements:?}");
-    assert_eq!(stats.completed.load(Ordering::SeqCst), 30);
+    // Counted once the archive statement has returned, just after its commit.
+    eventually(WAIT, "30 completion(s) counted", || async {
+        (stats.completed.load(Ordering::SeqCst) == 30).then_some(())
+    })
+    .await;
     stop.stop();
     task.await.unwrap().unwrap();
     db.drop().await;
@@ -517,7 +525,11 @@ async fn a_completion_cut_off_by_a_lost_connection_is_retried() {
         (archived(&admin, "completed").await == 1).then_some(())
     })
     .await;
-    assert_eq!(stats.completed.load(Ordering::SeqCst), 1);
+    // Counted once the archive statement has returned, just after its commit.
+    eventually(WAIT, "1 completion(s) counted", || async {
+        (stats.completed.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
     assert_eq!(stats.unwritten.load(Ordering::SeqCst), 0);
     stop.stop();
     task.await.unwrap().unwrap();
