@@ -31,7 +31,9 @@ class PooledConnection(psycopg.Connection[Any]):
     per result column again, ~25 us of client CPU for a dequeue's 13 columns
     (measured); psycopg keeps them while a cursor runs the same statement
     again. A pool hands a connection to one caller at a time, so its cursors
-    are never used by two at once.
+    are never used by two at once. Being one also says the connection is
+    autocommit (``make_pool`` opens them so), which lets ``Database`` skip the
+    commit that a connection of a caller's own pool gets after each call.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
