@@ -278,21 +278,26 @@ class Leases:
         return ids, leases
 
 
-def array_literal(values: Iterable[int | uuid.UUID | str]) -> str:
-    """A PostgreSQL array literal of ints, UUIDs or validated words: ``{1,2,3}``.
+def array_literal(values: Iterable[int | str]) -> str:
+    """A PostgreSQL array literal of ints or validated words: ``{1,2,3}``.
 
     Why not a list: psycopg inspects a list's elements to choose the array
     type and dumps them one by one in Python, ~30 us for one element and
     ~100 us for a hundred (measured); the SQL casts the text (``$1::bigint[]``).
-    Only for values whose text needs no quoting (digits, hex and dashes,
-    ``[a-z0-9_]`` words); anything else stays a list.
+    Only for values whose text needs no quoting (digits, ``[a-z0-9_]``
+    words); anything else stays a list.
     """
     return "{" + ",".join(map(str, values)) + "}"
 
 
 def fenced_refs(ids: list[int], leases: list[uuid.UUID]) -> list[str]:
-    """The ``$1 ids, $2 leases`` parameters of every lease-fenced statement."""
-    return [array_literal(ids), array_literal(leases)]
+    """The ``$1 ids, $2 leases`` parameters of every lease-fenced statement.
+
+    Each lease goes as its 32 hex digits, which PostgreSQL's uuid input takes
+    without the dashes: ``UUID.hex`` costs a third of ``str(UUID)`` (18
+    against 60 us for 100 leases, measured).
+    """
+    return [array_literal(ids), "{" + ",".join([lease.hex for lease in leases]) + "}"]
 
 
 def leased_refs(messages: Sequence[Message]) -> list[str]:
