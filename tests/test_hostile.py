@@ -421,3 +421,31 @@ def test_hand_built_messages_are_refused_before_any_round_trip(
         for settle in (c.archive, c.delete, c.release):
             with pytest.raises(pgqrs.InvalidArgument, match=r"message (id|lease) must be"):
                 settle(forged(**fields))
+
+
+def test_a_list_given_to_a_single_message_call_names_the_batch_call(
+    admin: pgqrs.Admin, queue: str
+) -> None:
+    """``archive([m1, m2])``: the error says which call takes a list, and stays short
+    (it used to print every message of the list)."""
+    with pgqrs.Producer(admin.config, queue) as p, pgqrs.Consumer(admin.config, queue) as c:
+        p.enqueue_batch([{"n": i, "pad": "x" * 200} for i in range(50)])
+        msgs = c.dequeue(batch=50)
+        assert len(msgs) == 50
+        calls: list[tuple[str, Callable[[Any], Any]]] = [
+            ("archive", c.archive),
+            ("delete", c.delete),
+            ("release", c.release),
+            ("extend", lambda m: c.extend(m, 30)),
+        ]
+        for action, call in calls:
+            with pytest.raises(pgqrs.InvalidArgument) as err:
+                call(msgs)
+            text = str(err.value)
+            assert f"got a list of 50: to {action} several messages, call {action}_batch(" in text
+            assert len(text) < 200, text
+        with pytest.raises(pgqrs.InvalidArgument, match=r"got dict \{'pad': 'xxx") as err:
+            c.archive({"pad": "x" * 500})  # type: ignore[arg-type]
+        assert len(str(err.value)) < 200
+        # Nothing was settled: every message is still leased and can be archived.
+        assert c.archive_batch(msgs) == [m.id for m in msgs]

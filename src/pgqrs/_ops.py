@@ -261,8 +261,18 @@ class Leases:
                     continue
                 ids.append(ref)
                 leases.append(lease)
+            elif isinstance(ref, (list, tuple, set, frozenset)):
+                # archive([m1, m2]): name the mistake instead of printing every message.
+                raise InvalidArgument(
+                    f"expected a Message or a message id (int), got a {type(ref).__name__} of "
+                    f"{len(ref)}: to {action} several messages, call {action}_batch(messages) "
+                    "with a flat list"
+                )
             else:
-                raise InvalidArgument(f"expected a Message or a message id (int), got {ref!r}")
+                raise InvalidArgument(
+                    f"expected a Message or a message id (int), got {type(ref).__name__} "
+                    f"{short_repr(ref)}"
+                )
         if unknown:
             raise LeaseNotHeld(
                 f"cannot {action} message(s) {unknown}: this Consumer holds no lease on them; "
@@ -276,6 +286,12 @@ class Leases:
         if len(ids) > MAX_BATCH:
             raise InvalidArgument(f"{action} takes at most {MAX_BATCH} messages, got {len(ids)}")
         return ids, leases
+
+
+def short_repr(value: object, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters: an error names the value, not all of it."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def array_literal(values: Iterable[int | str]) -> str:
