@@ -449,3 +449,42 @@ def test_a_list_given_to_a_single_message_call_names_the_batch_call(
         assert len(str(err.value)) < 200
         # Nothing was settled: every message is still leased and can be archived.
         assert c.archive_batch(msgs) == [m.id for m in msgs]
+
+
+def _circular() -> list[Any]:
+    loop: list[Any] = [1]
+    loop.append({"again": loop})
+    return loop
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        pytest.param(
+            {"rows": [{"i": i} for i in range(500)] + [{"when": datetime.datetime(2026, 1, 1)}]},
+            "payload['rows'][500]['when'] is of type datetime.datetime: ",
+            id="deep-datetime",
+        ),
+        pytest.param({"a": [1, 2.5, float("nan")]}, "payload['a'][2] is nan: ", id="nan"),
+        pytest.param(
+            {"x": {(1, 2): 3}}, "payload['x'] has a key of type tuple ((1, 2)): ", id="key"
+        ),
+        pytest.param({"s": {1, 2}}, "payload['s'] is of type set: ", id="set"),
+        pytest.param(
+            _circular(), "payload[1]['again'] is an enclosing list again (a circular ", id="loop"
+        ),
+    ],
+)
+def test_payload_errors_say_where_the_bad_value_is(
+    payload: Any, expected: str, admin: pgqrs.Admin, queue: str
+) -> None:
+    """json's own message names a type, not where it sits among thousands of values."""
+    with pgqrs.Producer(admin.config, queue) as p:
+        with pytest.raises(pgqrs.PayloadError) as err:
+            p.enqueue(payload)
+        assert str(err.value).startswith(expected), str(err.value)
+        assert "use dict, list, str, int, float, bool or None" in str(err.value)
+        with pytest.raises(pgqrs.PayloadError) as err:
+            p.enqueue({"ok": 1}, headers={"h": payload})
+        assert "headers" in str(err.value)
+    assert admin.queue_stats(queue).ready == 0

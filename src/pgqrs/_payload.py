@@ -105,12 +105,52 @@ def _dumps(value: Any, what: str) -> str:
     try:
         return _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
+        found = _unencodable(value)
+        problem = f"{what}{found[0]} {found[1]}" if found else f"{what} ({exc})"
         raise PayloadError(
-            f"{what} cannot be encoded as JSON ({exc}); use dict, list, str, int, float, "
+            f"{problem}: it cannot be encoded as JSON; use dict, list, str, int, float, "
             "bool or None (no NaN or Infinity)"
         ) from None
     except RecursionError:
         raise PayloadError(f"{what} is nested too deeply to encode as JSON") from None
+
+
+_JSON_KEYS = (str, int, float, bool, type(None))
+
+
+def _unencodable(value: Any) -> tuple[str, str] | None:
+    """Where the encoder failed, and why: ``("['rows'][3]['when']", "is a datetime")``.
+
+    Run only after a failure, so the common case pays nothing; json's own
+    message names the type but not where it is, in a payload of thousands of
+    values. Depth-first, in the encoder's order, without recursion.
+    """
+    stack: list[tuple[str, Any, frozenset[int]]] = [("", value, frozenset())]
+    while stack:
+        path, v, parents = stack.pop()
+        if isinstance(v, (str, int, bool)) or v is None:
+            continue
+        if isinstance(v, float):
+            if v != v or v in (float("inf"), float("-inf")):
+                return path, f"is {v!r}"
+            continue
+        if id(v) in parents:
+            return path, f"is an enclosing {type(v).__name__} again (a circular reference)"
+        if isinstance(v, dict):
+            inner = parents | {id(v)}
+            children = []
+            for k, item in v.items():
+                if not isinstance(k, _JSON_KEYS):
+                    return path, f"has a key of type {type(k).__name__} ({k!r:.40})"
+                children.append((f"{path}[{k!r:.40}]", item, inner))
+            stack.extend(reversed(children))
+        elif isinstance(v, (list, tuple)):
+            inner = parents | {id(v)}
+            stack.extend((f"{path}[{i}]", item, inner) for i, item in reversed(list(enumerate(v))))
+        else:
+            kind = f"{type(v).__module__}.{type(v).__qualname__}".removeprefix("builtins.")
+            return path, f"is of type {kind}"
+    return None
 
 
 def _check(text: str, what: str, max_bytes: int) -> str:
