@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import dataclasses
@@ -116,6 +117,11 @@ class DaemonThreads:
         self._name = name
         self._jobs: queue_module.SimpleQueue[Any] = queue_module.SimpleQueue()
         self._threads: list[threading.Thread] = []
+        #: Outcomes handed back by the threads, applied on the loop by ``_apply``.
+        self._outcomes: collections.deque[tuple[asyncio.Future[Any], Any, BaseException | None]]
+        self._outcomes = collections.deque()
+        #: An ``_apply`` is scheduled on the loop and has not started yet.
+        self._wake_pending = False
 
     def run(self, func: Handler, msg: Message) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
@@ -138,31 +144,47 @@ class DaemonThreads:
             try:
                 result = context.run(func, msg)
             except BaseException as exc:  # handed to the loop, which decides
-                _settle(loop, future, None, exc)
+                self._hand_back(loop, future, None, exc)
             else:
-                _settle(loop, future, result, None)
+                self._hand_back(loop, future, result, None)
             del loop, future, func, msg, context
+
+    def _hand_back(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[Any],
+        result: Any,
+        exc: BaseException | None,
+    ) -> None:
+        """From a handler thread: give the outcome to the loop. One wake-up of the
+        loop applies every outcome handed back before it runs: each
+        ``call_soon_threadsafe`` writes to the loop's self-pipe and costs a loop
+        iteration, once per job when handlers are fast."""
+        self._outcomes.append((future, result, exc))
+        if not self._wake_pending:
+            self._wake_pending = True
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(self._apply)
+
+    def _apply(self) -> None:
+        """On the loop: set the futures of the outcomes handed back so far.
+
+        The flag is cleared before the deque is read, so an outcome appended
+        after the last read finds it clear and schedules another ``_apply``.
+        """
+        self._wake_pending = False
+        outcomes = self._outcomes
+        while outcomes:
+            future, result, exc = outcomes.popleft()
+            if future.done():  # cancelled: the worker stopped waiting
+                continue
+            if exc is not None:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
 
     def shutdown(self) -> None:
         """Let idle threads end; busy ones end when their handler returns."""
         for _ in self._threads:
             self._jobs.put(None)
         self._threads = []
-
-
-def _settle(
-    loop: asyncio.AbstractEventLoop,
-    future: asyncio.Future[Any],
-    result: Any,
-    exc: BaseException | None,
-) -> None:
-    def apply() -> None:
-        if future.done():
-            return
-        if exc is not None:
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
-
-    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-        loop.call_soon_threadsafe(apply)
