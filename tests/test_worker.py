@@ -823,6 +823,25 @@ async def test_heartbeat_and_reaping(
     assert one(sql, f'SELECT status FROM "{schema}".workers WHERE id = %s', worker.id) == "stopped"
 
 
+async def test_a_pruned_worker_registers_again(
+    queue: str, config: pgqrs.Config, sql: Conn, schema: str
+) -> None:
+    """Its row deleted (pruned while it could not reach the database): the next
+    heartbeat finds no row and registers the worker again, listening as before."""
+    worker = pgqrs.aio.Worker(config, heartbeat_interval=0.1)
+    worker.handler(queue)(lambda m: None)
+    task = await started(worker)
+    old = worker.id
+    sql.execute(f'DELETE FROM "{schema}".workers WHERE id = %s', (old,))
+    await until(lambda: worker.id != old, what="a new registration")
+    row = sql.execute(
+        f'SELECT pid, queues, listening, status FROM "{schema}".workers WHERE id = %s',
+        (worker.id,),
+    ).fetchone()
+    assert row == (os.getpid(), [queue], True, "running")
+    await stopped(worker, task)
+
+
 # -- faults ------------------------------------------------------------------------------------
 
 

@@ -222,10 +222,7 @@ class Runtime:
                 )
             )
         by_name = {q.name: q for q in queues}
-        rows = await db.fetch(
-            "worker_register", [socket.gethostname(), os.getpid(), names, not opts.poll_only]
-        )
-        self.worker_id = rows[0]["id"]
+        await self._register(db, names)
         logger.info(
             "worker %s serving %s (concurrency %d, %s)",
             self.worker_id,
@@ -407,6 +404,14 @@ class Runtime:
         except (Error, asyncio.TimeoutError) as exc:
             logger.warning("could not record the worker's state (%s): %s", query, exc)
 
+    async def _register(self, db: Database, names: list[str]) -> None:
+        """Add this worker to the workers table (at start, and again if it was pruned)."""
+        rows = await db.fetch(
+            "worker_register",
+            [socket.gethostname(), os.getpid(), names, not self.options.poll_only],
+        )
+        self.worker_id = rows[0]["id"]
+
     async def _heartbeat(self, db: Database, names: list[str]) -> None:
         reconnect = Reconnect()
         last_reap = time.monotonic()
@@ -416,11 +421,7 @@ class Runtime:
                 status = "stopping" if self._stopping else "running"
                 rows = await db.fetch("worker_heartbeat", [self.worker_id, status])
                 if not rows:  # pruned while we could not reach the database
-                    rows = await db.fetch(
-                        "worker_register",
-                        [socket.gethostname(), os.getpid(), names, not self.options.poll_only],
-                    )
-                    self.worker_id = rows[0]["id"]
+                    await self._register(db, names)
                     logger.warning(
                         "worker row was pruned; registered again as worker %s", self.worker_id
                     )
