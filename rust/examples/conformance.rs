@@ -23,8 +23,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use pgqrs::{
-    Admin, Config, Consumer, EnqueueOptions, JobError, Message, MessageRef, Producer, QueueOptions, Worker,
-    WorkerOptions,
+    Admin, Backoff, Config, Consumer, EnqueueOptions, JobError, Message, MessageRef, Producer, QueueOptions,
+    Worker, WorkerOptions,
 };
 use serde_json::{json, Value};
 
@@ -185,7 +185,7 @@ async fn run(args: &Args) -> Result<Value, Fail> {
             let options = WorkerOptions {
                 concurrency: 4,
                 poll_interval: Duration::from_millis(100),
-                retry_base: Duration::from_millis(50),
+                backoff: Backoff { base: Duration::from_millis(50), ..Backoff::default() },
                 ..WorkerOptions::default()
             };
             let worker = Worker::new(&config, queue()?, options).await?;

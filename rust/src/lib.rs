@@ -125,7 +125,8 @@ pub use queries::{migrations, Migration};
 pub use tls::SslMode;
 pub use validate::{validate_queue_name, validate_schema_name, MAX_QUEUE_NAME_LENGTH};
 pub use worker::{
-    JobError, JobEvent, JobEventKind, Prefetch, QueueSettings, Queues, Worker, WorkerOptions, WorkerStats,
+    Backoff, JobError, JobEvent, JobEventKind, Prefetch, QueueSettings, Queues, Worker, WorkerOptions,
+    WorkerStats,
 };
 
 /// Re-exported so callers can name the pool and driver types without a version clash.

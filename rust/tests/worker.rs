@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{eventually, TestDb};
 use pgqrs::worker::{Prefetch, StopHandle};
-use pgqrs::{Admin, JobError, Message, Producer, QueueOptions, QueueSettings, Worker, WorkerOptions};
+use pgqrs::{Admin, Backoff, JobError, Message, Producer, QueueOptions, QueueSettings, Worker, WorkerOptions};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -28,9 +28,8 @@ fn quick() -> WorkerOptions {
     WorkerOptions {
         concurrency: 4,
         poll_interval: Duration::from_millis(100),
-        retry_base: Duration::from_millis(50),
-        retry_max: Duration::from_millis(200),
-        shutdown_grace: Duration::from_secs(5),
+        backoff: Backoff { base: Duration::from_millis(50), max: Duration::from_millis(200), jitter: 0.25 },
+        grace_period: Duration::from_secs(5),
         ..WorkerOptions::default()
     }
 }
@@ -196,7 +195,7 @@ async fn shutdown_waits_for_running_jobs_then_releases_the_rest() {
     producer.enqueue(&json!("stuck")).await.unwrap();
     let started = Arc::new(AtomicUsize::new(0));
     let s = started.clone();
-    let options = WorkerOptions { shutdown_grace: Duration::from_millis(500), ..quick() };
+    let options = WorkerOptions { grace_period: Duration::from_millis(500), ..quick() };
     let worker = Worker::new(&db.config, "jobs", options).await.unwrap();
     let (stop, task) = start(worker, move |msg: Message| {
         let s = s.clone();
@@ -497,7 +496,7 @@ async fn a_completion_cut_off_by_a_lost_connection_is_retried() {
     let config = db.config.clone().with_application_name(&app);
     let started = Arc::new(AtomicUsize::new(0));
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let options = WorkerOptions { listen: false, poll_interval: Duration::from_secs(60), ..quick() };
+    let options = WorkerOptions { poll_only: true, poll_interval: Duration::from_secs(60), ..quick() };
     let worker = Worker::new(&config, "jobs", options).await.unwrap();
     let stats = worker.stats();
     let (stop, task) = start(worker, gated(started.clone(), gate.clone()));
@@ -619,7 +618,7 @@ async fn messages_fetched_after_a_stop_go_back_with_their_attempt_refunded() {
     tx.batch_execute(&format!("LOCK TABLE \"{}\".messages IN SHARE MODE", db.schema)).await.unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
-    let options = WorkerOptions { listen: false, ..quick() };
+    let options = WorkerOptions { poll_only: true, ..quick() };
     let worker = Worker::new(&config, "jobs", options).await.unwrap();
     let (stop, task) = start(worker, move |_m: Message| {
         c.fetch_add(1, Ordering::SeqCst);
@@ -1223,7 +1222,7 @@ async fn prefetched_messages_of_a_short_batch_start_without_waiting_for_a_poll()
         concurrency: 1,
         prefetch: Prefetch::Fixed(5),
         poll_interval: Duration::from_secs(60),
-        listen: false, // no wake-up at the LISTEN connection's start
+        poll_only: true, // no wake-up at the LISTEN connection's start
         ..quick()
     };
     let worker = Worker::new(&db.config, "jobs", options).await.unwrap();

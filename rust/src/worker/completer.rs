@@ -13,10 +13,11 @@
 //! counts it in [`WorkerStats::unwritten`](super::WorkerStats), and the
 //! messages come back when their leases expire.
 //!
-//! A settlement carries its message's place under the worker's held bound
-//! (`concurrency + completion_backlog`): the place is freed once the outcome
-//! is known (written, refused by the fence, or given up on), which is what
-//! lets the worker fetch again when the writes have lagged that far behind.
+//! A settlement carries its message's job, Settling ([`super::jobs`]), which
+//! holds the message's place under the worker's held bound (`concurrency +
+//! completion_backlog`): the job is dropped, and the place freed, once the
+//! outcome is known (written, refused by the fence, or given up on), which is
+//! what lets the worker fetch again when the writes have lagged that far behind.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
@@ -28,9 +29,10 @@ use tokio::time::Instant;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::backoff::Reconnect;
-use super::fetch::Held;
-use super::WorkerStats;
+use super::events::WorkerStats;
+use super::jobs::Job;
+use super::outcome::Action;
+use super::reconnect::Reconnect;
 use crate::db::{col, Db};
 use crate::error::{ErrorKind, Result};
 
@@ -53,16 +55,6 @@ pub(crate) enum Outcome {
     Unwritten,
 }
 
-/// What to write for one message.
-#[derive(Debug, Clone)]
-pub(crate) enum Action {
-    /// Move to the archive with `status`, `result` and `error` (JSON texts).
-    Archive { status: &'static str, result: Option<String>, error: Option<String> },
-    /// Back to the queue after `delay` seconds; `refund` gives back the
-    /// attempt counted at dequeue (for a message no handler started).
-    Release { delay: f64, error: Option<String>, refund: bool },
-}
-
 /// One message's outcome on its way to the database.
 pub(crate) struct Settlement {
     pub(crate) id: i64,
@@ -72,18 +64,19 @@ pub(crate) struct Settlement {
     failures: u32,
     outcome: Option<Outcome>,
     done: Option<oneshot::Sender<Outcome>>,
-    /// The message's place under the held bound, freed with the outcome.
-    held: Option<Held>,
+    /// The message's job (Settling), dropped with the outcome: its place is free then.
+    job: Option<Job>,
 }
 
 impl Settlement {
     pub(crate) fn new(id: i64, lease: Uuid, action: Action) -> Settlement {
-        Settlement { id, lease, action, failures: 0, outcome: None, done: None, held: None }
+        Settlement { id, lease, action, failures: 0, outcome: None, done: None, job: None }
     }
 
-    /// The settlement holds the message's place under the held bound until its outcome is known.
-    pub(crate) fn holding(mut self, held: Option<Held>) -> Settlement {
-        self.held = held;
+    /// The settlement holds the message's job (and so its place under the
+    /// held bound) until its outcome is known.
+    pub(super) fn holding(mut self, job: Option<Job>) -> Settlement {
+        self.job = job;
         self
     }
 
@@ -94,7 +87,7 @@ impl Settlement {
     fn finish(&mut self, outcome: Outcome) {
         self.outcome = Some(outcome);
         // No longer held: the worker may fetch in its place.
-        self.held.take();
+        self.job.take();
         if let Some(done) = self.done.take() {
             let _ = done.send(outcome);
         }

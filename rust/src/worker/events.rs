@@ -1,7 +1,31 @@
 //! Per-job events a caller can subscribe to ([`Worker::subscribe`](super::Worker::subscribe)),
-//! the same kinds as the Python worker's.
+//! the same kinds as the Python worker's, and the worker's counters.
 
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
+
+/// Counters a caller can read while the worker runs.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    /// Messages archived as completed.
+    pub completed: AtomicU64,
+    /// Handler failures that were released for a retry.
+    pub retried: AtomicU64,
+    /// Messages archived as dead.
+    pub dead: AtomicU64,
+    /// Handlers running now.
+    pub running: AtomicU64,
+    /// Messages held now: running (or about to start), prefetched, or waiting
+    /// for their outcome to be written; at most `concurrency + completion_backlog`.
+    pub in_flight: AtomicU64,
+    /// Outcomes refused by the fence: the lease had passed to another consumer.
+    pub lease_lost: AtomicU64,
+    /// Messages dequeued ahead of a free slot (see [`WorkerOptions::prefetch`](super::WorkerOptions::prefetch)).
+    pub prefetched: AtomicU64,
+    /// Outcomes given up on (logged as errors; the messages come back when
+    /// their leases expire).
+    pub unwritten: AtomicU64,
+}
 
 /// Events kept for a subscriber that reads slower than jobs run; past that
 /// it misses the oldest (its `recv` reports how many, as `Lagged`).

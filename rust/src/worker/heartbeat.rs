@@ -8,8 +8,8 @@ use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_postgres::types::Type;
 
-use super::backoff::Reconnect;
-use super::WorkerOptions;
+use super::options::WorkerOptions;
+use super::reconnect::Reconnect;
 use crate::db::{col, Db};
 use crate::error::Result;
 use crate::queries::Query;
@@ -70,7 +70,7 @@ pub(super) async fn heartbeat(
                 let status = if stopping.load(Ordering::SeqCst) { "stopping" } else { "running" };
                 let result = match heartbeat_once(&db, id.load(Ordering::Relaxed), status).await {
                     Ok(true) => Ok(()),
-                    Ok(false) => register(&db, &queues, opts.listen).await.map(|new| {
+                    Ok(false) => register(&db, &queues, !opts.poll_only).await.map(|new| {
                         log::warn!("pgqrs worker: its row was pruned; registered again as worker {new}");
                         id.store(new, Ordering::Relaxed);
                     }),

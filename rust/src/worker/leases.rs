@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::backoff::Reconnect;
+use super::reconnect::Reconnect;
 use crate::db::{col, Db};
 use crate::queries::Query;
 

@@ -9,7 +9,7 @@
 //! # async fn run() -> Result<(), pgqrs::Error> {
 //! let config = Config::from_env()?;
 //! let worker = Worker::new(&config, ["emails", "reports"], WorkerOptions::default()).await?;
-//! // Runs until SIGINT or SIGTERM; running jobs get `shutdown_grace` to finish.
+//! // Runs until SIGINT or SIGTERM; running jobs get `grace_period` to finish.
 //! worker
 //!     .run(|msg: Message| async move {
 //!         match msg.queue.as_str() {
@@ -38,7 +38,7 @@
 //! waits until writes catch up; `completion_backlog: 0` keeps a slot until
 //! its outcome is written. Each queue has its own fetch loop: one dequeue
 //! statement takes as many messages as there are free slots (up to
-//! `batch_cap`). While some of a queue's handlers still run, it waits until
+//! `batch_size`). While some of a queue's handlers still run, it waits until
 //! a quarter of its slots are free ([`DEFAULT_FETCH_BATCH_FRACTION`]) or
 //! 2 ms have passed ([`DEFAULT_FETCH_DELAY`]), so that one round trip brings
 //! several messages; a queue with nothing running fetches at once.
@@ -59,8 +59,8 @@
 //!
 //! A handler that returns `Ok(value)` has its message archived as
 //! `completed` with `value` (any `Serialize`, `()` for none) as the result.
-//! One that returns `Err` (or panics) has its message released with an
-//! exponential backoff plus jitter and the error recorded; after the queue's
+//! One that returns `Err` (or panics) has its message released after a
+//! [`Backoff`] delay (exponential, plus jitter) and the error recorded; after the queue's
 //! `max_attempts` deliveries (or at once, for [`JobError::give_up`]) the
 //! message goes to the archive as `dead`. Outcomes are written in batches
 //! (at once when no handler runs): the archives (and releases) of jobs
@@ -85,73 +85,50 @@
 //! On shutdown the worker stops fetching, gives back what a dequeue brought
 //! in after the stop and the prefetched messages still waiting (with the
 //! attempt refunded: no handler started), lets
-//! running handlers finish within `shutdown_grace`, then releases the
+//! running handlers finish within `grace_period`, then releases the
 //! messages of those still running (their attempt counts), writes the
 //! outcomes it holds and marks itself stopped.
+//!
+//! The files of this module are those of the Python worker (`pgqrs/_worker/`),
+//! one responsibility each: `options` and `defaults` (generated from
+//! `sql/worker_defaults.json`, as Python's), `runtime` (start, serve,
+//! shutdown), `shutdown` (its phases), `jobs` (the job table and its
+//! states), `outcome` (the pure outcome decision), `slots` (permits),
+//! `fetcher`, `prefetch`, `completer`, `leases`, `heartbeat`, `listener`,
+//! `events`, `handlers` and `reconnect`.
 
-mod backoff;
 mod completer;
+mod defaults;
 mod events;
-mod fetch;
+mod fetcher;
+mod handlers;
 mod heartbeat;
-mod job;
+mod jobs;
 mod leases;
-mod listen;
+mod listener;
 mod options;
+mod outcome;
 mod prefetch;
+mod reconnect;
+mod runtime;
+mod shutdown;
+mod slots;
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use serde::Serialize;
-use tokio::sync::{broadcast, mpsc, watch, Notify, Semaphore};
-use tokio::task::JoinSet;
-use tokio::time::Instant;
-use tokio_postgres::types::Type;
+use tokio::sync::{broadcast, watch};
 
-pub use self::backoff::{RECONNECT_MAX, RECONNECT_MIN};
-pub use self::events::{JobEvent, JobEventKind, DEFAULT_EVENT_CAPACITY};
-use self::completer::Completer;
-use self::fetch::{Fetched, Fetcher, QueueState};
-use self::heartbeat::{heartbeat, heartbeat_once, register};
-use self::job::JobContext;
-use self::leases::LeaseKeeper;
-pub use self::job::JobError;
-use self::options::HARD_STOP_WRITE_TIMEOUT;
-use self::prefetch::{Ahead, Prefetcher};
-pub use self::options::*;
+pub use self::defaults::*;
+pub use self::events::{JobEvent, JobEventKind, WorkerStats, DEFAULT_EVENT_CAPACITY};
+pub use self::options::{Backoff, Prefetch, QueueSettings, Queues, WorkerOptions, MAX_COMPLETION_BACKLOG};
+pub use self::outcome::JobError;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::message::{Message, QueueInfo};
-use crate::queries::Query;
+use crate::message::Message;
 use crate::validate::validate_queue_name;
-
-/// Counters a caller can read while the worker runs.
-#[derive(Debug, Default)]
-pub struct WorkerStats {
-    /// Messages archived as completed.
-    pub completed: AtomicU64,
-    /// Handler failures that were released for a retry.
-    pub retried: AtomicU64,
-    /// Messages archived as dead.
-    pub dead: AtomicU64,
-    /// Handlers running now.
-    pub running: AtomicU64,
-    /// Messages held now: running (or about to start), prefetched, or waiting
-    /// for their outcome to be written; at most `concurrency + completion_backlog`.
-    pub in_flight: AtomicU64,
-    /// Outcomes refused by the fence: the lease had passed to another consumer.
-    pub lease_lost: AtomicU64,
-    /// Messages dequeued ahead of a free slot (see [`WorkerOptions::prefetch`]).
-    pub prefetched: AtomicU64,
-    /// Outcomes given up on (logged as errors; the messages come back when
-    /// their leases expire).
-    pub unwritten: AtomicU64,
-}
 
 /// Asks a running worker to stop: the first call drains gracefully, the
 /// second stops at once (releasing the leases of handlers still running).
@@ -244,7 +221,7 @@ impl Worker {
                 stop.stop();
             }
         });
-        let result = self.run_inner(handler).await;
+        let result = runtime::run(self, handler).await;
         signals.abort();
         result
     }
@@ -262,255 +239,9 @@ impl Worker {
             shutdown.await;
             stop.stop();
         });
-        let result = self.run_inner(handler).await;
+        let result = runtime::run(self, handler).await;
         waiter.abort();
         result
-    }
-
-    async fn run_inner<F, Fut, R>(&self, handler: F) -> Result<()>
-    where
-        F: Fn(Message) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = std::result::Result<R, JobError>> + Send + 'static,
-        R: Serialize + Send + 'static,
-    {
-        let opts = &self.options;
-        let mut states = Vec::new();
-        for name in &self.queues {
-            let rows = self.db.fetch(Query::QueueGet, &[(name, Type::TEXT)], Some(name)).await?;
-            let info = QueueInfo::from_row(rows.first().ok_or_else(|| Error::queue_not_found(name))?)?;
-            let own = opts.queue_settings.get(name).cloned().unwrap_or_default();
-            let max_attempts = own.max_attempts.or(opts.max_attempts);
-            let limit = own.concurrency.unwrap_or(opts.concurrency).min(opts.concurrency);
-            states.push(Arc::new(QueueState {
-                name: name.clone(),
-                vt: own
-                    .visibility_timeout
-                    .or(opts.visibility_timeout)
-                    .unwrap_or_else(|| Duration::from_secs_f64(info.visibility_timeout)),
-                max_attempts: max_attempts.map_or(info.max_attempts, |m| m.min(info.max_attempts)),
-                wake: Arc::new(Notify::new()),
-                slots: (limit < opts.concurrency).then(|| Arc::new(Semaphore::new(limit))),
-                min_batch: QueueState::min_batch(limit, opts.concurrency),
-                active: Arc::new(AtomicUsize::new(0)),
-                ahead: Ahead::new(limit),
-            }));
-        }
-        let listen = match (opts.listen, &opts.listen_dsn) {
-            (false, _) => None,
-            (true, Some(dsn)) => {
-                let c = Config::from_dsn(dsn)?;
-                Some((c.pg_config(), c.connector()?))
-            }
-            (true, None) => Some((self.config.pg_config(), self.config.connector()?)),
-        };
-        let worker_id = Arc::new(AtomicI64::new(register(&self.db, &self.queues, listen.is_some()).await?));
-        log::info!(
-            "pgqrs worker {} serving {} (concurrency {}, completion backlog {}, {})",
-            worker_id.load(Ordering::Relaxed),
-            self.queues.join(", "),
-            opts.concurrency,
-            opts.completion_backlog,
-            if listen.is_some() { "LISTEN + polling" } else { "polling only" }
-        );
-        let (completer, completer_handle, completer_rx) =
-            Completer::new(self.db.clone(), opts.flush_interval, opts.flush_size, self.stats.clone());
-        let mut completer_task = tokio::spawn(completer.run(completer_rx));
-        let keeper =
-            Arc::new(LeaseKeeper::new(self.db.clone(), opts.lease_extend_at, opts.lease_check_interval));
-        let k = keeper.clone();
-        let keeper_task = tokio::spawn(async move { k.run().await });
-        let ctx = Arc::new(JobContext {
-            keeper,
-            events: self.events.clone(),
-            handler,
-            db: self.db.clone(),
-            worker_id: worker_id.clone(),
-            retry_base: opts.retry_base,
-            retry_max: opts.retry_max,
-            retry_jitter: opts.retry_jitter,
-            stats: self.stats.clone(),
-            tracked: Mutex::new(HashMap::new()),
-            completer: completer_handle,
-        });
-        let stopping = Arc::new(AtomicBool::new(false));
-        let mut stop_rx = self.stop.subscribe();
-        let mut background = JoinSet::new();
-        if let Some((pg, connector)) = listen {
-            let wakes = states.iter().map(|q| (q.name.clone(), q.wake.clone())).collect();
-            background.spawn(listen::listen(
-                pg,
-                connector,
-                self.config.schema().to_string(),
-                wakes,
-                stop_rx.clone(),
-            ));
-        }
-        // Ended by `quit` between two statements (not aborted): a heartbeat
-        // in flight must not land after worker_stop and undo it.
-        let quit = Arc::new(Notify::new());
-        let heartbeat_task = tokio::spawn(heartbeat(
-            self.db.clone(),
-            worker_id.clone(),
-            self.queues.clone(),
-            opts.clone(),
-            stopping.clone(),
-            quit.clone(),
-        ));
-
-        let (fetch_tx, mut fetch_rx) = mpsc::unbounded_channel();
-        let fetcher = Arc::new(Fetcher {
-            db: self.db.clone(),
-            running: Arc::new(Semaphore::new(opts.concurrency)),
-            held: Arc::new(Semaphore::new(opts.concurrency + opts.completion_backlog)),
-            worker_id: worker_id.clone(),
-            batch_cap: opts.batch_cap,
-            poll_interval: opts.poll_interval,
-            stats: self.stats.clone(),
-            keeper: ctx.keeper.clone(),
-            prefetcher: Prefetcher::new(opts.prefetch),
-            out: fetch_tx,
-        });
-        let mut fetchers = JoinSet::new();
-        for q in &states {
-            fetchers.spawn(fetcher.clone().fetch_loop(q.clone(), stop_rx.clone()));
-        }
-        // The loops hold the only senders: the channel closes when they end.
-        drop(fetcher);
-
-        let mut jobs = JoinSet::new();
-        let mut fatal: Option<Error> = None;
-        loop {
-            tokio::select! {
-                _ = wait_level(&mut stop_rx, 1) => break,
-                fetched = fetch_rx.recv() => match fetched {
-                    Some(Fetched::Messages(items)) => {
-                        for (msg, permits) in items {
-                            let q = states.iter().find(|q| q.name == msg.queue).expect("a served queue").clone();
-                            // Tracked before the task runs: one aborted before its first
-                            // step is still released at shutdown.
-                            ctx.track(&msg, permits.held);
-                            jobs.spawn(ctx.clone().process(q, msg, permits.running));
-                        }
-                    }
-                    Some(Fetched::GiveBack(waiting)) => {
-                        ctx.give_back_waiting(waiting);
-                    }
-                    Some(Fetched::Fatal(e)) => {
-                        fatal = Some(e);
-                        break;
-                    }
-                    None => break,
-                },
-                Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
-            }
-        }
-
-        // Shutdown. The fetch loops end after their current dequeue; what it
-        // brought in is given back (refunded: no handler started), and so
-        // are the prefetched messages still waiting.
-        stopping.store(true, Ordering::SeqCst);
-        let now = *stop_rx.borrow() >= 2;
-        let grace_end = Instant::now() + if now { Duration::ZERO } else { opts.shutdown_grace };
-        log::info!(
-            "pgqrs worker {} stopping: {} job(s) running",
-            worker_id.load(Ordering::Relaxed),
-            jobs.len()
-        );
-        let status_db = self.db.clone();
-        let id = worker_id.load(Ordering::Relaxed);
-        let stopping_status = tokio::spawn(async move {
-            if let Err(e) = heartbeat_once(&status_db, id, "stopping").await {
-                log::warn!("pgqrs worker {id}: could not record the stopping state: {e}");
-            }
-        });
-        if !now {
-            self.stop.send_modify(|level| *level = (*level).max(1));
-        }
-        let mut given_back = 0;
-        loop {
-            tokio::select! {
-                fetched = fetch_rx.recv() => match fetched {
-                    Some(Fetched::Messages(items)) => given_back += ctx.give_back(items),
-                    Some(Fetched::GiveBack(waiting)) => given_back += ctx.give_back_waiting(waiting),
-                    Some(Fetched::Fatal(e)) => { fatal.get_or_insert(e); }
-                    None => break,
-                },
-                _ = tokio::time::sleep_until(grace_end) => break,
-                _ = wait_level(&mut stop_rx, 2) => break,
-                Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
-            }
-        }
-        fetchers.abort_all();
-        while fetchers.join_next().await.is_some() {}
-        while let Ok(fetched) = fetch_rx.try_recv() {
-            match fetched {
-                Fetched::Messages(items) => given_back += ctx.give_back(items),
-                Fetched::GiveBack(waiting) => given_back += ctx.give_back_waiting(waiting),
-                Fetched::Fatal(_) => {}
-            }
-        }
-        for q in &states {
-            let waiting = q.ahead.ready.lock().unwrap().drain(..).collect();
-            given_back += ctx.give_back_waiting(waiting);
-        }
-        if given_back > 0 {
-            log::info!("pgqrs worker: gave back {given_back} message(s) fetched but not started");
-        }
-        // Running handlers get the rest of the grace period.
-        while !jobs.is_empty() {
-            tokio::select! {
-                _ = jobs.join_next() => {}
-                _ = tokio::time::sleep_until(grace_end) => break,
-                _ = wait_level(&mut stop_rx, 2) => break,
-            }
-        }
-        let mut hard = *stop_rx.borrow() >= 2;
-        let write_timeout = if hard {
-            opts.shutdown_write_timeout.min(HARD_STOP_WRITE_TIMEOUT)
-        } else {
-            opts.shutdown_write_timeout
-        };
-        ctx.completer.hurry(Instant::now() + write_timeout);
-        jobs.abort_all();
-        while jobs.join_next().await.is_some() {}
-        // No handler runs now: no lease needs keeping (an extension still in
-        // flight cannot touch a released message: it is fenced by the lease).
-        keeper_task.abort();
-        ctx.release_cut_off();
-        ctx.completer.finish();
-        loop {
-            tokio::select! {
-                _ = &mut completer_task => break,
-                _ = wait_level(&mut stop_rx, 2), if !hard => {
-                    hard = true;
-                    ctx.completer.hurry(Instant::now() + HARD_STOP_WRITE_TIMEOUT);
-                }
-            }
-        }
-        background.abort_all();
-        quit.notify_one();
-        for task in [stopping_status, heartbeat_task] {
-            let abort = task.abort_handle();
-            if tokio::time::timeout(write_timeout, task).await.is_err() {
-                abort.abort();
-            }
-        }
-        let id = worker_id.load(Ordering::Relaxed);
-        match tokio::time::timeout(
-            write_timeout,
-            self.db.fetch(Query::WorkerStop, &[(&id, Type::INT8)], None),
-        )
-        .await
-        {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => log::warn!("pgqrs worker {id}: could not record the stop: {e}"),
-            Err(_) => log::warn!("pgqrs worker {id}: could not record the stop within {write_timeout:?}"),
-        }
-        log::info!("pgqrs worker {id} stopped");
-        match fatal {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
     }
 }
 
@@ -531,6 +262,7 @@ async fn shutdown_signal() -> bool {
     }
 }
 
+/// Wait until the stop level (1: graceful, 2: at once) reaches `level`.
 async fn wait_level(stop: &mut watch::Receiver<u8>, level: u8) {
     while *stop.borrow_and_update() < level {
         if stop.changed().await.is_err() {

@@ -1,111 +1,17 @@
-//! The worker's settings: every default a named constant, and the queues it serves.
+//! The worker's settings ([`WorkerOptions`], [`Backoff`], [`Prefetch`],
+//! [`QueueSettings`]) and the queues it serves; their defaults are in
+//! [`super::defaults`]. The names are the Python worker's.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::defaults::*;
+use super::reconnect::random_fraction;
 use crate::admin::{DEFAULT_WORKER_DEAD_AFTER, DEFAULT_WORKER_PRUNE_AFTER, MAX_BATCH};
 use crate::error::{Error, Result};
 
-/// Handlers running at once, by default (all queues of the worker together).
-/// A handler's slot is free again as soon as it returns: its outcome waits in
-/// the completion backlog, so the worker holds at most `concurrency` plus
-/// [`DEFAULT_COMPLETION_BACKLOG`] messages leased at once.
-pub const DEFAULT_CONCURRENCY: usize = 8;
-/// Most messages one fetch leases, by default (never more than free slots).
-pub const DEFAULT_BATCH_CAP: usize = 100;
-/// While some of a queue's handlers still run, its next dequeue waits until
-/// this fraction of its slots is free, so that one round trip fetches several
-/// messages rather than one per freed slot. A queue with nothing running
-/// fetches at once (an idle worker starts a new message without delay).
-pub const DEFAULT_FETCH_BATCH_FRACTION: f64 = 0.25;
-/// Longest wait of a free slot for that fraction to be reached: slow
-/// handlers finishing one by one still get their slots refilled soon.
-pub const DEFAULT_FETCH_DELAY: Duration = Duration::from_millis(2);
-/// Messages a worker may dequeue beyond its free slots, to start as soon as a
-/// slot frees up instead of after a dequeue round trip. [`Prefetch::Auto`]
-/// (the default) adapts it to the handlers' speed: a dequeue takes only the
-/// messages the queue's handlers are expected to start within
-/// [`DEFAULT_PREFETCH_HORIZON`] (slots x horizon / their recent average
-/// duration, at most [`DEFAULT_PREFETCH_PER_SLOT`] per slot). Slow handlers
-/// get (almost) no prefetch, so an idle worker elsewhere is not kept from a
-/// message; fast ones get round trips that carry many rows.
-/// [`Prefetch::Fixed`] fixes it (0: a message is leased only when a handler
-/// can start it). Prefetched messages are leased while they wait (their
-/// leases extended, their attempt counted), count toward the held bound
-/// (`concurrency + completion_backlog`), and are given back, attempt
-/// refunded, when the worker stops. The Python worker's default too.
-pub const DEFAULT_PREFETCH: Prefetch = Prefetch::Auto;
-/// Work [`Prefetch::Auto`] fetches ahead: a prefetched message is expected
-/// to wait no longer than this for a slot (about one dequeue round trip on a
-/// loaded 2-core machine). Handlers lasting longer than `concurrency` x this
-/// get no prefetch at all (at concurrency 16: jobs over 32 ms). Measured for
-/// the Python worker, whose value this is.
-pub const DEFAULT_PREFETCH_HORIZON: Duration = Duration::from_millis(2);
-/// Most messages [`Prefetch::Auto`] takes ahead, per slot of the queue's
-/// concurrency (and never more than `batch_cap` in one dequeue). Reached by
-/// fast handlers only; it bounds what a worker holds ahead when its handlers
-/// turn slow suddenly, until one of them returns or
-/// [`DEFAULT_PREFETCH_MAX_WAIT`] has passed (then the waiting ones are given
-/// back). As the Python worker's.
-pub const DEFAULT_PREFETCH_PER_SLOT: usize = 6;
-/// Weight of each returning handler's duration in its queue's running
-/// average, from which [`Prefetch::Auto`] expects slots to free up: a queue
-/// whose handlers slow down stops prefetching after one or two of the slow
-/// ones return (0.25: one 100 ms handler after no-op ones makes the average
-/// 25 ms). The duration, not the completion rate, because a rate counted
-/// over a window still credits the fast handlers of the window's start.
-pub const DEFAULT_PREFETCH_DURATION_WEIGHT: f64 = 0.25;
-/// [`Prefetch::Auto`]: time a prefetched message may wait for a slot before
-/// it is given back (attempt refunded) for any worker to take. Auto expects
-/// a wait of about [`DEFAULT_PREFETCH_HORIZON`]; one 250 times longer means
-/// the handlers turned slow, or stuck, after the dequeue (their average only
-/// learns that when they return). The queue's handlers are then taken to
-/// last at least that long, so nothing more is fetched ahead until they
-/// prove faster.
-pub const DEFAULT_PREFETCH_MAX_WAIT: Duration = Duration::from_millis(500);
-/// Time between polls when no NOTIFY arrives.
-pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
-/// Backoff before the first retry; it doubles with every attempt.
-pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(1);
-/// Longest backoff between retries.
-pub const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(300);
-/// Each backoff is spread by +- this fraction, so that jobs failing together
-/// do not all come back together (the Python worker's default too).
-pub const DEFAULT_RETRY_JITTER: f64 = 0.25;
-/// Time running handlers get to finish after a shutdown signal.
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-/// Time between heartbeats in the workers table.
-pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
-/// Time a finished job's archive/release waits to share one statement with
-/// others finishing at about the same time (as Python's worker).
-pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_millis(5);
-/// Most archives (or releases) written by one statement; a full batch is
-/// written at once without waiting for the flush interval.
-pub const DEFAULT_FLUSH_SIZE: usize = 100;
-/// Room for messages whose handler has returned but whose outcome (archive or
-/// release) is not written yet: a worker holds at most `concurrency` plus
-/// this many messages (running, or waiting for their write), and fetching
-/// waits while it holds that many (backpressure), so a worker whose writes
-/// stall keeps few leases and bounded memory. Two full flush statements: one
-/// being written while the next fills, so handlers never wait for a write.
-pub const DEFAULT_COMPLETION_BACKLOG: usize = 2 * DEFAULT_FLUSH_SIZE;
 /// Largest `completion_backlog` accepted (as the Python worker's).
 pub const MAX_COMPLETION_BACKLOG: usize = 1_000_000;
-/// Time between `worker_reap` runs by each worker (marks silent workers dead
-/// and prunes old rows; correctness never depends on it).
-pub const DEFAULT_REAP_INTERVAL: Duration = Duration::from_secs(60);
-/// Time a stopping worker keeps retrying the outcomes it still holds when
-/// the database is unreachable (the messages then come back when their
-/// leases expire: nothing is lost).
-pub const DEFAULT_SHUTDOWN_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Fraction of a lease after which a running handler's lease is extended
-/// (by a whole visibility timeout again).
-pub const DEFAULT_LEASE_EXTEND_AT: f64 = 0.5;
-/// Longest pause between two checks for leases due for extension (shorter
-/// leases are checked more often).
-pub const DEFAULT_LEASE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
-/// What is left of `shutdown_write_timeout` after a second stop request.
-pub(super) const HARD_STOP_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How a [`Worker`](super::Worker) runs. `WorkerOptions::default()` gives the documented defaults.
 #[derive(Debug, Clone)]
@@ -121,8 +27,8 @@ pub struct WorkerOptions {
     /// room: a slot is reused only once its outcome is written. At most
     /// [`MAX_COMPLETION_BACKLOG`].
     pub completion_backlog: usize,
-    /// Most messages one fetch leases ([`DEFAULT_BATCH_CAP`]).
-    pub batch_cap: usize,
+    /// Most messages one dequeue leases ([`DEFAULT_BATCH_CAP`]; Python's `batch_size`).
+    pub batch_size: usize,
     /// Messages a dequeue may take beyond the free slots, leased while they
     /// wait for one (within the held bound; given back, attempt refunded, on
     /// stop): [`Prefetch::Auto`] ([`DEFAULT_PREFETCH`]) or [`Prefetch::Fixed`].
@@ -134,19 +40,16 @@ pub struct WorkerOptions {
     /// Deliveries before `dead`; None: each queue's max_attempts (a worker
     /// can only lower it: the queue's limit is enforced at dequeue).
     pub max_attempts: Option<i32>,
-    /// First retry delay, doubled per attempt ([`DEFAULT_RETRY_BASE`]).
-    pub retry_base: Duration,
-    /// Longest retry delay ([`DEFAULT_RETRY_MAX`]).
-    pub retry_max: Duration,
-    /// Spread of each retry delay, a fraction from 0 to 1 ([`DEFAULT_RETRY_JITTER`]).
-    pub retry_jitter: f64,
-    /// LISTEN for enqueue notifications (turn off behind pgBouncer in
-    /// transaction mode, or set `listen_dsn` to a direct connection).
-    pub listen: bool,
-    /// A DSN for the LISTEN connection only (e.g. bypassing a pooler).
+    /// Retry delays after a handler's failure ([`Backoff::default`]).
+    pub backoff: Backoff,
+    /// No LISTEN for enqueue notifications, polling only (for pgBouncer in
+    /// transaction mode; or set `listen_dsn` to a direct connection).
+    pub poll_only: bool,
+    /// A DSN for the LISTEN connection only (e.g. bypassing a pooler); not
+    /// with `poll_only`.
     pub listen_dsn: Option<String>,
-    /// Time running handlers get after a shutdown signal ([`DEFAULT_SHUTDOWN_GRACE`]).
-    pub shutdown_grace: Duration,
+    /// Time running handlers get after a shutdown signal ([`DEFAULT_GRACE_PERIOD`]).
+    pub grace_period: Duration,
     /// Heartbeat period ([`DEFAULT_HEARTBEAT_INTERVAL`]).
     pub heartbeat_interval: Duration,
     /// Time outcomes wait to share a statement ([`DEFAULT_FLUSH_INTERVAL`]).
@@ -168,9 +71,70 @@ pub struct WorkerOptions {
     pub lease_extend_at: f64,
     /// Longest pause between checks for leases to extend ([`DEFAULT_LEASE_CHECK_INTERVAL`]).
     pub lease_check_interval: Duration,
+    /// Fraction of a queue's slots that must be free, while some of its
+    /// handlers still run, before it dequeues again, above 0 and at most 1
+    /// ([`DEFAULT_FETCH_BATCH_FRACTION`]).
+    pub fetch_batch_fraction: f64,
+    /// Longest wait of a free slot for that fraction ([`DEFAULT_FETCH_DELAY`]).
+    pub fetch_delay: Duration,
+    /// [`Prefetch::Auto`]: work fetched ahead ([`DEFAULT_PREFETCH_HORIZON`]).
+    pub prefetch_horizon: Duration,
+    /// [`Prefetch::Auto`]: most messages ahead per slot ([`DEFAULT_PREFETCH_PER_SLOT`]).
+    pub prefetch_per_slot: usize,
+    /// [`Prefetch::Auto`]: weight of each handler's duration in its queue's
+    /// running average, above 0 and at most 1 ([`DEFAULT_PREFETCH_DURATION_WEIGHT`]).
+    pub prefetch_duration_weight: f64,
+    /// [`Prefetch::Auto`]: time a prefetched message waits for a slot before
+    /// it is given back, above 0 ([`DEFAULT_PREFETCH_MAX_WAIT`]).
+    pub prefetch_max_wait: Duration,
     /// Settings of single queues, by name (as the Python worker's per-handler
     /// options); a queue not named here follows the options above.
     pub queue_settings: HashMap<String, QueueSettings>,
+}
+
+/// Retry delay after a failed attempt: `base * 2^(attempt-1)`, capped at
+/// `max`, spread by +-`jitter` (a fraction) so that jobs failing together do
+/// not all come back together (Python's `pgqrs.Backoff`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    /// Delay after the first failure, doubled per attempt ([`DEFAULT_BACKOFF_BASE`]).
+    pub base: Duration,
+    /// Longest delay, at least `base` ([`DEFAULT_BACKOFF_MAX`]).
+    pub max: Duration,
+    /// Spread of each delay, a fraction from 0 to 1 ([`DEFAULT_BACKOFF_JITTER`]).
+    pub jitter: f64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { base: DEFAULT_BACKOFF_BASE, max: DEFAULT_BACKOFF_MAX, jitter: DEFAULT_BACKOFF_JITTER }
+    }
+}
+
+impl Backoff {
+    /// The delay after failed attempt number `attempt` (1 for the first).
+    pub fn delay(&self, attempt: i32) -> Duration {
+        let exp =
+            self.base.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).clamp(0, 30) as u32));
+        let spread = 1.0 + self.jitter * (2.0 * random_fraction() - 1.0);
+        exp.min(self.max).mul_f64(spread).min(self.max)
+    }
+
+    fn check(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.jitter) {
+            return Err(Error::invalid(format!(
+                "backoff.jitter is a fraction from 0 to 1, got {}",
+                self.jitter
+            )));
+        }
+        if self.max < self.base {
+            return Err(Error::invalid(format!(
+                "backoff.max ({:?}) must be >= backoff.base ({:?})",
+                self.max, self.base
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// How many messages a dequeue may take beyond the free slots (see [`DEFAULT_PREFETCH`]).
@@ -208,17 +172,15 @@ impl Default for WorkerOptions {
         WorkerOptions {
             concurrency: DEFAULT_CONCURRENCY,
             completion_backlog: DEFAULT_COMPLETION_BACKLOG,
-            batch_cap: DEFAULT_BATCH_CAP,
+            batch_size: DEFAULT_BATCH_CAP,
             prefetch: DEFAULT_PREFETCH,
             poll_interval: DEFAULT_POLL_INTERVAL,
             visibility_timeout: None,
             max_attempts: None,
-            retry_base: DEFAULT_RETRY_BASE,
-            retry_max: DEFAULT_RETRY_MAX,
-            retry_jitter: DEFAULT_RETRY_JITTER,
-            listen: true,
+            backoff: Backoff::default(),
+            poll_only: false,
             listen_dsn: None,
-            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            grace_period: DEFAULT_GRACE_PERIOD,
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             flush_interval: DEFAULT_FLUSH_INTERVAL,
             flush_size: DEFAULT_FLUSH_SIZE,
@@ -228,6 +190,12 @@ impl Default for WorkerOptions {
             shutdown_write_timeout: DEFAULT_SHUTDOWN_WRITE_TIMEOUT,
             lease_extend_at: DEFAULT_LEASE_EXTEND_AT,
             lease_check_interval: DEFAULT_LEASE_CHECK_INTERVAL,
+            fetch_batch_fraction: DEFAULT_FETCH_BATCH_FRACTION,
+            fetch_delay: DEFAULT_FETCH_DELAY,
+            prefetch_horizon: DEFAULT_PREFETCH_HORIZON,
+            prefetch_per_slot: DEFAULT_PREFETCH_PER_SLOT,
+            prefetch_duration_weight: DEFAULT_PREFETCH_DURATION_WEIGHT,
+            prefetch_max_wait: DEFAULT_PREFETCH_MAX_WAIT,
             queue_settings: HashMap::new(),
         }
     }
@@ -235,11 +203,16 @@ impl Default for WorkerOptions {
 
 impl WorkerOptions {
     pub(super) fn check(&self) -> Result<()> {
-        if self.concurrency < 1 || self.batch_cap < 1 {
+        if self.concurrency < 1 || self.batch_size < 1 {
             return Err(Error::invalid(format!(
-                "concurrency ({}) and batch_cap ({}) must be >= 1",
-                self.concurrency, self.batch_cap
+                "concurrency ({}) and batch_size ({}) must be >= 1",
+                self.concurrency, self.batch_size
             )));
+        }
+        if self.poll_only && self.listen_dsn.is_some() {
+            return Err(Error::invalid(
+                "listen_dsn is for LISTEN, which poll_only turns off: set one or the other",
+            ));
         }
         if self.completion_backlog > MAX_COMPLETION_BACKLOG {
             return Err(Error::invalid(format!(
@@ -265,16 +238,20 @@ impl WorkerOptions {
             ("heartbeat_interval", self.heartbeat_interval),
             ("reap_interval", self.reap_interval),
             ("lease_check_interval", self.lease_check_interval),
+            ("prefetch_max_wait", self.prefetch_max_wait),
         ] {
             if d.is_zero() {
                 return Err(Error::invalid(format!("{name} must be > 0")));
             }
         }
-        if !(0.0..=1.0).contains(&self.retry_jitter) {
-            return Err(Error::invalid(format!(
-                "retry_jitter is a fraction from 0 to 1, got {}",
-                self.retry_jitter
-            )));
+        self.backoff.check()?;
+        for (name, f) in [
+            ("fetch_batch_fraction", self.fetch_batch_fraction),
+            ("prefetch_duration_weight", self.prefetch_duration_weight),
+        ] {
+            if !(f > 0.0 && f <= 1.0) {
+                return Err(Error::invalid(format!("{name} is a fraction above 0 and at most 1, got {f}")));
+            }
         }
         if !(self.lease_extend_at > 0.0 && self.lease_extend_at < 1.0) {
             return Err(Error::invalid(format!(
@@ -343,5 +320,25 @@ impl<S: AsRef<str>, const N: usize> Queues for &[S; N] {
 impl<S: AsRef<str>> Queues for Vec<S> {
     fn queue_names(self) -> Vec<String> {
         self.iter().map(|s| s.as_ref().to_string()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_is_capped() {
+        let base = Duration::from_secs(1);
+        let max = Duration::from_secs(60);
+        for attempt in 1..=10 {
+            let full = (base * 2u32.pow(attempt as u32 - 1)).min(max);
+            assert_eq!(Backoff { base, max, jitter: 0.0 }.delay(attempt), full);
+            let d = Backoff { base, max, jitter: 0.25 }.delay(attempt);
+            assert!(d >= full.mul_f64(0.75) && d <= full.mul_f64(1.25).min(max), "{attempt}: {d:?}");
+        }
+        let b = Backoff { base, max, jitter: 0.25 };
+        let samples: std::collections::HashSet<_> = (0..20).map(|_| b.delay(5)).collect();
+        assert!(samples.len() > 1, "jitter varies the delay");
     }
 }

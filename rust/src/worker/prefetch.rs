@@ -1,25 +1,45 @@
-//! Prefetch: a dequeue may lease messages beyond the free slots, which wait
-//! in the worker (each holding a place under the held bound, but no handler
-//! slot) and start, before the queue's next dequeue, as slots free up. As
-//! the Python worker's: [`Prefetch::Auto`] takes only what the queue's
-//! handlers are expected to start within [`DEFAULT_PREFETCH_HORIZON`], from
-//! their running average duration, so slow handlers get none and an idle
-//! worker elsewhere is not kept from a message.
+//! Prefetch sizing, a policy the fetcher calls: a dequeue may lease
+//! messages beyond the free slots, which wait in the worker (each holding a
+//! place under the held bound, but no handler slot) and start, before the
+//! queue's next dequeue, as slots free up. As the Python worker's:
+//! [`Prefetch::Auto`] takes only what the queue's handlers are expected to
+//! start within `prefetch_horizon`, from their running average duration, so
+//! slow handlers get none and an idle worker elsewhere is not kept from a
+//! message.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::fetch::Held;
-use super::options::{
-    Prefetch, DEFAULT_PREFETCH_DURATION_WEIGHT, DEFAULT_PREFETCH_HORIZON, DEFAULT_PREFETCH_PER_SLOT,
-};
+use super::jobs::Job;
+use super::options::{Prefetch, WorkerOptions};
 use crate::message::Message;
 
-/// A prefetched message waiting for a slot, with its place under the held bound.
+/// A prefetched message waiting for a slot (its job Prefetched).
 pub(super) struct Waiting {
     pub(super) msg: Message,
-    pub(super) held: Held,
+    pub(super) job: Job,
+}
+
+/// The settings of [`Prefetch::Auto`] (from [`WorkerOptions`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct AutoPolicy {
+    /// Work fetched ahead.
+    pub(super) horizon: Duration,
+    /// Most messages ahead per slot.
+    pub(super) per_slot: usize,
+    /// Weight of each handler's duration in the running average.
+    pub(super) duration_weight: f64,
+}
+
+impl AutoPolicy {
+    pub(super) fn of(opts: &WorkerOptions) -> AutoPolicy {
+        AutoPolicy {
+            horizon: opts.prefetch_horizon,
+            per_slot: opts.prefetch_per_slot,
+            duration_weight: opts.prefetch_duration_weight,
+        }
+    }
 }
 
 /// One queue's prefetch state.
@@ -27,6 +47,7 @@ pub(super) struct Ahead {
     /// The most of this queue's handlers running at once (its limit, at most
     /// the worker's concurrency).
     slots: usize,
+    policy: AutoPolicy,
     /// Running average of its handlers' durations; None before one returned.
     duration: Mutex<Option<Duration>>,
     /// Its prefetched messages, in dequeue order. The fetch loop starts them;
@@ -35,18 +56,18 @@ pub(super) struct Ahead {
 }
 
 impl Ahead {
-    pub(super) fn new(slots: usize) -> Ahead {
-        Ahead { slots, duration: Mutex::new(None), ready: Mutex::default() }
+    pub(super) fn new(slots: usize, policy: AutoPolicy) -> Ahead {
+        Ahead { slots, policy, duration: Mutex::new(None), ready: Mutex::default() }
     }
 
     /// Auto: the messages this queue's handlers are expected to start within
-    /// [`DEFAULT_PREFETCH_HORIZON`]. Each slot frees up once per average
-    /// duration, so they start about slots x horizon / duration in that time;
-    /// at most [`DEFAULT_PREFETCH_PER_SLOT`] per slot, none before a handler returned.
+    /// the horizon. Each slot frees up once per average duration, so they
+    /// start about slots x horizon / duration in that time; at most
+    /// `per_slot` per slot, none before a handler returned.
     fn expected(&self) -> usize {
         let Some(duration) = *self.duration.lock().unwrap() else { return 0 };
-        let cap = DEFAULT_PREFETCH_PER_SLOT * self.slots;
-        let work = self.slots as f64 * DEFAULT_PREFETCH_HORIZON.as_secs_f64();
+        let cap = self.policy.per_slot * self.slots;
+        let work = self.slots as f64 * self.policy.horizon.as_secs_f64();
         if duration.as_secs_f64() * cap as f64 <= work {
             cap
         } else {
@@ -60,8 +81,7 @@ impl Ahead {
         *d = Some(match *d {
             None => took,
             Some(avg) => {
-                avg.mul_f64(1.0 - DEFAULT_PREFETCH_DURATION_WEIGHT)
-                    + took.mul_f64(DEFAULT_PREFETCH_DURATION_WEIGHT)
+                avg.mul_f64(1.0 - self.policy.duration_weight) + took.mul_f64(self.policy.duration_weight)
             }
         });
     }
@@ -119,13 +139,17 @@ impl Prefetcher {
 
 #[cfg(test)]
 mod tests {
-    use super::{Ahead, Prefetcher};
-    use crate::worker::Prefetch;
+    use super::{Ahead, AutoPolicy, Prefetcher};
+    use crate::worker::{Prefetch, WorkerOptions};
     use std::time::Duration;
+
+    fn ahead(slots: usize) -> Ahead {
+        Ahead::new(slots, AutoPolicy::of(&WorkerOptions::default()))
+    }
 
     #[test]
     fn auto_takes_what_the_slots_start_within_the_horizon() {
-        let q = Ahead::new(4);
+        let q = ahead(4);
         let p = Prefetcher::new(Prefetch::Auto);
         assert_eq!(p.reserve(&q, 100), 0, "none before a handler returned");
         q.finished(Duration::from_micros(10));
@@ -133,7 +157,7 @@ mod tests {
         p.unreserve(24);
         assert_eq!(p.reserve(&q, 5), 5, "within the room given");
         p.unreserve(5);
-        let q = Ahead::new(4);
+        let q = ahead(4);
         q.finished(Duration::from_millis(2));
         assert_eq!(p.reserve(&q, 100), 4, "4 slots x 2 ms / 2 ms");
         p.unreserve(4);
@@ -146,7 +170,7 @@ mod tests {
 
     #[test]
     fn fixed_counts_every_queue_waiting() {
-        let (a, b) = (Ahead::new(2), Ahead::new(2));
+        let (a, b) = (ahead(2), ahead(2));
         let p = Prefetcher::new(Prefetch::Fixed(5));
         assert_eq!(p.reserve(&a, 3), 3);
         assert_eq!(p.reserve(&b, 100), 2, "5 in all");

@@ -12,10 +12,13 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client, Connection, NoTls};
 
+use super::reconnect::Reconnect;
 use crate::tls::Connector;
 
+/// First pause before opening the LISTEN connection again.
+const LISTEN_RECONNECT_MIN: Duration = Duration::from_secs(1);
 /// Longest pause between attempts to open the LISTEN connection again.
-const MAX_LISTEN_BACKOFF: Duration = Duration::from_secs(30);
+const LISTEN_RECONNECT_MAX: Duration = Duration::from_secs(30);
 
 /// Keep a LISTEN on `<schema>.enqueue` and wake `queues` by name until `stop` changes.
 pub(crate) async fn listen(
@@ -27,13 +30,13 @@ pub(crate) async fn listen(
 ) {
     // The schema name is validated ([a-z_][a-z0-9_]*), so quoting is enough.
     let command = format!("LISTEN \"{schema}.enqueue\"");
-    let mut backoff = Duration::from_secs(1);
+    let mut reconnect = Reconnect::new(LISTEN_RECONNECT_MIN, LISTEN_RECONNECT_MAX);
     loop {
         match connect(&pg, &connector).await {
             Ok((client, mut notes, driver)) => {
                 match client.batch_execute(&command).await {
                     Ok(()) => {
-                        backoff = Duration::from_secs(1);
+                        reconnect.succeeded();
                         for (_, wake) in &queues {
                             wake.notify_one(); // poll again after every reconnect
                         }
@@ -59,10 +62,9 @@ pub(crate) async fn listen(
             Err(e) => log::warn!("pgqrs worker: LISTEN connection failed (polling only): {e}"),
         }
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(reconnect.failed()) => {}
             _ = stop.changed() => return,
         }
-        backoff = (backoff * 2).min(MAX_LISTEN_BACKOFF);
     }
 }
 

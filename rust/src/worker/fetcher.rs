@@ -1,41 +1,36 @@
 //! Fetching: one loop per queue, one dequeue statement per round for the
 //! free slots, in useful batches.
 //!
-//! A message needs two permits to be fetched. A *running* permit is a unit of
-//! the worker's `concurrency` (and of its queue's own limit, if it has one):
-//! it is dropped as soon as the message's handler returns. A *held* permit is
-//! one place under `concurrency + completion_backlog` messages held (running,
-//! or waiting for their outcome to be written): it travels with the outcome
-//! to the completer and is dropped once the outcome is written (or given up
-//! on). So handlers running never exceed `concurrency`, the worker never
-//! holds more than `concurrency + completion_backlog` messages, and fetching
-//! waits while the writes lag that far behind (backpressure).
-//!
-//! A dequeue may also take messages beyond the free slots (prefetch, see
-//! [`super::prefetch`]): each holds a held permit but no running permit, and
-//! waits in its queue's ready queue; the queue's fetch loop starts them as
-//! running permits free up, before its next dequeue.
+//! A message needs a slot and a place to be fetched ([`super::slots`]); a
+//! dequeue may also take messages beyond the free slots (prefetch, sized by
+//! [`super::prefetch`]): each holds a place but no slot, and waits in its
+//! queue's ready queue; the queue's fetch loop starts them as slots free up,
+//! before its next dequeue. Each message fetched becomes a [`Job`] of the
+//! job table ([`super::jobs`]), Ready or Prefetched.
 //!
 //! A queue with nothing running fetches as soon as a slot is free. A queue
-//! with handlers still running waits until [`DEFAULT_FETCH_BATCH_FRACTION`]
-//! of its slots are free (or a free slot has waited [`DEFAULT_FETCH_DELAY`]),
-//! so that one round trip brings several messages rather than one per
-//! finished handler. A queue is polled again at once after a full batch,
-//! else after a NOTIFY or the poll interval.
+//! with handlers still running waits until `fetch_batch_fraction` of its
+//! slots are free (or a free slot has waited `fetch_delay`), so that one
+//! round trip brings several messages rather than one per finished handler.
+//! A queue is polled again at once after a full batch, else after a NOTIFY
+//! or the poll interval.
 
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 use tokio_postgres::types::Type;
 
-use super::backoff::Reconnect;
+use super::events::WorkerStats;
+use super::jobs::Job;
 use super::leases::LeaseKeeper;
-use super::options::{Prefetch, DEFAULT_FETCH_BATCH_FRACTION, DEFAULT_FETCH_DELAY, DEFAULT_PREFETCH_MAX_WAIT};
+use super::options::Prefetch;
 use super::prefetch::{Ahead, Prefetcher, Waiting};
-use super::{wait_level, WorkerStats};
+use super::reconnect::Reconnect;
+use super::slots::{Permits, Place, QueueSlots, Slots};
+use super::wait_level;
 use crate::consumer::{dequeue_result, DEQUEUE_DEAD_RETRIES};
 use crate::db::Db;
 use crate::error::{Error, ErrorKind, Result};
@@ -51,101 +46,19 @@ pub(super) struct QueueState {
     pub(super) max_attempts: i32,
     /// Woken by NOTIFY (and after every LISTEN reconnect).
     pub(super) wake: Arc<Notify>,
-    /// This queue's own limit of handlers running, when it has one below the worker's.
-    pub(super) slots: Option<Arc<Semaphore>>,
-    /// Free slots worth a dequeue while some of this queue's handlers still
-    /// run (see the module docs).
-    pub(super) min_batch: usize,
-    /// This queue's messages holding a running permit: handlers running, or
-    /// about to start.
-    pub(super) active: Arc<AtomicUsize>,
+    /// Its own limit of handlers running, and its messages holding a slot.
+    pub(super) slots: QueueSlots,
     /// Its prefetched messages and handler durations.
     pub(super) ahead: Ahead,
 }
 
-impl QueueState {
-    /// Free slots worth a dequeue while some of a queue's handlers still run:
-    /// [`DEFAULT_FETCH_BATCH_FRACTION`] of the most that can run at once
-    /// (`limit`, the queue's own, at most the worker's `concurrency`), at least one.
-    pub(super) fn min_batch(limit: usize, concurrency: usize) -> usize {
-        ((limit.min(concurrency) as f64 * DEFAULT_FETCH_BATCH_FRACTION).ceil() as usize).max(1)
-    }
-}
-
-/// A handler slot: one of the worker's `concurrency` (and of its queue's
-/// limit, if it has one). Dropped as soon as the handler returns.
-pub(super) struct Running {
-    _worker: OwnedSemaphorePermit,
-    _own: Option<OwnedSemaphorePermit>,
-    /// The queue's count of active messages, once the slot holds one.
-    active: Option<Arc<AtomicUsize>>,
-}
-
-impl Running {
-    /// The slot now holds a message of `q`: counted as active.
-    fn assign(mut self, q: &QueueState) -> Running {
-        q.active.fetch_add(1, Ordering::SeqCst);
-        self.active = Some(q.active.clone());
-        self
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(active) = &self.active {
-            active.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
-}
-
-/// One message's place under the held bound (`concurrency +
-/// completion_backlog`). It travels with the message's outcome to the
-/// completer and is dropped once the outcome is written (or given up on);
-/// while it holds a message, the message counts in
-/// [`WorkerStats::in_flight`].
-pub(crate) struct Held {
-    _permit: OwnedSemaphorePermit,
-    /// The counters, once the place holds a message.
-    stats: Option<Arc<WorkerStats>>,
-}
-
-impl Held {
-    /// The place now holds a message: counted in flight.
-    fn assign(mut self, stats: &Arc<WorkerStats>) -> Held {
-        stats.in_flight.fetch_add(1, Ordering::SeqCst);
-        self.stats = Some(stats.clone());
-        self
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        if let Some(stats) = &self.stats {
-            stats.in_flight.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
-}
-
-/// The permits one message needs: a handler slot and a place under the held bound.
-pub(super) struct Permits {
-    pub(super) running: Running,
-    pub(super) held: Held,
-}
-
-impl Permits {
-    /// The permits now hold a message of `q`: counted as active and in flight.
-    fn assign(self, q: &QueueState, stats: &Arc<WorkerStats>) -> Permits {
-        Permits { running: self.running.assign(q), held: self.held.assign(stats) }
-    }
-}
-
 /// What a fetch loop hands to the worker.
 pub(super) enum Fetched {
-    /// Leased messages to start, each with its permits (their leases are
+    /// Leased messages to start, each with its job, Ready (their leases are
     /// already with the lease keeper).
-    Messages(Vec<(Message, Permits)>),
+    Messages(Vec<(Message, Job)>),
     /// Prefetched messages to give back: none started within
-    /// [`DEFAULT_PREFETCH_MAX_WAIT`] of their dequeue.
+    /// `prefetch_max_wait` of their dequeue.
     GiveBack(Vec<Waiting>),
     Fatal(Error),
 }
@@ -153,13 +66,15 @@ pub(super) enum Fetched {
 /// What every fetch loop of a worker shares.
 pub(super) struct Fetcher {
     pub(super) db: Db,
-    /// Handlers running at once: `concurrency` permits.
-    pub(super) running: Arc<Semaphore>,
-    /// Messages held at once: `concurrency + completion_backlog` permits.
-    pub(super) held: Arc<Semaphore>,
+    /// The worker's slots and places.
+    pub(super) slots: Slots,
     pub(super) worker_id: Arc<AtomicI64>,
-    pub(super) batch_cap: usize,
+    pub(super) batch_size: usize,
     pub(super) poll_interval: Duration,
+    /// Longest wait of a free slot for a queue's `min_batch`.
+    pub(super) fetch_delay: Duration,
+    /// [`Prefetch::Auto`]: time a prefetched message waits before it is given back.
+    pub(super) prefetch_max_wait: Duration,
     pub(super) stats: Arc<WorkerStats>,
     /// Keeps the leases of fetched messages, from their dequeue on.
     pub(super) keeper: Arc<LeaseKeeper>,
@@ -193,65 +108,21 @@ async fn dequeue(db: &Db, q: &QueueState, n: usize, worker_id: i64) -> Result<Ve
     Ok(messages)
 }
 
-const OPEN: &str = "the semaphore is never closed";
-
 impl Fetcher {
-    /// A handler slot for one message of `q`, waiting for each permit: the
-    /// queue's own first (if limited), then one of the worker's. Cancel-safe:
-    /// a permit already taken is given back.
-    async fn acquire_running(&self, q: &QueueState) -> Running {
-        let own = match &q.slots {
-            None => None,
-            Some(own) => Some(own.clone().acquire_owned().await.expect(OPEN)),
-        };
-        let worker = self.running.clone().acquire_owned().await.expect(OPEN);
-        Running { _worker: worker, _own: own, active: None }
-    }
-
-    /// The permits for one message of `q`, waiting for each: a handler slot,
-    /// then a place under the held bound. Cancel-safe.
-    async fn acquire(&self, q: &QueueState) -> Permits {
-        let running = self.acquire_running(q).await;
-        let held = self.held.clone().acquire_owned().await.expect(OPEN);
-        Permits { running, held: Held { _permit: held, stats: None } }
-    }
-
-    /// Places under the held bound for up to `n` prefetched messages, those free now.
-    fn try_acquire_held(&self, n: usize) -> Vec<Held> {
-        (0..n)
-            .map_while(|_| self.held.clone().try_acquire_owned().ok())
-            .map(|p| Held { _permit: p, stats: None })
-            .collect()
-    }
-
-    /// The permits for one message of `q` if all are free now.
-    fn try_acquire(&self, q: &QueueState) -> Option<Permits> {
-        let own = match &q.slots {
-            None => None,
-            Some(own) => Some(own.clone().try_acquire_owned().ok()?),
-        };
-        let worker = self.running.clone().try_acquire_owned().ok()?;
-        let held = self.held.clone().try_acquire_owned().ok()?;
-        Some(Permits {
-            running: Running { _worker: worker, _own: own, active: None },
-            held: Held { _permit: held, stats: None },
-        })
-    }
-
     /// Places under the held bound for the messages a dequeue of `q` with
     /// `free` slots may take ahead (see [`Prefetcher::reserve`]), reserved
     /// until the dequeue has returned.
-    fn places(&self, q: &QueueState, free: usize) -> Vec<Held> {
-        let extra = self.prefetcher.reserve(&q.ahead, self.batch_cap - free);
-        let places = self.try_acquire_held(extra);
+    fn places(&self, q: &QueueState, free: usize) -> Vec<Place> {
+        let extra = self.prefetcher.reserve(&q.ahead, self.batch_size - free);
+        let places = self.slots.try_acquire_places(extra);
         self.prefetcher.unreserve(extra - places.len());
         places
     }
 
     /// The permits for the next dequeue of `q`, and places for the messages
     /// it may take ahead: wait for one set of permits, take every other free
-    /// one (up to `batch_cap`); while some of the queue's handlers still run,
-    /// wait for `min_batch` sets, at most [`DEFAULT_FETCH_DELAY`] after the
+    /// one (up to `batch_size`); while some of the queue's handlers still run,
+    /// wait for `min_batch` sets, at most `fetch_delay` after the
     /// first. With no slot free, a dequeue of messages ahead only goes at
     /// once if it takes that many (or the queue has nothing running), as in
     /// the Python worker: they start as slots free up, without a round trip.
@@ -260,39 +131,39 @@ impl Fetcher {
         &self,
         q: &QueueState,
         stop: &mut watch::Receiver<u8>,
-    ) -> Option<(Vec<Permits>, Vec<Held>)> {
-        let enough = q.min_batch.min(self.batch_cap);
-        let first = match self.try_acquire(q) {
+    ) -> Option<(Vec<Permits>, Vec<Place>)> {
+        let enough = q.slots.min_batch.min(self.batch_size);
+        let first = match self.slots.try_acquire(&q.slots) {
             Some(p) => p,
             None => {
                 let places = self.places(q, 0);
-                if !places.is_empty() && (places.len() >= enough || q.active.load(Ordering::SeqCst) == 0) {
+                if !places.is_empty() && (places.len() >= enough || q.slots.idle()) {
                     return Some((Vec::new(), places));
                 }
                 self.prefetcher.unreserve(places.len());
                 drop(places);
                 tokio::select! {
-                    p = self.acquire(q) => p,
+                    p = self.slots.acquire(&q.slots) => p,
                     _ = wait_level(stop, 1) => return None,
                 }
             }
         };
         let mut permits = vec![first];
-        let deadline = Instant::now() + DEFAULT_FETCH_DELAY;
+        let deadline = Instant::now() + self.fetch_delay;
         loop {
-            while permits.len() < self.batch_cap {
-                match self.try_acquire(q) {
+            while permits.len() < self.batch_size {
+                match self.slots.try_acquire(&q.slots) {
                     Some(p) => permits.push(p),
                     None => break,
                 }
             }
-            if permits.len() >= enough || q.active.load(Ordering::SeqCst) == 0 {
+            if permits.len() >= enough || q.slots.idle() {
                 let places = self.places(q, permits.len());
                 return Some((permits, places));
             }
             // Handlers still running: let a few more slots free up first.
             tokio::select! {
-                p = self.acquire(q) => permits.push(p),
+                p = self.slots.acquire(&q.slots) => permits.push(p),
                 _ = tokio::time::sleep_until(deadline) => {
                     let places = self.places(q, permits.len());
                     return Some((permits, places));
@@ -313,17 +184,17 @@ impl Fetcher {
         give_back_at: Option<Instant>,
     ) -> bool {
         while q.ahead.has_waiting() {
-            let running = tokio::select! {
-                r = self.acquire_running(q) => r,
+            let slot = tokio::select! {
+                s = self.slots.acquire_slot(&q.slots) => s,
                 _ = tokio::time::sleep_until(give_back_at.unwrap_or_else(Instant::now)), if give_back_at.is_some() => {
                     let stale: Vec<Waiting> = q.ahead.ready.lock().unwrap().drain(..).collect();
-                    q.ahead.slowed(DEFAULT_PREFETCH_MAX_WAIT);
+                    q.ahead.slowed(self.prefetch_max_wait);
                     self.prefetcher.unreserve(stale.len());
                     log::info!(
                         "pgqrs worker: giving back {} prefetched message(s) of {:?}: none started within {:?}",
                         stale.len(),
                         q.name,
-                        DEFAULT_PREFETCH_MAX_WAIT
+                        self.prefetch_max_wait
                     );
                     return self.out.send(Fetched::GiveBack(stale)).is_ok();
                 }
@@ -331,10 +202,10 @@ impl Fetcher {
             };
             // No await from here to the send: a message is in the ready
             // queue (given back by the worker if it stops) or with the worker.
-            let Some(w) = q.ahead.ready.lock().unwrap().pop_front() else { break };
+            let Some(mut w) = q.ahead.ready.lock().unwrap().pop_front() else { break };
             self.prefetcher.unreserve(1);
-            let permits = Permits { running: running.assign(q), held: w.held };
-            if self.out.send(Fetched::Messages(vec![(w.msg, permits)])).is_err() {
+            w.job.assign(slot);
+            if self.out.send(Fetched::Messages(vec![(w.msg, w.job)])).is_err() {
                 return false;
             }
         }
@@ -398,17 +269,20 @@ impl Fetcher {
             let items: Vec<_> = permits
                 .drain(..)
                 .zip(messages.by_ref())
-                .map(|(p, m)| (m, p.assign(&q, &self.stats)))
+                .map(|(p, m)| (m, Job::ready(p, &q.slots.active, &self.stats)))
                 .collect();
             let waiting: Vec<Waiting> = messages
                 .zip(places.drain(..))
-                .map(|(msg, held)| Waiting { msg, held: held.assign(&self.stats) })
+                .map(|(msg, place)| Waiting {
+                    msg,
+                    job: Job::prefetched(place, &q.slots.active, &self.stats),
+                })
                 .collect();
             self.prefetcher.unreserve(asked - free - waiting.len());
             if !waiting.is_empty() {
                 self.stats.prefetched.fetch_add(waiting.len() as u64, Ordering::SeqCst);
                 if self.prefetcher.mode == Prefetch::Auto {
-                    give_back_at = Some(Instant::now() + DEFAULT_PREFETCH_MAX_WAIT);
+                    give_back_at = Some(Instant::now() + self.prefetch_max_wait);
                 }
                 q.ahead.ready.lock().unwrap().extend(waiting);
             }
@@ -431,20 +305,5 @@ impl Fetcher {
                 _ = wait_level(&mut stop, 1) => return,
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::QueueState;
-
-    #[test]
-    fn a_dequeue_waits_for_a_quarter_of_the_slots_at_least_one() {
-        assert_eq!(QueueState::min_batch(8, 8), 2);
-        assert_eq!(QueueState::min_batch(100, 8), 2, "a queue's limit counts up to the worker's");
-        assert_eq!(QueueState::min_batch(16, 16), 4);
-        assert_eq!(QueueState::min_batch(10, 16), 3, "rounded up");
-        assert_eq!(QueueState::min_batch(3, 8), 1);
-        assert_eq!(QueueState::min_batch(1, 1), 1);
     }
 }

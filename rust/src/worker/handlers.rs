@@ -1,0 +1,165 @@
+//! Calling the handler: one job from its start to its written outcome (the
+//! handler run with its lease kept, its slot freed when it returns, the
+//! decision handed to the completer with the job, the outcome counted and
+//! emitted once written).
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use super::completer::{CompleterHandle, Outcome, Settlement};
+use super::events::{JobEvent, JobEventKind, WorkerStats};
+use super::fetcher::QueueState;
+use super::jobs::JobTable;
+use super::leases::LeaseKeeper;
+use super::options::Backoff;
+use super::outcome::{decide, JobError, Settle};
+use crate::db::Db;
+use crate::message::Message;
+
+/// Everything a spawned job needs.
+pub(super) struct JobContext<F> {
+    /// Extends the leases of the messages held.
+    pub(super) keeper: Arc<LeaseKeeper>,
+    /// Per-job events for subscribers.
+    pub(super) events: broadcast::Sender<JobEvent>,
+    pub(super) handler: F,
+    pub(super) db: Db,
+    pub(super) worker_id: Arc<AtomicI64>,
+    pub(super) backoff: Backoff,
+    pub(super) stats: Arc<WorkerStats>,
+    /// The jobs whose handler is about to run or runs (released if the stop
+    /// cuts them off).
+    pub(super) table: JobTable,
+    pub(super) completer: CompleterHandle,
+}
+
+impl<F> JobContext<F> {
+    pub(super) fn emit(
+        &self,
+        kind: JobEventKind,
+        msg: &Message,
+        error: Option<String>,
+        delay: Option<Duration>,
+    ) {
+        // No subscriber is no error.
+        let _ = self.events.send(JobEvent {
+            kind,
+            message_id: msg.id,
+            queue: msg.queue.clone(),
+            attempt: msg.attempts,
+            worker_id: self.worker_id.load(Ordering::Relaxed),
+            error,
+            delay,
+        });
+    }
+}
+
+impl<F, Fut, R> JobContext<F>
+where
+    F: Fn(Message) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = std::result::Result<R, JobError>> + Send + 'static,
+    R: Serialize + Send + 'static,
+{
+    /// Run the handler of a tracked (Ready) message of `q`.
+    pub(super) async fn process(self: Arc<Self>, q: Arc<QueueState>, msg: Message) {
+        let lease = msg.lease.unwrap_or_default();
+        self.table.start(lease);
+        self.emit(JobEventKind::Started, &msg, None, None);
+        let begun = tokio::time::Instant::now();
+        let outcome = self.run_handler(&msg).await;
+        q.ahead.finished(begun.elapsed());
+        let worker_id = self.worker_id.load(Ordering::Relaxed);
+        let max_payload = self.db.config.max_payload_bytes();
+        let decision =
+            decide(outcome, msg.attempts, q.max_attempts, |a| self.backoff.delay(a), max_payload, worker_id);
+        if let Some(error) = decision.failed {
+            self.emit(JobEventKind::Failed, &msg, Some(error), None);
+        }
+        match &decision.settle {
+            Settle::Dead { error } => log::warn!(
+                "pgqrs worker: message {} (queue {:?}) is dead after {} attempt(s): {error}",
+                msg.id,
+                q.name,
+                msg.attempts
+            ),
+            Settle::Retried { delay, error } => log::warn!(
+                "pgqrs worker: message {} (queue {:?}) failed on attempt {}/{}, retrying in {delay:?}: {error}",
+                msg.id,
+                q.name,
+                msg.attempts,
+                q.max_attempts
+            ),
+            Settle::Completed => {}
+        }
+        // The handler returned: its slot is free at once; the outcome waits
+        // in the completion backlog, the job holding the message's place
+        // until it is written. No await between these: a job cut off at
+        // shutdown is either still in the table (and released) or its
+        // outcome is with the completer.
+        let job = self.table.finish(lease);
+        let written = self.completer.submit(Settlement::new(msg.id, lease, decision.action).holding(job));
+        let outcome = written.await.unwrap_or(Outcome::Unwritten);
+        self.keeper.drop_lease(msg.id, lease);
+        let settle = decision.settle;
+        match outcome {
+            Outcome::Ok => match settle {
+                Settle::Completed => {
+                    self.stats.completed.fetch_add(1, Ordering::SeqCst);
+                    self.emit(JobEventKind::Completed, &msg, None, None);
+                }
+                Settle::Retried { delay, error } => {
+                    self.stats.retried.fetch_add(1, Ordering::SeqCst);
+                    self.emit(JobEventKind::Retried, &msg, Some(error), Some(delay));
+                }
+                Settle::Dead { error } => {
+                    self.stats.dead.fetch_add(1, Ordering::SeqCst);
+                    self.emit(JobEventKind::Dead, &msg, Some(error), None);
+                }
+            },
+            Outcome::LeaseLost => {
+                self.stats.lease_lost.fetch_add(1, Ordering::SeqCst);
+                self.emit(JobEventKind::LeaseLost, &msg, None, None);
+                log::warn!(
+                    "pgqrs worker: message {} (queue {:?}): lease lost before its outcome ({settle:?}) \
+                     was written; another consumer has it now",
+                    msg.id,
+                    q.name
+                );
+            }
+            Outcome::NotFound => log::warn!(
+                "pgqrs worker: message {} (queue {:?}) was gone before its outcome ({settle:?}) was written",
+                msg.id,
+                q.name
+            ),
+            Outcome::Unwritten => {} // logged by the completer
+        }
+    }
+
+    /// The handler's outcome (the lease keeper extends the lease meanwhile);
+    /// a panic or a result that is not JSON is a failure.
+    async fn run_handler(&self, msg: &Message) -> std::result::Result<Value, JobError> {
+        let out = AssertUnwindSafe((self.handler)(msg.clone())).catch_unwind().await;
+        match out {
+            Ok(Ok(r)) => serde_json::to_value(r).map_err(|e| {
+                JobError::failed("pgqrs.PayloadError", format!("handler result is not JSON: {e}"))
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(panic) => {
+                let text = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "handler panicked".to_string());
+                Err(JobError::failed("panic", text))
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The outcome decision: what a handler's outcome means for its message
+//! (as Python's `outcome.py`).
+//!
+//! Pure: no I/O, no clock, nothing else of the worker used. [`decide`] turns
+//! a handler's result into a [`Decision`]: archive as completed, release for
+//! a retry after a delay, or archive as dead. The handler module writes it
+//! (through the completer) and counts and emits its event once written.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::payload::encode;
+
+/// The error "type" recorded for an explicit retry (Python's `pgqrs.Retry`).
+pub(super) const RETRY_KIND: &str = "pgqrs.Retry";
+
+/// Why a handler failed, and what to do about it. Any `std::error::Error`
+/// converts into a retryable JobError, so handlers can use `?`.
+#[derive(Debug)]
+pub struct JobError {
+    pub(super) message: String,
+    pub(super) retry: Retry,
+    /// Recorded as the error's "type".
+    pub(super) kind: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Retry {
+    Backoff,
+    After(Duration),
+    GiveUp,
+}
+
+impl JobError {
+    /// Retry later, with the worker's backoff.
+    pub fn retry(message: impl std::fmt::Display) -> JobError {
+        JobError { message: message.to_string(), retry: Retry::Backoff, kind: RETRY_KIND }
+    }
+    /// Retry after exactly `delay` (still dead after max_attempts).
+    pub fn retry_after(message: impl std::fmt::Display, delay: Duration) -> JobError {
+        JobError { message: message.to_string(), retry: Retry::After(delay), kind: RETRY_KIND }
+    }
+    /// Do not retry: archive the message as `dead` now.
+    pub fn give_up(message: impl std::fmt::Display) -> JobError {
+        JobError { message: message.to_string(), retry: Retry::GiveUp, kind: "pgqrs.Abort" }
+    }
+    /// The error text recorded on the message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    /// A failure of `kind` to be retried with the backoff.
+    pub(super) fn failed(kind: &'static str, message: impl std::fmt::Display) -> JobError {
+        JobError { message: message.to_string(), retry: Retry::Backoff, kind }
+    }
+}
+
+impl std::fmt::Display for JobError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for JobError {
+    fn from(e: E) -> Self {
+        JobError { message: e.to_string(), retry: Retry::Backoff, kind: std::any::type_name::<E>() }
+    }
+}
+
+/// What to write for one message.
+#[derive(Debug, Clone)]
+pub(crate) enum Action {
+    /// Move to the archive with `status`, `result` and `error` (JSON texts).
+    Archive { status: &'static str, result: Option<String>, error: Option<String> },
+    /// Back to the queue after `delay` seconds; `refund` gives back the
+    /// attempt counted at dequeue (for a message no handler started).
+    Release { delay: f64, error: Option<String>, refund: bool },
+}
+
+impl Action {
+    /// Back to the queue at once, attempt refunded: no handler started.
+    pub(crate) fn give_back() -> Action {
+        Action::Release { delay: 0.0, error: None, refund: true }
+    }
+}
+
+/// What a written outcome counts as (its event and counter).
+#[derive(Debug)]
+pub(super) enum Settle {
+    Completed,
+    Retried { delay: Duration, error: String },
+    Dead { error: String },
+}
+
+/// The decision for one handler outcome.
+#[derive(Debug)]
+pub(super) struct Decision {
+    /// What to write.
+    pub(super) action: Action,
+    /// What it counts as once written.
+    pub(super) settle: Settle,
+    /// The handler failed (a `Failed` event now): not for an explicit retry,
+    /// which is no failure (as in Python).
+    pub(super) failed: Option<String>,
+}
+
+/// What the message of a job is to become.
+///
+/// `attempt`: its delivery count; `max_attempts`: the queue's (or worker's)
+/// limit; `backoff`: the retry delay after a given attempt; `max_payload`:
+/// the largest JSON text the database is sent; `worker_id`: recorded with the error.
+pub(super) fn decide(
+    outcome: std::result::Result<Value, JobError>,
+    attempt: i32,
+    max_attempts: i32,
+    backoff: impl FnOnce(i32) -> Duration,
+    max_payload: usize,
+    worker_id: i64,
+) -> Decision {
+    let failed = match outcome {
+        Ok(Value::Null) => {
+            let action = Action::Archive { status: "completed", result: None, error: None };
+            return Decision { action, settle: Settle::Completed, failed: None };
+        }
+        Ok(value) => match encode(&value, "result", max_payload) {
+            Ok(result) => {
+                let action = Action::Archive { status: "completed", result: Some(result), error: None };
+                return Decision { action, settle: Settle::Completed, failed: None };
+            }
+            Err(e) => JobError::failed("pgqrs.PayloadError", e),
+        },
+        Err(e) => e,
+    };
+    let error = error_json(&failed, attempt, worker_id, max_payload);
+    let failed_event = (failed.kind != RETRY_KIND).then(|| failed.message.clone());
+    if failed.retry == Retry::GiveUp || attempt >= max_attempts {
+        return Decision {
+            action: Action::Archive { status: "dead", result: None, error },
+            settle: Settle::Dead { error: failed.message },
+            failed: failed_event,
+        };
+    }
+    let delay = match failed.retry {
+        Retry::After(d) => d,
+        _ => backoff(attempt),
+    };
+    Decision {
+        action: Action::Release { delay: delay.as_secs_f64(), error, refund: false },
+        settle: Settle::Retried { delay, error: failed.message },
+        failed: failed_event,
+    }
+}
+
+/// The message's error record: the same fields as the Python worker's (Rust
+/// has no traceback to add); None if it cannot be stored.
+fn error_json(e: &JobError, attempt: i32, worker_id: i64, max_payload: usize) -> Option<String> {
+    let record = json!({
+        "type": e.kind,
+        "message": e.message,
+        "attempt": attempt,
+        "worker_id": worker_id,
+    });
+    encode(&record, "error", max_payload).ok()
+}
+
+/// The error record of a job cut off by the worker's stop.
+pub(super) fn stopped_error(worker_id: i64, max_payload: usize) -> Option<String> {
+    let record = json!({
+        "type": "WorkerStopped",
+        "message": "the worker stopped before the handler finished",
+        "worker_id": worker_id,
+    });
+    encode(&record, "error", max_payload).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: usize = 1 << 20;
+
+    fn no_backoff(_: i32) -> Duration {
+        Duration::from_secs(7)
+    }
+
+    #[test]
+    fn a_value_is_archived_as_completed() {
+        let d = decide(Ok(Value::Null), 1, 5, no_backoff, MAX, 1);
+        assert!(matches!(d.action, Action::Archive { status: "completed", result: None, .. }));
+        let d = decide(Ok(json!({"n": 1})), 1, 5, no_backoff, MAX, 1);
+        assert!(matches!(d.action, Action::Archive { status: "completed", result: Some(_), .. }));
+        assert!(matches!(d.settle, Settle::Completed) && d.failed.is_none());
+    }
+
+    #[test]
+    fn a_failure_is_retried_with_the_backoff_until_the_last_attempt() {
+        let d = decide(Err(JobError::failed("E", "boom")), 2, 5, no_backoff, MAX, 1);
+        assert!(matches!(d.action, Action::Release { delay, refund: false, error: Some(_) } if delay == 7.0));
+        assert_eq!(d.failed.as_deref(), Some("boom"));
+        let d = decide(Err(JobError::failed("E", "boom")), 5, 5, no_backoff, MAX, 1);
+        assert!(matches!(d.action, Action::Archive { status: "dead", .. }));
+        assert!(matches!(d.settle, Settle::Dead { .. }));
+    }
+
+    #[test]
+    fn an_explicit_retry_is_no_failure_and_give_up_is_dead_at_once() {
+        let d = decide(Err(JobError::retry_after("later", Duration::from_secs(3))), 1, 5, no_backoff, MAX, 1);
+        assert!(matches!(d.action, Action::Release { delay, .. } if delay == 3.0));
+        assert!(d.failed.is_none(), "asking for a retry is not a failure");
+        let d = decide(Err(JobError::give_up("no")), 1, 5, no_backoff, MAX, 1);
+        assert!(matches!(d.action, Action::Archive { status: "dead", .. }));
+        assert_eq!(d.failed.as_deref(), Some("no"));
+    }
+
+    #[test]
+    fn a_result_too_large_is_a_failure() {
+        let big = Value::String("x".repeat(100));
+        let d = decide(Ok(big), 1, 5, no_backoff, 10, 1);
+        assert!(matches!(d.action, Action::Release { .. }), "{d:?}");
+    }
+}
