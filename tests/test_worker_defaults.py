@@ -1,78 +1,93 @@
 """The Rust and Python workers share their defaults (README: "as in Python").
 
 Both workers follow the same rules (concurrency, fetching, prefetch,
-completion, leases, retries); the values live once per language, in
-rust/src/worker/options.rs and pgqrs/_worker/defaults.py. This reads the
-Rust constants from the source and compares them with the Python ones, so a
-change to one side that forgets the other fails here.
+completion, leases, retries); each default is listed once, in
+sql/worker_defaults.json, and tools/gen_defaults.py writes
+pgqrs/_worker/defaults.py and rust/src/worker/defaults.rs from it. These tests
+check that the generated files are up to date, that the Python constants are
+the data file's values, and (through a Rust test that reads the data file)
+that ``WorkerOptions::default()`` is too.
 """
 
 from __future__ import annotations
 
-import re
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
 from pgqrs._worker import defaults
 
-OPTIONS_RS = Path(__file__).resolve().parents[1] / "rust" / "src" / "worker" / "options.rs"
-
-#: Rust constant -> Python constant of the same meaning (seconds for durations).
-SHARED = {
-    "DEFAULT_CONCURRENCY": "DEFAULT_CONCURRENCY",
-    "DEFAULT_BATCH_CAP": "DEFAULT_BATCH_CAP",
-    "DEFAULT_FETCH_BATCH_FRACTION": "DEFAULT_FETCH_BATCH_FRACTION",
-    "DEFAULT_FETCH_DELAY": "DEFAULT_FETCH_DELAY",
-    "DEFAULT_PREFETCH_HORIZON": "DEFAULT_PREFETCH_HORIZON",
-    "DEFAULT_PREFETCH_PER_SLOT": "DEFAULT_PREFETCH_PER_SLOT",
-    "DEFAULT_PREFETCH_DURATION_WEIGHT": "DEFAULT_PREFETCH_DURATION_WEIGHT",
-    "DEFAULT_PREFETCH_MAX_WAIT": "DEFAULT_PREFETCH_MAX_WAIT",
-    "DEFAULT_POLL_INTERVAL": "DEFAULT_POLL_INTERVAL",
-    "DEFAULT_RETRY_BASE": "DEFAULT_BACKOFF_BASE",
-    "DEFAULT_RETRY_MAX": "DEFAULT_BACKOFF_MAX",
-    "DEFAULT_RETRY_JITTER": "DEFAULT_BACKOFF_JITTER",
-    "DEFAULT_SHUTDOWN_GRACE": "DEFAULT_GRACE_PERIOD",
-    "DEFAULT_HEARTBEAT_INTERVAL": "DEFAULT_HEARTBEAT_INTERVAL",
-    "DEFAULT_FLUSH_INTERVAL": "DEFAULT_FLUSH_INTERVAL",
-    "DEFAULT_FLUSH_SIZE": "DEFAULT_FLUSH_SIZE",
-    "DEFAULT_COMPLETION_BACKLOG": "DEFAULT_COMPLETION_BACKLOG",
-    "DEFAULT_REAP_INTERVAL": "DEFAULT_REAP_INTERVAL",
-    "DEFAULT_SHUTDOWN_WRITE_TIMEOUT": "DEFAULT_SHUTDOWN_WRITE_TIMEOUT",
-    "DEFAULT_LEASE_EXTEND_AT": "DEFAULT_LEASE_EXTEND_AT",
-    "DEFAULT_LEASE_CHECK_INTERVAL": "DEFAULT_LEASE_CHECK_INTERVAL",
-}
-
-_CONST = re.compile(r"^pub const (\w+): [\w:]+ = (.+);$", re.MULTILINE)
-_DURATION = re.compile(r"Duration::from_(secs|millis)\((\d+)\)")
-_UNIT = {"secs": 1.0, "millis": 0.001}
+ROOT = Path(__file__).resolve().parents[1]
+#: Seconds allowed for cargo, including a compilation of the worker tests.
+CARGO_TIMEOUT = 1200
 
 
-def _rust_constants() -> dict[str, float]:
-    """The numeric constants of options.rs (durations in seconds; a constant
-    defined from another, like ``2 * DEFAULT_FLUSH_SIZE``, evaluated)."""
-    values: dict[str, float] = {}
-    for name, expr in _CONST.findall(OPTIONS_RS.read_text(encoding="utf-8")):
-        if duration := _DURATION.fullmatch(expr):
-            values[name] = int(duration[2]) * _UNIT[duration[1]]
-        elif re.fullmatch(r"[\d_.]+", expr):
-            values[name] = float(expr.replace("_", ""))
-        elif product := re.fullmatch(r"(\d+) \* (\w+)", expr):
-            values[name] = int(product[1]) * values[product[2]]
-    return values
+def _generator() -> ModuleType:
+    path = ROOT / "tools" / "gen_defaults.py"
+    spec = importlib.util.spec_from_file_location("gen_defaults", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
-RUST = _rust_constants()
+GEN = _generator()
+ENTRIES: list[dict[str, Any]] = GEN.load()
 
 
-@pytest.mark.parametrize("rust_name, python_name", sorted(SHARED.items()))
-def test_rust_and_python_worker_defaults_agree(rust_name: str, python_name: str) -> None:
-    assert rust_name in RUST, f"{rust_name} not found (or not a number) in {OPTIONS_RS}"
-    assert RUST[rust_name] == pytest.approx(float(getattr(defaults, python_name)))
-
-
-def test_both_default_to_auto_prefetch() -> None:
-    assert "pub const DEFAULT_PREFETCH: Prefetch = Prefetch::Auto;" in OPTIONS_RS.read_text(
-        encoding="utf-8"
+def test_the_generated_files_are_up_to_date() -> None:
+    assert GEN.stale(ENTRIES) == []
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "gen_defaults.py"), "--check"],
+        capture_output=True,
+        text=True,
     )
-    assert defaults.DEFAULT_PREFETCH == "auto"
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_the_check_finds_a_changed_value() -> None:
+    changed = [dict(e) for e in ENTRIES]
+    changed[0]["value"] = changed[0]["value"] + 1
+    assert GEN.stale(changed) == [GEN.PYTHON, GEN.RUST]
+
+
+def test_the_data_file_refuses_a_value_of_the_wrong_unit(tmp_path: Path) -> None:
+    bad = tmp_path / "worker_defaults.json"
+    bad.write_text(
+        '{"defaults": [{"name": "DEFAULT_X", "unit": "seconds", "value": 1, "doc": ["x"]}]}'
+    )
+    with pytest.raises(GEN.DataError, match=r"DEFAULT_X: seconds is a float"):
+        GEN.load(bad)
+
+
+@pytest.mark.parametrize("name", [e["name"] for e in ENTRIES])
+def test_python_defaults_are_the_data_file(name: str) -> None:
+    value = getattr(defaults, name)
+    assert value == GEN.value_of(ENTRIES, name)
+    unit = next(e["unit"] for e in ENTRIES if e["name"] == name)
+    assert type(value) is {"seconds": float, "fraction": float, "count": int, "enum": str}[unit]
+
+
+def test_rust_worker_options_default_is_the_data_file() -> None:
+    """rust/tests/worker.rs reads the data file and compares each value with
+    ``WorkerOptions::default()`` (and the other public defaults)."""
+    cargo = shutil.which("cargo")
+    assert cargo, "cargo is required for the Rust tests (install the Rust toolchain)"
+    proc = subprocess.run(
+        [cargo, "test", "--test", "worker", "worker_options_default_is_the_data_file"],
+        cwd=ROOT / "rust",
+        env={**os.environ, "CARGO_TERM_COLOR": "never"},
+        capture_output=True,
+        text=True,
+        timeout=CARGO_TIMEOUT,
+    )
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    assert "test result: ok. 1 passed" in proc.stdout

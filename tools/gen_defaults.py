@@ -71,7 +71,8 @@ def load(path: Path = DATA) -> list[dict[str, Any]]:
         if isinstance(value, dict):
             if set(value) != {"times", "of"} or value["of"] not in seen:
                 raise DataError(
-                    f"{path}: {name}: a derived value is {{'times': n, 'of': NAME}}, NAME listed above"
+                    f"{path}: {name}: a derived value is {{'times': n, 'of': NAME}},"
+                    " NAME listed above it"
                 )
         elif e["unit"] == "enum":
             if not isinstance(value, str) or not isinstance(e.get("rust_type"), str):
@@ -80,7 +81,9 @@ def load(path: Path = DATA) -> list[dict[str, Any]]:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise DataError(f"{path}: {name}: a count is an int >= 0, got {value!r}")
         elif isinstance(value, bool) or not isinstance(value, float) or value < 0:
-            raise DataError(f"{path}: {name}: {e['unit']} is a float >= 0 (write 1.0), got {value!r}")
+            raise DataError(
+                f"{path}: {name}: {e['unit']} is a float >= 0 (write 1.0), got {value!r}"
+            )
         seen.add(name)
     return entries
 
@@ -142,6 +145,20 @@ def rust_source(entries: list[dict[str, Any]]) -> str:
     return "\n".join(out) + "\n"
 
 
+def outputs(entries: list[dict[str, Any]]) -> list[tuple[Path, str]]:
+    """Each generated file with the text it should have."""
+    return [(PYTHON, python_source(entries)), (RUST, rust_source(entries))]
+
+
+def stale(entries: list[dict[str, Any]]) -> list[Path]:
+    """The generated files whose text differs from what ``entries`` make."""
+    return [
+        path
+        for path, text in outputs(entries)
+        if not path.exists() or path.read_text(encoding="utf-8") != text
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -153,18 +170,15 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as e:
         print(f"gen_defaults: {e}", file=sys.stderr)
         return 2
-    stale = []
-    for path, text in ((PYTHON, python_source(entries)), (RUST, rust_source(entries))):
-        current = path.read_text(encoding="utf-8") if path.exists() else None
-        if current == text:
-            continue
-        if args.check:
-            stale.append(path.relative_to(ROOT))
-        else:
-            path.write_text(text, encoding="utf-8")
-            print(f"wrote {path.relative_to(ROOT)}")
-    if stale:
-        names = ", ".join(str(p) for p in stale)
+    out_of_date = stale(entries)
+    if not args.check:
+        for path, text in outputs(entries):
+            if path in out_of_date:
+                path.write_text(text, encoding="utf-8")
+                print(f"wrote {path.relative_to(ROOT)}")
+        return 0
+    if out_of_date:
+        names = ", ".join(str(p.relative_to(ROOT)) for p in out_of_date)
         print(
             f"gen_defaults: {names} out of date with {DATA.relative_to(ROOT)}; "
             "run python tools/gen_defaults.py",

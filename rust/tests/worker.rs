@@ -1271,3 +1271,66 @@ async fn prefetch_is_checked() {
     assert_eq!(err.kind(), pgqrs::ErrorKind::InvalidArgument);
     assert!(err.to_string().contains("prefetch"), "{err}");
 }
+
+/// `WorkerOptions::default()` (and the other worker defaults) are the values
+/// of `sql/worker_defaults.json`, the data file both workers' defaults are
+/// generated from (tests/test_worker_defaults.py runs this).
+#[test]
+fn worker_options_default_is_the_data_file() {
+    use pgqrs::worker::{DEFAULT_RECONNECT_MAX, DEFAULT_RECONNECT_MIN};
+    let data: serde_json::Value =
+        serde_json::from_str(include_str!("../../sql/worker_defaults.json")).unwrap();
+    let entries = data["defaults"].as_array().unwrap();
+    let entry = |name: &str| {
+        entries.iter().find(|e| e["name"] == name).unwrap_or_else(|| panic!("{name} not in the data file"))
+    };
+    // A value is a number, or {"times": n, "of": NAME}: n times another default.
+    let number = |name: &str| -> f64 {
+        let value = &entry(name)["value"];
+        match value["of"].as_str() {
+            Some(of) => value["times"].as_f64().unwrap() * entry(of)["value"].as_f64().unwrap(),
+            None => value.as_f64().unwrap_or_else(|| panic!("{name} is not a number")),
+        }
+    };
+    let o = WorkerOptions::default();
+    let secs = |d: Duration| d.as_secs_f64();
+    for e in entries {
+        let name = e["name"].as_str().unwrap();
+        let got = match name {
+            "DEFAULT_PREFETCH" => {
+                assert_eq!((e["value"].as_str(), o.prefetch), (Some("auto"), Prefetch::Auto));
+                continue;
+            }
+            "DEFAULT_CONCURRENCY" => o.concurrency as f64,
+            "DEFAULT_POLL_INTERVAL" => secs(o.poll_interval),
+            "DEFAULT_BATCH_CAP" => o.batch_size as f64,
+            "DEFAULT_FETCH_BATCH_FRACTION" => o.fetch_batch_fraction,
+            "DEFAULT_FETCH_DELAY" => secs(o.fetch_delay),
+            "DEFAULT_PREFETCH_HORIZON" => secs(o.prefetch_horizon),
+            "DEFAULT_PREFETCH_PER_SLOT" => o.prefetch_per_slot as f64,
+            "DEFAULT_PREFETCH_DURATION_WEIGHT" => o.prefetch_duration_weight,
+            "DEFAULT_PREFETCH_MAX_WAIT" => secs(o.prefetch_max_wait),
+            "DEFAULT_FLUSH_INTERVAL" => secs(o.flush_interval),
+            "DEFAULT_FLUSH_SIZE" => o.flush_size as f64,
+            "DEFAULT_COMPLETION_BACKLOG" => o.completion_backlog as f64,
+            "DEFAULT_GRACE_PERIOD" => secs(o.grace_period),
+            "DEFAULT_HEARTBEAT_INTERVAL" => secs(o.heartbeat_interval),
+            "DEFAULT_REAP_INTERVAL" => secs(o.reap_interval),
+            "DEFAULT_LEASE_EXTEND_AT" => o.lease_extend_at,
+            "DEFAULT_LEASE_CHECK_INTERVAL" => secs(o.lease_check_interval),
+            "DEFAULT_BACKOFF_BASE" => secs(o.backoff.base),
+            "DEFAULT_BACKOFF_MAX" => secs(o.backoff.max),
+            "DEFAULT_BACKOFF_JITTER" => o.backoff.jitter,
+            "DEFAULT_RECONNECT_MIN" => secs(DEFAULT_RECONNECT_MIN),
+            "DEFAULT_RECONNECT_MAX" => secs(DEFAULT_RECONNECT_MAX),
+            "DEFAULT_SHUTDOWN_WRITE_TIMEOUT" => secs(o.shutdown_write_timeout),
+            other => panic!("{other} of the data file has no Rust option here: add it"),
+        };
+        let want = number(name);
+        assert!(
+            (got - want).abs() < 1e-9,
+            "{name}: WorkerOptions::default() has {got}, the data file {want}"
+        );
+    }
+    assert_eq!((o.poll_only, o.listen_dsn, o.visibility_timeout, o.max_attempts), (false, None, None, None));
+}
