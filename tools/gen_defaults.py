@@ -44,8 +44,6 @@ RS_HEADER = """//! Every default of the worker, one named constant each (the nam
 //! run the tool (`--check` fails when this file is out of date).
 
 use std::time::Duration;
-
-use super::options::Prefetch;
 """
 
 
@@ -128,14 +126,17 @@ def rust_source(entries: list[dict[str, Any]]) -> str:
     for e in entries:
         for line in e.get("comment_before", []):
             out.append(f"// {line}".rstrip())
+        if e["unit"] == "enum":
+            # The enum is an option type (options.rs): defined there, so that
+            # this file stays a leaf; rust/tests/worker.rs checks the value.
+            variant = f"{e['rust_type']}::{e['value'].capitalize()}"
+            out.append(f"// {e['name']} ({json.dumps(e['value'])}) is {variant}, in options.rs.")
+            continue
         for line in e["doc"]:
             out.append(f"/// {line.replace('``', '`')}".rstrip())
         v, unit = e["value"], e["unit"]
-        rust_type = {"seconds": "Duration", "count": "usize", "fraction": "f64"}.get(unit)
-        if unit == "enum":
-            rust_type = e["rust_type"]
-            expr = f"{rust_type}::{v.capitalize()}"
-        elif isinstance(v, dict):
+        rust_type = {"seconds": "Duration", "count": "usize", "fraction": "f64"}[unit]
+        if isinstance(v, dict):
             expr = f"{v['times']} * {v['of']}"
         elif unit == "seconds":
             expr = _duration(v)

@@ -7,8 +7,6 @@
 
 use std::time::Duration;
 
-use super::options::Prefetch;
-
 /// Handlers of one worker running at the same time (all queues together). A
 /// handler's slot is free again as soon as it returns: its outcome waits in the
 /// completion backlog, so the worker holds at most `concurrency +
@@ -27,20 +25,7 @@ pub const DEFAULT_FETCH_BATCH_FRACTION: f64 = 0.25;
 /// Longest wait, in seconds, of a free slot for that fraction to be reached:
 /// slow handlers finishing one by one still get their slots refilled soon.
 pub const DEFAULT_FETCH_DELAY: Duration = Duration::from_millis(2);
-/// Messages a worker may dequeue beyond its free slots, to start as soon as a
-/// slot frees up instead of after a dequeue round trip. `"auto"` (the
-/// default) adapts it to the handlers' speed: a dequeue takes only the
-/// messages this queue's handlers are expected to start within
-/// `DEFAULT_PREFETCH_HORIZON` (slots x horizon / their recent average
-/// duration, at most `DEFAULT_PREFETCH_PER_SLOT` per slot). Slow handlers get
-/// (almost) no prefetch, so, like River and Oban, an idle worker elsewhere is
-/// not kept from a message; fast ones get round trips that carry many rows.
-/// An int fixes it (0: a message is leased only when a handler can start it).
-/// Prefetched messages are leased while they wait (their leases extended,
-/// their attempt counted), count toward the held bound (concurrency +
-/// completion backlog), and are given back, attempt refunded, when the
-/// worker stops.
-pub const DEFAULT_PREFETCH: Prefetch = Prefetch::Auto;
+// DEFAULT_PREFETCH ("auto") is Prefetch::Auto, in options.rs.
 /// Seconds of work `prefetch="auto"` fetches ahead: a prefetched message is
 /// expected to wait no longer than this for a slot (about one dequeue round
 /// trip on a loaded 2-core machine). Handlers lasting longer than

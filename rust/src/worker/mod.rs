@@ -122,7 +122,9 @@ use tokio::sync::{broadcast, watch};
 
 pub use self::defaults::*;
 pub use self::events::{JobEvent, JobEventKind, WorkerStats, DEFAULT_EVENT_CAPACITY};
-pub use self::options::{Backoff, Prefetch, QueueSettings, Queues, WorkerOptions, MAX_COMPLETION_BACKLOG};
+pub use self::options::{
+    Backoff, Prefetch, QueueSettings, Queues, WorkerOptions, DEFAULT_PREFETCH, MAX_COMPLETION_BACKLOG,
+};
 pub use self::outcome::JobError;
 use crate::config::Config;
 use crate::db::Db;

@@ -10,6 +10,21 @@ use super::reconnect::random_fraction;
 use crate::admin::{DEFAULT_WORKER_DEAD_AFTER, DEFAULT_WORKER_PRUNE_AFTER, MAX_BATCH};
 use crate::error::{Error, Result};
 
+/// Messages a worker may dequeue beyond its free slots, to start as soon as a
+/// slot frees up instead of after a dequeue round trip. [`Prefetch::Auto`]
+/// (the default, as in Python: `"auto"` in `sql/worker_defaults.json`)
+/// adapts it to the handlers' speed: a dequeue takes only the messages the
+/// queue's handlers are expected to start within [`DEFAULT_PREFETCH_HORIZON`]
+/// (slots x horizon / their recent average duration, at most
+/// [`DEFAULT_PREFETCH_PER_SLOT`] per slot). Slow handlers get (almost) no
+/// prefetch, so an idle worker elsewhere is not kept from a message; fast
+/// ones get round trips that carry many rows. [`Prefetch::Fixed`] fixes it
+/// (0: a message is leased only when a handler can start it). Prefetched
+/// messages are leased while they wait (their leases extended, their attempt
+/// counted), count toward the held bound (`concurrency +
+/// completion_backlog`), and are given back, attempt refunded, when the
+/// worker stops.
+pub const DEFAULT_PREFETCH: Prefetch = Prefetch::Auto;
 /// Largest `completion_backlog` accepted (as the Python worker's).
 pub const MAX_COMPLETION_BACKLOG: usize = 1_000_000;
 
