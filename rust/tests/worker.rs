@@ -1019,6 +1019,33 @@ async fn completion_backlog_is_checked() {
     assert_eq!(WorkerOptions::default().completion_backlog, 2 * pgqrs::worker::DEFAULT_FLUSH_SIZE);
 }
 
+#[tokio::test]
+async fn backoff_and_fetch_options_are_checked() {
+    let db = TestDb::new();
+    let bad = |options: WorkerOptions, named: &'static str| {
+        let config = db.config.clone();
+        async move {
+            let err = Worker::new(&config, "jobs", options).await.err().unwrap();
+            assert_eq!(err.kind(), pgqrs::ErrorKind::InvalidArgument);
+            assert!(err.to_string().contains(named), "{named}: {err}");
+        }
+    };
+    let slow = Backoff { base: Duration::from_secs(10), max: Duration::from_secs(1), jitter: 0.1 };
+    bad(WorkerOptions { backoff: slow, ..quick() }, "backoff.max").await;
+    bad(
+        WorkerOptions { backoff: Backoff { jitter: 1.5, ..Backoff::default() }, ..quick() },
+        "backoff.jitter",
+    )
+    .await;
+    let dsn = "postgresql://localhost/elsewhere".to_string();
+    let both = WorkerOptions { poll_only: true, listen_dsn: Some(dsn), ..quick() };
+    bad(both, "poll_only").await;
+    bad(WorkerOptions { batch_size: 0, ..quick() }, "batch_size").await;
+    bad(WorkerOptions { fetch_batch_fraction: 0.0, ..quick() }, "fetch_batch_fraction").await;
+    bad(WorkerOptions { prefetch_duration_weight: 1.5, ..quick() }, "prefetch_duration_weight").await;
+    bad(WorkerOptions { prefetch_max_wait: Duration::ZERO, ..quick() }, "prefetch_max_wait").await;
+}
+
 /// The messages table: (attempts, leased) of each row, by id.
 async fn message_rows(db: &TestDb) -> Vec<(i32, bool)> {
     let raw = db.raw().await;

@@ -1,5 +1,5 @@
 //! Wiring only (as Python's `runtime.py`): [`start`] the parts, [`serve`]
-//! until a stop request, then [`shutdown`] through the phases of
+//! until a stop request, then [`shutdown()`] through the phases of
 //! [`super::shutdown`].
 
 use std::future::Future;
