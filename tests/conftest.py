@@ -57,6 +57,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "direct_only: needs a direct server connection (skipped in the pgbouncer pass)"
     )
+    # Also registered in pyproject's pytest settings; kept here so this file's
+    # users (tests/test_packaging.py) need nothing else.
+    config.addinivalue_line("markers", "slow: takes a minute or more (builds, installs)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
