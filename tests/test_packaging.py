@@ -113,6 +113,7 @@ def _requires_dist(wheel: Path) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.direct_only
+@pytest.mark.timeout(900)  # pytest-timeout: builds and two installs, over the default
 def test_wheel_and_sdist_build_check_and_install_without_the_extra(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
     # No --sdist/--wheel: build makes the sdist, then the wheel from the sdist,
