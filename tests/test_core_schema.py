@@ -117,10 +117,17 @@ def test_install_refuses_a_function_that_became_an_overload(
     s = config.schema
     with pgqrs.Admin(config) as admin:
         admin.install()
-        before = sql.execute(f'SELECT checksum FROM "{s}".schema_functions ORDER BY name').fetchall()
+        before = sql.execute(
+            f'SELECT checksum FROM "{s}".schema_functions ORDER BY name'
+        ).fetchall()
         changed = tuple(
-            Function(f.name, f.text.replace("(bigint, text, text, integer, text[], boolean)",
-                                            "(bigint, text, text, integer, text[], boolean, int)"))
+            Function(
+                f.name,
+                f.text.replace(
+                    "(bigint, text, text, integer, text[], boolean)",
+                    "(bigint, text, text, integer, text[], boolean, int)",
+                ),
+            )
             if f.name == "worker_alive"
             else f
             for f in functions()

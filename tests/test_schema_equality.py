@@ -88,7 +88,10 @@ def catalog(conn: psycopg.Connection[Any], schema: str) -> dict[str, list[tuple[
     for what, query in CATALOG_QUERIES.items():
         rows = conn.execute(query, {"s": schema}).fetchall()
         dump[what] = [
-            tuple(pattern.sub("SCHEMA", v) if isinstance(v, str) else normalise(v, pattern) for v in row)
+            tuple(
+                pattern.sub("SCHEMA", v) if isinstance(v, str) else normalise(v, pattern)
+                for v in row
+            )
             for row in rows
         ]
     return dump
@@ -107,7 +110,9 @@ def schemas(server_dsn: str) -> Iterator[list[str]]:
     yield made
     with psycopg.connect(server_dsn, autocommit=True) as conn:
         for name in made:
-            conn.execute(pgsql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(pgsql.Identifier(name)))
+            conn.execute(
+                pgsql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(pgsql.Identifier(name))
+            )
 
 
 @pytest.mark.direct_only
@@ -183,6 +188,8 @@ def test_recreating_every_function_keeps_the_schema_and_its_grants(
             a.uninstall()
     finally:
         with psycopg.connect(server_dsn, autocommit=True) as conn:
-            conn.execute(pgsql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(pgsql.Identifier(schema)))
+            conn.execute(
+                pgsql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(pgsql.Identifier(schema))
+            )
             conn.execute(pgsql.SQL("DROP OWNED BY {}").format(pgsql.Identifier(role)))
             conn.execute(pgsql.SQL("DROP ROLE {}").format(pgsql.Identifier(role)))
