@@ -57,6 +57,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "direct_only: needs a direct server connection (skipped in the pgbouncer pass)"
     )
+    config.addinivalue_line("markers", "slow: takes a minute or more (packaging, builds)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
