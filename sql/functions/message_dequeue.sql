@@ -42,6 +42,9 @@ DECLARE
     lease_for interval;
     wanted bigint := $2;
     picked bigint;
+    -- Each round's rows are kept as arrays of message rows, so the function
+    -- learns how many went dead without reading anything again, and returns
+    -- every round's rows at the end, in delivery order.
     round_leased messages[];
     round_dead messages[];
     all_leased messages[];
@@ -116,6 +119,6 @@ BEGIN
     SELECT 'dead', d.id, d.queue, NULL, d.priority, d.attempts, d.enqueued_at,
            d.dequeued_at, NULL, NULL, NULL, NULL, NULL
     FROM unnest(all_dead) d
-    ORDER BY 5 DESC, 2;
+    ORDER BY 5 DESC, 2;  -- priority DESC, id: delivery order across rounds
 END
 $function$;
