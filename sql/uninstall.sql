@@ -1,17 +1,24 @@
 -- uninstall: drops every pgqrs object in the schema, then the schema itself
 -- when nothing else lives in it (a shared schema such as public survives).
+-- The functions dropped are the ones the function ledger names, with
+-- whatever signature they have now.
+DO $pgqrs$
+DECLARE
+    f regprocedure;
+BEGIN
+    IF to_regclass(format('%I.schema_functions', :'schema')) IS NULL THEN
+        RETURN;
+    END IF;
+    FOR f IN EXECUTE format(
+        'SELECT p.oid::regprocedure FROM pg_proc p JOIN %I.schema_functions s ON s.name = p.proname '
+        'WHERE p.pronamespace = to_regnamespace(%L)', :'schema', :'schema')
+    LOOP
+        EXECUTE format('DROP FUNCTION %s', f);
+    END LOOP;
+END
+$pgqrs$;
 DROP TABLE IF EXISTS :"schema".messages, :"schema".archive, :"schema".workers,
-    :"schema".queues, :"schema".schema_migrations CASCADE;
-DROP FUNCTION IF EXISTS
-    :"schema".message_dequeue(text, bigint, float8, bigint),
-    :"schema".message_insert(text, text, integer, float8, timestamptz, text),
-    :"schema".message_enqueue(text, text[], integer[], float8[], timestamptz[], text[], text[]),
-    :"schema".message_archive(bigint[], uuid[], text[], text[], text[]),
-    :"schema".message_delete(bigint[], uuid[]),
-    :"schema".message_extend(bigint[], uuid[], float8),
-    :"schema".message_release(bigint[], uuid[], float8[], text[], boolean[]),
-    :"schema".queue_delete(text),
-    :"schema".queue_lock(text);
+    :"schema".queues, :"schema".schema_migrations, :"schema".schema_functions CASCADE;
 DO $pgqrs$
 BEGIN
     IF :'schema' <> 'public' AND NOT EXISTS (

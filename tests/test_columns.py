@@ -14,7 +14,14 @@ import psycopg
 import pytest
 
 import pgqrs
-from pgqrs._ops import DEQUEUE_COLUMNS, ENQUEUE_COLUMNS, FENCED_COLUMNS, INSERT_COLUMNS
+from pgqrs._ops import (
+    DEQUEUE_COLUMNS,
+    ENQUEUE_COLUMNS,
+    FAIL_COLUMNS,
+    FENCED_COLUMNS,
+    INSERT_COLUMNS,
+    FailOutcome,
+)
 from pgqrs._sql import queries
 
 EMPTY = "{}"
@@ -29,6 +36,7 @@ CALLS: dict[str, tuple[tuple[str, ...], list[Any]]] = {
     "message_delete": (FENCED_COLUMNS, [EMPTY, EMPTY]),
     "message_extend": (FENCED_COLUMNS, [EMPTY, EMPTY, 1.0]),
     "message_release": (FENCED_COLUMNS, [EMPTY, EMPTY, EMPTY, None, None]),
+    "message_fail": (FAIL_COLUMNS, [EMPTY, EMPTY, None, None, None, 1.0, 2.0, 0.0]),
 }
 
 
@@ -49,3 +57,8 @@ def test_message_fields_follow_the_dequeue_columns() -> None:
     fields = tuple(f.name for f in dataclasses.fields(pgqrs.Message))
     assert fields[: len(DEQUEUE_COLUMNS) - 1] == DEQUEUE_COLUMNS[1:]
     assert fields == ENQUEUE_COLUMNS
+
+
+def test_fail_outcome_fields_follow_the_fail_columns() -> None:
+    """fail_result builds FailOutcome(*row)."""
+    assert tuple(f.name for f in dataclasses.fields(FailOutcome)) == FAIL_COLUMNS

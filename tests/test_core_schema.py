@@ -1,4 +1,4 @@
-"""Install, verify, uninstall: the schema as versioned migrations."""
+"""Install, verify, uninstall: the schema as versioned migrations plus server functions."""
 
 from __future__ import annotations
 
@@ -9,7 +9,12 @@ import psycopg
 import pytest
 
 import pgqrs
-from pgqrs._sql import migrations
+from pgqrs._sql import functions, migrations
+
+
+def shipped() -> list[str]:
+    """What a first install applies: every migration, then every function."""
+    return [f"{m.version:04d}_{m.name}" for m in migrations()] + [f.label for f in functions()]
 
 
 def tables(sql: psycopg.Connection[tuple[object, ...]], schema: str) -> set[str]:
@@ -27,18 +32,23 @@ def test_install_creates_schema_and_records_versions(
     with pgqrs.Admin(config) as admin:
         assert not admin.verify().installed
         applied = admin.install()
-        assert applied == [f"{m.version:04d}_{m.name}" for m in migrations()]
+        assert applied == shipped()
         assert tables(sql, config.schema) == {
             "queues",
             "messages",
             "archive",
             "workers",
             "schema_migrations",
+            "schema_functions",
         }
         ledger = sql.execute(
             f'SELECT version, checksum FROM "{config.schema}".schema_migrations'
         ).fetchall()
         assert ledger == [(m.version, m.checksum) for m in migrations()]
+        recorded = sql.execute(
+            f'SELECT name, checksum FROM "{config.schema}".schema_functions ORDER BY name'
+        ).fetchall()
+        assert recorded == [(f.name, f.checksum) for f in functions()]
         # Up to date: a second install is a no-op.
         assert admin.install() == []
         report = admin.verify()
@@ -47,18 +57,95 @@ def test_install_creates_schema_and_records_versions(
 
 
 def test_verify_reports_missing_and_modified(config: pgqrs.Config, sql: psycopg.Connection) -> None:
+    s = config.schema
+    with pgqrs.Admin(config) as admin:
+        admin.install()
+        sql.execute(f"UPDATE \"{s}\".schema_migrations SET checksum = 'x' WHERE version = 1")
+        report = admin.verify()
+        assert not report.ok and report.modified == ["0001_init"]
+        sql.execute(f'DELETE FROM "{s}".schema_migrations WHERE version = 1')
+        report = admin.verify()
+        assert report.missing == ["0001_init"] and not report.ok
+        sql.execute(f"INSERT INTO \"{s}\".schema_migrations VALUES (99, 'future', 'y')")
+        assert admin.verify().unknown == ["0099_future"]
+
+
+def test_verify_reports_and_install_repairs_functions(
+    config: pgqrs.Config, sql: psycopg.Connection
+) -> None:
+    """A function whose file changed, or that is gone, is reported as a migration
+    would be, and install re-creates exactly those."""
+    s = config.schema
     with pgqrs.Admin(config) as admin:
         admin.install()
         sql.execute(
-            f"UPDATE \"{config.schema}\".schema_migrations SET checksum = 'x' WHERE version = 1"
+            f"UPDATE \"{s}\".schema_functions SET checksum = 'x' WHERE name = 'message_dequeue'"
         )
         report = admin.verify()
-        assert not report.ok and report.modified == ["0001_init"]
-        sql.execute(f'DELETE FROM "{config.schema}".schema_migrations WHERE version = 1')
+        assert (report.ok, report.modified, report.missing) == (
+            False,
+            ["function message_dequeue"],
+            [],
+        )
+        assert "changed since they were applied: function message_dequeue" in report.describe()
+        assert admin.install() == ["function message_dequeue"]
+        assert admin.verify().ok
+
+        # Dropped by hand (its ledger row stays): missing, and created again.
+        sql.execute(f'DROP FUNCTION "{s}".message_fail')
         report = admin.verify()
-        assert report.missing == ["0001_init"] and not report.ok
-        sql.execute(f"INSERT INTO \"{config.schema}\".schema_migrations VALUES (99, 'future', 'y')")
-        assert admin.verify().unknown == ["0099_future"]
+        assert (report.missing, report.modified) == (["function message_fail"], [])
+        assert admin.install() == ["function message_fail"]
+        # Never recorded: missing too.
+        sql.execute(f"DELETE FROM \"{s}\".schema_functions WHERE name = 'queue_lock'")
+        assert admin.verify().missing == ["function queue_lock"]
+        assert admin.install() == ["function queue_lock"]
+        assert admin.install() == []
+
+        sql.execute(f"INSERT INTO \"{s}\".schema_functions VALUES ('from_the_future', 'y')")
+        assert admin.verify().unknown == ["function from_the_future"]
+
+
+def test_install_refuses_a_function_that_became_an_overload(
+    config: pgqrs.Config, sql: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A function file whose arguments changed without a migration dropping the old
+    signature would leave two functions: install rolls back, naming the rule."""
+    import pgqrs._sync.admin as sync_admin
+    from pgqrs._sql import Function
+
+    s = config.schema
+    with pgqrs.Admin(config) as admin:
+        admin.install()
+        before = sql.execute(
+            f'SELECT checksum FROM "{s}".schema_functions ORDER BY name'
+        ).fetchall()
+        changed = tuple(
+            Function(
+                f.name,
+                f.text.replace(
+                    "(bigint, text, text, integer, text[], boolean)",
+                    "(bigint, text, text, integer, text[], boolean, int)",
+                ),
+            )
+            if f.name == "worker_alive"
+            else f
+            for f in functions()
+        )
+        assert changed != functions()
+        monkeypatch.setattr(sync_admin, "functions", lambda: changed)
+        with pytest.raises(pgqrs.DatabaseError, match="worker_alive now has 2 signatures"):
+            admin.install()
+        monkeypatch.undo()
+        after = sql.execute(f'SELECT checksum FROM "{s}".schema_functions ORDER BY name').fetchall()
+        assert after == before
+        overloads = sql.execute(
+            "SELECT count(*) FROM pg_proc WHERE proname = 'worker_alive' "
+            "AND pronamespace = to_regnamespace(%s)",
+            [s],
+        ).fetchone()
+        assert overloads == (1,)
+        assert admin.verify().ok
 
 
 def test_uninstall_drops_everything(config: pgqrs.Config, sql: psycopg.Connection) -> None:
@@ -115,7 +202,7 @@ def test_concurrent_installs_serialise(config: pgqrs.Config, sql: psycopg.Connec
     for t in threads:
         t.join()
     assert not errors
-    assert sorted(len(r) for r in results) == [0, 0, 0, len(migrations())]
+    assert sorted(len(r) for r in results) == [0, 0, 0, len(shipped())]
     count = sql.execute(f'SELECT count(*) FROM "{config.schema}".schema_migrations').fetchone()
     assert count == (len(migrations()),)
 

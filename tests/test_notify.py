@@ -2,9 +2,10 @@
 
 Why it matters: PostgreSQL serializes the commits of notifying transactions,
 so a NOTIFY nobody hears costs concurrent producers their group commit
-(migration 0004). Each test listens on the schema's channel and ends with a
-NOTIFY of its own, the sentinel: notifications arrive in commit order, so
-when the sentinel comes first, the enqueue before it sent none. No sleeps.
+(sql/functions/queue_lock.sql). Each test listens on the schema's channel
+and ends with a NOTIFY of its own, the sentinel: notifications arrive in
+commit order, so when the sentinel comes first, the enqueue before it sent
+none. No sleeps.
 """
 
 from __future__ import annotations

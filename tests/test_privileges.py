@@ -236,6 +236,39 @@ def test_consumer_can_register_and_heartbeat_as_a_worker(
     assert [w.status for w in owner.list_workers()] == ["stopped"]
 
 
+def test_consumer_can_run_the_sql_decisions(
+    owner: pgqrs.Admin, role: RoleFactory, server_dsn: str
+) -> None:
+    """message_fail (retry or dead) and worker_alive (re-registering a pruned
+    worker under its id) run as a consumer; a producer may not fail messages."""
+    from pgqrs._ops import Failure
+    from pgqrs._sync._calls import message_fail, worker_alive
+    from pgqrs._sync._db import Database
+
+    backoff = {"backoff_base": 1.0, "backoff_max": 10.0, "backoff_jitter": 0.0}
+    config, producer = role(), role()
+    owner.grant(user_of(config), consumer=True)
+    owner.grant(user_of(producer), producer=True)
+    db, pdb = Database(config), Database(producer)
+    try:
+        with pgqrs.Consumer(config, "tasks") as c:
+            first, second = c.dequeue(batch=2)
+        refused(lambda: message_fail(pdb, [Failure(first)], **backoff))
+        out = message_fail(db, [Failure(first), Failure(second, dead=True)], **backoff)
+        assert [o.outcome for o in out] == ["retried", "dead"]
+        beat = {"hostname": "h", "pid": 1, "queues": ["tasks"], "listening": True}
+        worker = db.fetch("worker_register", ["h", 1, ["tasks"], True])[0]["id"]
+        with psycopg.connect(server_dsn, autocommit=True) as conn:
+            conn.execute(f'DELETE FROM "{owner.config.schema}".workers')
+        again = worker_alive(db, worker_id=worker, status="running", **beat)  # type: ignore[arg-type]
+        assert again.registered
+    finally:
+        db.close()
+        pdb.close()
+    assert owner.queue_stats("tasks").archived == {"dead": 1}
+    assert [w.id for w in owner.list_workers()] == [worker]
+
+
 def pgqrs_cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PGQRS_")}
     return subprocess.run(

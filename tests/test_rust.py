@@ -12,9 +12,12 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import psycopg
+import pytest
 
 RUST_DIR = Path(__file__).resolve().parents[1] / "rust"
 #: Seconds allowed for a cargo command, including the first compilation.
@@ -92,3 +95,45 @@ def test_seed_quick_example_runs(database_dsn: str) -> None:
         left = conn.execute("SELECT count(*) FROM pgqrs.messages").fetchone()
     assert archived == [(1, "completed", "tasks")]
     assert left == (0,)
+
+
+def sql_files() -> list[str]:
+    """Every file of the repository's one sql/ folder, relative to it."""
+    root = RUST_DIR.parent / "sql"
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+@pytest.mark.slow
+def test_cargo_package_builds_the_crate_from_its_own_files() -> None:
+    """rust/sql is a symlink to the one sql/ folder; `cargo package` copies the
+    files into the crate and builds it from the package alone (no ../sql)."""
+    link = RUST_DIR / "sql"
+    assert link.is_symlink() and os.readlink(link) == "../sql", "rust/sql must stay a symlink"
+    listed = cargo("package", "--allow-dirty", "--list", "--offline", env={})
+    assert listed.returncode == 0, listed.stderr
+    packaged = sorted(
+        line.removeprefix("sql/") for line in listed.stdout.splitlines() if line.startswith("sql/")
+    )
+    assert packaged == sql_files()
+    built = cargo("package", "--allow-dirty", "--offline", env={})
+    assert built.returncode == 0, f"cargo package failed:\n{built.stdout}\n{built.stderr}"
+    assert "Verifying pgqrs" in built.stderr
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_the_sql_folder(tmp_path: Path) -> None:
+    """hatch's force-include puts sql/ into the wheel as pgqrs/sql."""
+    pytest.importorskip("build", reason="pip install build to check the wheel")
+    proc = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--outdir", str(tmp_path), str(RUST_DIR.parent)],
+        capture_output=True,
+        text=True,
+        timeout=CARGO_TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    [wheel] = tmp_path.glob("*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = sorted(
+            n.removeprefix("pgqrs/sql/") for n in z.namelist() if n.startswith("pgqrs/sql/")
+        )
+    assert names == sql_files()

@@ -10,7 +10,7 @@ use crate::config::{Config, DEFAULT_MAX_ATTEMPTS, DEFAULT_VISIBILITY_TIMEOUT};
 use crate::db::{col, Db};
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::{ArchivedMessage, Message, QueueInfo, QueueStats, VerifyReport, WorkerInfo};
-use crate::queries::{migrations, render, Query, SCHEMA_BOOTSTRAP, UNINSTALL};
+use crate::queries::{functions, migrations, render, Query, SCHEMA_BOOTSTRAP, UNINSTALL};
 use crate::validate::{validate_queue_name, validate_status};
 
 /// Most messages one dequeue or batch call may touch: keeps a statement's
@@ -95,12 +95,14 @@ impl Admin {
         &self.db.config
     }
 
-    /// Apply the migrations the database lacks, in order; return their names.
+    /// Apply the migrations the database lacks, in order, then (re)create the
+    /// server functions whose file changed or that are gone; return what was
+    /// applied (`NNNN_name` for a migration, `function name` for a function).
     ///
     /// Runs in one transaction under a transaction-level advisory lock (the
-    /// same lock, bootstrap script and migration ledger as the Python
-    /// package, so either client installs for both). A no-op returning an
-    /// empty list when the schema is up to date.
+    /// same lock, bootstrap script and ledgers as the Python package, so
+    /// either client installs for both). A no-op returning an empty list when
+    /// the schema is up to date.
     pub async fn install(&self) -> Result<Vec<String>> {
         let schema = self.db.config.schema().to_string();
         let mut client = self.db.conn().await?;
@@ -131,6 +133,43 @@ impl Admin {
                 .await?;
             applied.push(m.label());
         }
+        let shipped = functions()?;
+        let names: Vec<String> = shipped.iter().map(|f| f.name.clone()).collect();
+        let mut recorded: HashMap<String, (Option<String>, bool)> = HashMap::new();
+        for r in self.db.fetch_on(&*tx, Query::FunctionList, &[(&names, Type::TEXT_ARRAY)], None).await? {
+            recorded.insert(col(&r, "name")?, (col(&r, "checksum")?, col(&r, "present")?));
+        }
+        for f in &shipped {
+            let checksum = f.checksum();
+            if let Some((Some(sum), true)) = recorded.get(&f.name) {
+                if *sum == checksum {
+                    continue;
+                }
+            }
+            tx.batch_execute(&render(f.text, &schema)?).await.map_err(|e| self.db.translate(e))?;
+            let rows = self
+                .db
+                .fetch_on(
+                    &*tx,
+                    Query::FunctionRecord,
+                    &[(&f.name, Type::TEXT), (&checksum, Type::TEXT)],
+                    None,
+                )
+                .await?;
+            let overloads: i64 = col(&rows[0], "overloads")?;
+            if overloads != 1 {
+                return Err(Error::new(
+                    ErrorKind::Database,
+                    format!(
+                        "install stopped (nothing was changed): {} now has {overloads} signatures in \
+                         schema {schema:?}; sql/functions/ changed its arguments without a migration \
+                         that drops the old one (see sql/README.md)",
+                        f.name
+                    ),
+                ));
+            }
+            applied.push(f.label());
+        }
         tx.commit().await.map_err(|e| self.db.translate(e))?;
         Ok(applied)
     }
@@ -146,9 +185,10 @@ impl Admin {
         tx.commit().await.map_err(|e| self.db.translate(e))
     }
 
-    /// Compare the database's migration ledger with the migrations shipped here.
+    /// Compare the database's ledgers with the migrations and functions shipped here.
     pub async fn verify(&self) -> Result<VerifyReport> {
         let shipped = migrations()?;
+        let shipped_functions = functions()?;
         let latest = shipped.iter().map(|m| m.version).max().unwrap_or(0);
         let schema = self.db.config.schema().to_string();
         let rows = self.db.fetch(Query::MigrationInstalled, &[], None).await?;
@@ -162,7 +202,11 @@ impl Admin {
                 installed: false,
                 current_version: 0,
                 latest_version: latest,
-                missing: shipped.iter().map(|m| m.label()).collect(),
+                missing: shipped
+                    .iter()
+                    .map(|m| m.label())
+                    .chain(shipped_functions.iter().map(|f| f.label()))
+                    .collect(),
                 modified: vec![],
                 unknown: vec![],
             });
@@ -177,22 +221,43 @@ impl Admin {
             .map(|(v, (name, _))| (*v, format!("{v:04}_{name}")))
             .collect();
         unknown.sort();
+        let names: Vec<String> = shipped_functions.iter().map(|f| f.name.clone()).collect();
+        let mut recorded: Vec<(String, Option<String>, bool)> = Vec::new();
+        for r in self.db.fetch(Query::FunctionList, &[(&names, Type::TEXT_ARRAY)], None).await? {
+            recorded.push((col(&r, "name")?, col(&r, "checksum")?, col(&r, "present")?));
+        }
+        let function = |name: &str| recorded.iter().find(|(n, _, _)| n == name);
+        let mut missing: Vec<String> =
+            shipped.iter().filter(|m| !applied.contains_key(&m.version)).map(|m| m.label()).collect();
+        missing.extend(
+            shipped_functions
+                .iter()
+                .filter(|f| !matches!(function(&f.name), Some((_, Some(_), true))))
+                .map(|f| f.label()),
+        );
+        let mut modified: Vec<String> = shipped
+            .iter()
+            .filter(|m| applied.get(&m.version).is_some_and(|(_, sum)| *sum != m.checksum()))
+            .map(|m| m.label())
+            .collect();
+        modified.extend(
+            shipped_functions
+                .iter()
+                .filter(|f| matches!(function(&f.name), Some((_, Some(sum), true)) if *sum != f.checksum()))
+                .map(|f| f.label()),
+        );
+        let mut unknown: Vec<String> = unknown.into_iter().map(|(_, l)| l).collect();
+        unknown.extend(
+            recorded.iter().filter(|(n, _, _)| !names.contains(n)).map(|(n, _, _)| format!("function {n}")),
+        );
         Ok(VerifyReport {
             schema,
             installed: true,
             current_version: applied.keys().copied().max().unwrap_or(0),
             latest_version: latest,
-            missing: shipped
-                .iter()
-                .filter(|m| !applied.contains_key(&m.version))
-                .map(|m| m.label())
-                .collect(),
-            modified: shipped
-                .iter()
-                .filter(|m| applied.get(&m.version).is_some_and(|(_, sum)| *sum != m.checksum()))
-                .map(|m| m.label())
-                .collect(),
-            unknown: unknown.into_iter().map(|(_, l)| l).collect(),
+            missing,
+            modified,
+            unknown,
         })
     }
 

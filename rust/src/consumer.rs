@@ -20,8 +20,9 @@ use crate::payload::encode;
 use crate::queries::Query;
 use crate::validate::{validate_queue_name, validate_status};
 
-/// Times dequeue tries again at once when every row it picked had used up its
-/// attempts (and went to the archive as dead), before answering "empty".
+/// No longer used by [`Consumer`]: `message_dequeue` archives exhausted rows
+/// and fills the batch itself. Kept only while the worker's fetcher still
+/// loops on it (to be removed with that loop).
 pub const DEQUEUE_DEAD_RETRIES: usize = 10;
 /// Leases a Consumer remembers at most; the oldest are forgotten first
 /// (passing the Message itself always works).
@@ -215,27 +216,22 @@ impl Consumer {
     ) -> Result<Vec<Message>> {
         let limit = batch_size(batch, "batch")?;
         let vt = visibility_timeout.map(|d| positive_secs(d, "visibility_timeout")).transpose()?;
-        let mut messages = Vec::new();
-        for _ in 0..=DEQUEUE_DEAD_RETRIES {
-            let rows = self
-                .db
-                .fetch(
-                    Query::MessageDequeue,
-                    &[
-                        (&self.queue, Type::TEXT),
-                        (&limit, Type::INT8),
-                        (&vt, Type::FLOAT8),
-                        (&self.worker_id, Type::INT8),
-                    ],
-                    Some(&self.queue),
-                )
-                .await?;
-            let dead;
-            (messages, dead) = dequeue_result(&rows, &self.queue)?;
-            if !messages.is_empty() || dead == 0 {
-                break;
-            }
-        }
+        // Rows already delivered max_attempts times go to the archive as dead
+        // inside message_dequeue, which keeps taking rows until the batch is full.
+        let rows = self
+            .db
+            .fetch(
+                Query::MessageDequeue,
+                &[
+                    (&self.queue, Type::TEXT),
+                    (&limit, Type::INT8),
+                    (&vt, Type::FLOAT8),
+                    (&self.worker_id, Type::INT8),
+                ],
+                Some(&self.queue),
+            )
+            .await?;
+        let (messages, _dead) = dequeue_result(&rows, &self.queue)?;
         self.leases.lock().unwrap().remember(&messages);
         Ok(messages)
     }

@@ -35,9 +35,10 @@ pub fn make_pool(config: &Config) -> Result<Pool> {
         .map_err(|e| Error::config(format!("cannot build the connection pool: {e}")))
 }
 
-/// Runs pgqrs's named queries, one round trip each.
+/// Runs pgqrs's named queries, one round trip each. Not part of the API
+/// (public only for `pgqrs::internal`, which rust/tests uses).
 #[derive(Clone)]
-pub(crate) struct Db {
+pub struct Db {
     pub(crate) config: Config,
     pub(crate) pool: Pool,
     queries: Arc<Rendered>,
@@ -46,7 +47,7 @@ pub(crate) struct Db {
 impl Db {
     /// A Db on `pool` (or a new one), with `pool_min_size` connections opened
     /// now so that a bad DSN fails here rather than on first use.
-    pub(crate) async fn open(config: &Config, pool: Option<Pool>) -> Result<Db> {
+    pub async fn open(config: &Config, pool: Option<Pool>) -> Result<Db> {
         let owned = pool.is_none();
         let pool = match pool {
             Some(p) => p,

@@ -7,7 +7,9 @@
 
 use std::fmt;
 
-use tokio_postgres::error::SqlState;
+mod rules {
+    include!(concat!(env!("OUT_DIR"), "/error_rules.rs"));
+}
 
 /// Shorthand for `Result<T, pgqrs::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -42,6 +44,21 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, in declaration order.
+    pub const ALL: &'static [ErrorKind] = &[
+        ErrorKind::Config,
+        ErrorKind::InvalidArgument,
+        ErrorKind::Connection,
+        ErrorKind::Database,
+        ErrorKind::SchemaNotInstalled,
+        ErrorKind::InvalidQueueName,
+        ErrorKind::QueueNotFound,
+        ErrorKind::QueueExists,
+        ErrorKind::Payload,
+        ErrorKind::LeaseExpired,
+        ErrorKind::LeaseNotHeld,
+    ];
+
     /// The name of the matching Python exception class.
     pub fn python_name(self) -> &'static str {
         match self {
@@ -171,8 +188,29 @@ impl std::error::Error for Error {
     }
 }
 
+/// The kind `sql/errors.tsv` (the table Python reads too) gives a SQLSTATE:
+/// its exact row, else its class's row, else [`ErrorKind::Database`].
+/// `constraint`: the violated constraint, if any; `has_queue`: the operation
+/// names a queue.
+pub(crate) fn error_kind(sqlstate: &str, constraint: Option<&str>, has_queue: bool) -> ErrorKind {
+    let rule = rules::ERROR_RULES
+        .iter()
+        .find(|(code, _, _)| *code == sqlstate)
+        .or_else(|| rules::ERROR_RULES.iter().find(|(code, _, _)| sqlstate.get(..2) == Some(*code)));
+    let Some((_, kind, when)) = rule else { return ErrorKind::Database };
+    let holds = match *when {
+        "-" => true,
+        "queue" => has_queue,
+        other => other.strip_prefix("constraint=").is_some_and(|name| constraint == Some(name)),
+    };
+    if !holds {
+        return ErrorKind::Database;
+    }
+    ErrorKind::ALL.iter().copied().find(|k| k.python_name() == *kind).unwrap_or(ErrorKind::Database)
+}
+
 /// Map a driver error to the kind that says what went wrong and what to do
-/// (the same rules as Python's `translate`).
+/// (the same rules as Python's `translate`: `sql/errors.tsv`).
 pub(crate) fn translate(err: tokio_postgres::Error, schema: &str, queue: Option<&str>) -> Error {
     let Some(db) = err.as_db_error() else {
         // No SQLSTATE: the socket broke, the server went away, or a timeout.
@@ -180,47 +218,30 @@ pub(crate) fn translate(err: tokio_postgres::Error, schema: &str, queue: Option<
         return Error::new(ErrorKind::Connection, format!("cannot talk to PostgreSQL: {text}"))
             .with_source(err);
     };
-    let code = db.code().clone();
     let text = first_line(db.message());
-    // A missing function or column: the schema predates the migration that added it.
-    let e = if code == SqlState::UNDEFINED_TABLE
-        || code == SqlState::INVALID_SCHEMA_NAME
-        || code == SqlState::UNDEFINED_FUNCTION
-        || code == SqlState::UNDEFINED_COLUMN
-    {
-        Error::new(
+    let constraint =
+        db.constraint().or_else(|| text.contains("queues_name_valid").then_some("queues_name_valid"));
+    let e = match error_kind(db.code().code(), constraint, queue.is_some()) {
+        // A missing function or column: the schema predates the migration that added it.
+        ErrorKind::SchemaNotInstalled => Error::new(
             ErrorKind::SchemaNotInstalled,
             format!(
                 "the pgqrs schema {schema:?} is not installed in this database, or lacks a \
                  migration (run Admin::install() or `pgqrs install`): {text}"
             ),
-        )
-    } else if code == SqlState::FOREIGN_KEY_VIOLATION && queue.is_some() {
-        Error::queue_not_found(queue.unwrap_or_default())
-    } else if code == SqlState::CHECK_VIOLATION
-        && (db.constraint() == Some("queues_name_valid") || text.contains("queues_name_valid"))
-    {
-        Error::new(
+        ),
+        ErrorKind::QueueNotFound => Error::queue_not_found(queue.unwrap_or_default()),
+        ErrorKind::InvalidQueueName => Error::new(
             ErrorKind::InvalidQueueName,
             format!("invalid queue name {:?}: {text}", queue.unwrap_or_default()),
-        )
-    } else if code == SqlState::INVALID_TEXT_REPRESENTATION
-        || code == SqlState::UNTRANSLATABLE_CHARACTER
-        || code == SqlState::INVALID_PARAMETER_VALUE
-    {
-        Error::payload(format!("PostgreSQL refused the payload: {text}"))
-    } else if is_operational(code.code()) {
-        Error::new(ErrorKind::Connection, format!("cannot talk to PostgreSQL: {text}"))
-    } else {
-        Error::new(ErrorKind::Database, format!("PostgreSQL error: {text}"))
+        ),
+        ErrorKind::Payload => Error::payload(format!("PostgreSQL refused the payload: {text}")),
+        ErrorKind::Connection => {
+            Error::new(ErrorKind::Connection, format!("cannot talk to PostgreSQL: {text}"))
+        }
+        _ => Error::new(ErrorKind::Database, format!("PostgreSQL error: {text}")),
     };
     e.with_source(err)
-}
-
-/// SQLSTATE classes psycopg reports as `OperationalError` (connection,
-/// resources, operator intervention, system errors).
-fn is_operational(code: &str) -> bool {
-    ["08", "53", "57", "58"].iter().any(|class| code.starts_with(class))
 }
 
 pub(crate) fn first_line(text: &str) -> String {
@@ -243,5 +264,35 @@ mod tests {
         let lease = Error::lease(ErrorKind::LeaseExpired, "x".into(), vec![1], vec![2]);
         assert!(lease.is_lease_error());
         assert_eq!((lease.ids(), lease.succeeded()), (&[1][..], &[2][..]));
+    }
+
+    /// Every row of the file Python reads maps here to the kind it names (and
+    /// Python's test checks the same rows), so the two clients agree.
+    #[test]
+    fn every_row_of_errors_tsv_maps_to_its_kind() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/errors.tsv");
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut rows = 0;
+        for line in
+            text.lines().filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with("sqlstate\t"))
+        {
+            let f: Vec<&str> = line.split('\t').collect();
+            let code = if f[0].len() == 2 { format!("{}999", f[0]) } else { f[0].to_string() };
+            let (constraint, has_queue) = match f[3] {
+                "queue" => (None, true),
+                "-" => (None, false),
+                other => (other.strip_prefix("constraint="), false),
+            };
+            let kind = error_kind(&code, constraint, has_queue);
+            assert_eq!(kind.python_name(), f[2], "{line}");
+            if f[3] != "-" {
+                assert_eq!(error_kind(&code, Some("other"), false), ErrorKind::Database, "{line}");
+            }
+            rows += 1;
+        }
+        assert!(rows >= 15, "{rows} rows");
+        assert_eq!(error_kind("22003", None, false), ErrorKind::Payload);
+        assert_eq!(error_kind("XX000", None, true), ErrorKind::Database);
+        assert_eq!(error_kind("55P03", None, false), ErrorKind::Database);
     }
 }

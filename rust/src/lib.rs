@@ -25,9 +25,11 @@
 //! # One schema, two languages
 //!
 //! The crate embeds the very files of the repository's `sql/` folder
-//! (`include_str!`, no copies): the migrations, the bootstrap and uninstall
-//! scripts and every named query. `Admin::install` takes the same advisory
-//! lock and writes the same migration ledger (version, name, sha256 of the
+//! (`include_str!`, no copies; `rust/sql` is a symlink to it, which
+//! `cargo package` follows): the migrations, the server functions, the
+//! bootstrap and uninstall scripts, every named query and the SQLSTATE table.
+//! `Admin::install` takes the same advisory lock and writes the same ledgers
+//! (migrations by version, functions by name, each with the sha256 of its
 //! file) as the Python package, so either client installs for both, and
 //! Rust and Python producers and consumers share queues, leases and dedup keys.
 //!
@@ -44,7 +46,7 @@
 //! with [`Config::with_prepare_statements`]. Nothing else uses session
 //! state: no `SET`, no temp tables; the install lock is transaction-level.
 //! The statements that run most (dequeue, enqueue, archive, delete, extend,
-//! release) are PL/pgSQL functions of the schema (`sql/migrations/0002_*`),
+//! release) are PL/pgSQL functions of the schema (`sql/functions/`),
 //! so each server connection caches their plans itself, pooler or not.
 //!
 //! tokio-postgres was chosen over sqlx for a smaller build, explicit
@@ -96,6 +98,7 @@
 //! behaviour follows the Python worker; see the [`worker`] module.
 
 mod admin;
+mod calls;
 mod config;
 mod consumer;
 mod db;
@@ -121,13 +124,21 @@ pub use db::make_pool;
 pub use error::{Error, ErrorKind, Result};
 pub use message::{ArchivedMessage, Message, QueueInfo, QueueStats, VerifyReport, WorkerInfo};
 pub use producer::{EnqueueOptions, Producer, MAX_DEDUP_KEY_LENGTH};
-pub use queries::{migrations, Migration};
+pub use queries::{functions, migrations, Function, Migration};
 pub use tls::SslMode;
 pub use validate::{validate_queue_name, validate_schema_name, MAX_QUEUE_NAME_LENGTH};
 pub use worker::{
     Backoff, JobError, JobEvent, JobEventKind, Prefetch, QueueSettings, Queues, Worker, WorkerOptions,
     WorkerStats,
 };
+
+/// Not part of the API: the typed calls of the server functions that decide
+/// for the worker, for rust/tests. May change in any release.
+#[doc(hidden)]
+pub mod internal {
+    pub use crate::calls::{Backoff, FailKind, FailOutcome, Failure, Heartbeat};
+    pub use crate::db::Db;
+}
 
 /// Re-exported so callers can name the pool and driver types without a version clash.
 pub use deadpool_postgres;

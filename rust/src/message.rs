@@ -217,11 +217,13 @@ pub struct VerifyReport {
     pub current_version: i32,
     /// Highest migration version this library ships.
     pub latest_version: i32,
-    /// Migrations this library ships that the database has not applied.
+    /// Migrations (`NNNN_name`) this library ships that the database has not
+    /// applied, and functions (`function name`) it lacks or never recorded.
     pub missing: Vec<String>,
-    /// Applied migrations whose recorded checksum differs from the shipped file.
+    /// Applied migrations, and recorded functions, whose checksum differs from the shipped file.
     pub modified: Vec<String>,
-    /// Applied migrations this library does not know (a newer pgqrs installed them).
+    /// Applied migrations and recorded functions this library does not know
+    /// (a newer pgqrs installed them).
     pub unknown: Vec<String>,
 }
 
@@ -244,13 +246,13 @@ impl VerifyReport {
         }
         let mut parts = Vec::new();
         if !self.missing.is_empty() {
-            parts.push(format!("missing migrations {} (run install)", self.missing.join(", ")));
+            parts.push(format!("missing {} (run install)", self.missing.join(", ")));
         }
         if !self.modified.is_empty() {
-            parts.push(format!("migrations changed since they were applied: {}", self.modified.join(", ")));
+            parts.push(format!("changed since they were applied: {}", self.modified.join(", ")));
         }
         if !self.unknown.is_empty() {
-            parts.push(format!("migrations newer than this pgqrs: {}", self.unknown.join(", ")));
+            parts.push(format!("newer than this pgqrs: {}", self.unknown.join(", ")));
         }
         format!("schema {:?}: {}", self.schema, parts.join("; "))
     }

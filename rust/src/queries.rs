@@ -1,5 +1,6 @@
-//! The named queries, scripts and migrations, embedded from the one `sql/`
-//! folder that the Python package ships too (no copies).
+//! The named queries, scripts, migrations and server functions, embedded
+//! from the one `sql/` folder that the Python package ships too (no copies:
+//! `rust/sql` is a symlink to it).
 //!
 //! They use psql-style placeholders for the schema (`:"schema"` and
 //! `:'schema'`), replaced here by the validated schema name exactly as
@@ -11,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::validate::validate_schema_name;
 
 mod files {
-    include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
+    include!(concat!(env!("OUT_DIR"), "/sql_files.rs"));
 }
 
 macro_rules! queries {
@@ -26,7 +27,7 @@ macro_rules! queries {
             /// The file's text as shipped.
             pub(crate) fn text(self) -> &'static str {
                 match self {
-                    $(Query::$variant => include_str!(concat!("../../sql/queries/", $file, ".sql")),)*
+                    $(Query::$variant => include_str!(concat!("../sql/queries/", $file, ".sql")),)*
                 }
             }
 
@@ -43,11 +44,14 @@ queries! {
     ArchiveList => "archive_list",
     ArchivePurge => "archive_purge",
     ArchiveRedrive => "archive_redrive",
+    FunctionList => "function_list",
+    FunctionRecord => "function_record",
     MessageArchive => "message_archive",
     MessageDelete => "message_delete",
     MessageDequeue => "message_dequeue",
     MessageEnqueue => "message_enqueue",
     MessageExtend => "message_extend",
+    MessageFail => "message_fail",
     MessageInsert => "message_insert",
     MessagePeek => "message_peek",
     MessageRelease => "message_release",
@@ -63,6 +67,7 @@ queries! {
     QueueSetPaused => "queue_set_paused",
     QueueStats => "queue_stats",
     RoleGrant => "role_grant",
+    WorkerAlive => "worker_alive",
     WorkerHeartbeat => "worker_heartbeat",
     WorkerList => "worker_list",
     WorkerReap => "worker_reap",
@@ -70,10 +75,10 @@ queries! {
     WorkerStop => "worker_stop",
 }
 
-/// `sql/schema_bootstrap.sql`: creates the schema and the migration ledger.
-pub(crate) const SCHEMA_BOOTSTRAP: &str = include_str!("../../sql/schema_bootstrap.sql");
+/// `sql/schema_bootstrap.sql`: creates the schema and the two ledgers.
+pub(crate) const SCHEMA_BOOTSTRAP: &str = include_str!("../sql/schema_bootstrap.sql");
 /// `sql/uninstall.sql`: drops every pgqrs object.
-pub(crate) const UNINSTALL: &str = include_str!("../../sql/uninstall.sql");
+pub(crate) const UNINSTALL: &str = include_str!("../sql/uninstall.sql");
 
 /// Substitute the schema placeholders with the (validated) schema name.
 pub(crate) fn render(text: &str, schema: &str) -> Result<String> {
@@ -152,13 +157,56 @@ pub fn migrations() -> Result<Vec<Migration>> {
     Ok(found)
 }
 
+/// One file of `sql/functions/`: the current definition of one server function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Function {
+    /// The function's name (the file's name without `.sql`).
+    pub name: String,
+    /// The file's text as shipped (before the schema is substituted).
+    pub text: &'static str,
+}
+
+impl Function {
+    /// sha256 (hex) of the file as shipped: the checksum both clients record.
+    pub fn checksum(&self) -> String {
+        let digest = Sha256::digest(self.text.as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// `function name`, as install and the verify report name functions.
+    pub fn label(&self) -> String {
+        format!("function {}", self.name)
+    }
+}
+
+/// The server functions, by name; each file must define the function it is named after.
+pub fn functions() -> Result<Vec<Function>> {
+    let mut found = Vec::new();
+    for (file, text) in files::FUNCTION_FILES {
+        let name = file.strip_suffix(".sql").unwrap_or(file);
+        let valid = name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !valid || !text.contains(&format!("CREATE OR REPLACE FUNCTION :\"schema\".{name}(")) {
+            return Err(Error::new(
+                crate::ErrorKind::Database,
+                format!(
+                    "sql/functions/{file} must be named like its function and define it with \
+                     CREATE OR REPLACE FUNCTION :\"schema\".{name}(...)"
+                ),
+            ));
+        }
+        found.push(Function { name: name.to_string(), text });
+    }
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_query_file_is_embedded() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sql/queries");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/queries");
         let mut on_disk: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().replace(".sql", ""))
@@ -190,6 +238,22 @@ mod tests {
         for q in Query::ALL {
             assert!(!q.text().contains('\r'), "{} has CR characters", q.name());
         }
+        for f in functions().unwrap() {
+            assert!(!f.text.contains('\r'), "{} has CR characters", f.label());
+        }
+    }
+
+    #[test]
+    fn every_function_file_is_embedded() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/functions");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().replace(".sql", ""))
+            .collect();
+        on_disk.sort();
+        let embedded: Vec<String> = functions().unwrap().into_iter().map(|f| f.name).collect();
+        assert_eq!(embedded, on_disk);
+        assert!(embedded.contains(&"message_dequeue".to_string()));
     }
 
     #[test]
@@ -198,7 +262,7 @@ mod tests {
         assert_eq!(ms[0].version, 1);
         assert_eq!(ms[0].label(), "0001_init");
         let on_disk = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sql/migrations/0001_init.sql"),
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/migrations/0001_init.sql"),
         )
         .unwrap();
         assert_eq!(ms[0].text, on_disk);

@@ -24,18 +24,18 @@ async fn install_is_idempotent_verified_and_uninstallable() {
     let admin = Admin::new(&db.config).await.unwrap();
     let report = admin.verify().await.unwrap();
     assert!(!report.installed && !report.ok());
-    let shipped: Vec<String> = pgqrs::migrations().unwrap().iter().map(|m| m.label()).collect();
-    assert_eq!(
-        shipped,
-        ["0001_init", "0002_functions", "0003_queue_check_per_statement", "0004_notify_when_listened"]
-    );
+    let migrations: Vec<String> = pgqrs::migrations().unwrap().iter().map(|m| m.label()).collect();
+    assert_eq!(migrations, ["0001_init"]);
+    let functions: Vec<String> = pgqrs::functions().unwrap().iter().map(|f| f.label()).collect();
+    assert!(functions.contains(&"function message_dequeue".to_string()), "{functions:?}");
+    let shipped: Vec<String> = migrations.iter().chain(&functions).cloned().collect();
     assert_eq!(report.missing, shipped);
 
     assert_eq!(admin.install().await.unwrap(), shipped);
     assert!(admin.install().await.unwrap().is_empty(), "second install is a no-op");
     let report = admin.verify().await.unwrap();
     assert!(report.ok(), "{}", report.describe());
-    let latest = shipped.len() as i32;
+    let latest = migrations.len() as i32;
     assert_eq!((report.current_version, report.latest_version), (latest, latest));
 
     // The ledger holds the sha256 of the file as shipped.
@@ -60,6 +60,30 @@ async fn install_is_idempotent_verified_and_uninstallable() {
     .unwrap();
     assert_eq!(admin.verify().await.unwrap().modified, vec!["0001_init".to_string()]);
 
+    // Functions: a changed checksum is modified and re-created by install; a
+    // dropped function is missing and created again.
+    let fresh = &pgqrs::functions().unwrap()[0];
+    let row = raw
+        .query_one(
+            &format!("SELECT checksum FROM \"{}\".schema_functions WHERE name = $1", db.schema),
+            &[&fresh.name],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), fresh.checksum());
+    raw.batch_execute(&format!(
+        "UPDATE \"{0}\".schema_functions SET checksum = 'x' WHERE name = 'message_dequeue'; \
+         DROP FUNCTION \"{0}\".message_fail",
+        db.schema
+    ))
+    .await
+    .unwrap();
+    let report = admin.verify().await.unwrap();
+    assert_eq!(report.modified, ["0001_init", "function message_dequeue"]);
+    assert_eq!(report.missing, ["function message_fail"]);
+    assert_eq!(admin.install().await.unwrap(), ["function message_dequeue", "function message_fail"]);
+    assert!(admin.verify().await.unwrap().missing.is_empty());
+
     admin.uninstall().await.unwrap();
     assert!(!admin.verify().await.unwrap().installed);
     let err = admin.create_queue("tasks").await.unwrap_err();
@@ -74,7 +98,7 @@ async fn concurrent_installs_serialise() {
     let b = Admin::new(&db.config).await.unwrap();
     let (ra, rb) = tokio::join!(a.install(), b.install());
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
-    let shipped = pgqrs::migrations().unwrap().len();
+    let shipped = pgqrs::migrations().unwrap().len() + pgqrs::functions().unwrap().len();
     assert!(
         ra.len() + rb.len() == shipped && (ra.is_empty() || rb.is_empty()),
         "exactly one applied the migrations: {ra:?} {rb:?}"

@@ -1,4 +1,7 @@
--- pgqrs schema, version 1.
+-- pgqrs schema, version 1: the tables and indexes.
+--
+-- The server functions are not here: each one is a file of sql/functions/,
+-- (re)created by install when its checksum changes (see sql/README.md).
 --
 -- Placeholders, substituted by both clients before execution (they follow
 -- psql's variable syntax, so `psql -v schema=pgqrs -f` runs this file too):
@@ -22,9 +25,13 @@ CREATE TABLE :"schema".queues (
 -- `lease` is set and `visible_at` is in the future; once `visible_at` passes
 -- it is ready again, and the next dequeue replaces the lease (fencing out the
 -- previous holder).
+-- `queue` has no foreign key on purpose: a foreign key checks and locks the
+-- queue once per inserted row; the enqueue functions take that same KEY SHARE
+-- lock once per statement (queue_lock) and queue_delete deletes the queue's
+-- messages itself.
 CREATE TABLE :"schema".messages (
     id          bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    queue       text        NOT NULL REFERENCES :"schema".queues (name) ON DELETE CASCADE,
+    queue       text        NOT NULL,
     payload     jsonb       NOT NULL,
     priority    integer     NOT NULL DEFAULT 0,
     visible_at  timestamptz NOT NULL DEFAULT now(),
@@ -84,7 +91,15 @@ CREATE TABLE :"schema".workers (
     heartbeat_at timestamptz NOT NULL DEFAULT now(),
     stopped_at   timestamptz,
     status       text        NOT NULL DEFAULT 'running',
+    -- Whether the worker LISTENs for enqueues: enqueue statements NOTIFY
+    -- only when a running worker that listens serves their queue (queue_lock).
+    listening    boolean     NOT NULL DEFAULT true,
     CONSTRAINT workers_status_valid CHECK (status IN ('running', 'stopping', 'stopped', 'dead'))
 );
 
 CREATE INDEX workers_status_heartbeat_idx ON :"schema".workers (status, heartbeat_at);
+
+-- The running, listening workers, which every enqueue statement looks for:
+-- stopped and dead rows (kept until pruned) stay out of that search.
+CREATE INDEX workers_listening_idx ON :"schema".workers (id)
+    WHERE status = 'running' AND listening;

@@ -15,7 +15,7 @@ WITH r AS (
 wanted (ord, stmt, wanted) AS (
     VALUES
         (1, 'GRANT USAGE ON SCHEMA %1$I TO %2$I', true),
-        (2, 'GRANT SELECT ON %1$I.queues, %1$I.schema_migrations TO %2$I', true),
+        (2, 'GRANT SELECT ON %1$I.queues, %1$I.schema_migrations, %1$I.schema_functions TO %2$I', true),
         (3, 'GRANT SELECT, INSERT ON %1$I.messages TO %2$I', $2::boolean),
         (4, 'GRANT UPDATE (dedup_key) ON %1$I.messages TO %2$I', $2::boolean),
         (5, 'GRANT SELECT, UPDATE, DELETE ON %1$I.messages TO %2$I', $3::boolean),

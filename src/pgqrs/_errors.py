@@ -7,8 +7,10 @@ offending value and the fix; anything else from the database is wrapped in
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+
 import psycopg
-from psycopg import errors as pg_errors
 
 
 class Error(Exception):
@@ -82,39 +84,95 @@ def queue_not_found(name: str) -> QueueNotFound:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class ErrorRule:
+    """One row of ``sql/errors.tsv``: a SQLSTATE (or class) and the kind it means."""
+
+    sqlstate: str
+    condition: str
+    kind: str
+    when: str
+
+    def holds(self, *, constraint: str | None, has_queue: bool) -> bool:
+        if self.when == "-":
+            return True
+        if self.when == "queue":
+            return has_queue
+        return self.when == f"constraint={constraint}"
+
+
+#: The kinds errors.tsv may name: the exception classes translate() builds.
+KINDS = (
+    "SchemaNotInstalled",
+    "QueueNotFound",
+    "InvalidQueueName",
+    "PayloadError",
+    "ConnectionFailed",
+    "DatabaseError",
+)
+
+
+@functools.cache
+def error_rules() -> dict[str, ErrorRule]:
+    """``sql/errors.tsv`` by SQLSTATE: the one table both clients map errors with."""
+    from pgqrs._sql import sql_dir  # here: pgqrs._sql imports this module's users
+
+    rules: dict[str, ErrorRule] = {}
+    path = sql_dir() / "errors.tsv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or line.startswith("#") or line.startswith("sqlstate\t"):
+            continue
+        fields = line.split("\t")
+        if (
+            len(fields) != 4
+            or len(fields[0]) not in (2, 5)
+            or fields[2] not in KINDS
+            or not (fields[3] in ("-", "queue") or fields[3].startswith("constraint="))
+        ):
+            raise RuntimeError(f"{path}:{number}: not 'sqlstate, condition, kind, when': {line!r}")
+        rules[fields[0]] = ErrorRule(*fields)
+    return rules
+
+
+def error_kind(sqlstate: str, *, constraint: str | None = None, has_queue: bool = False) -> str:
+    """The kind (exception class name) errors.tsv gives ``sqlstate``: its exact row,
+    else its class's row, else DatabaseError."""
+    rules = error_rules()
+    rule = rules.get(sqlstate) or rules.get(sqlstate[:2])
+    if rule is None or not rule.holds(constraint=constraint, has_queue=has_queue):
+        return "DatabaseError"
+    return rule.kind
+
+
 def translate(exc: psycopg.Error, *, schema: str, queue: str | None = None) -> Error:
     """Map a psycopg error to the pgqrs type that says what went wrong and what to do."""
-    if isinstance(
-        exc,
-        (
-            pg_errors.UndefinedTable,
-            pg_errors.InvalidSchemaName,
-            pg_errors.UndefinedFunction,
-            pg_errors.UndefinedColumn,
-        ),
-    ):
+    text = _first_line(exc)
+    sqlstate = exc.sqlstate
+    if sqlstate is None:
+        # No SQLSTATE: the socket broke, the server went away, or a timeout.
+        if isinstance(exc, psycopg.OperationalError):
+            return ConnectionFailed(f"cannot talk to PostgreSQL: {text}")
+        return DatabaseError(f"PostgreSQL error: {text}")
+    constraint = exc.diag.constraint_name
+    if constraint is None and "queues_name_valid" in str(exc):
+        constraint = "queues_name_valid"
+    kind = error_kind(sqlstate, constraint=constraint, has_queue=queue is not None)
+    if kind == "SchemaNotInstalled":
         # A missing function or column: the schema predates the migration that added it.
         return SchemaNotInstalled(
             f"the pgqrs schema {schema!r} is not installed in this database, or lacks a "
-            f"migration (run Admin.install() or `pgqrs install`): {_first_line(exc)}"
+            f"migration (run Admin.install() or `pgqrs install`): {text}"
         )
-    if isinstance(exc, pg_errors.ForeignKeyViolation) and queue is not None:
+    if kind == "QueueNotFound" and queue is not None:
         return queue_not_found(queue)
-    if isinstance(exc, pg_errors.CheckViolation) and "queues_name_valid" in str(exc):
-        return InvalidQueueName(f"invalid queue name {queue!r}: {_first_line(exc)}")
-    if isinstance(
-        exc,
-        (
-            pg_errors.InvalidTextRepresentation,
-            pg_errors.UntranslatableCharacter,
-            pg_errors.InvalidParameterValue,
-            pg_errors.NumericValueOutOfRange,
-        ),
-    ):
-        return PayloadError(f"PostgreSQL refused the payload: {_first_line(exc)}")
-    if isinstance(exc, psycopg.OperationalError):
-        return ConnectionFailed(f"cannot talk to PostgreSQL: {_first_line(exc)}")
-    return DatabaseError(f"PostgreSQL error: {_first_line(exc)}")
+    if kind == "InvalidQueueName":
+        return InvalidQueueName(f"invalid queue name {queue!r}: {text}")
+    if kind == "PayloadError":
+        return PayloadError(f"PostgreSQL refused the payload: {text}")
+    if kind == "ConnectionFailed":
+        return ConnectionFailed(f"cannot talk to PostgreSQL: {text}")
+    return DatabaseError(f"PostgreSQL error: {text}")
 
 
 def _first_line(exc: BaseException) -> str:

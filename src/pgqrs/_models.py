@@ -154,11 +154,14 @@ class VerifyReport:
     current_version: int
     #: Highest migration version this library ships.
     latest_version: int
-    #: Migrations this library ships that the database has not applied.
+    #: Migrations (``NNNN_name``) this library ships that the database has not
+    #: applied, and functions (``function name``) it lacks or never recorded.
     missing: list[str]
-    #: Applied migrations whose recorded checksum differs from the shipped file.
+    #: Applied migrations, and recorded functions, whose checksum differs from
+    #: the shipped file.
     modified: list[str]
-    #: Applied migrations this library does not know (a newer pgqrs installed them).
+    #: Applied migrations and recorded functions this library does not know (a
+    #: newer pgqrs installed them).
     unknown: list[str]
 
     @property
@@ -174,9 +177,9 @@ class VerifyReport:
             return f"schema {self.schema!r} is up to date (version {self.current_version})"
         parts = []
         if self.missing:
-            parts.append(f"missing migrations {', '.join(self.missing)} (run install)")
+            parts.append(f"missing {', '.join(self.missing)} (run install)")
         if self.modified:
-            parts.append(f"migrations changed since they were applied: {', '.join(self.modified)}")
+            parts.append(f"changed since they were applied: {', '.join(self.modified)}")
         if self.unknown:
-            parts.append(f"migrations newer than this pgqrs: {', '.join(self.unknown)}")
+            parts.append(f"newer than this pgqrs: {', '.join(self.unknown)}")
         return f"schema {self.schema!r}: " + "; ".join(parts)

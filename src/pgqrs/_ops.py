@@ -6,6 +6,7 @@ named query; building its parameters and reading its rows happens here, once.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -388,3 +389,103 @@ def check_fenced(rows: list[tuple[Any, ...]], action: str, leases: Leases) -> li
             succeeded=done,
         )
     return done
+
+
+#: message_fail's result columns, in order.
+FAIL_COLUMNS = ("id", "outcome", "delay", "attempts")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Failure:
+    """One failed attempt to settle with ``message_fail``."""
+
+    #: The message, as dequeued (it carries its id and lease).
+    message: Message
+    #: JSON text: the last_error of a retry, the archive row's error when dead
+    #: (None keeps the message's last_error).
+    error: str | None = None
+    #: Seconds before the retry (e.g. the handler's Retry(delay)); None: the backoff.
+    delay: float | None = None
+    #: Archive as dead whatever the attempts (the handler gave up: Abort).
+    dead: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FailOutcome:
+    """What ``message_fail`` did with one message."""
+
+    id: int
+    #: 'retried', 'dead', 'lease_lost' or 'not_found'.
+    outcome: str
+    #: Seconds until the retry is visible, for 'retried'.
+    delay: float | None
+    #: Deliveries so far, for 'retried' and 'dead'.
+    attempts: int | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """What ``worker_alive`` found."""
+
+    #: The worker row's status now ('running' or 'stopping').
+    status: str
+    #: The row had been pruned and was registered again under the same id.
+    registered: bool
+
+
+def backoff_params(base: float, max_: float, jitter: float) -> list[float]:
+    """message_fail's backoff parameters, checked before any round trip."""
+    values = [
+        _number(base, "backoff base"),
+        _number(max_, "backoff max"),
+        _number(jitter, "backoff jitter"),
+    ]
+    if values[2] > 1:
+        raise InvalidArgument(f"backoff jitter is a fraction from 0 to 1, got {jitter!r}")
+    if values[1] < values[0]:
+        raise InvalidArgument(f"backoff max ({max_!r}) must be >= backoff base ({base!r})")
+    return values
+
+
+def _number(value: float, what: str) -> float:
+    checked = seconds(value, what)
+    assert checked is not None
+    return checked
+
+
+def fail_params(failures: Sequence[Failure], base: float, max_: float, jitter: float) -> list[Any]:
+    """Parameters of message_fail (ids, leases, errors, delays, force_dead, backoff)."""
+    if not failures:
+        raise InvalidArgument("nothing to fail: the failure list is empty")
+    if len(failures) > MAX_BATCH:
+        raise InvalidArgument(
+            f"message_fail takes at most {MAX_BATCH} messages, got {len(failures)}"
+        )
+    messages = [f.message for f in failures]
+    if len({m.id for m in messages}) != len(messages):
+        raise InvalidArgument("the same message appears twice in one message_fail call")
+    delays = [seconds(f.delay, "delay") for f in failures]
+    return [
+        *leased_refs(messages),
+        optional_texts([f.error for f in failures]),
+        delays if any(d is not None for d in delays) else None,
+        [f.dead for f in failures] if any(f.dead for f in failures) else None,
+        *backoff_params(base, max_, jitter),
+    ]
+
+
+def fail_result(rows: list[tuple[Any, ...]]) -> list[FailOutcome]:
+    """FailOutcomes from message_fail's rows (FAIL_COLUMNS), in input order."""
+    return [FailOutcome(*row) for row in rows]
+
+
+WORKER_STATUSES = ("running", "stopping")
+
+
+def alive_params(
+    worker_id: int, status: str, hostname: str, pid: int, queues: Sequence[str], listening: bool
+) -> list[Any]:
+    """Parameters of worker_alive."""
+    if status not in WORKER_STATUSES:
+        raise InvalidArgument(f"worker status must be 'running' or 'stopping', got {status!r}")
+    return [worker_id, status, hostname, pid, list(queues), listening]

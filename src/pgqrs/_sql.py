@@ -1,4 +1,4 @@
-"""The named queries and migrations, read from the one ``sql/`` folder.
+"""The named queries, migrations and server functions, read from the one ``sql/`` folder.
 
 The same files are embedded in the Rust crate. They use psql-style
 placeholders for the schema (``:"schema"`` and ``:'schema'``), replaced here by
@@ -18,6 +18,7 @@ from pathlib import Path
 from pgqrs._validate import validate_schema_name
 
 _MIGRATION_FILE = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
+_FUNCTION_FILE = re.compile(r"([a-z][a-z0-9_]*)\.sql")
 
 
 @functools.cache
@@ -80,4 +81,40 @@ def migrations() -> tuple[Migration, ...]:
     for expected, migration in enumerate(found, start=1):
         if migration.version != expected:
             raise RuntimeError(f"migration versions must be consecutive; missing {expected:04d}")
+    return tuple(found)
+
+
+@dataclasses.dataclass(frozen=True)
+class Function:
+    """One file of ``sql/functions/``: the current definition of one server function."""
+
+    name: str
+    text: str
+
+    @property
+    def checksum(self) -> str:
+        """sha256 of the file as shipped, before the schema is substituted."""
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    @property
+    def label(self) -> str:
+        """How install and verify name it, next to migrations' ``NNNN_name``."""
+        return f"function {self.name}"
+
+
+@functools.cache
+def functions() -> tuple[Function, ...]:
+    """The server functions, by name; each file must define the function it is named after."""
+    found: list[Function] = []
+    for path in sorted((sql_dir() / "functions").glob("*.sql")):
+        match = _FUNCTION_FILE.fullmatch(path.name)
+        if not match:
+            raise RuntimeError(f"function file {path.name!r} is not named like a function")
+        text = path.read_text(encoding="utf-8")
+        if f'CREATE OR REPLACE FUNCTION :"schema".{match[1]}(' not in text:
+            raise RuntimeError(
+                f"sql/functions/{path.name} must define its function with "
+                f'CREATE OR REPLACE FUNCTION :"schema".{match[1]}(...)'
+            )
+        found.append(Function(match[1], text))
     return tuple(found)

@@ -26,10 +26,6 @@ from pgqrs._ops import (
 from pgqrs._ops import seconds as to_seconds
 from pgqrs._validate import validate_queue_name
 
-#: Times dequeue() tries again at once when every row it picked had used up its
-#: attempts (and went to the archive as dead), before answering "empty".
-DEQUEUE_DEAD_RETRIES = 10
-
 
 class Consumer(Client):
     """Dequeues from ``queue``. A dequeued message is invisible to every other
@@ -66,17 +62,15 @@ class Consumer(Client):
 
         ``visibility_timeout`` (seconds) overrides the queue's default lease.
         Returns None (or []) when nothing is ready or the queue is paused.
+        Messages delivered max_attempts times already go to the archive as
+        dead instead; message_dequeue skips them and still fills the batch.
         """
         limit = 1 if batch is None else batch_size(batch)
         vt = to_seconds(visibility_timeout, "visibility_timeout", allow_zero=False)
-        messages: list[Message] = []
-        for _ in range(DEQUEUE_DEAD_RETRIES + 1):
-            rows = await self._db.fetch_tuples(
-                "message_dequeue", [self.queue, limit, vt, self._worker_id], queue=self.queue
-            )
-            messages, dead = dequeue_result(rows, self.queue)
-            if messages or not dead:
-                break
+        rows = await self._db.fetch_tuples(
+            "message_dequeue", [self.queue, limit, vt, self._worker_id], queue=self.queue
+        )
+        messages, _dead = dequeue_result(rows, self.queue)
         self._leases.remember(messages)
         if batch is None:
             return messages[0] if messages else None

@@ -11,7 +11,7 @@ from pgqrs._cli.context import Ctx, confirm, pass_ctx
 @click.command()
 @pass_ctx
 def install(ctx: Ctx) -> None:
-    """Create the pgqrs schema, or apply the migrations it lacks (idempotent)."""
+    """Create the pgqrs schema, or apply the migrations and functions it lacks (idempotent)."""
     with ctx.admin() as admin:
         applied = admin.install()
     schema = ctx.config().schema

@@ -8,10 +8,10 @@ import datetime
 
 from pgqrs._sync._base import Client
 from pgqrs._config import DEFAULT_MAX_ATTEMPTS, DEFAULT_VISIBILITY_TIMEOUT
-from pgqrs._errors import InvalidArgument, QueueExists, queue_not_found
+from pgqrs._errors import DatabaseError, InvalidArgument, QueueExists, queue_not_found
 from pgqrs._models import ArchivedMessage, Message, QueueInfo, QueueStats, VerifyReport, WorkerInfo
 from pgqrs._ops import Seconds, batch_size, seconds
-from pgqrs._sql import migrations, render, script
+from pgqrs._sql import functions, migrations, render, script
 from pgqrs._validate import validate_queue_name, validate_role_name, validate_status
 
 #: Seconds without a heartbeat after which ``reap_workers`` marks a worker dead.
@@ -24,7 +24,9 @@ class Admin(Client):
     """Schema and queue management. Safe to run through pgBouncer in transaction mode."""
 
     def install(self) -> list[str]:
-        """Apply the migrations the database lacks, in order; return their names.
+        """Apply the migrations the database lacks, in order, then (re)create the
+        server functions whose file changed; return what was applied
+        (``NNNN_name`` for a migration, ``function name`` for a function).
 
         Runs in one transaction under a transaction-level advisory lock, so
         concurrent installs serialise and a failure leaves nothing half-done.
@@ -46,6 +48,29 @@ class Admin(Client):
                     [migration.version, migration.name, migration.checksum],
                 )
                 applied.append(f"{migration.version:04d}_{migration.name}")
+            shipped = functions()
+            recorded = {
+                r["name"]: r
+                for r in self._db.run(
+                    conn, q["function_list"], [[f.name for f in shipped]]
+                )
+            }
+            for function in shipped:
+                row = recorded[function.name]
+                if row["checksum"] == function.checksum and row["present"]:
+                    continue
+                self._db.run(conn, render(function.text, self.config.schema))
+                rows = self._db.run(
+                    conn, q["function_record"], [function.name, function.checksum]
+                )
+                if rows[0]["overloads"] != 1:
+                    raise DatabaseError(
+                        f"install stopped (nothing was changed): {function.name} now has "
+                        f"{rows[0]['overloads']} signatures in schema {self.config.schema!r}; "
+                        "sql/functions/ changed its arguments without a migration that "
+                        "drops the old one (see sql/README.md)"
+                    )
+                applied.append(function.label)
         return applied
 
     def uninstall(self) -> None:
@@ -55,9 +80,10 @@ class Admin(Client):
             self._db.run(conn, script("uninstall", self.config.schema))
 
     def verify(self) -> VerifyReport:
-        """Compare the database's migration ledger with the migrations shipped here."""
+        """Compare the database's ledgers with the migrations and functions shipped here."""
         shipped = {m.version: m for m in migrations()}
         latest = max(shipped, default=0)
+        shipped_functions = functions()
         rows = self._db.fetch("migration_installed")
         if not rows[0]["installed"]:
             return VerifyReport(
@@ -65,23 +91,41 @@ class Admin(Client):
                 False,
                 0,
                 latest,
-                [f"{v:04d}_{m.name}" for v, m in shipped.items()],
+                [f"{v:04d}_{m.name}" for v, m in shipped.items()]
+                + [f.label for f in shipped_functions],
                 [],
                 [],
             )
         applied = {r["version"]: r for r in self._db.fetch("migration_list")}
+        recorded = {
+            r["name"]: r
+            for r in self._db.fetch("function_list", [[f.name for f in shipped_functions]])
+        }
+        known = {f.name for f in shipped_functions}
         return VerifyReport(
             schema=self.config.schema,
             installed=True,
             current_version=max(applied, default=0),
             latest_version=latest,
-            missing=[f"{v:04d}_{m.name}" for v, m in shipped.items() if v not in applied],
+            missing=[f"{v:04d}_{m.name}" for v, m in shipped.items() if v not in applied]
+            + [
+                f.label
+                for f in shipped_functions
+                if recorded[f.name]["checksum"] is None or not recorded[f.name]["present"]
+            ],
             modified=[
                 f"{v:04d}_{m.name}"
                 for v, m in shipped.items()
                 if v in applied and applied[v]["checksum"] != m.checksum
+            ]
+            + [
+                f.label
+                for f in shipped_functions
+                if recorded[f.name]["present"]
+                and recorded[f.name]["checksum"] not in (None, f.checksum)
             ],
-            unknown=[f"{v:04d}_{r['name']}" for v, r in applied.items() if v not in shipped],
+            unknown=[f"{v:04d}_{r['name']}" for v, r in applied.items() if v not in shipped]
+            + [f"function {name}" for name in sorted(recorded) if name not in known],
         )
 
     def create_queue(

@@ -1,0 +1,124 @@
+-- message_dequeue: lease up to $2 ready messages of queue $1, in delivery
+-- order (priority DESC, id).
+--   $3 lease length in seconds (NULL: the queue's visibility timeout)
+--   $4 worker id that takes the lease (NULL for a plain consumer)
+-- Each round is one statement:
+--   * rows are picked with FOR UPDATE SKIP LOCKED in a MATERIALIZED CTE, so
+--     concurrent consumers never block on, or share, a row and LIMIT holds;
+--   * each picked row gets a fresh lease token (fencing out any previous
+--     holder), attempts + 1, and visible_at = now() + the lease length;
+--   * a picked row already delivered max_attempts times (its last lease ran
+--     out) moves to the archive as 'dead' instead of being delivered again.
+-- When dead rows took places in the batch and more rows were ready, the
+-- function runs another round for the places left, so the batch is full
+-- whenever enough ready rows exist: no client loops on "all dead". Each
+-- extra round archives at least one row, so the loop ends.
+-- Result rows, in delivery order: outcome 'leased' (the delivered messages),
+-- 'dead' (ids moved to the archive), or a single 'missing' row when the queue
+-- does not exist. A paused queue returns no row.
+CREATE OR REPLACE FUNCTION :"schema".message_dequeue(text, bigint, float8, bigint)
+RETURNS TABLE (
+    outcome text,
+    id bigint,
+    queue text,
+    payload jsonb,
+    priority integer,
+    attempts integer,
+    enqueued_at timestamptz,
+    dequeued_at timestamptz,
+    visible_until timestamptz,
+    headers jsonb,
+    lease uuid,
+    dedup_key text,
+    last_error jsonb
+)
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+SET search_path = :"schema", pg_temp
+AS $function$
+#variable_conflict use_column
+DECLARE
+    q queues;
+    lease_for interval;
+    wanted bigint := $2;
+    picked bigint;
+    -- Each round's rows are kept as arrays of message rows, so the function
+    -- learns how many went dead without reading anything again, and returns
+    -- every round's rows at the end, in delivery order.
+    round_leased messages[];
+    round_dead messages[];
+    all_leased messages[];
+    all_dead messages[];
+BEGIN
+    SELECT * INTO q FROM queues WHERE name = $1;
+    IF NOT FOUND THEN
+        RETURN QUERY
+        SELECT 'missing'::text, NULL::bigint, $1, NULL::jsonb, NULL::integer, NULL::integer,
+               NULL::timestamptz, NULL::timestamptz, NULL::timestamptz, NULL::jsonb, NULL::uuid,
+               NULL::text, NULL::jsonb;
+        RETURN;
+    END IF;
+    IF q.paused THEN
+        RETURN;
+    END IF;
+    lease_for := coalesce(make_interval(secs => $3), q.visibility_timeout);
+    LOOP
+        WITH candidates AS MATERIALIZED (
+            SELECT m.id, m.attempts >= q.max_attempts AS exhausted
+            FROM messages m
+            WHERE m.queue = $1
+              AND m.visible_at <= now()
+            ORDER BY m.priority DESC, m.id
+            LIMIT wanted
+            FOR UPDATE OF m SKIP LOCKED
+        ),
+        dead AS (
+            DELETE FROM messages m
+            WHERE m.id = ANY (ARRAY(SELECT c.id FROM candidates c WHERE c.exhausted))
+            RETURNING m AS msg
+        ),
+        dead_archived AS (
+            INSERT INTO archive
+                (id, queue, payload, priority, attempts, enqueued_at, dequeued_at, dedup_key, headers,
+                 status, error)
+            SELECT (d.msg).id, (d.msg).queue, (d.msg).payload, (d.msg).priority, (d.msg).attempts,
+                   (d.msg).enqueued_at, (d.msg).dequeued_at, (d.msg).dedup_key, (d.msg).headers, 'dead',
+                   jsonb_build_object('reason', 'max_attempts exceeded',
+                                      'max_attempts', q.max_attempts,
+                                      'last_error', (d.msg).last_error)
+            FROM dead d
+            RETURNING id
+        ),
+        leased AS (
+            UPDATE messages m
+            SET lease = gen_random_uuid(),
+                leased_by = $4,
+                attempts = m.attempts + 1,
+                dequeued_at = now(),
+                visible_at = now() + lease_for
+            WHERE m.id = ANY (ARRAY(SELECT c.id FROM candidates c WHERE NOT c.exhausted))
+            RETURNING m AS msg
+        )
+        SELECT (SELECT count(*) FROM candidates),
+               (SELECT array_agg(l.msg) FROM leased l),
+               (SELECT array_agg(d.msg) FROM dead d)
+        INTO picked, round_leased, round_dead;
+        all_leased := all_leased || round_leased;
+        all_dead := all_dead || round_dead;
+        -- Done when no row went dead (the batch is full or nothing else is
+        -- ready) or fewer rows were ready than asked for.
+        EXIT WHEN round_dead IS NULL OR picked < wanted;
+        wanted := wanted - coalesce(cardinality(round_leased), 0);
+        EXIT WHEN wanted <= 0;
+    END LOOP;
+    RETURN QUERY
+    SELECT 'leased'::text, l.id, l.queue, l.payload, l.priority, l.attempts, l.enqueued_at,
+           l.dequeued_at, l.visible_at, l.headers, l.lease, l.dedup_key, l.last_error
+    FROM unnest(all_leased) l
+    UNION ALL
+    SELECT 'dead', d.id, d.queue, NULL, d.priority, d.attempts, d.enqueued_at,
+           d.dequeued_at, NULL, NULL, NULL, NULL, NULL
+    FROM unnest(all_dead) d
+    ORDER BY 5 DESC, 2;  -- priority DESC, id: delivery order across rounds
+END
+$function$;

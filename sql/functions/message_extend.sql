@@ -1,0 +1,35 @@
+-- message_extend: keep leases: visible_at = now() + $3 seconds, fenced by lease.
+--   $1 ids bigint[], $2 leases uuid[], $3 seconds float8
+-- A lease that expired but was not taken over is renewed. One result row per
+-- input, as message_archive, with the new visible_until.
+CREATE OR REPLACE FUNCTION :"schema".message_extend(bigint[], uuid[], float8)
+RETURNS TABLE (
+    id bigint,
+    outcome text,
+    visible_until timestamptz
+)
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+SET search_path = :"schema", pg_temp
+AS $function$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    WITH input AS (
+        SELECT * FROM unnest($1::bigint[], $2::uuid[]) AS t(id, lease)
+    ),
+    extended AS (
+        UPDATE messages m
+        SET visible_at = now() + make_interval(secs => $3::float8)
+        FROM input i
+        WHERE m.id = i.id AND m.lease = i.lease
+        RETURNING m.id, m.visible_at
+    )
+    SELECT i.id,
+           CASE WHEN e.id IS NOT NULL THEN 'ok'
+                WHEN EXISTS (SELECT 1 FROM messages m WHERE m.id = i.id) THEN 'lease_lost'
+                ELSE 'not_found' END AS outcome,
+           e.visible_at AS visible_until
+    FROM input i LEFT JOIN extended e ON e.id = i.id;
+END
+$function$;

@@ -1,0 +1,17 @@
+-- queue_delete: delete queue $1 and its waiting and in-flight messages (its
+-- archive stays for audit). Returns the name, or no row when there is no such
+-- queue. Two statements, so that the second one's snapshot sees the messages
+-- of every enqueue the first one waited for.
+CREATE OR REPLACE FUNCTION :"schema".queue_delete(text)
+RETURNS TABLE (name text)
+LANGUAGE plpgsql
+SET search_path = :"schema", pg_temp
+AS $function$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY DELETE FROM queues q WHERE q.name = $1 RETURNING q.name;
+    IF FOUND THEN
+        DELETE FROM messages m WHERE m.queue = $1;
+    END IF;
+END
+$function$;

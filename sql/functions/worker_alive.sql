@@ -1,0 +1,29 @@
+-- worker_alive: a worker's heartbeat.
+--   $1 worker id, $2 status ('running' or 'stopping'),
+--   $3 hostname, $4 pid, $5 queues text[], $6 listening boolean
+-- Records the heartbeat and status; a worker that was marked dead (it missed
+-- its heartbeats) comes back to life here. A worker whose row was pruned
+-- (silent for longer than the prune age, e.g. cut off from the database) is
+-- registered again under the same id (the identity column is GENERATED
+-- ALWAYS, hence OVERRIDING SYSTEM VALUE; the id came from its sequence, so no
+-- later worker can be given it), which is why the heartbeat carries what a
+-- registration needs. One statement, so both workers decide this the same way.
+-- Returns the row's status and whether the worker was registered again.
+CREATE OR REPLACE FUNCTION :"schema".worker_alive(bigint, text, text, integer, text[], boolean)
+RETURNS TABLE (
+    status text,
+    registered boolean
+)
+LANGUAGE plpgsql
+SET search_path = :"schema", pg_temp
+AS $function$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    INSERT INTO workers AS w (id, hostname, pid, queues, listening, status)
+    OVERRIDING SYSTEM VALUE
+    VALUES ($1, $3, $4, $5, $6, $2)
+    ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), status = EXCLUDED.status
+    RETURNING w.status, (w.xmax = 0) AS registered;
+END
+$function$;
