@@ -205,13 +205,13 @@ async def test_completion_backlog_full_stops_fetching(
 
     concurrency, backlog = 2, 3
     gate = asyncio.Event()  # closed: the completer cannot write
-    write_once = completer_module.Completer._write_once
+    write_settlements = completer_module.write_settlements
 
-    async def blocked_write(self: Any, todo: Any) -> None:
+    async def blocked_write(db: Any, todo: Any) -> None:
         await gate.wait()
-        await write_once(self, todo)
+        await write_settlements(db, todo)
 
-    monkeypatch.setattr(completer_module.Completer, "_write_once", blocked_write)
+    monkeypatch.setattr(completer_module, "write_settlements", blocked_write)
     # Each time the fetcher parks with no timer (no free slot, nothing due), note
     # what was held then: a signal that it has stopped fetching. After a
     # NOTIFY, a park with the queue still marked notified shows it looked.
@@ -528,20 +528,6 @@ async def test_auto_prefetch_gives_back_what_waited_too_long(
     await until(lambda: archived(sql, schema) == fast + stuck, timeout=30, what="all completions")
     await stopped(worker, task)
     assert sorted(handled) == sorted(set(handled)) and len(handled) == fast + stuck
-
-
-def test_auto_prefetch_takes_nothing_ahead_once_a_wait_showed_slow_handlers() -> None:
-    """Slots.slowed (a prefetched message waited that long): no more fetched ahead."""
-    from pgqrs._worker.fetcher import QueueState, Slots
-    from pgqrs._worker.handlers import HandlerSpec
-
-    spec = HandlerSpec(queue="tasks", func=lambda m: None, is_async=False)
-    q = QueueState(name="tasks", spec=spec, limit=4)
-    slots = Slots(4, 200, [q], 0.25, prefetch=None, horizon=0.002, per_slot=6, duration_weight=0.25)
-    slots.finished(q, 0.0001)  # no-op handlers: the cap
-    assert slots.ahead(q) == 24
-    slots.slowed(q, 0.5)
-    assert slots.ahead(q) == 0 and slots.extra(q, 0) == 0
 
 
 async def test_completions_share_one_statement(
