@@ -4,6 +4,7 @@ signals (test hooks) a test can await instead of polling or sleeping."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -125,9 +126,12 @@ class Events:
 SIGNAL_NAMES: tuple[str, ...] = (
     "registered",
     "listening",
+    "heartbeat",
+    "fetched",
     "idle",
     "lease_extended",
     "outcome_written",
+    "any",
 )
 
 
@@ -144,8 +148,10 @@ class Signal:
     ``wait_blocking`` for other threads (the blocking ``pgqrs.Worker``).
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, parent: Signal | None = None) -> None:
+        """``parent``: fired too, each time this one fires (``Signals.any``)."""
         self.name = name
+        self._parent = parent
         self._count = 0
         self._cond = threading.Condition()
         self._waiters: list[tuple[Callable[[], object], asyncio.Future[None]]] = []
@@ -156,6 +162,8 @@ class Signal:
         return self._count
 
     def fire(self, n: int = 1) -> None:
+        if self._parent is not None:
+            self._parent.fire(n)
         with self._cond:
             self._count += n
             self._cond.notify_all()
@@ -170,10 +178,12 @@ class Signal:
             try:
                 met = bool(until())
             except Exception as exc:
-                future.get_loop().call_soon_threadsafe(_settle, future, exc)
+                with contextlib.suppress(RuntimeError):
+                    future.get_loop().call_soon_threadsafe(_settle, future, exc)
                 continue
             if met:
-                future.get_loop().call_soon_threadsafe(_settle, future, None)
+                with contextlib.suppress(RuntimeError):  # the waiter's loop is closed
+                    future.get_loop().call_soon_threadsafe(_settle, future, None)
             else:
                 keep.append((until, future))
         with self._cond:
@@ -230,16 +240,23 @@ class Signals:
 
     * ``registered``: the worker's row was written (at start, and again after a prune).
     * ``listening``: the LISTEN connection is up (at start, and after each reconnect).
+    * ``heartbeat``: a heartbeat was written (and the reaping due with it done).
+    * ``fetched``: a dequeue returned (the messages, if any, are in the worker's hands).
     * ``idle``: the worker holds no message and the last dequeue of each of its
       queues found none: all it was given is done, and nothing waits.
-    * ``lease_extended``: leases were extended (fired once per message).
+    * ``lease_extended``: leases were extended (counted per message).
     * ``outcome_written``: a held message's outcome was written (completed,
       retried, dead or released), or found lost; the counters are updated first.
+    * ``any``: fired with each of the others, to wait for a condition that
+      any of them may bring about (e.g. on ``counters``).
     """
 
     def __init__(self) -> None:
-        self.registered = Signal("registered")
-        self.listening = Signal("listening")
-        self.idle = Signal("idle")
-        self.lease_extended = Signal("lease_extended")
-        self.outcome_written = Signal("outcome_written")
+        self.any = Signal("any")
+        self.registered = Signal("registered", self.any)
+        self.listening = Signal("listening", self.any)
+        self.heartbeat = Signal("heartbeat", self.any)
+        self.fetched = Signal("fetched", self.any)
+        self.idle = Signal("idle", self.any)
+        self.lease_extended = Signal("lease_extended", self.any)
+        self.outcome_written = Signal("outcome_written", self.any)

@@ -34,6 +34,7 @@ class Heartbeat:
         stopping: Callable[[], bool],
         on_registered: Callable[[int], None],
         registered: Signal,
+        beat: Signal,
     ) -> None:
         self._db = db
         self._queues = queues
@@ -41,6 +42,7 @@ class Heartbeat:
         self._stopping = stopping
         self._on_registered = on_registered
         self._registered = registered
+        self._beat = beat
         self.worker_id: int | None = None
 
     async def register(self) -> None:
@@ -78,3 +80,4 @@ class Heartbeat:
                 log("heartbeat failed: %s", exc)
             else:
                 reconnect.succeeded()
+                self._beat.fire()

@@ -96,6 +96,7 @@ class Runtime:
             stopping=lambda: self.stop.stopping,
             on_registered=lambda wid: setattr(self, "worker_id", wid),
             registered=self.signals.registered,
+            beat=self.signals.heartbeat,
         )
         await heartbeat.register()
         logger.info(
@@ -247,6 +248,7 @@ class Runtime:
             self._start_waiting(q)
         if self._slots.used == 0:  # nothing fetched, nothing running: write outcomes now
             self._completer.nudge()
+        self.signals.fetched.fire()
         if not messages:
             self._check_idle()
 

@@ -195,8 +195,9 @@ class WorkerBase:
     @property
     def signals(self) -> Signals:
         """Test hooks: moments a test can await instead of polling or sleeping
-        (registered, listening, idle, lease_extended, outcome_written; see
-        ``Signals``), e.g. ``await worker.signals.idle.wait()``."""
+        (registered, listening, heartbeat, fetched, idle, lease_extended,
+        outcome_written, and any of them; see ``Signals``), e.g.
+        ``await worker.signals.outcome_written.wait(lambda: worker.counters.completed == 10)``."""
         return self._runtime.signals
 
     @property
