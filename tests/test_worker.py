@@ -442,6 +442,7 @@ async def test_auto_prefetch_takes_nothing_ahead_for_slow_handlers(
     assert (c.completed, c.prefetched, c.in_flight) == (24, 0, 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prefetch", ["default", "auto", 0])
 async def test_auto_prefetch_fetches_ahead_for_fast_handlers(
     queue: str, config: pgqrs.Config, sql: Conn, schema: str, prefetch: str | int
@@ -483,6 +484,7 @@ async def test_auto_prefetch_fetches_ahead_for_fast_handlers(
     assert waiting(sql, schema) == 0
 
 
+@pytest.mark.slow
 async def test_auto_prefetch_stops_when_handlers_slow_down(
     queue: str, config: pgqrs.Config, sql: Conn, schema: str
 ) -> None:
@@ -877,6 +879,7 @@ async def test_a_pruned_worker_registers_again(
 # -- faults ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_killed_connections_mid_drain_lose_nothing(
     admin: pgqrs.Admin,
     config: pgqrs.Config,
@@ -940,6 +943,7 @@ def restart_server(dsn: str) -> None:
     )
 
 
+@pytest.mark.slow
 async def test_database_restart_mid_drain_loses_nothing(
     admin: pgqrs.Admin, config: pgqrs.Config, dsn: str, schema: str
 ) -> None:
