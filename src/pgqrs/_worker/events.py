@@ -68,7 +68,8 @@ class Counters:
     #: has returned and whose outcome waits to be written (the completion
     #: backlog). At most ``concurrency + completion_backlog``.
     in_flight: int = 0
-    #: Handlers running right now: at most ``concurrency``.
+    #: Handlers running (or about to start) right now: at most ``concurrency``.
+    #: ``in_flight`` and ``running`` are kept by the job table (``jobs``).
     running: int = 0
 
 
@@ -155,6 +156,8 @@ class Signal:
         self._count = 0
         self._cond = threading.Condition()
         self._waiters: list[tuple[Callable[[], object], asyncio.Future[None]]] = []
+        #: Threads in ``wait_blocking``.
+        self._blocking = 0
 
     @property
     def count(self) -> int:
@@ -162,13 +165,18 @@ class Signal:
         return self._count
 
     def fire(self, n: int = 1) -> None:
+        self._count += n
         if self._parent is not None:
             self._parent.fire(n)
+        # Cheap when nobody waits (once per job): the lock only for waiters.
+        # A blocking waiter counts itself before it checks its condition, so
+        # either it sees the new count or this sees it waiting.
+        if self._waiters or self._blocking:
+            self._wake()
+
+    def _wake(self) -> None:
         with self._cond:
-            self._count += n
             self._cond.notify_all()
-            if not self._waiters:
-                return
             waiters = self._waiters
             self._waiters = []
         keep: list[tuple[Callable[[], object], asyncio.Future[None]]] = []
@@ -186,8 +194,9 @@ class Signal:
                     future.get_loop().call_soon_threadsafe(_settle, future, None)
             else:
                 keep.append((until, future))
-        with self._cond:
-            self._waiters.extend(keep)
+        if keep:
+            with self._cond:
+                self._waiters.extend(keep)
 
     def _until(self, until: Callable[[], object] | None) -> Callable[[], object]:
         if until is not None:
@@ -219,8 +228,12 @@ class Signal:
         """``wait`` for a thread other than the worker's event loop."""
         until = self._until(until)
         with self._cond:
-            if not self._cond.wait_for(until, timeout):
-                raise TimeoutError(self._timed_out(timeout))
+            self._blocking += 1
+            try:
+                if not self._cond.wait_for(until, timeout):
+                    raise TimeoutError(self._timed_out(timeout))
+            finally:
+                self._blocking -= 1
 
     def _timed_out(self, timeout: float | None) -> str:
         return f"signal {self.name!r}: not reached within {timeout}s (fired {self._count} times)"

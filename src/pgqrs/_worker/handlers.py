@@ -346,10 +346,18 @@ class Runner:
 
     def _settlement(self, job: Job, outcome: HandlerOutcome, decision: Decision) -> Settlement:
         """Count and log the handler's outcome; what to write, and the event for after."""
-        q, m, wid, c = job.queue, job.message, self._worker_id(), self._counters
-        max_bytes = self._max_bytes
+        m, wid = job.message, self._worker_id()
+        if isinstance(outcome, Returned):  # the common case first
+            self._counters.processed += 1
+            job.kind = "completed"
+            if self._events.active:
+                job.after = self._events.build("completed", m, wid, result=outcome.result)
+            return Settlement(
+                message=m, kind="archive", result=outcome.result_json, on_done=self._settled
+            )
+        q, c, max_bytes = job.queue, self._counters, self._max_bytes
         if isinstance(outcome, Stopped):
-            job.kind = decision.settle.value
+            job.kind = decision.settle._value_
             err = {
                 "type": "WorkerStopped",
                 "message": "the worker stopped before the handler finished",
@@ -368,12 +376,7 @@ class Runner:
             logger.warning(
                 "message %s (queue %r) is dead after %d attempt(s)", m.id, q.name, m.attempts
             )
-        job.kind = kind = decision.settle.value
-        if isinstance(outcome, Returned):
-            job.after = self._events.build(kind, m, wid, result=outcome.result)
-            return Settlement(
-                message=m, kind="archive", result=outcome.result_json, on_done=self._settled
-            )
+        job.kind = kind = decision.settle._value_
         assert decision.error is not None
         error = encode_json(error_record(decision.error, m.attempts, wid), "error", max_bytes)
         if decision.settle is Settle.DEAD:
@@ -390,7 +393,7 @@ class Runner:
         m = s.message
         job = self._jobs.remove(m)
         kind, after = (job.kind, job.after) if job is not None else (None, None)
-        if kind == Settle.RELEASED.value:  # released at shutdown, handler still running
+        if kind == "released":  # released at shutdown, handler still running
             if outcome == "ok":
                 logger.info("released message %s (handler still running at shutdown)", m.id)
         elif outcome == "ok":

@@ -51,6 +51,9 @@ MOVES: frozenset[tuple[JobState | None, JobState | None]] = frozenset(
 )
 
 
+_MOVE_KEYS = frozenset((a._value_ if a else None, b._value_ if b else None) for a, b in MOVES)
+
+
 class JobStateError(RuntimeError):
     """A move the job table refuses (a bug in the worker)."""
 
@@ -76,7 +79,7 @@ class JobTable:
         #: Messages held, by lease (unique per delivery, unlike the message id).
         self._jobs: dict[uuid.UUID, Job] = {}
         #: PREFETCHED jobs of each queue, in fetch order.
-        self._ready: dict[int, collections.deque[Job]] = collections.defaultdict(collections.deque)
+        self._ready: dict[str, collections.deque[Job]] = collections.defaultdict(collections.deque)
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -110,7 +113,7 @@ class JobTable:
         self._move(job, state)
         self._jobs[m.lease] = job
         if state is JobState.PREFETCHED:
-            self._ready[id(q)].append(job)
+            self._ready[q.name].append(job)
         self._counters.in_flight = len(self._jobs)
         return job
 
@@ -119,7 +122,7 @@ class JobTable:
         given, each in fetch order; return them (RUNNING, for a task each)."""
         started: list[Job] = []
         for q in queues:
-            ready = self._ready[id(q)]
+            ready = self._ready[q.name]
             while ready and self._slots.startable(q):
                 job = ready.popleft()
                 self._move(job, JobState.RUNNING)
@@ -147,7 +150,7 @@ class JobTable:
         wanted = None if among is None else {id(j) for j in among}
         taken: list[Job] = []
         for key, ready in list(self._ready.items()):
-            if q is not None and key != id(q):
+            if q is not None and key != q.name:
                 continue
             keep: collections.deque[Job] = collections.deque()
             for job in ready:
@@ -170,17 +173,15 @@ class JobTable:
         return job
 
     def _move(self, job: Job, state: JobState | None) -> None:
-        if (job.state, state) not in MOVES:
-            before = job.state.value if job.state else "not held"
-            after = state.value if state else "not held"
+        # Several moves per job: keys are the members' plain ``_value_`` strings
+        # (an enum member's ``.value`` and hash are Python-level calls).
+        before = job.state._value_ if job.state is not None else None
+        after = state._value_ if state is not None else None
+        if (before, after) not in _MOVE_KEYS:
             raise JobStateError(
                 f"message {job.message.id} (queue {job.queue.name!r}) cannot go from "
-                f"{before} to {after}"
+                f"{before or 'not held'} to {after or 'not held'}"
             )
-        self._slots.move(
-            job.queue,
-            job.state.value if job.state else None,
-            state.value if state else None,
-        )
+        self._slots.move(job.queue, before, after)
         job.state = state
         self._counters.running = self._slots.running

@@ -21,7 +21,7 @@ class Delays(Protocol):
     def delay(self, attempt: int) -> float: ...
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Returned:
     """The handler returned ``result`` (``result_json``: it, encoded and size-checked)."""
 
@@ -29,7 +29,7 @@ class Returned:
     result_json: str | None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Raised:
     """The handler raised ``error`` (its result refused counts as a raise too).
 
@@ -43,7 +43,7 @@ class Raised:
     abort: bool = False
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Stopped:
     """The worker stopped before the handler finished (the grace period ended)."""
 
@@ -75,12 +75,17 @@ class Decision:
     exhausted: bool = False
 
 
+#: The decisions that carry nothing of the attempt (made once, not per job).
+COMPLETED = Decision(Settle.COMPLETED, "archive")
+RELEASED = Decision(Settle.RELEASED, "release")
+
+
 def decide(outcome: HandlerOutcome, attempt: int, max_attempts: int, backoff: Delays) -> Decision:
     """The settlement of attempt number ``attempt`` (``max_attempts`` allowed)."""
     if isinstance(outcome, Returned):
-        return Decision(Settle.COMPLETED, "archive")
+        return COMPLETED
     if isinstance(outcome, Stopped):
-        return Decision(Settle.RELEASED, "release")
+        return RELEASED
     failed = not outcome.retry
     if outcome.abort:
         return Decision(Settle.DEAD, "archive", error=outcome.error, failed=True)

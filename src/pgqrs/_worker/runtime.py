@@ -40,7 +40,6 @@ class Runtime:
     # Set up by each run (``_serve``).
     jobs: JobTable
     _queues: list[QueueState]
-    _threads: DaemonThreads
     _slots: Slots
     _prefetch: Prefetch
     _completer: Completer
@@ -112,7 +111,6 @@ class Runtime:
                 q.attention.set()
 
         self._queues = queues
-        self._threads = threads
         self._slots = slots = Slots(opts.concurrency, opts.completion_backlog, queues, attention)
         self._prefetch = Prefetch(
             slots,

@@ -34,13 +34,10 @@ class QueueSlots:
     reserved: int = 0
     #: This queue's messages holding a slot (handlers running or about to).
     running: int = 0
+    #: Slots taken: ``reserved + running`` (kept, not computed: read per job).
+    used: int = 0
     #: This queue's messages leased ahead, waiting for a slot.
     prefetched: int = 0
-
-    @property
-    def used(self) -> int:
-        """Slots taken: handlers running (or about to), plus those a dequeue asked for."""
-        return self.reserved + self.running
 
 
 class Slots:
@@ -65,16 +62,13 @@ class Slots:
         self.running = 0
         self.prefetched = 0
         self.settling = 0
-
-    @property
-    def used(self) -> int:
-        """Slots taken: handlers running (or about to), and slots asked for by dequeues."""
-        return self.reserved + self.running
-
-    @property
-    def waiting(self) -> int:
-        """Prefetched messages waiting for a slot, plus those a dequeue may bring for that."""
-        return self.reserved_ahead + self.prefetched
+        # Sums read once or more per job, kept rather than computed:
+        #: Slots taken: handlers running (or about to), and slots asked for
+        #: by dequeues (``reserved + running``).
+        self.used = 0
+        #: Prefetched messages waiting for a slot, plus those a dequeue may
+        #: bring for that (``reserved_ahead + prefetched``).
+        self.waiting = 0
 
     @property
     def backlog(self) -> int:
@@ -100,16 +94,22 @@ class Slots:
     def reserve(self, q: QueueSlots, slots: int, ahead: int) -> None:
         """A dequeue of ``q`` is sent for ``slots`` messages to start and ``ahead`` to wait."""
         self.reserved += slots
+        self.used += slots
         q.reserved += slots
+        q.used += slots
         self.reserved_ahead += ahead
+        self.waiting += ahead
 
     def unreserve(self, q: QueueSlots, slots: int, ahead: int, *, unused: int) -> None:
         """The dequeue returned (or failed): its reservations end; the messages it
         brought are counted by state instead. ``unused``: reserved slots it did
         not fill, which wake the fetchers."""
         self.reserved -= slots
+        self.used -= slots
         q.reserved -= slots
+        q.used -= slots
         self.reserved_ahead -= ahead
+        self.waiting -= ahead
         if unused > 0:
             self._wake()
 
@@ -117,28 +117,40 @@ class Slots:
         """A held message of ``q`` changes state (None: it was not held / is no longer).
 
         Wakes the fetchers when a slot frees up, and when a settled message
-        frees room while the held bound was in the way.
+        frees room while the held bound was in the way. (Several moves per
+        job: written out, no helper calls.)
         """
-        if leaving is not None:
-            self._count(q, leaving, -1)
-        if entering is not None:
-            self._count(q, entering, 1)
+        if leaving == "running":
+            self.running -= 1
+            self.used -= 1
+            q.running -= 1
+            q.used -= 1
+        elif leaving == "prefetched":
+            self.prefetched -= 1
+            self.waiting -= 1
+            q.prefetched -= 1
+        elif leaving == "settling":
+            self.settling -= 1
+        elif leaving is not None:
+            raise ValueError(f"unknown held state {leaving!r}: expected one of {HELD_STATES}")
+        if entering == "running":
+            self.running += 1
+            self.used += 1
+            q.running += 1
+            q.used += 1
+        elif entering == "prefetched":
+            self.prefetched += 1
+            self.waiting += 1
+            q.prefetched += 1
+        elif entering == "settling":
+            self.settling += 1
+        elif entering is not None:
+            raise ValueError(f"unknown held state {entering!r}: expected one of {HELD_STATES}")
         if leaving == "running" or (
-            entering is None and self.backlog + self.waiting >= self.backlog_limit
+            entering is None
+            and self.settling + self.reserved_ahead + self.prefetched >= self.backlog_limit
         ):
             self._wake()
-
-    def _count(self, q: QueueSlots, state: str, n: int) -> None:
-        if state == "running":
-            self.running += n
-            q.running += n
-        elif state == "prefetched":
-            self.prefetched += n
-            q.prefetched += n
-        elif state == "settling":
-            self.settling += n
-        else:
-            raise ValueError(f"unknown held state {state!r}: expected one of {HELD_STATES}")
 
 
 def min_batch(limit: int, total: int, fraction: float) -> int:
