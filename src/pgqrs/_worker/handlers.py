@@ -330,7 +330,8 @@ class Runner:
         """
         q, m = job.queue, job.message
         spec = self._handlers[q.name]
-        self._events.emit_now("started", m, self._worker_id())
+        if self._events.active:
+            self._events.emit_now("started", m, self._worker_id())
         begun = time.monotonic()
         outcome: HandlerOutcome
         try:
@@ -346,16 +347,18 @@ class Runner:
 
     def _settlement(self, job: Job, outcome: HandlerOutcome, decision: Decision) -> Settlement:
         """Count and log the handler's outcome; what to write, and the event for after."""
-        m, wid = job.message, self._worker_id()
+        m = job.message
         if isinstance(outcome, Returned):  # the common case first
             self._counters.processed += 1
             job.kind = "completed"
             if self._events.active:
-                job.after = self._events.build("completed", m, wid, result=outcome.result)
+                job.after = self._events.build(
+                    "completed", m, self._worker_id(), result=outcome.result
+                )
             return Settlement(
                 message=m, kind="archive", result=outcome.result_json, on_done=self._settled
             )
-        q, c, max_bytes = job.queue, self._counters, self._max_bytes
+        q, c, max_bytes, wid = job.queue, self._counters, self._max_bytes, self._worker_id()
         if isinstance(outcome, Stopped):
             job.kind = decision.settle._value_
             err = {

@@ -173,8 +173,13 @@ class JobTable:
         return job
 
     def _move(self, job: Job, state: JobState | None) -> None:
-        # Several moves per job: keys are the members' plain ``_value_`` strings
-        # (an enum member's ``.value`` and hash are Python-level calls).
+        """The one place a held message changes state, and the slot counts with it.
+
+        Wakes the fetchers when a slot frees up, and when a written outcome
+        frees room while the held bound was in the way. (Several moves per
+        job: written out, keyed by the members' plain ``_value_`` strings; an
+        enum member's ``.value`` and hash are Python-level calls.)
+        """
         before = job.state._value_ if job.state is not None else None
         after = state._value_ if state is not None else None
         if (before, after) not in _MOVE_KEYS:
@@ -182,6 +187,32 @@ class JobTable:
                 f"message {job.message.id} (queue {job.queue.name!r}) cannot go from "
                 f"{before or 'not held'} to {after or 'not held'}"
             )
-        self._slots.move(job.queue, before, after)
+        slots, q = self._slots, job.queue
+        if before == "running":
+            slots.running -= 1
+            slots.used -= 1
+            q.running -= 1
+            q.used -= 1
+        elif before == "prefetched":
+            slots.prefetched -= 1
+            slots.waiting -= 1
+            q.prefetched -= 1
+        elif before == "settling":
+            slots.settling -= 1
+        if after == "running":
+            slots.running += 1
+            slots.used += 1
+            q.running += 1
+            q.used += 1
+        elif after == "prefetched":
+            slots.prefetched += 1
+            slots.waiting += 1
+            q.prefetched += 1
+        elif after == "settling":
+            slots.settling += 1
         job.state = state
-        self._counters.running = self._slots.running
+        self._counters.running = slots.running
+        if before == "running" or (
+            after is None and slots.settling + slots.waiting >= slots.backlog_limit
+        ):
+            slots.wake()

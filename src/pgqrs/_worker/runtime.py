@@ -293,5 +293,5 @@ class Runtime:
         self._check_idle()
 
     def _check_idle(self) -> None:
-        if not self.jobs and all(q.found == 0 for q in self._queues):
+        if self.counters.in_flight == 0 and all(q.found == 0 for q in self._queues):
             self.signals.idle.fire()

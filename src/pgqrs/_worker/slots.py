@@ -8,7 +8,7 @@ counts is fixed elsewhere:
 * a held message counts in exactly one state, ``running`` (holds a slot),
   ``prefetched`` (leased ahead, waiting for a slot) or ``settling`` (its
   outcome waits to be written; no slot). Only the job table (``jobs``) moves
-  a message between states, through ``move``.
+  a message between states, and these counts with it.
 
 Messages held = running + prefetched + settling, and with the reservations
 never more than ``total + backlog_limit``.
@@ -19,9 +19,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
-
-#: The states a held message counts in (the values of ``jobs.JobState``).
-HELD_STATES = ("running", "prefetched", "settling")
 
 
 @dataclasses.dataclass(eq=False, kw_only=True)
@@ -54,7 +51,8 @@ class Slots:
         self.total = total
         self.backlog_limit = backlog_limit
         self.queues = list(queues)
-        self._wake = wake
+        #: Room may have appeared: the fetchers look again.
+        self.wake = wake
         #: Slots and room ahead reserved by dequeues under way (all queues).
         self.reserved = 0
         self.reserved_ahead = 0
@@ -111,46 +109,7 @@ class Slots:
         self.reserved_ahead -= ahead
         self.waiting -= ahead
         if unused > 0:
-            self._wake()
-
-    def move(self, q: QueueSlots, leaving: str | None, entering: str | None) -> None:
-        """A held message of ``q`` changes state (None: it was not held / is no longer).
-
-        Wakes the fetchers when a slot frees up, and when a settled message
-        frees room while the held bound was in the way. (Several moves per
-        job: written out, no helper calls.)
-        """
-        if leaving == "running":
-            self.running -= 1
-            self.used -= 1
-            q.running -= 1
-            q.used -= 1
-        elif leaving == "prefetched":
-            self.prefetched -= 1
-            self.waiting -= 1
-            q.prefetched -= 1
-        elif leaving == "settling":
-            self.settling -= 1
-        elif leaving is not None:
-            raise ValueError(f"unknown held state {leaving!r}: expected one of {HELD_STATES}")
-        if entering == "running":
-            self.running += 1
-            self.used += 1
-            q.running += 1
-            q.used += 1
-        elif entering == "prefetched":
-            self.prefetched += 1
-            self.waiting += 1
-            q.prefetched += 1
-        elif entering == "settling":
-            self.settling += 1
-        elif entering is not None:
-            raise ValueError(f"unknown held state {entering!r}: expected one of {HELD_STATES}")
-        if leaving == "running" or (
-            entering is None
-            and self.settling + self.reserved_ahead + self.prefetched >= self.backlog_limit
-        ):
-            self._wake()
+            self.wake()
 
 
 def min_batch(limit: int, total: int, fraction: float) -> int:
