@@ -24,7 +24,7 @@ import collections
 import dataclasses
 import enum
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from pgqrs._models import Message
 from pgqrs._worker.events import Counters, JobEvent
@@ -83,13 +83,6 @@ class JobTable:
 
     def __len__(self) -> int:
         return len(self._jobs)
-
-    def __iter__(self) -> Iterator[Job]:
-        return iter(list(self._jobs.values()))
-
-    def get(self, m: Message) -> Job | None:
-        assert m.lease is not None
-        return self._jobs.get(m.lease)
 
     def holds(self, m: Message) -> bool:
         return m.lease in self._jobs
