@@ -1,0 +1,85 @@
+-- series: $1 queue, $2 window in seconds, $3 rows read at most per series.
+-- Per minute over the window: messages enqueued (waiting ones and archived
+-- ones), and archived per status (completed, dead...). Index ranges only:
+--   * archived: archive_queue_status_idx, per status of the queue (a loose
+--     index scan finds them), the newest $3 rows of the window;
+--   * enqueued: enqueued_at has no index, but ids follow enqueue order, so a
+--     binary search over the primary key (about 40 probes) finds the first id
+--     of the window in each table, then the newest $3 rows from there.
+-- A series that read $3 rows is cut (the caller says so).
+WITH RECURSIVE
+cutoff AS (SELECT now() - make_interval(secs => $2::float8) AS t),
+statuses(status) AS (
+    (SELECT status FROM :"schema".archive WHERE queue = $1 ORDER BY status LIMIT 1)
+    UNION ALL
+    SELECT (SELECT a.status FROM :"schema".archive a
+            WHERE a.queue = $1 AND a.status > s.status ORDER BY a.status LIMIT 1)
+    FROM statuses s
+    WHERE s.status IS NOT NULL
+),
+m_search(lo, hi) AS (
+    SELECT coalesce((SELECT min(id) FROM :"schema".messages), 0),
+           coalesce((SELECT max(id) FROM :"schema".messages), 0) + 1
+    UNION ALL
+    SELECT CASE WHEN p.enqueued_at < (SELECT t FROM cutoff) THEN p.id + 1 ELSE s.lo END,
+           CASE WHEN p.enqueued_at < (SELECT t FROM cutoff) THEN s.hi ELSE (s.lo + s.hi) / 2 END
+    FROM m_search s
+    LEFT JOIN LATERAL (
+        SELECT m.id, m.enqueued_at FROM :"schema".messages m
+        WHERE m.id >= (s.lo + s.hi) / 2 ORDER BY m.id LIMIT 1
+    ) p ON true
+    WHERE s.lo < s.hi
+),
+a_search(lo, hi) AS (
+    SELECT coalesce((SELECT min(id) FROM :"schema".archive), 0),
+           coalesce((SELECT max(id) FROM :"schema".archive), 0) + 1
+    UNION ALL
+    SELECT CASE WHEN p.enqueued_at < (SELECT t FROM cutoff) THEN p.id + 1 ELSE s.lo END,
+           CASE WHEN p.enqueued_at < (SELECT t FROM cutoff) THEN s.hi ELSE (s.lo + s.hi) / 2 END
+    FROM a_search s
+    LEFT JOIN LATERAL (
+        SELECT a.id, a.enqueued_at FROM :"schema".archive a
+        WHERE a.id >= (s.lo + s.hi) / 2 ORDER BY a.id LIMIT 1
+    ) p ON true
+    WHERE s.lo < s.hi
+),
+enq_m AS (
+    SELECT w.enqueued_at FROM (
+        SELECT m.queue, m.enqueued_at FROM :"schema".messages m
+        WHERE m.id >= (SELECT min(hi) FROM m_search)
+        ORDER BY m.id DESC LIMIT $3
+    ) w
+    WHERE w.queue = $1 AND w.enqueued_at >= (SELECT t FROM cutoff)
+),
+enq_a AS (
+    SELECT w.enqueued_at FROM (
+        SELECT a.queue, a.enqueued_at FROM :"schema".archive a
+        WHERE a.id >= (SELECT min(hi) FROM a_search)
+        ORDER BY a.id DESC LIMIT $3
+    ) w
+    WHERE w.queue = $1 AND w.enqueued_at >= (SELECT t FROM cutoff)
+),
+archived AS (
+    SELECT s.status, x.archived_at
+    FROM statuses s
+    CROSS JOIN LATERAL (
+        SELECT a.archived_at FROM :"schema".archive a
+        WHERE a.queue = $1 AND a.status = s.status AND a.archived_at >= (SELECT t FROM cutoff)
+        ORDER BY a.archived_at DESC
+        LIMIT $3
+    ) x
+    WHERE s.status IS NOT NULL
+)
+SELECT 'enqueued' AS series, date_trunc('minute', e.enqueued_at) AS minute, count(*) AS n
+FROM (SELECT enqueued_at FROM enq_m UNION ALL SELECT enqueued_at FROM enq_a) e
+GROUP BY 2
+UNION ALL
+SELECT status, date_trunc('minute', archived_at), count(*) FROM archived GROUP BY 1, 2
+UNION ALL
+SELECT 'cut:' || status, NULL, count(*) FROM archived GROUP BY status HAVING count(*) >= $3
+UNION ALL
+SELECT 'cut:enqueued', NULL, 1
+WHERE (SELECT count(*) FROM (SELECT 1 FROM :"schema".messages m
+                             WHERE m.id >= (SELECT min(hi) FROM m_search) LIMIT $3) c) >= $3
+   OR (SELECT count(*) FROM (SELECT 1 FROM :"schema".archive a
+                             WHERE a.id >= (SELECT min(hi) FROM a_search) LIMIT $3) c) >= $3
