@@ -26,7 +26,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 from starlette.datastructures import FormData
@@ -242,6 +242,7 @@ class Dashboard:
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
             trim_blocks=True,
+            undefined=StrictUndefined,
             lstrip_blocks=True,
         )
         self.env.filters.update(
@@ -302,7 +303,12 @@ class Dashboard:
 
     def error(self, request: Request, status: int, reason: str) -> Response:
         return self.render(
-            request, "error.html", http_status=status, status_code=status, reason=reason
+            request,
+            "error.html",
+            http_status=status,
+            title=f"Error {status}",
+            status_code=status,
+            reason=reason,
         )
 
     async def guarded(self, request: Request, run: Handler) -> Response:
