@@ -246,7 +246,7 @@ def test_mounted_under_a_prefix_in_another_app(seeded: pgqrs.Config) -> None:
 
 
 def test_create_app_rejects_bad_settings(config: pgqrs.Config) -> None:
-    with pytest.raises(pgqrs.ConfigError, match="pgqrs.Config"):
+    with pytest.raises(pgqrs.ConfigError, match=r"pgqrs\.Config"):
         create_app("postgresql://x")  # type: ignore[arg-type]
     with pytest.raises(pgqrs.ConfigError, match="at least 8"):
         create_app(config, token="short")

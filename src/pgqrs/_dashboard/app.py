@@ -18,6 +18,7 @@ import datetime
 import hashlib
 import hmac
 import json
+import logging
 import math
 import secrets
 import urllib.parse
@@ -42,6 +43,7 @@ from pgqrs._errors import ConfigError, Error
 from pgqrs._validate import validate_queue_name, validate_status
 
 HERE = Path(__file__).parent
+logger = logging.getLogger("pgqrs.dashboard")
 CSRF_COOKIE = "pgqrs_csrf"
 SESSION_COOKIE = "pgqrs_session"
 FLASH_COOKIE = "pgqrs_flash"
@@ -319,6 +321,9 @@ class Dashboard:
         except Error as exc:
             status = 403 if "permission denied" in str(exc) else 500
             return self.error(request, status, str(exc))
+        except Exception:
+            logger.exception("dashboard: %s %s failed", request.method, request.url.path)
+            return self.error(request, 500, "internal error (logged by the server)")
 
     async def action_form(self, request: Request) -> FormData:
         """The form of an action POST, after the read-only and CSRF checks."""
