@@ -12,6 +12,7 @@ Safety, in one place:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import datetime
@@ -38,7 +39,16 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgqrs._config import Config
-from pgqrs._dashboard.queries import PAGE_SIZE, STATES, Count, Data, QueueRow, Series
+from pgqrs._dashboard.queries import (
+    EXACT_COUNT_LIMIT,
+    PAGE_SIZE,
+    SERIES_ROW_LIMIT,
+    STATES,
+    Count,
+    Data,
+    QueueRow,
+    Series,
+)
 from pgqrs._errors import ConfigError, Error
 from pgqrs._validate import validate_queue_name, validate_status
 
@@ -356,6 +366,7 @@ class Dashboard:
                 title="Queues",
                 queues=queues,
                 totals=_totals(queues),
+                exact_limit=EXACT_COUNT_LIMIT,
                 limit_columns=_limit_columns(queues),
             )
 
@@ -364,9 +375,6 @@ class Dashboard:
     async def queue_page(self, request: Request) -> Response:
         async def run(request: Request) -> Response:
             name = _queue_name(request.path_params["name"])
-            queue = await self.data.queue(name)
-            if queue is None:
-                raise Refused(404, f"no queue named {name!r}")
             window = request.query_params.get("window", "hour")
             if window not in WINDOWS:
                 raise Refused(400, f"unknown chart window {window!r}: use hour or day")
@@ -374,14 +382,21 @@ class Dashboard:
             if state is not None and state not in STATES:
                 raise Refused(400, f"unknown state {state!r}: use one of {', '.join(STATES)}")
             after = _int_pair(request.query_params.get("after"))
-            series = await self.data.series(name, WINDOWS[window])
-            page = await self.data.messages(name, state=state, after=after)
+            # Independent statements, on separate pool connections at once.
+            queue, series, page = await asyncio.gather(
+                self.data.queue(name),
+                self.data.series(name, WINDOWS[window]),
+                self.data.messages(name, state=state, after=after),
+            )
+            if queue is None:
+                raise Refused(404, f"no queue named {name!r}")
             return self.render(
                 request,
                 "queue.html",
                 title=name,
                 queue=queue,
                 chart=chart(series, WINDOWS[window]),
+                series_limit=SERIES_ROW_LIMIT,
                 window=window,
                 state=state,
                 states=STATES,
@@ -425,10 +440,12 @@ class Dashboard:
             since = _time(params.get("since"), "since")
             until = _time(params.get("until"), "until")
             after = _time_key(params.get("after"))
-            rows, next_key = await self.data.archive(
-                queue=queue, status=status, since=since, until=until, after=after
+            (rows, next_key), counts = await asyncio.gather(
+                self.data.archive(
+                    queue=queue, status=status, since=since, until=until, after=after
+                ),
+                self.data.archive_counts(),
             )
-            counts = await self.data.archive_counts()
             query = {k: v for k, v in params.items() if k != "after" and v}
             next_query = None
             if next_key is not None:

@@ -9,6 +9,7 @@ shown instead, marked as one.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import functools
@@ -29,9 +30,9 @@ Row = dict[str, Any]
 
 #: A queue with at most this many messages is counted exactly (by reading
 #: them); a bigger one gets the planner's estimates.
-EXACT_COUNT_LIMIT = 10_000
+EXACT_COUNT_LIMIT = 5_000
 #: Rows read at most per chart series (per status, and for enqueued).
-SERIES_ROW_LIMIT = 100_000
+SERIES_ROW_LIMIT = 20_000
 #: Rows of a queue's index read at most for one page of its messages.
 SCAN_LIMIT = 2_000
 #: Rows at the front of each queue looked at for what the workers are running.
@@ -114,11 +115,15 @@ class Data:
         self._owns_pool = pool is None
         self.pool = make_pool(config) if pool is None else pool
         self._opened = pool is not None
+        self._open_lock = asyncio.Lock()
 
     async def open(self) -> None:
-        if not self._opened:
-            await self.pool.open(wait=True, timeout=self.config.connect_timeout)
-            self._opened = True
+        if self._opened:
+            return
+        async with self._open_lock:  # pages run statements concurrently
+            if not self._opened:
+                await self.pool.open(wait=True, timeout=self.config.connect_timeout)
+                self._opened = True
 
     async def close(self) -> None:
         if self._owns_pool and self._opened:
@@ -152,17 +157,23 @@ class Data:
 
     # --- pages -------------------------------------------------------------
 
-    async def queues(self) -> list[QueueRow]:
-        """Every queue with its counts, rates and oldest ready age."""
-        rows = await self.fetch("queues", [EXACT_COUNT_LIMIT + 1])
-        archive = await self.archive_counts()
+    async def queues(self, name: str | None = None) -> list[QueueRow]:
+        """Every queue (or queue ``name``) with its counts, rates and oldest ready age."""
+        rows, archive = await asyncio.gather(
+            self.fetch("queues", [EXACT_COUNT_LIMIT + 1, name]), self.archive_counts(name)
+        )
         result = []
         for r in rows:
             name = r["name"]
-            if r["sampled"] > EXACT_COUNT_LIMIT:
-                ready = Count(await self.estimate("estimate_ready", [name]), False)
-                in_flight = Count(await self.estimate("estimate_in_flight", [name]), False)
-                delayed = Count(await self.estimate("estimate_delayed", [name]), False)
+            if r["sampled"] > EXACT_COUNT_LIMIT:  # too big to count on every request
+                ready, in_flight, delayed = (
+                    Count(n, False)
+                    for n in await asyncio.gather(
+                        self.estimate("estimate_ready", [name]),
+                        self.estimate("estimate_in_flight", [name]),
+                        self.estimate("estimate_delayed", [name]),
+                    )
+                )
             else:
                 ready, in_flight, delayed = (
                     Count(int(r["ready"])),
@@ -198,9 +209,11 @@ class Data:
             )
         return result
 
-    async def archive_counts(self) -> dict[str, dict[str, tuple[Count, int]]]:
+    async def archive_counts(
+        self, queue: str | None = None
+    ) -> dict[str, dict[str, tuple[Count, int]]]:
         """Per queue and status: the archived count and how many in the rate window."""
-        rows = await self.fetch("archive_counts", [EXACT_COUNT_LIMIT + 1, RATE_WINDOW])
+        rows = await self.fetch("archive_counts", [EXACT_COUNT_LIMIT + 1, RATE_WINDOW, queue])
         out: dict[str, dict[str, tuple[Count, int]]] = {}
         for r in rows:
             total = int(r["total"])
@@ -216,10 +229,8 @@ class Data:
         return out
 
     async def queue(self, name: str) -> QueueRow | None:
-        for q in await self.queues():
-            if q.name == name:
-                return q
-        return None
+        found = await self.queues(name)
+        return found[0] if found else None
 
     async def series(self, queue: str, window: float) -> list[Series]:
         """Per-minute enqueued and archived-by-status counts over ``window`` seconds."""
@@ -299,9 +310,6 @@ class Data:
             rows = rows[:limit]
             return rows, (rows[-1]["archived_at"], rows[-1]["id"])
         return rows, None
-
-    async def archive_pairs(self) -> dict[str, dict[str, tuple[Count, int]]]:
-        return await self.archive_counts()
 
     async def workers(self) -> list[Row]:
         workers = await self.fetch("workers", [WORKER_LIMIT])

@@ -12,10 +12,13 @@ WITH RECURSIVE pairs(queue, status) AS (
     SELECT n.queue, n.status
     FROM pairs p
     CROSS JOIN LATERAL (
-        SELECT a.queue, a.status FROM :"schema".archive a
-        WHERE (a.queue, a.status) > (p.queue, p.status)
-          AND ($1::text IS NULL OR a.queue = $1::text)
-        ORDER BY a.queue, a.status
+        (SELECT a.queue, a.status FROM :"schema".archive a
+         WHERE a.queue = p.queue AND a.status > p.status
+         ORDER BY a.status LIMIT 1)
+        UNION ALL
+        (SELECT a.queue, a.status FROM :"schema".archive a
+         WHERE a.queue > p.queue AND $1::text IS NULL
+         ORDER BY a.queue, a.status LIMIT 1)
         LIMIT 1
     ) n
 )

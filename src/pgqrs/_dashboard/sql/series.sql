@@ -43,21 +43,15 @@ a_search(lo, hi) AS (
     ) p ON true
     WHERE s.lo < s.hi
 ),
-enq_m AS (
-    SELECT w.enqueued_at FROM (
-        SELECT m.queue, m.enqueued_at FROM :"schema".messages m
-        WHERE m.id >= (SELECT min(hi) FROM m_search)
-        ORDER BY m.id DESC LIMIT $3
-    ) w
-    WHERE w.queue = $1 AND w.enqueued_at >= (SELECT t FROM cutoff)
+enq_m AS MATERIALIZED (
+    SELECT m.queue, m.enqueued_at FROM :"schema".messages m
+    WHERE m.id >= (SELECT min(hi) FROM m_search)
+    ORDER BY m.id DESC LIMIT $3
 ),
-enq_a AS (
-    SELECT w.enqueued_at FROM (
-        SELECT a.queue, a.enqueued_at FROM :"schema".archive a
-        WHERE a.id >= (SELECT min(hi) FROM a_search)
-        ORDER BY a.id DESC LIMIT $3
-    ) w
-    WHERE w.queue = $1 AND w.enqueued_at >= (SELECT t FROM cutoff)
+enq_a AS MATERIALIZED (
+    SELECT a.queue, a.enqueued_at FROM :"schema".archive a
+    WHERE a.id >= (SELECT min(hi) FROM a_search)
+    ORDER BY a.id DESC LIMIT $3
 ),
 archived AS (
     SELECT s.status, x.archived_at
@@ -71,7 +65,8 @@ archived AS (
     WHERE s.status IS NOT NULL
 )
 SELECT 'enqueued' AS series, date_trunc('minute', e.enqueued_at) AS minute, count(*) AS n
-FROM (SELECT enqueued_at FROM enq_m UNION ALL SELECT enqueued_at FROM enq_a) e
+FROM (SELECT queue, enqueued_at FROM enq_m UNION ALL SELECT queue, enqueued_at FROM enq_a) e
+WHERE e.queue = $1 AND e.enqueued_at >= (SELECT t FROM cutoff)
 GROUP BY 2
 UNION ALL
 SELECT status, date_trunc('minute', archived_at), count(*) FROM archived GROUP BY 1, 2
@@ -79,7 +74,4 @@ UNION ALL
 SELECT 'cut:' || status, NULL, count(*) FROM archived GROUP BY status HAVING count(*) >= $3
 UNION ALL
 SELECT 'cut:enqueued', NULL, 1
-WHERE (SELECT count(*) FROM (SELECT 1 FROM :"schema".messages m
-                             WHERE m.id >= (SELECT min(hi) FROM m_search) LIMIT $3) c) >= $3
-   OR (SELECT count(*) FROM (SELECT 1 FROM :"schema".archive a
-                             WHERE a.id >= (SELECT min(hi) FROM a_search) LIMIT $3) c) >= $3
+WHERE (SELECT count(*) FROM enq_m) >= $3 OR (SELECT count(*) FROM enq_a) >= $3
