@@ -21,6 +21,7 @@ import hmac
 import json
 import logging
 import math
+import re
 import secrets
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -264,6 +265,7 @@ class Dashboard:
             pretty=pretty_json,
             number=format_number,
             rate=format_rate,
+            setting=format_setting,
         )
 
     # --- rendering ---------------------------------------------------------
@@ -738,6 +740,26 @@ def format_count(count: Count) -> str:
     return f"~{value:,}"
 
 
+_INTERVAL = re.compile(r"(?:(\d+) days? )?(\d+):(\d\d):(\d\d(?:\.\d+)?)")
+
+
+def format_setting(value: Any) -> str:
+    """A column of the queues table as JSON gave it: intervals as 2m, times as UTC."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        interval = _INTERVAL.fullmatch(value)
+        if interval:
+            days, hours, minutes, secs = interval.groups()
+            total = int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(secs)
+            return format_age(total)
+        try:
+            return format_when(datetime.datetime.fromisoformat(value))
+        except ValueError:
+            return value
+    return str(value)
+
+
 def format_number(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
@@ -799,16 +821,20 @@ def chart(series: list[Series], window: float) -> dict[str, Any]:
 
     lines = []
     for s in drawn:
-        points = []
-        for i in range(minutes):
-            moment = start + datetime.timedelta(minutes=i)
-            points.append(f"{x(i):.1f},{y(s.points.get(moment, 0)):.1f}")
+        # Minute index of each point (aware datetimes hash slowly: convert once).
+        values = [0] * minutes
+        for moment, n in s.points.items():
+            i = int((moment - start).total_seconds() // 60)
+            if 0 <= i < minutes:
+                values[i] = n
+        points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values))
         lines.append(
             {
                 "name": s.name,
-                "points": " ".join(points),
+                "points": points,
                 "total": s.total,
                 "cut": s.cut,
+                "sampled": s.sampled,
                 "css": s.name if s.name in CHART_SERIES else "other",
             }
         )

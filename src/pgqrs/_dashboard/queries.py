@@ -33,6 +33,8 @@ Row = dict[str, Any]
 EXACT_COUNT_LIMIT = 5_000
 #: Rows read at most per chart series (per status, and for enqueued).
 SERIES_ROW_LIMIT = 20_000
+#: Messages looked up at most per table to estimate a busy window's enqueued series.
+SERIES_SAMPLE_LIMIT = 5_000
 #: Rows of a queue's index read at most for one page of its messages.
 SCAN_LIMIT = 2_000
 #: Rows at the front of each queue looked at for what the workers are running.
@@ -89,7 +91,11 @@ class Series:
 
     name: str
     points: dict[datetime.datetime, int]
+    #: True when a bound cut the series to its newest rows.
     cut: bool = False
+    #: 1 when every message was counted, else one in ``sampled`` was (each
+    #: counting for ``sampled``): an estimate.
+    sampled: int = 1
 
     @property
     def total(self) -> int:
@@ -234,7 +240,7 @@ class Data:
 
     async def series(self, queue: str, window: float) -> list[Series]:
         """Per-minute enqueued and archived-by-status counts over ``window`` seconds."""
-        rows = await self.fetch("series", [queue, window, SERIES_ROW_LIMIT])
+        rows = await self.fetch("series", [queue, window, SERIES_ROW_LIMIT, SERIES_SAMPLE_LIMIT])
         found: dict[str, Series] = {"enqueued": Series("enqueued", {})}
         for fixed in ("completed", "failed", "dead"):
             found[fixed] = Series(fixed, {})
@@ -243,6 +249,9 @@ class Data:
             name = str(r["series"])
             if name.startswith("cut:"):
                 cuts.add(name[4:])
+                continue
+            if name.startswith("step:"):
+                found.setdefault(name[5:], Series(name[5:], {})).sampled = int(r["n"])
                 continue
             found.setdefault(name, Series(name, {})).points[r["minute"]] = int(r["n"])
         for name in cuts:

@@ -1,12 +1,16 @@
--- series: $1 queue, $2 window in seconds, $3 rows read at most per series.
+-- series: $1 queue, $2 window in seconds, $3 rows read at most per series,
+-- $4 rows looked up at most per table when sampling the enqueued series.
 -- Per minute over the window: messages enqueued (waiting ones and archived
 -- ones), and archived per status (completed, dead...). Index ranges only:
 --   * archived: archive_queue_status_idx, per status of the queue (a loose
 --     index scan finds them), the newest $3 rows of the window;
 --   * enqueued: enqueued_at has no index, but ids follow enqueue order, so a
 --     binary search over the primary key (about 40 probes) finds the first id
---     of the window in each table, then the newest $3 rows from there.
--- A series that read $3 rows is cut (the caller says so).
+--     of the window in each table; then the window is read whole when it
+--     holds at most $3 ids, else every step-th id is looked up ($4 at most),
+--     each counting for step messages (an estimate: the 'step:enqueued' row
+--     says so).
+-- An archived series that read $3 rows is cut to the newest ones ('cut:' rows).
 WITH RECURSIVE
 cutoff AS (SELECT now() - make_interval(secs => $2::float8) AS t),
 statuses(status) AS (
@@ -43,15 +47,49 @@ a_search(lo, hi) AS (
     ) p ON true
     WHERE s.lo < s.hi
 ),
+m_range AS (
+    -- The window's ids in messages: all of them when at most $3, else every
+    -- step-th, so that at most $4 are read.
+    SELECT r.lo, r.hi,
+           CASE WHEN r.hi - r.lo + 1 <= $3 THEN 1
+                ELSE ceil((r.hi - r.lo + 1)::numeric / $4)::bigint END AS step
+    FROM (SELECT (SELECT min(hi) FROM m_search) AS lo,
+                 coalesce((SELECT max(id) FROM :"schema".messages), 0) AS hi) r
+),
+a_range AS (
+    SELECT r.lo, r.hi,
+           CASE WHEN r.hi - r.lo + 1 <= $3 THEN 1
+                ELSE ceil((r.hi - r.lo + 1)::numeric / $4)::bigint END AS step
+    FROM (SELECT (SELECT min(hi) FROM a_search) AS lo,
+                 coalesce((SELECT max(id) FROM :"schema".archive), 0) AS hi) r
+),
 enq_m AS MATERIALIZED (
-    SELECT m.queue, m.enqueued_at FROM :"schema".messages m
-    WHERE m.id >= (SELECT min(hi) FROM m_search)
-    ORDER BY m.id DESC LIMIT $3
+    -- All of the window (one primary-key range) ...
+    SELECT m.queue, m.enqueued_at, 1::bigint AS step
+    FROM :"schema".messages m
+    WHERE (SELECT step FROM m_range) = 1
+      AND m.id BETWEEN (SELECT lo FROM m_range) AND (SELECT hi FROM m_range)
+    UNION ALL
+    -- ... or every step-th id, one primary-key lookup each.
+    SELECT m.queue, m.enqueued_at, r.step
+    FROM m_range r
+    CROSS JOIN LATERAL generate_series(r.lo, r.hi, r.step) g(id)
+    CROSS JOIN LATERAL (SELECT queue, enqueued_at FROM :"schema".messages x
+                        WHERE x.id = g.id) m
+    WHERE r.step > 1
 ),
 enq_a AS MATERIALIZED (
-    SELECT a.queue, a.enqueued_at FROM :"schema".archive a
-    WHERE a.id >= (SELECT min(hi) FROM a_search)
-    ORDER BY a.id DESC LIMIT $3
+    SELECT a.queue, a.enqueued_at, 1::bigint AS step
+    FROM :"schema".archive a
+    WHERE (SELECT step FROM a_range) = 1
+      AND a.id BETWEEN (SELECT lo FROM a_range) AND (SELECT hi FROM a_range)
+    UNION ALL
+    SELECT a.queue, a.enqueued_at, r.step
+    FROM a_range r
+    CROSS JOIN LATERAL generate_series(r.lo, r.hi, r.step) g(id)
+    CROSS JOIN LATERAL (SELECT queue, enqueued_at FROM :"schema".archive x
+                        WHERE x.id = g.id) a
+    WHERE r.step > 1
 ),
 archived AS (
     SELECT s.status, x.archived_at
@@ -64,8 +102,10 @@ archived AS (
     ) x
     WHERE s.status IS NOT NULL
 )
-SELECT 'enqueued' AS series, date_trunc('minute', e.enqueued_at) AS minute, count(*) AS n
-FROM (SELECT queue, enqueued_at FROM enq_m UNION ALL SELECT queue, enqueued_at FROM enq_a) e
+SELECT 'enqueued' AS series, date_trunc('minute', e.enqueued_at) AS minute, sum(e.step) AS n
+FROM (SELECT queue, enqueued_at, step FROM enq_m
+      UNION ALL
+      SELECT queue, enqueued_at, step FROM enq_a) e
 WHERE e.queue = $1 AND e.enqueued_at >= (SELECT t FROM cutoff)
 GROUP BY 2
 UNION ALL
@@ -73,5 +113,5 @@ SELECT status, date_trunc('minute', archived_at), count(*) FROM archived GROUP B
 UNION ALL
 SELECT 'cut:' || status, NULL, count(*) FROM archived GROUP BY status HAVING count(*) >= $3
 UNION ALL
-SELECT 'cut:enqueued', NULL, 1
-WHERE (SELECT count(*) FROM enq_m) >= $3 OR (SELECT count(*) FROM enq_a) >= $3
+SELECT 'step:enqueued', NULL, greatest((SELECT step FROM m_range), (SELECT step FROM a_range))
+WHERE greatest((SELECT step FROM m_range), (SELECT step FROM a_range)) > 1
