@@ -809,35 +809,42 @@ def chart(series: list[Series], window: float) -> dict[str, Any]:
     by_name = {s.name: s for s in series}
     drawn = [by_name.get(n) or Series(n, {}) for n in CHART_SERIES]
     drawn += [s for s in series if s.name not in CHART_SERIES and s.points]
-    peak = max([1] + [max(s.points.values(), default=0) for s in drawn])
-    nice = _nice_ceiling(peak)
     plot_w, plot_h = width - left - right, height - top - bottom
-
-    def x(i: int) -> float:
-        return left + plot_w * i / max(minutes - 1, 1)
-
-    def y(v: int) -> float:
-        return top + plot_h * (1 - v / nice)
-
-    lines = []
+    prepared: list[tuple[Series, list[float], int]] = []
     for s in drawn:
         # Minute index of each point (aware datetimes hash slowly: convert once).
-        values = [0] * minutes
+        values: list[float] = [0.0] * minutes
         for moment, n in s.points.items():
             i = int((moment - start).total_seconds() // 60)
             if 0 <= i < minutes:
                 values[i] = n
-        points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values))
-        lines.append(
-            {
-                "name": s.name,
-                "points": points,
-                "total": s.total,
-                "cut": s.cut,
-                "sampled": s.sampled,
-                "css": s.name if s.name in CHART_SERIES else "other",
-            }
-        )
+        smooth = 1
+        if s.sampled > 1:
+            # One in `sampled` messages was read: a minute holds a few samples at
+            # most, so draw the moving average over enough minutes to be readable.
+            smooth = min(61, 3 * s.sampled) | 1
+            values = _moving_average(values, smooth)
+        prepared.append((s, values, smooth))
+    nice = _nice_ceiling(math.ceil(max([1.0] + [max(v, default=0) for _, v, _ in prepared])))
+
+    def x(i: int) -> float:
+        return left + plot_w * i / max(minutes - 1, 1)
+
+    def y(v: float) -> float:
+        return top + plot_h * (1 - v / nice)
+
+    lines = [
+        {
+            "name": s.name,
+            "points": " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values)),
+            "total": s.total,
+            "cut": s.cut,
+            "sampled": s.sampled,
+            "smooth": smooth,
+            "css": s.name if s.name in CHART_SERIES else "other",
+        }
+        for s, values, smooth in prepared
+    ]
     grid = [{"y": y(int(nice * f)), "label": f"{int(nice * f):,}"} for f in (0, 0.5, 1)]
     ticks = []
     step = 10 if minutes <= 60 else 180
@@ -854,6 +861,19 @@ def chart(series: list[Series], window: float) -> dict[str, Any]:
         "right": width - right,
         "bottom": top + plot_h,
     }
+
+
+def _moving_average(values: list[float], width: int) -> list[float]:
+    """Centred moving average over ``width`` (odd) points, shorter at the edges."""
+    half = width // 2
+    sums = [0.0]
+    for v in values:
+        sums.append(sums[-1] + v)
+    out = []
+    for i in range(len(values)):
+        lo, hi = max(0, i - half), min(len(values), i + half + 1)
+        out.append((sums[hi] - sums[lo]) / (hi - lo))
+    return out
 
 
 def _nice_ceiling(value: int) -> int:
