@@ -806,6 +806,7 @@ def chart(series: list[Series], window: float) -> dict[str, Any]:
     now = datetime.datetime.now(datetime.timezone.utc).replace(second=0, microsecond=0)
     minutes = int(window // 60)
     start = now - datetime.timedelta(minutes=minutes - 1)
+    first = int(start.timestamp())
     by_name = {s.name: s for s in series}
     drawn = [by_name.get(n) or Series(n, {}) for n in CHART_SERIES]
     drawn += [s for s in series if s.name not in CHART_SERIES and s.points]
@@ -815,7 +816,7 @@ def chart(series: list[Series], window: float) -> dict[str, Any]:
         # Minute index of each point (aware datetimes hash slowly: convert once).
         values: list[float] = [0.0] * minutes
         for moment, n in s.points.items():
-            i = int((moment - start).total_seconds() // 60)
+            i = (moment - first) // 60
             if 0 <= i < minutes:
                 values[i] = n
         smooth = 1
@@ -833,10 +834,17 @@ def chart(series: list[Series], window: float) -> dict[str, Any]:
     def y(v: float) -> float:
         return top + plot_h * (1 - v / nice)
 
+    xs = [f"{x(i):.1f}," for i in range(minutes)]
+
+    def polyline(values: list[float]) -> str:
+        if not any(values):  # a flat line needs two points, not 1,440
+            return f"{xs[0]}{y(0):.1f} {xs[-1]}{y(0):.1f}"
+        return " ".join(f"{xs[i]}{y(v):.1f}" for i, v in enumerate(values))
+
     lines = [
         {
             "name": s.name,
-            "points": " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values)),
+            "points": polyline(values),
             "total": s.total,
             "cut": s.cut,
             "sampled": s.sampled,
@@ -849,8 +857,8 @@ def chart(series: list[Series], window: float) -> dict[str, Any]:
     ticks = []
     step = 10 if minutes <= 60 else 180
     for i in range(0, minutes, step):
-        moment = start + datetime.timedelta(minutes=i)
-        ticks.append({"x": x(i), "label": moment.strftime("%H:%M")})
+        tick = start + datetime.timedelta(minutes=i)
+        ticks.append({"x": x(i), "label": tick.strftime("%H:%M")})
     return {
         "width": width,
         "height": height,

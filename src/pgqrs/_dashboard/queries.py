@@ -90,7 +90,8 @@ class Series:
     """Per-minute counts of one chart series, and whether a bound cut it."""
 
     name: str
-    points: dict[datetime.datetime, int]
+    #: Count per minute, keyed by the minute's Unix time in seconds.
+    points: dict[int, int]
     #: True when a bound cut the series to its newest rows.
     cut: bool = False
     #: 1 when every message was counted, else one in ``sampled`` was (each

@@ -102,14 +102,16 @@ archived AS (
     ) x
     WHERE s.status IS NOT NULL
 )
-SELECT 'enqueued' AS series, date_trunc('minute', e.enqueued_at) AS minute, sum(e.step) AS n
+SELECT 'enqueued' AS series, extract(epoch FROM date_trunc('minute', e.enqueued_at))::bigint AS minute,
+       sum(e.step) AS n
 FROM (SELECT queue, enqueued_at, step FROM enq_m
       UNION ALL
       SELECT queue, enqueued_at, step FROM enq_a) e
 WHERE e.queue = $1 AND e.enqueued_at >= (SELECT t FROM cutoff)
 GROUP BY 2
 UNION ALL
-SELECT status, date_trunc('minute', archived_at), count(*) FROM archived GROUP BY 1, 2
+SELECT status, extract(epoch FROM date_trunc('minute', archived_at))::bigint, count(*)
+FROM archived GROUP BY 1, 2
 UNION ALL
 SELECT 'cut:' || status, NULL, count(*) FROM archived GROUP BY status HAVING count(*) >= $3
 UNION ALL
