@@ -50,9 +50,7 @@ def open_dashboard(seeded: pgqrs.Config) -> Iterator[str]:
         yield url
 
 
-def test_an_action_without_csrf_token_is_refused(
-    open_dashboard: str, admin: pgqrs.Admin
-) -> None:
+def test_an_action_without_csrf_token_is_refused(open_dashboard: str, admin: pgqrs.Admin) -> None:
     with httpx.Client(base_url=open_dashboard) as client:
         token = csrf_of(client, "/queues/jobs")
         no_token = client.post("/queues/jobs/pause")
@@ -128,16 +126,12 @@ def test_token_protects_every_page_and_action(seeded: pgqrs.Config) -> None:
         login_csrf = csrf_of(client, "/login")
         bad = client.post("/login", data={"csrf": login_csrf, "token": "wrong-token"})
         assert bad.status_code == 401
-        good = client.post(
-            "/login?next=/queues/jobs", data={"csrf": login_csrf, "token": token}
-        )
+        good = client.post("/login?next=/queues/jobs", data={"csrf": login_csrf, "token": token})
         assert good.status_code == 303 and good.headers["location"] == "/queues/jobs"
         assert token not in good.headers["set-cookie"]
         assert client.get("/queues/jobs").status_code == 200
         # An open redirect through ?next= is not possible.
-        away = client.post(
-            "/login?next=//evil.example/", data={"csrf": login_csrf, "token": token}
-        )
+        away = client.post("/login?next=//evil.example/", data={"csrf": login_csrf, "token": token})
         assert away.headers["location"] == "/"
 
 

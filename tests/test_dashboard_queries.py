@@ -69,14 +69,14 @@ async def test_series_counts_every_message_or_estimates_from_a_sample(
         assert series["completed"].total == 4 and series["dead"].total == 1
         # Bounds of 5 rows, 4 lookups: 'a' and 'b' share the id range, so every
         # step-th id is looked up and counts for step messages.
-        rows = await data.fetch("series", ["a", 3600, 5, 4])
+        rows = await data.fetch("series_enqueued", ["a", 3600, 5, 4])
         steps = [r["n"] for r in rows if r["series"] == "step:enqueued"]
         assert steps and steps[0] > 1
         estimated = sum(r["n"] for r in rows if r["series"] == "enqueued")
         assert 0 < estimated <= 31 + 2 * steps[0]
         assert not [r for r in rows if r["series"].startswith("cut:")]
         # A bound of 3 rows cuts the 4 completed ones to the newest 3, and says so.
-        rows = await data.fetch("series", ["a", 3600, 3, 4])
+        rows = await data.fetch("series_archived", ["a", 3600, 3])
         assert [r["series"] for r in rows if r["series"].startswith("cut:")] == ["cut:completed"]
         assert sum(r["n"] for r in rows if r["series"] == "completed") == 3
     finally:

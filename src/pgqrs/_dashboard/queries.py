@@ -241,7 +241,12 @@ class Data:
 
     async def series(self, queue: str, window: float) -> list[Series]:
         """Per-minute enqueued and archived-by-status counts over ``window`` seconds."""
-        rows = await self.fetch("series", [queue, window, SERIES_ROW_LIMIT, SERIES_SAMPLE_LIMIT])
+        # Two statements, on two connections at once: each is about half the work.
+        enqueued, archived = await asyncio.gather(
+            self.fetch("series_enqueued", [queue, window, SERIES_ROW_LIMIT, SERIES_SAMPLE_LIMIT]),
+            self.fetch("series_archived", [queue, window, SERIES_ROW_LIMIT]),
+        )
+        rows = enqueued + archived
         found: dict[str, Series] = {"enqueued": Series("enqueued", {})}
         for fixed in ("completed", "failed", "dead"):
             found[fixed] = Series(fixed, {})

@@ -1,26 +1,14 @@
--- series: $1 queue, $2 window in seconds, $3 rows read at most per series,
--- $4 rows looked up at most per table when sampling the enqueued series.
--- Per minute over the window: messages enqueued (waiting ones and archived
--- ones), and archived per status (completed, dead...). Index ranges only:
---   * archived: archive_queue_status_idx, per status of the queue (a loose
---     index scan finds them), the newest $3 rows of the window;
---   * enqueued: enqueued_at has no index, but ids follow enqueue order, so a
---     binary search over the primary key (about 40 probes) finds the first id
---     of the window in each table; then the window is read whole when it
---     holds at most $3 ids, else every step-th id is looked up ($4 at most),
---     each counting for step messages (an estimate: the 'step:enqueued' row
---     says so).
--- An archived series that read $3 rows is cut to the newest ones ('cut:' rows).
+-- series_enqueued: $1 queue, $2 window in seconds, $3 rows read at most per
+-- table, $4 rows looked up at most per table when sampling. Messages of the
+-- queue enqueued per minute over the window, waiting ones and archived ones.
+-- enqueued_at has no index, but ids follow enqueue order, so a binary search
+-- over each table's primary key (about 40 probes) finds the first id of the
+-- window; then the window is read whole (one primary-key range) when it holds
+-- at most $3 ids, else every step-th id is looked up ($4 at most), each
+-- counting for step messages: an estimate, which the 'step:enqueued' row
+-- announces. Minutes are Unix times (seconds). Runs next to series_archived.
 WITH RECURSIVE
 cutoff AS (SELECT now() - make_interval(secs => $2::float8) AS t),
-statuses(status) AS (
-    (SELECT status FROM :"schema".archive WHERE queue = $1 ORDER BY status LIMIT 1)
-    UNION ALL
-    SELECT (SELECT a.status FROM :"schema".archive a
-            WHERE a.queue = $1 AND a.status > s.status ORDER BY a.status LIMIT 1)
-    FROM statuses s
-    WHERE s.status IS NOT NULL
-),
 m_search(lo, hi) AS (
     SELECT coalesce((SELECT min(id) FROM :"schema".messages), 0),
            coalesce((SELECT max(id) FROM :"schema".messages), 0) + 1
@@ -90,17 +78,6 @@ enq_a AS MATERIALIZED (
     CROSS JOIN LATERAL (SELECT queue, enqueued_at FROM :"schema".archive x
                         WHERE x.id = g.id) a
     WHERE r.step > 1
-),
-archived AS (
-    SELECT s.status, x.archived_at
-    FROM statuses s
-    CROSS JOIN LATERAL (
-        SELECT a.archived_at FROM :"schema".archive a
-        WHERE a.queue = $1 AND a.status = s.status AND a.archived_at >= (SELECT t FROM cutoff)
-        ORDER BY a.archived_at DESC
-        LIMIT $3
-    ) x
-    WHERE s.status IS NOT NULL
 )
 SELECT 'enqueued' AS series, extract(epoch FROM date_trunc('minute', e.enqueued_at))::bigint AS minute,
        sum(e.step) AS n
@@ -109,11 +86,6 @@ FROM (SELECT queue, enqueued_at, step FROM enq_m
       SELECT queue, enqueued_at, step FROM enq_a) e
 WHERE e.queue = $1 AND e.enqueued_at >= (SELECT t FROM cutoff)
 GROUP BY 2
-UNION ALL
-SELECT status, extract(epoch FROM date_trunc('minute', archived_at))::bigint, count(*)
-FROM archived GROUP BY 1, 2
-UNION ALL
-SELECT 'cut:' || status, NULL, count(*) FROM archived GROUP BY status HAVING count(*) >= $3
 UNION ALL
 SELECT 'step:enqueued', NULL, greatest((SELECT step FROM m_range), (SELECT step FROM a_range))
 WHERE greatest((SELECT step FROM m_range), (SELECT step FROM a_range)) > 1
