@@ -67,9 +67,9 @@ async def test_series_counts_every_message_or_estimates_from_a_sample(
         series = {s.name: s for s in await data.series("a", 3600)}
         assert series["enqueued"].total == 31 and series["enqueued"].sampled == 1
         assert series["completed"].total == 4 and series["dead"].total == 1
-        # Bounds of 5 rows, 4 lookups: 'a' and 'b' share the id range, so every
-        # step-th id is looked up and counts for step messages.
-        rows = await data.fetch("series_enqueued", ["a", 3600, 5, 4])
+        # Bounds of 5 rows, 4 lookups: 'a' and 'b' share the id range of the
+        # waiting messages, so every step-th id is looked up and counts for step.
+        rows = await data.fetch("series_enqueued_messages", ["a", 3600, 5, 4])
         steps = [r["n"] for r in rows if r["series"] == "step:enqueued"]
         assert steps and steps[0] > 1
         estimated = sum(r["n"] for r in rows if r["series"] == "enqueued")
