@@ -22,7 +22,10 @@ from _dashboard_server import serving
 from pgqrs.dashboard import create_app
 
 webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.common.exceptions import NoSuchElementException  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    NoSuchElementException,
+    StaleElementReferenceException,
+)
 from selenium.webdriver.chrome.options import Options  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -82,7 +85,8 @@ def wait_for(check: Callable[[], Any], timeout: float = 10.0) -> Any:
     while True:
         try:
             value = check()
-        except (NoSuchElementException, AssertionError):
+        except (NoSuchElementException, StaleElementReferenceException, AssertionError):
+            # (a live refresh may swap the element between finding and reading it)
             value = None
         if value:
             return value
@@ -306,7 +310,7 @@ def test_the_queues_page_refreshes_itself(
 ) -> None:
     admin.create_queue("live")
     browser.get(site + "/")
-    assert text(browser, "#queues tbody tr td:nth-child(2)") == "0"
+    wait_for(lambda: text(browser, "#queues tbody tr td:nth-child(2)") == "0")
     with pgqrs.Producer(config, "live") as p:
         p.enqueue_batch([{"n": i} for i in range(7)])
     marker = browser.execute_script("window.__notReloaded = true; return 1")
