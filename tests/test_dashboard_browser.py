@@ -19,7 +19,7 @@ import pytest
 
 import pgqrs
 from _dashboard_server import serving
-from pgqrs.dashboard import create_app
+from pgqrs._dashboard import create_app
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import (  # noqa: E402

@@ -22,7 +22,7 @@ from starlette.routing import Mount
 import pgqrs
 from _dashboard_server import serving
 from pgqrs._cli.app import run as cli_run
-from pgqrs.dashboard import create_app
+from pgqrs._dashboard import create_app
 
 CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -293,3 +293,23 @@ def test_cli_loopback_detection() -> None:
     assert is_loopback("localhost") and is_loopback("[::1]")
     assert not is_loopback("0.0.0.0") and not is_loopback("::")
     assert not is_loopback("10.0.0.1") and not is_loopback("example.com")
+
+
+def test_the_public_module_exports_create_app() -> None:
+    """``pgqrs.dashboard`` is the documented import (a subprocess: importing it here
+    would add the submodule to ``dir(pgqrs)``, which tests/test_public_api.py checks)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import pgqrs.dashboard as d, pgqrs._dashboard.app as a; "
+            "assert d.create_app is a.create_app and d.__all__ == ['create_app']",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
