@@ -143,8 +143,9 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     def start_worker(self, queue: str, **options: Any) -> RunningWorker: ...
 
+    @abc.abstractmethod
     def close(self) -> None:
-        """Free what the driver holds (connections); stop nothing else."""
+        """Free what the driver holds, and stop any worker a failed scenario left running."""
 
 
 # -- Python -----------------------------------------------------------------------

@@ -15,7 +15,6 @@
 //! conformance delete | release QUEUE ID LEASE
 //! conformance extend QUEUE ID LEASE SECS
 //! conformance stats QUEUE
-//! conformance work QUEUE COUNT
 //! conformance serve QUEUE [--options JSON]
 //! ```
 //!
@@ -191,40 +190,6 @@ async fn run(args: &Args) -> Result<Value, Fail> {
             let until = consumer.extend(args.message_ref()?, Duration::from_secs_f64(secs)).await?;
             json!({"visible_until": until.to_rfc3339()})
         }
-        "work" => {
-            // Run a Worker until COUNT messages are settled; the handler
-            // echoes the payload as the result, and gives up on {"fail": true}.
-            let count: u64 = args.arg(2, "COUNT")?.parse()?;
-            let options = WorkerOptions {
-                concurrency: 4,
-                poll_interval: Duration::from_millis(100),
-                backoff: Backoff { base: Duration::from_millis(50), ..Backoff::default() },
-                ..WorkerOptions::default()
-            };
-            let worker = Worker::new(&config, queue()?, options).await?;
-            let stats = worker.stats();
-            let stop = worker.stop_handle();
-            let watcher = stats.clone();
-            tokio::spawn(async move {
-                loop {
-                    let done = watcher.completed.load(Ordering::SeqCst) + watcher.dead.load(Ordering::SeqCst);
-                    if done >= count {
-                        stop.stop();
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            });
-            worker
-                .run(|msg: Message| async move {
-                    if msg.payload.get("fail") == Some(&Value::Bool(true)) {
-                        return Err(JobError::give_up("asked to fail"));
-                    }
-                    Ok(json!({"echo": msg.payload}))
-                })
-                .await?;
-            json!({"completed": stats.completed.load(Ordering::SeqCst), "dead": stats.dead.load(Ordering::SeqCst)})
-        }
         "serve" => {
             let options = match args.flag("options") {
                 Some(text) => worker_options(&serde_json::from_str(text)?)?,
@@ -264,7 +229,9 @@ fn worker_options(given: &Value) -> Result<WorkerOptions, Fail> {
             "heartbeat_interval" => o.heartbeat_interval = secs(v)?,
             "poll_only" => o.poll_only = v.as_bool().ok_or("poll_only: a boolean")?,
             "visibility_timeout" => o.visibility_timeout = Some(secs(v)?),
-            "max_attempts" => o.max_attempts = Some(v.as_i64().ok_or("max_attempts: an integer")?.try_into()?),
+            "max_attempts" => {
+                o.max_attempts = Some(v.as_i64().ok_or("max_attempts: an integer")?.try_into()?)
+            }
             "prefetch" => {
                 o.prefetch = match v.as_u64() {
                     Some(n) => Prefetch::Fixed(n.try_into()?),
