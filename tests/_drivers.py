@@ -12,7 +12,8 @@ JSON), pgqrs errors as ``DriverError`` carrying the Python exception's name,
 so a scenario compares the two languages' answers as plain values.
 
 A worker's handler does what each payload says, the same in both languages:
-``{"sleep": S}`` waits S seconds first; ``{"fail": N}`` fails (a retry with
+``{"gate": PATH}`` waits until the file PATH exists (the test opens the gate
+by creating it), ``{"sleep": S}`` waits S seconds; ``{"fail": N}`` fails (a retry with
 the backoff) while the attempt is at most N; ``{"abort": TEXT}`` gives up
 (dead at once); otherwise it returns ``{"result": X}``'s X, or with
 ``{"report": true}`` the attempt and the last error it saw.
@@ -173,6 +174,9 @@ def _json_value(payload: Any) -> Any:
 async def scripted(msg: pgqrs.Message) -> Any:
     """The Python worker's handler: does what the payload says (module docs)."""
     p = msg.payload if isinstance(msg.payload, dict) else {}
+    if "gate" in p:
+        while not os.path.exists(p["gate"]):
+            await asyncio.sleep(0.02)
     if "sleep" in p:
         await asyncio.sleep(float(p["sleep"]))
     if "fail" in p and msg.attempts <= int(p["fail"]):

@@ -327,39 +327,51 @@ def test_worker_dead_after_max_attempts_with_the_error(
 
 @pytest.mark.parametrize("lang", LANGS)
 def test_worker_extends_the_lease_of_a_long_handler(
-    drivers: dict[str, Driver], config: pgqrs.Config, admin: pgqrs.Admin, db: Db, lang: str
+    drivers: dict[str, Driver],
+    config: pgqrs.Config,
+    admin: pgqrs.Admin,
+    db: Db,
+    tmp_path: Path,
+    lang: str,
 ) -> None:
     admin.create_queue("slow", visibility_timeout=1)
-    drivers[other(lang)].enqueue("slow", {"sleep": 3})
+    gate = tmp_path / "gate"
+    drivers[other(lang)].enqueue("slow", {"gate": str(gate)})
     w = drivers[lang].start_worker("slow", **QUICK)
     eventually("the worker to lease the message", lambda: db.leased() == 1)
-    polls = 0
+    held_3_timeouts = "SELECT now() - dequeued_at > interval '3 s' FROM {s}.messages"
     with pgqrs.Consumer(config, "slow") as rival:
-        # Three visibility timeouts long: nobody else gets the message meanwhile.
-        while db.archived() == 0:
+
+        def kept() -> bool:
             assert rival.dequeue() is None, "the lease was kept"
-            polls += 1
-            time.sleep(0.1)
+            return bool(db.value(held_3_timeouts))
+
+        # Nobody else gets the message while its handler runs, three
+        # visibility timeouts (by the database's clock) and more.
+        eventually("the handler to hold its message for 3 visibility timeouts", kept)
+    gate.touch()
+    eventually("completion", lambda: db.archived() == 1)
     w.stop()
     w.wait()
-    assert polls > 10, "the rival tried for longer than one visibility timeout"
     [done] = admin.list_archive("slow")
     assert (done.status, done.attempts) == ("completed", 1), "delivered once"
 
 
 @pytest.mark.parametrize("lang", LANGS)
 def test_graceful_stop_gives_back_prefetched_messages_refunded(
-    drivers: dict[str, Driver], db: Db, lang: str
+    drivers: dict[str, Driver], db: Db, tmp_path: Path, lang: str
 ) -> None:
-    drivers[other(lang)].enqueue_batch("tasks", [{"sleep": 4}] * 2 + [{}] * 8)
+    gate = tmp_path / "gate"
+    drivers[other(lang)].enqueue_batch("tasks", [{"gate": str(gate)}] * 2 + [{}] * 8)
     options = {**QUICK, "concurrency": 2, "prefetch": 3, "grace_period": 15}
     w = drivers[lang].start_worker("tasks", **options)
     eventually("2 running and 3 prefetched", lambda: db.leased() == 5)
     w.stop()
     # The waiting ones go back at once; the running ones get the grace period.
-    eventually("the prefetched ones given back", lambda: db.leased() == 2, timeout=3)
+    eventually("the prefetched ones given back", lambda: db.leased() == 2)
     refunded = "SELECT count(*) FROM {s}.messages WHERE lease IS NULL AND attempts = 0"
     assert db.value(refunded) == 8, "5 never fetched, 3 given back with the attempt refunded"
+    gate.touch()  # the running handlers finish within the grace period
     counters = w.wait()
     assert counters.completed == 2 and db.archived() == 2
     assert db.value(refunded) == 8 and db.leased() == 0

@@ -24,7 +24,8 @@
 //! `poll_interval`, `grace_period`, `heartbeat_interval`, `prefetch`,
 //! `poll_only`, `visibility_timeout`, `max_attempts`, `backoff`: `{"base",
 //! "max", "jitter"}`). The handler does what each payload says, as the Python
-//! driver's does: `{"sleep": S}` waits S seconds, then `{"fail": N}` fails
+//! driver's does: `{"gate": PATH}` waits until the file PATH exists, `{"sleep":
+//! S}` waits S seconds, then `{"fail": N}` fails
 //! (retry with the backoff) while the attempt is at most N, `{"abort": TEXT}`
 //! gives up, and otherwise it returns `{"result": X}`'s X, or with
 //! `{"report": true}` the attempt and last error it saw.
@@ -255,6 +256,11 @@ fn worker_options(given: &Value) -> Result<WorkerOptions, Fail> {
 /// `serve`'s handler: does what the payload says (see the module docs).
 async fn scripted(msg: Message) -> Result<Value, JobError> {
     let p = &msg.payload;
+    if let Some(path) = p.get("gate").and_then(Value::as_str) {
+        while !std::path::Path::new(path).exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     if let Some(s) = p.get("sleep").and_then(Value::as_f64) {
         tokio::time::sleep(Duration::from_secs_f64(s)).await;
     }
