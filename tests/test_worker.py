@@ -359,36 +359,6 @@ async def test_prefetch_with_fast_handlers_drains(
     assert sorted(handled) == sorted(set(handled)) and len(handled) == 60
 
 
-async def test_prefetched_messages_are_given_back_on_stop(
-    queue: str, config: pgqrs.Config, sql: Conn, schema: str
-) -> None:
-    """Stopping gives prefetched messages back at once, attempt refunded, while
-    running handlers get their grace period."""
-    worker = pgqrs.aio.Worker(
-        config, concurrency=2, prefetch=3, poll_interval=0.05, grace_period=10
-    )
-    release = asyncio.Event()
-    handled: list[int] = []
-
-    @worker.handler(queue)
-    async def handle(msg: pgqrs.Message) -> None:
-        await release.wait()
-        handled.append(msg.id)
-
-    enqueue(config, queue, [{"n": i} for i in range(10)])
-    task = await started(worker)
-    await reached(worker, lambda: worker.counters.in_flight == 5, "2 running, 3 prefetched")
-    worker.stop()
-    await reached(worker, lambda: worker.counters.in_flight == 2, "the prefetched ones given back")
-    assert leased(sql, schema) == 2
-    refunded = f'SELECT count(*) FROM "{schema}".messages WHERE lease IS NULL AND attempts = 0'
-    assert one(sql, refunded) == 8  # 5 never fetched, 3 given back with the attempt refunded
-    release.set()
-    await asyncio.wait_for(task, 10)
-    assert len(handled) == 2 and archived(sql, schema) == 2
-    assert waiting(sql, schema) == 8 and leased(sql, schema) == 0
-
-
 # -- prefetch="auto" (the default) ------------------------------------------------
 
 
@@ -816,24 +786,6 @@ async def test_poll_only_mode(queue: str, config: pgqrs.Config, sql: Conn, schem
     assert listening == 0 and not worker.listening
 
 
-async def test_pause_stops_fetching_and_resume_restarts(
-    queue: str, admin: pgqrs.Admin, config: pgqrs.Config, sql: Conn, schema: str
-) -> None:
-    worker = pgqrs.aio.Worker(config, poll_interval=0.1)
-    worker.handler(queue)(lambda m: None)
-    task = await started(worker)
-    admin.pause_queue(queue)
-    idle = worker.signals.idle
-    looked = idle.count
-    enqueue(config, queue, [{"n": i} for i in range(3)])
-    # Two dequeues that found nothing since: the second began after the enqueue.
-    await idle.wait(lambda: idle.count >= looked + 2, timeout=WAIT)
-    assert archived(sql, schema) == 0 and worker.counters.processed == 0
-    admin.resume_queue(queue)
-    await completed(worker, 3)
-    await stopped(worker, task)
-
-
 async def test_heartbeat_and_reaping(
     queue: str, config: pgqrs.Config, sql: Conn, schema: str
 ) -> None:
@@ -855,25 +807,6 @@ async def test_heartbeat_and_reaping(
     assert gone == "dead"
     await stopped(worker, task)
     assert one(sql, f'SELECT status FROM "{schema}".workers WHERE id = %s', worker.id) == "stopped"
-
-
-async def test_a_pruned_worker_registers_again(
-    queue: str, config: pgqrs.Config, sql: Conn, schema: str
-) -> None:
-    """Its row deleted (pruned while it could not reach the database): the next
-    heartbeat finds no row and registers the worker again, listening as before."""
-    worker = pgqrs.aio.Worker(config, heartbeat_interval=0.1)
-    worker.handler(queue)(lambda m: None)
-    task = await started(worker)
-    old = worker.id
-    sql.execute(f'DELETE FROM "{schema}".workers WHERE id = %s', (old,))
-    await worker.signals.registered.wait(lambda: worker.id != old, timeout=WAIT)
-    row = sql.execute(
-        f'SELECT pid, queues, listening, status FROM "{schema}".workers WHERE id = %s',
-        (worker.id,),
-    ).fetchone()
-    assert row == (os.getpid(), [queue], True, "running")
-    await stopped(worker, task)
 
 
 # -- faults ------------------------------------------------------------------------------------
