@@ -387,13 +387,7 @@ impl Completer {
                 };
                 (r.id, outcome)
             });
-            // After a lost reply, our own earlier write reads as 'lease_lost'
-            // (released: no lease) or 'not_found' (archived as dead).
-            resolve(todo, &fails, outcomes, |o| match o {
-                Outcome::LeaseLost => Some(Outcome::Retried { delay: None }),
-                Outcome::NotFound => Some(Outcome::Dead),
-                _ => None,
-            });
+            resolve(todo, &fails, outcomes, failed_earlier);
         }
         Ok(())
     }
@@ -415,6 +409,17 @@ fn take_batch(pending: &mut Vec<Settlement>, size: usize) -> Vec<Settlement> {
     }
     *pending = rest;
     batch
+}
+
+/// What a failure written by an earlier try, whose reply was lost, reads as
+/// now: 'lease_lost' (released: no lease, or taken since) or 'not_found'
+/// (archived as dead).
+fn failed_earlier(now: Outcome) -> Option<Outcome> {
+    match now {
+        Outcome::LeaseLost => Some(Outcome::Retried { delay: None }),
+        Outcome::NotFound => Some(Outcome::Dead),
+        _ => None,
+    }
 }
 
 fn fence(f: Fence) -> Outcome {
@@ -462,6 +467,42 @@ mod tests {
             Uuid::nil(),
             Action::Release { delay: Duration::ZERO, error: None, refund: false },
         )
+    }
+
+    fn failure(id: i64, failures: u32) -> (Settlement, oneshot::Receiver<Outcome>) {
+        let backoff = Backoff::default();
+        let mut s =
+            Settlement::new(id, Uuid::nil(), Action::Fail { error: None, delay: None, dead: false, backoff });
+        s.failures = failures;
+        let (done, rx) = oneshot::channel();
+        s.done = Some(done);
+        (s, rx)
+    }
+
+    #[test]
+    fn a_failure_found_done_on_a_retried_write_counts_as_written() {
+        let (mut todo, mut rx): (Vec<_>, Vec<_>) =
+            [failure(1, 1), failure(2, 1), failure(3, 0), failure(4, 0), failure(5, 0)].into_iter().unzip();
+        let delay = Some(Duration::from_secs(2));
+        let now = [
+            (1, Outcome::LeaseLost),
+            (2, Outcome::NotFound),
+            (3, Outcome::LeaseLost),
+            (4, Outcome::Retried { delay }),
+            (5, Outcome::Dead),
+        ];
+        resolve(&mut todo, &[0, 1, 2, 3, 4], now.into_iter(), failed_earlier);
+        let got: Vec<Outcome> = rx.iter_mut().map(|r| r.try_recv().unwrap()).collect();
+        assert_eq!(
+            got,
+            [
+                Outcome::Retried { delay: None },
+                Outcome::Dead,
+                Outcome::LeaseLost,
+                Outcome::Retried { delay },
+                Outcome::Dead
+            ]
+        );
     }
 
     #[test]

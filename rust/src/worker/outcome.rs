@@ -179,8 +179,8 @@ mod tests {
 
     fn fail(d: &Decision) -> (Option<Duration>, bool) {
         match &d.action {
-            Action::Fail { delay, dead, error, backoff } => {
-                assert!(error.is_some() && *backoff == B, "{d:?}");
+            Action::Fail { delay, dead, backoff, .. } => {
+                assert_eq!(*backoff, B, "the worker's backoff goes to SQL");
                 (*delay, *dead)
             }
             other => panic!("not a failure: {other:?}"),
@@ -202,6 +202,7 @@ mod tests {
         let d = decide(Err(JobError::failed("E", "boom")), 5, None, B, MAX, 1);
         assert_eq!(fail(&d), (None, false));
         assert_eq!((d.failed.as_deref(), d.error.as_deref()), (Some("boom"), Some("boom")));
+        assert!(matches!(&d.action, Action::Fail { error: Some(e), .. } if e.contains("\"attempt\":5")));
         // The worker's own, lower limit forces dead.
         let d = decide(Err(JobError::failed("E", "boom")), 1, Some(2), B, MAX, 1);
         assert_eq!(fail(&d), (None, false));
@@ -226,5 +227,7 @@ mod tests {
         let big = Value::String("x".repeat(100));
         let d = decide(Ok(big), 1, None, B, 10, 1);
         assert_eq!(fail(&d), (None, false));
+        // Even its error record is too large: None keeps the last_error.
+        assert!(matches!(&d.action, Action::Fail { error: None, .. }));
     }
 }
