@@ -65,7 +65,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "timeout(seconds): the test's time limit (pytest-timeout)")
 
 
+#: Modules whose every test is slow (the ``slow`` marker, registered in pyproject.toml).
+SLOW_MODULES = {"test_chaos.py"}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
     if os.environ.get(VIA_PGBOUNCER_ENV) == "1":
         skip = pytest.mark.skip(reason=f"{VIA_PGBOUNCER_ENV}=1: needs a direct connection")
         for item in items:

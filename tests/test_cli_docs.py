@@ -29,17 +29,6 @@ WORKER = (DOCS / "worker.md").read_text(encoding="utf-8")
 README_MAX_BYTES = 8 * 1024
 #: The Rust worker's options, as named in the Rust source.
 OPTIONS_RS = ROOT / "rust" / "src" / "worker" / "options.rs"
-#: Rust field names being renamed to the Python names (issue 14). Once the
-#: Rust side is renamed these old names no longer occur and the map is inert.
-RUST_RENAMES = {
-    "batch_cap": "batch_size",
-    "listen": "poll_only",
-    "shutdown_grace": "grace_period",
-    "retry_base": "backoff",
-    "retry_max": "backoff",
-    "retry_jitter": "backoff",
-}
-
 
 def _table_rows(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("| ")]
@@ -127,7 +116,7 @@ def _rust_worker_fields() -> set[str]:
     body = body[: body.index("\n}")]
     fields = re.findall(r"^\s*pub ([a-z_]+):", body, re.M)
     assert fields, "no fields found in WorkerOptions"
-    return {RUST_RENAMES.get(f, f) for f in fields}
+    return set(fields)
 
 
 def test_every_rust_worker_option_is_in_the_worker_table() -> None:

@@ -15,8 +15,20 @@
 //! conformance delete | release QUEUE ID LEASE
 //! conformance extend QUEUE ID LEASE SECS
 //! conformance stats QUEUE
-//! conformance work QUEUE COUNT
+//! conformance serve QUEUE [--options JSON]
 //! ```
+//!
+//! `serve` runs a Worker (tests/_drivers.py's RustDriver) until its standard
+//! input closes, then stops it gracefully and prints its counters. `--options`
+//! sets `WorkerOptions` fields by their Python names (`concurrency`,
+//! `poll_interval`, `grace_period`, `heartbeat_interval`, `prefetch`,
+//! `poll_only`, `visibility_timeout`, `max_attempts`, `backoff`: `{"base",
+//! "max", "jitter"}`). The handler does what each payload says, as the Python
+//! driver's does: `{"gate": PATH}` waits until the file PATH exists, `{"sleep":
+//! S}` waits S seconds, then `{"fail": N}` fails
+//! (retry with the backoff) while the attempt is at most N, `{"abort": TEXT}`
+//! gives up, and otherwise it returns `{"result": X}`'s X, or with
+//! `{"report": true}` the attempt and last error it saw.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -26,6 +38,7 @@ use pgqrs::{
     Admin, Backoff, Config, Consumer, EnqueueOptions, JobError, Message, MessageRef, Producer, QueueOptions,
     Worker, WorkerOptions,
 };
+use pgqrs::worker::Prefetch;
 use serde_json::{json, Value};
 
 type Fail = Box<dyn std::error::Error>;
@@ -178,42 +191,91 @@ async fn run(args: &Args) -> Result<Value, Fail> {
             let until = consumer.extend(args.message_ref()?, Duration::from_secs_f64(secs)).await?;
             json!({"visible_until": until.to_rfc3339()})
         }
-        "work" => {
-            // Run a Worker until COUNT messages are settled; the handler
-            // echoes the payload as the result, and gives up on {"fail": true}.
-            let count: u64 = args.arg(2, "COUNT")?.parse()?;
-            let options = WorkerOptions {
-                concurrency: 4,
-                poll_interval: Duration::from_millis(100),
-                backoff: Backoff { base: Duration::from_millis(50), ..Backoff::default() },
-                ..WorkerOptions::default()
+        "serve" => {
+            let options = match args.flag("options") {
+                Some(text) => worker_options(&serde_json::from_str(text)?)?,
+                None => WorkerOptions::default(),
             };
             let worker = Worker::new(&config, queue()?, options).await?;
             let stats = worker.stats();
             let stop = worker.stop_handle();
-            let watcher = stats.clone();
-            tokio::spawn(async move {
-                loop {
-                    let done = watcher.completed.load(Ordering::SeqCst) + watcher.dead.load(Ordering::SeqCst);
-                    if done >= count {
-                        stop.stop();
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+            // The driver closes our standard input to ask for a graceful stop.
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+                stop.stop();
             });
-            worker
-                .run(|msg: Message| async move {
-                    if msg.payload.get("fail") == Some(&Value::Bool(true)) {
-                        return Err(JobError::give_up("asked to fail"));
-                    }
-                    Ok(json!({"echo": msg.payload}))
-                })
-                .await?;
-            json!({"completed": stats.completed.load(Ordering::SeqCst), "dead": stats.dead.load(Ordering::SeqCst)})
+            worker.run(scripted).await?;
+            json!({
+                "completed": stats.completed.load(Ordering::SeqCst),
+                "retried": stats.retried.load(Ordering::SeqCst),
+                "dead": stats.dead.load(Ordering::SeqCst),
+            })
         }
         other => return Err(format!("unknown command {other:?}").into()),
     })
+}
+
+/// `serve`'s options: WorkerOptions fields named as in Python, seconds as numbers.
+fn worker_options(given: &Value) -> Result<WorkerOptions, Fail> {
+    let mut o = WorkerOptions::default();
+    let secs = |v: &Value| -> Result<Duration, Fail> {
+        Ok(Duration::from_secs_f64(v.as_f64().ok_or_else(|| format!("not a number of seconds: {v}"))?))
+    };
+    let fields = given.as_object().ok_or("--options must be a JSON object")?;
+    for (name, v) in fields {
+        match name.as_str() {
+            "concurrency" => o.concurrency = v.as_u64().ok_or("concurrency: an integer")? as usize,
+            "poll_interval" => o.poll_interval = secs(v)?,
+            "grace_period" => o.grace_period = secs(v)?,
+            "heartbeat_interval" => o.heartbeat_interval = secs(v)?,
+            "poll_only" => o.poll_only = v.as_bool().ok_or("poll_only: a boolean")?,
+            "visibility_timeout" => o.visibility_timeout = Some(secs(v)?),
+            "max_attempts" => {
+                o.max_attempts = Some(v.as_i64().ok_or("max_attempts: an integer")?.try_into()?)
+            }
+            "prefetch" => {
+                o.prefetch = match v.as_u64() {
+                    Some(n) => Prefetch::Fixed(n.try_into()?),
+                    None => Prefetch::Auto,
+                }
+            }
+            "backoff" => {
+                let b = v.as_object().ok_or("backoff: an object")?;
+                o.backoff = Backoff {
+                    base: b.get("base").map(secs).transpose()?.unwrap_or(o.backoff.base),
+                    max: b.get("max").map(secs).transpose()?.unwrap_or(o.backoff.max),
+                    jitter: b.get("jitter").and_then(Value::as_f64).unwrap_or(o.backoff.jitter),
+                };
+            }
+            other => return Err(format!("unknown worker option {other:?}").into()),
+        }
+    }
+    Ok(o)
+}
+
+/// `serve`'s handler: does what the payload says (see the module docs).
+async fn scripted(msg: Message) -> Result<Value, JobError> {
+    let p = &msg.payload;
+    if let Some(path) = p.get("gate").and_then(Value::as_str) {
+        while !std::path::Path::new(path).exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    if let Some(s) = p.get("sleep").and_then(Value::as_f64) {
+        tokio::time::sleep(Duration::from_secs_f64(s)).await;
+    }
+    if let Some(n) = p.get("fail").and_then(Value::as_i64) {
+        if i64::from(msg.attempts) <= n {
+            return Err(JobError::retry(format!("attempt {} failed", msg.attempts)));
+        }
+    }
+    if let Some(reason) = p.get("abort").and_then(Value::as_str) {
+        return Err(JobError::give_up(reason));
+    }
+    if p.get("report") == Some(&Value::Bool(true)) {
+        return Ok(json!({"attempts": msg.attempts, "last_error": msg.last_error}));
+    }
+    Ok(p.get("result").cloned().unwrap_or(Value::Null))
 }
 
 #[tokio::main(flavor = "current_thread")]

@@ -92,75 +92,6 @@ async fn completes_jobs_concurrently_with_results() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failures_retry_with_backoff_then_dead() {
-    let (db, admin, producer) = setup(3, Duration::from_secs(30)).await;
-    let sent = producer.enqueue(&json!("always fails")).await.unwrap();
-    producer.enqueue(&json!("give up")).await.unwrap();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let c = calls.clone();
-    let worker = Worker::new(&db.config, "jobs", quick()).await.unwrap();
-    let stats = worker.stats();
-    let (stop, task) = start(worker, move |msg: Message| {
-        let c = c.clone();
-        async move {
-            if msg.payload == json!("give up") {
-                return Err(JobError::give_up("not worth it"));
-            }
-            c.fetch_add(1, Ordering::SeqCst);
-            Err::<(), _>(JobError::retry(format!("attempt {} failed", msg.attempts)))
-        }
-    });
-    eventually(WAIT, "two dead messages", || async { (archived(&admin, "dead").await == 2).then_some(()) })
-        .await;
-    assert_eq!(calls.load(Ordering::SeqCst), 3, "max_attempts deliveries");
-    assert_eq!(stats.retried.load(Ordering::SeqCst), 2);
-    assert_eq!(stats.dead.load(Ordering::SeqCst), 2);
-    let dead = admin.list_archive(Some("jobs"), Some("dead"), 10).await.unwrap();
-    let failed = dead.iter().find(|a| a.id == sent.id).unwrap();
-    assert_eq!(failed.attempts, 3);
-    let error = failed.error.as_ref().unwrap();
-    assert_eq!(
-        (&error["type"], &error["message"], &error["attempt"]),
-        (&json!("pgqrs.Retry"), &json!("attempt 3 failed"), &json!(3))
-    );
-    assert!(error["worker_id"].is_i64());
-    let gave_up = dead.iter().find(|a| a.id != sent.id).unwrap();
-    assert_eq!(gave_up.attempts, 1);
-    stop.stop();
-    task.await.unwrap().unwrap();
-    db.drop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn long_handler_keeps_its_lease() {
-    let (db, admin, producer) = setup(5, Duration::from_millis(600)).await;
-    producer.enqueue(&json!("slow")).await.unwrap();
-    let worker = Worker::new(&db.config, "jobs", quick()).await.unwrap();
-    let (stop, task) = start(worker, |_msg: Message| async move {
-        tokio::time::sleep(Duration::from_millis(2000)).await;
-        Ok::<_, JobError>(())
-    });
-    let other = pgqrs::Consumer::new(&db.config, "jobs").await.unwrap();
-    eventually(WAIT, "the worker to lease the message", || async {
-        (admin.queue_stats("jobs").await.unwrap().in_flight == 1).then_some(())
-    })
-    .await;
-    // While the handler runs (over three visibility timeouts), nobody else gets the message.
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(1800);
-    while tokio::time::Instant::now() < deadline {
-        assert!(other.dequeue().await.unwrap().is_none(), "lease was kept");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    eventually(WAIT, "completion", || async { (archived(&admin, "completed").await == 1).then_some(()) })
-        .await;
-    let done = admin.list_archive(Some("jobs"), None, 10).await.unwrap();
-    assert_eq!(done[0].attempts, 1, "delivered once");
-    stop.stop();
-    task.await.unwrap().unwrap();
-    db.drop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notify_wakes_an_idle_worker_before_the_poll() {
     let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
     let options = WorkerOptions { poll_interval: Duration::from_secs(60), ..quick() };
@@ -273,39 +204,6 @@ async fn survives_its_connections_being_killed() {
     producer.enqueue_batch(&[json!(2), json!(3)]).await.unwrap();
     eventually(WAIT, "completions after reconnecting", || async {
         (archived(&admin, "completed").await == 3).then_some(())
-    })
-    .await;
-    stop.stop();
-    task.await.unwrap().unwrap();
-    db.drop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn paused_queue_is_not_fetched_until_resumed() {
-    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
-    admin.pause_queue("jobs").await.unwrap();
-    producer.enqueue(&json!("waits")).await.unwrap();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let c = calls.clone();
-    let worker = Worker::new(&db.config, "jobs", quick()).await.unwrap();
-    let (stop, task) = start(worker, move |_m: Message| {
-        let c = c.clone();
-        async move {
-            c.fetch_add(1, Ordering::SeqCst);
-            Ok::<_, JobError>(())
-        }
-    });
-    // Several poll intervals pass with the queue paused: nothing is delivered.
-    eventually(WAIT, "the worker to register", || async {
-        (!admin.list_workers().await.unwrap().is_empty()).then_some(())
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(calls.load(Ordering::SeqCst), 0);
-    assert_eq!(admin.queue_stats("jobs").await.unwrap().ready, 1);
-    admin.resume_queue("jobs").await.unwrap();
-    eventually(WAIT, "completion after resume", || async {
-        (archived(&admin, "completed").await == 1).then_some(())
     })
     .await;
     stop.stop();
@@ -1205,33 +1103,6 @@ async fn auto_prefetched_messages_go_back_when_handlers_turn_slow() {
     .await;
     stop.stop();
     task.await.unwrap().unwrap();
-    db.drop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prefetched_messages_waiting_at_stop_go_back_refunded() {
-    let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
-    producer.enqueue_batch(&(0..10).map(|i| json!(i)).collect::<Vec<_>>()).await.unwrap();
-    let options = WorkerOptions { concurrency: 1, prefetch: Prefetch::Fixed(5), ..quick() };
-    let worker = Worker::new(&db.config, "jobs", options).await.unwrap();
-    let stats = worker.stats();
-    let started = Arc::new(AtomicUsize::new(0));
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let (stop, task) = start(worker, gated(started.clone(), gate.clone()));
-    eventually(WAIT, "one running, five waiting", || async {
-        let leased = message_rows(&db).await.iter().filter(|(_, leased)| *leased).count();
-        let waiting =
-            stats.prefetched.load(Ordering::SeqCst) == 5 && stats.in_flight.load(Ordering::SeqCst) == 6;
-        (started.load(Ordering::SeqCst) == 1 && waiting && leased == 6).then_some(())
-    })
-    .await;
-    stop.stop();
-    gate.add_permits(10);
-    task.await.unwrap().unwrap();
-    assert_eq!(started.load(Ordering::SeqCst), 1, "no waiting message started after the stop");
-    assert_eq!(archived(&admin, "completed").await, 1);
-    assert_eq!(message_rows(&db).await, [(0, false); 9], "given back with the dequeue's attempt refunded");
-    assert_eq!(stats.in_flight.load(Ordering::SeqCst), 0);
     db.drop().await;
 }
 

@@ -24,9 +24,9 @@ from pgqrs._sync._db import make_pool
 from pgqrs._sync.admin import Admin
 from pgqrs._sync.consumer import Consumer
 from pgqrs._sync.producer import Producer
-from pgqrs._worker.backoff import Backoff
 from pgqrs._worker.events import Counters, JobEvent
 from pgqrs._worker.handlers import Abort, Retry
+from pgqrs._worker.options import Backoff
 from pgqrs._worker.worker import Worker
 
 __version__ = "0.1.0"

@@ -13,6 +13,7 @@ import click
 from pgqrs import __version__, _embedded
 from pgqrs._cli import (
     archive_cmds,
+    dashboard_cmd,
     db_cmds,
     demo_cmd,
     exit_codes,
@@ -79,6 +80,7 @@ for _command in (
     grant_cmd.grant,
     db_cmds.db,
     demo_cmd.demo,
+    dashboard_cmd.dashboard,
 ):
     cli.add_command(_command)
 

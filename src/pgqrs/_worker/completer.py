@@ -14,14 +14,14 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from pgqrs._async._db import Database
 from pgqrs._errors import ConnectionFailed, Error
 from pgqrs._models import Message
 from pgqrs._ops import array_literal, leased_refs, optional_texts, outcomes
-from pgqrs._worker.backoff import Reconnect
+from pgqrs._worker.reconnect import Reconnect
 
 logger = logging.getLogger("pgqrs.worker")
 
@@ -77,18 +77,33 @@ class Settlement:
                 logger.exception("handling the outcome of message %s failed", self.message.id)
 
 
+#: Writes a batch of settlements and resolves each (``database_writer`` in production).
+Writer = Callable[[list["Settlement"]], Awaitable[None]]
+
+
+def database_writer(db: Database) -> Writer:
+    """The writer the worker uses: ``write_settlements`` on ``db``."""
+
+    async def write(todo: list[Settlement]) -> None:
+        await write_settlements(db, todo)
+
+    return write
+
+
 class Completer:
     def __init__(
         self,
-        db: Database,
+        write: Writer,
         *,
         flush_interval: float,
         flush_size: int,
         idle: Callable[[], bool],
     ) -> None:
         """``idle()`` says whether no handler runs and no dequeue is under way:
-        then nothing else will join the batch soon, and it is written at once."""
-        self._db = db
+        then nothing else will join the batch soon, and it is written at once.
+        ``write(batch)`` writes a batch and resolves its settlements (raising
+        ``pgqrs.Error`` when the statement failed)."""
+        self._write_batch = write
         self._flush_interval = flush_interval
         self._flush_size = flush_size
         self._idle = idle
@@ -177,7 +192,7 @@ class Completer:
                 groups.pop(0)
                 continue
             try:
-                await self._write_once(todo)
+                await self._write_batch(todo)
             except Error as exc:
                 for s in todo:
                     s.failures += 1
@@ -218,33 +233,6 @@ class Completer:
         for s in settlements:
             s.resolve("unwritten")
 
-    async def _write_once(self, todo: list[Settlement]) -> None:
-        archives = [s for s in todo if s.kind == "archive"]
-        if archives:
-            rows = await self._db.fetch_tuples(
-                "message_archive",
-                [
-                    *leased_refs([s.message for s in archives]),
-                    # 'completed' or 'dead': words, so an array literal.
-                    array_literal([s.status for s in archives]),
-                    optional_texts([s.result for s in archives]),
-                    optional_texts([s.error for s in archives]),
-                ],
-            )
-            _resolve(archives, rows, ambiguous="not_found")
-        releases = [s for s in todo if s.kind == "release"]
-        if releases:
-            rows = await self._db.fetch_tuples(
-                "message_release",
-                [
-                    *leased_refs([s.message for s in releases]),
-                    [s.delay for s in releases],
-                    optional_texts([s.error for s in releases]),
-                    [s.refund for s in releases],
-                ],
-            )
-            _resolve(releases, rows, ambiguous="lease_lost")
-
 
 def _resolve(settlements: list[Settlement], rows: list[tuple[Any, ...]], ambiguous: str) -> None:
     """Set each settlement's outcome. After a failed attempt whose commit may have
@@ -260,3 +248,32 @@ def _resolve(settlements: list[Settlement], rows: list[tuple[Any, ...]], ambiguo
             )
             outcome = "ok"
         s.resolve(outcome)  # type: ignore[arg-type]
+
+
+async def write_settlements(db: Database, todo: list[Settlement]) -> None:
+    """One ``message_archive`` and one ``message_release`` statement for ``todo``."""
+    archives = [s for s in todo if s.kind == "archive"]
+    if archives:
+        rows = await db.fetch_tuples(
+            "message_archive",
+            [
+                *leased_refs([s.message for s in archives]),
+                # 'completed' or 'dead': words, so an array literal.
+                array_literal([s.status for s in archives]),
+                optional_texts([s.result for s in archives]),
+                optional_texts([s.error for s in archives]),
+            ],
+        )
+        _resolve(archives, rows, ambiguous="not_found")
+    releases = [s for s in todo if s.kind == "release"]
+    if releases:
+        rows = await db.fetch_tuples(
+            "message_release",
+            [
+                *leased_refs([s.message for s in releases]),
+                [s.delay for s in releases],
+                optional_texts([s.error for s in releases]),
+                [s.refund for s in releases],
+            ],
+        )
+        _resolve(releases, rows, ambiguous="lease_lost")

@@ -1,9 +1,13 @@
-"""Per-job events a user can subscribe to, and counters a user can read."""
+"""Per-job events a user can subscribe to, counters a user can read, and
+signals (test hooks) a test can await instead of polling or sleeping."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -64,7 +68,8 @@ class Counters:
     #: has returned and whose outcome waits to be written (the completion
     #: backlog). At most ``concurrency + completion_backlog``.
     in_flight: int = 0
-    #: Handlers running right now: at most ``concurrency``.
+    #: Handlers running (or about to start) right now: at most ``concurrency``.
+    #: ``in_flight`` and ``running`` are kept by the job table (``jobs``).
     running: int = 0
 
 
@@ -99,6 +104,14 @@ class Events:
 
         return unsubscribe
 
+    def build(self, kind: str, m: Message, worker_id: int | None, **extra: Any) -> JobEvent | None:
+        """The event to emit later; None when nobody listens (not built per job for nothing)."""
+        return JobEvent(kind, m, worker_id, **extra) if self.active else None
+
+    def emit_now(self, kind: str, m: Message, worker_id: int | None, **extra: Any) -> None:
+        if self.active:
+            self.emit(JobEvent(kind, m, worker_id, **extra))
+
     def emit(self, event: JobEvent) -> None:
         for kind, callback in list(self._subscribers):
             if kind is None or kind == event.kind:
@@ -106,3 +119,157 @@ class Events:
                     callback(event)
                 except Exception:
                     logger.exception("event subscriber %r raised on %s event", callback, event.kind)
+
+
+# -- signals: test hooks ---------------------------------------------------------------------
+
+#: The signals a worker fires (``Worker.signals.<name>``).
+SIGNAL_NAMES: tuple[str, ...] = (
+    "registered",
+    "listening",
+    "heartbeat",
+    "fetched",
+    "idle",
+    "lease_extended",
+    "outcome_written",
+    "any",
+)
+
+
+class Signal:
+    """One kind of moment in a worker's life, counted as it happens.
+
+    A test waits for the state it expects, checked again at each firing,
+    rather than polling the database or sleeping::
+
+        await worker.signals.outcome_written.wait(lambda: worker.counters.completed == 10)
+        await worker.signals.listening.wait()  # the next firing
+
+    Fired on the worker's event loop; ``wait`` is for coroutines (any loop),
+    ``wait_blocking`` for other threads (the blocking ``pgqrs.Worker``).
+    """
+
+    def __init__(self, name: str, parent: Signal | None = None) -> None:
+        """``parent``: fired too, each time this one fires (``Signals.any``)."""
+        self.name = name
+        self._parent = parent
+        self._count = 0
+        self._cond = threading.Condition()
+        self._waiters: list[tuple[Callable[[], object], asyncio.Future[None]]] = []
+        #: Threads in ``wait_blocking``.
+        self._blocking = 0
+
+    @property
+    def count(self) -> int:
+        """Times it fired since the worker was created (``n`` at once counts n)."""
+        return self._count
+
+    def fire(self, n: int = 1) -> None:
+        self._count += n
+        if self._parent is not None:
+            self._parent.fire(n)
+        # Cheap when nobody waits (once per job): the lock only for waiters.
+        # A blocking waiter counts itself before it checks its condition, so
+        # either it sees the new count or this sees it waiting.
+        if self._waiters or self._blocking:
+            self._wake()
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+            waiters = self._waiters
+            self._waiters = []
+        keep: list[tuple[Callable[[], object], asyncio.Future[None]]] = []
+        for until, future in waiters:
+            if future.done():
+                continue
+            try:
+                met = bool(until())
+            except Exception as exc:
+                with contextlib.suppress(RuntimeError):
+                    future.get_loop().call_soon_threadsafe(_settle, future, exc)
+                continue
+            if met:
+                with contextlib.suppress(RuntimeError):  # the waiter's loop is closed
+                    future.get_loop().call_soon_threadsafe(_settle, future, None)
+            else:
+                keep.append((until, future))
+        if keep:
+            with self._cond:
+                self._waiters.extend(keep)
+
+    def _until(self, until: Callable[[], object] | None) -> Callable[[], object]:
+        if until is not None:
+            return until
+        target = self._count + 1
+        return lambda: self._count >= target
+
+    async def wait(
+        self, until: Callable[[], object] | None = None, *, timeout: float | None = None
+    ) -> None:
+        """Return once ``until()`` is true, checked now and after each firing
+        (None: at the next firing). ``TimeoutError`` after ``timeout`` seconds."""
+        until = self._until(until)
+        if until():
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        with self._cond:
+            self._waiters.append((until, future))
+        if until():  # fired from another thread in between
+            return
+        try:
+            await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(self._timed_out(timeout)) from None
+
+    def wait_blocking(
+        self, until: Callable[[], object] | None = None, *, timeout: float | None = None
+    ) -> None:
+        """``wait`` for a thread other than the worker's event loop."""
+        until = self._until(until)
+        with self._cond:
+            self._blocking += 1
+            try:
+                if not self._cond.wait_for(until, timeout):
+                    raise TimeoutError(self._timed_out(timeout))
+            finally:
+                self._blocking -= 1
+
+    def _timed_out(self, timeout: float | None) -> str:
+        return f"signal {self.name!r}: not reached within {timeout}s (fired {self._count} times)"
+
+
+def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
+    if future.done():
+        return
+    if exc is None:
+        future.set_result(None)
+    else:
+        future.set_exception(exc)
+
+
+class Signals:
+    """The worker's signals (test hooks): see ``Signal`` for waiting on them.
+
+    * ``registered``: the worker's row was written (at start, and again after a prune).
+    * ``listening``: the LISTEN connection is up (at start, and after each reconnect).
+    * ``heartbeat``: a heartbeat was written (and the reaping due with it done).
+    * ``fetched``: a dequeue returned (the messages, if any, are in the worker's hands).
+    * ``idle``: the worker holds no message and the last dequeue of each of its
+      queues found none: all it was given is done, and nothing waits.
+    * ``lease_extended``: leases were extended (counted per message).
+    * ``outcome_written``: a held message's outcome was written (completed,
+      retried, dead or released), or found lost; the counters are updated first.
+    * ``any``: fired with each of the others, to wait for a condition that
+      any of them may bring about (e.g. on ``counters``).
+    """
+
+    def __init__(self) -> None:
+        self.any = Signal("any")
+        self.registered = Signal("registered", self.any)
+        self.listening = Signal("listening", self.any)
+        self.heartbeat = Signal("heartbeat", self.any)
+        self.fetched = Signal("fetched", self.any)
+        self.idle = Signal("idle", self.any)
+        self.lease_extended = Signal("lease_extended", self.any)
+        self.outcome_written = Signal("outcome_written", self.any)

@@ -12,7 +12,7 @@ lag that far behind: the worker never holds more.
 A dequeue may also take messages beyond the free slots (prefetch), which
 wait, leased, for a slot. With ``prefetch="auto"`` (the default) it takes
 only what the queue's handlers are expected to start within a short horizon,
-from how long their handlers recently took (``Slots.ahead``): slow handlers get none,
+from how long their handlers recently took (``prefetch``): slow handlers get none,
 fast ones get round trips that carry many rows.
 
 A queue with nothing running fetches as soon as a slot is free. A queue with
@@ -26,45 +26,40 @@ a reconnect says so, or after the poll interval.
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 import logging
-import math
 import time
 from collections.abc import Callable
-from typing import Any
 
 from pgqrs._async._db import Database
-from pgqrs._errors import Error
+from pgqrs._errors import Error, queue_not_found
 from pgqrs._models import Message
 from pgqrs._ops import dequeue_result
-from pgqrs._worker.backoff import Reconnect
-from pgqrs._worker.handlers import HandlerSpec
+from pgqrs._worker.prefetch import Prefetch
+from pgqrs._worker.reconnect import Reconnect
+from pgqrs._worker.slots import QueueSlots, Slots
 
 logger = logging.getLogger("pgqrs.worker")
 
 
-@dataclasses.dataclass(eq=False)
-class QueueState:
-    """One served queue: its handler, effective limits and fetch state."""
+@dataclasses.dataclass(eq=False, kw_only=True)
+class QueueState(QueueSlots):
+    """One served queue: its effective limits and fetch state (its slot counts
+    come from ``QueueSlots``: ``limit``, ``used``, ``prefetched``)."""
 
     name: str
-    spec: HandlerSpec
-    #: Most of this queue's handlers running at once.
-    limit: int
     #: Attempts after which a failure is final (the handler's, at most the queue's).
     max_attempts: int = 1
     #: Lease length asked for at dequeue (None: the queue's default).
     visibility_timeout: float | None = None
-    #: Slots taken: handlers running (or about to), plus those asked for by a
-    #: running dequeue.
-    used: int = 0
     #: Free slots worth a dequeue while some handlers still run (see module doc).
     min_batch: int = 1
     #: The last dequeue filled every slot it asked for.
     more: bool = True
     #: A NOTIFY (or a reconnect) arrived since the last dequeue.
     notified: bool = True
+    #: Messages the last dequeue returned (None: no dequeue yet).
+    found: int | None = None
     #: time.monotonic() of the next poll when nothing else prompts one.
     next_poll: float = 0.0
     #: time.monotonic() since when free slots wait for ``min_batch`` (None: not waiting).
@@ -72,8 +67,6 @@ class QueueState:
     #: Seconds a handler of this queue takes, a running average (None: none
     #: has returned yet); prefetch="auto" fetches ahead from it.
     duration: float | None = None
-    #: Prefetched messages (the runtime's jobs), leased, waiting for a slot.
-    ready: collections.deque[Any] = dataclasses.field(default_factory=collections.deque)
     #: Set whenever any of the above may have changed.
     attention: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
@@ -82,136 +75,29 @@ class QueueState:
         self.attention.set()
 
 
-class Slots:
-    """The worker's concurrency, shared by all its queues, and its completion backlog.
-
-    ``used`` counts slots (handlers running or about to, and messages asked
-    for by running dequeues); ``backlog`` counts messages held whose handler
-    has returned (or will never start) and whose outcome is not written yet.
-    Messages held = used + backlog, never more than total + backlog_limit.
-    """
-
-    def __init__(
-        self,
-        total: int,
-        backlog_limit: int,
-        queues: list[QueueState],
-        batch_fraction: float,
-        prefetch: int | None = 0,
-        *,
-        horizon: float = 0.0,
-        per_slot: int = 0,
-        duration_weight: float = 1.0,
-    ) -> None:
-        """``prefetch``: messages fetched ahead of a free slot, at most, in all
-        (None: adaptive, what each queue's handlers are expected to start
-        within ``horizon`` seconds, at most ``per_slot`` per slot of the
-        queue; each handler's duration weighs ``duration_weight`` in the
-        queue's running average)."""
-        self.total = total
-        self.backlog_limit = backlog_limit
-        self.prefetch = prefetch
-        self.horizon = horizon
-        self.per_slot = per_slot
-        self.duration_weight = duration_weight
-        self.used = 0
-        self.backlog = 0
-        #: Prefetched messages waiting for a slot, plus those a running
-        #: dequeue may bring for that (all queues).
-        self.waiting = 0
-        self.queues = queues
-        for q in queues:
-            q.min_batch = max(1, math.ceil(min(q.limit, total) * batch_fraction))
-
-    def free(self, q: QueueState) -> int:
-        """Messages ``q`` may fetch now to start at once: free slots, within the held bound."""
-        return max(0, min(self.total - self.used, q.limit - q.used, self._held_room()))
-
-    def extra(self, q: QueueState, free: int) -> int:
-        """Messages ``q`` may fetch beyond ``free`` to wait for a slot (prefetch):
-        none while some of ``q``'s already wait, at most ``prefetch`` in all
-        (adaptive: what ``q``'s handlers are expected to start within
-        ``horizon``, see ``ahead``), within the held bound."""
-        if q.ready:
-            return 0
-        allowed = self.ahead(q) if self.prefetch is None else self.prefetch
-        if not allowed:
-            return 0
-        return max(0, min(allowed - self.waiting, self._held_room() - free))
-
-    def ahead(self, q: QueueState) -> int:
-        """Adaptive prefetch: the messages ``q``'s handlers are expected to
-        start within ``horizon`` seconds. Its slots each free up once per
-        handler duration (the running average), so they start about
-        slots x horizon / duration messages in that time; at most
-        ``per_slot`` per slot, and none before a handler has returned."""
-        if q.duration is None:
-            return 0
-        slots = min(q.limit, self.total)
-        cap = self.per_slot * slots
-        work = slots * self.horizon  # slot-seconds to fill
-        if q.duration * cap <= work:
-            return cap
-        return int(work / q.duration)
-
-    def finished(self, q: QueueState, seconds: float) -> None:
-        """A handler of ``q`` returned after ``seconds``: update its running average."""
-        if q.duration is None:
-            q.duration = seconds
-        else:
-            q.duration += self.duration_weight * (seconds - q.duration)
-
-    def slowed(self, q: QueueState, seconds: float) -> None:
-        """No slot of ``q`` freed up for a prefetched message in ``seconds``:
-        its handlers last at least that long (until they return faster)."""
-        q.duration = max(q.duration or 0.0, seconds)
-
-    def startable(self, q: QueueState) -> bool:
-        """A slot is free for one of ``q``'s waiting messages."""
-        return self.used < self.total and q.used < q.limit
-
-    def _held_room(self) -> int:
-        return self.total + self.backlog_limit - self.used - self.backlog - self.waiting
-
-    def take(self, q: QueueState, n: int) -> None:
-        self.used += n
-        q.used += n
-
-    def give(self, q: QueueState, n: int) -> None:
-        """Slots back: unused by a dequeue."""
-        if n <= 0:
-            return
-        self.used -= n
-        q.used -= n
-        self._wake()
-
-    def to_backlog(self, q: QueueState) -> None:
-        """A handler returned (or will never start): its slot is free, its
-        message waits for its outcome to be written."""
-        self.used -= 1
-        q.used -= 1
-        self.backlog += 1
-        self._wake()
-
-    def start_waiting(self, q: QueueState) -> None:
-        """A prefetched message of ``q`` takes a slot."""
-        self.waiting -= 1
-        self.take(q, 1)
-
-    def waiting_to_backlog(self) -> None:
-        """A prefetched message will never start (the worker stops): it is given back."""
-        self.waiting -= 1
-        self.backlog += 1
-
-    def settled(self) -> None:
-        """A backlog message's outcome is written (or given up on): it is no longer held."""
-        self.backlog -= 1
-        if self.backlog + self.waiting >= self.backlog_limit:  # the held bound was in the way
-            self._wake()
-
-    def _wake(self) -> None:
-        for other in self.queues:
-            other.attention.set()
+async def fetch_queue(
+    db: Database,
+    name: str,
+    *,
+    limit: int,
+    max_attempts: int | None,
+    visibility_timeout: float | None,
+    min_batch: int,
+) -> QueueState:
+    """A served queue's state; ``QueueNotFound`` if it does not exist.
+    ``max_attempts`` (the handler's or worker's) can only lower the queue's,
+    which is enforced at dequeue."""
+    rows = await db.fetch("queue_get", [name], queue=name)
+    if not rows:
+        raise queue_not_found(name)
+    queue_max = rows[0]["max_attempts"]
+    return QueueState(
+        name=name,
+        limit=limit,
+        max_attempts=queue_max if max_attempts is None else min(queue_max, max_attempts),
+        visibility_timeout=visibility_timeout,
+        min_batch=min_batch,
+    )
 
 
 class Fetcher:
@@ -220,6 +106,7 @@ class Fetcher:
         db: Database,
         q: QueueState,
         slots: Slots,
+        prefetch: Prefetch,
         *,
         batch_cap: int,
         poll_interval: float,
@@ -234,6 +121,7 @@ class Fetcher:
         self._db = db
         self._q = q
         self._slots = slots
+        self._prefetch = prefetch
         self._batch_cap = batch_cap
         self._poll_interval = poll_interval
         self._fetch_delay = fetch_delay
@@ -247,10 +135,10 @@ class Fetcher:
         slots = self._slots
         while not self._stopping():
             free = slots.free(q)
-            extra = slots.extra(q, free)
+            extra = self._prefetch.extra(q, free)
             now = time.monotonic()
             timeout: float | None = None
-            if free + extra > 0 and not q.ready:
+            if free + extra > 0 and not q.prefetched:
                 if not (q.more or q.notified or now >= q.next_poll):
                     timeout = max(0.0, q.next_poll - now)
                 elif free + extra >= q.min_batch or q.used == 0:
@@ -277,8 +165,7 @@ class Fetcher:
         n = free + extra
         q.notified = False
         q.short_since = None
-        slots.take(q, free)
-        slots.waiting += extra
+        slots.reserve(q, free, extra)
         sent = time.monotonic()
         try:
             rows = await self._db.fetch_tuples(
@@ -288,8 +175,7 @@ class Fetcher:
             )
             messages, dead = dequeue_result(rows, q.name)
         except Error as exc:
-            slots.waiting -= extra
-            slots.give(q, free)
+            slots.unreserve(q, free, extra, unused=free)
             wait = self._reconnect.failed()
             log = logger.warning if self._reconnect.failures == 1 else logger.debug
             log("dequeue from %r failed, polling again in %.2fs: %s", q.name, wait, exc)
@@ -299,8 +185,8 @@ class Fetcher:
         if self._reconnect.failures and self._reconnect.succeeded():
             logger.info("dequeue from %r works again", q.name)
         started = min(len(messages), free)
-        slots.waiting -= extra - (len(messages) - started)
-        slots.give(q, free - started)
+        # The messages brought are counted by state from here (the job table).
+        slots.unreserve(q, free, extra, unused=free - started)
         if dead:
             logger.warning(
                 "%d message(s) of %r had used up their attempts and went to the archive as dead",
@@ -310,6 +196,7 @@ class Fetcher:
         # A full batch (or one thinned by dead rows) suggests more is waiting.
         q.more = len(messages) == n or (dead > 0 and len(messages) + dead >= n)
         q.next_poll = time.monotonic() + self._poll_interval
+        q.found = len(messages)
         self._on_fetched(q, messages, sent, started)
 
 

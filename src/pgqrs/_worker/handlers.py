@@ -1,4 +1,5 @@
-"""Handlers: what a worker calls for each message, and how a handler steers retries."""
+"""Handlers: what a worker calls for each message, how a handler steers
+retries, and running a job (``Runner``: call, decide, settle)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,37 @@ import contextvars
 import dataclasses
 import datetime
 import inspect
+import logging
 import queue as queue_module
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
-from pgqrs._errors import Error, InvalidArgument
+from pgqrs._async._db import Database
+from pgqrs._errors import Error, InvalidArgument, PayloadError
 from pgqrs._models import Message
 from pgqrs._ops import seconds
-from pgqrs._worker.backoff import Backoff
+from pgqrs._payload import encode_json
+from pgqrs._worker.completer import Completer, Outcome, Settlement
+from pgqrs._worker.events import Counters, Events
+from pgqrs._worker.fetcher import QueueState, fetch_queue
+from pgqrs._worker.jobs import Job, JobTable
+from pgqrs._worker.options import Backoff, Options
+from pgqrs._worker.outcome import (
+    Decision,
+    HandlerOutcome,
+    Raised,
+    Returned,
+    Settle,
+    Stopped,
+    decide,
+)
+from pgqrs._worker.prefetch import Prefetch
+from pgqrs._worker.slots import min_batch
+
+logger = logging.getLogger("pgqrs.worker")
 
 #: A handler: takes the Message, returns a JSON-able result (or None); sync or async.
 Handler = Callable[[Message], Any]
@@ -83,6 +105,59 @@ def make_spec(
         max_attempts=max_attempts,
         visibility_timeout=seconds(visibility_timeout, "visibility_timeout", allow_zero=False),
     )
+
+
+def served_queues(handlers: dict[str, HandlerSpec], wanted: list[str] | None) -> list[str]:
+    """The queues a worker serves (``wanted``, or every queue given a handler);
+    ``InvalidArgument`` when one has no handler."""
+    if not handlers:
+        raise InvalidArgument(
+            "the worker has no handlers: register one with @worker.handler(queue)"
+        )
+    names = wanted if wanted is not None else sorted(handlers)
+    missing = [n for n in names if n not in handlers]
+    if missing:
+        raise InvalidArgument(
+            f"no handler for queue(s) {', '.join(map(repr, missing))}: "
+            "register one with @worker.handler(queue) for each queue the worker serves"
+        )
+    return names
+
+
+async def load_queue(db: Database, spec: HandlerSpec, opts: Options) -> QueueState:
+    """The state of the queue ``spec`` serves, its limits settled: the handler's,
+    within the worker's (and the queue's max_attempts)."""
+    limit = min(spec.concurrency or opts.concurrency, opts.concurrency)
+    return await fetch_queue(
+        db,
+        spec.queue,
+        limit=limit,
+        max_attempts=spec.max_attempts or opts.max_attempts,
+        visibility_timeout=spec.visibility_timeout or opts.visibility_timeout,
+        min_batch=min_batch(limit, opts.concurrency, opts.fetch_batch_fraction),
+    )
+
+
+async def call(
+    spec: HandlerSpec, m: Message, threads: DaemonThreads, max_bytes: int
+) -> HandlerOutcome:
+    """Call ``spec``'s handler with ``m`` (a sync one on ``threads``) and say how it
+    ended; the result is encoded here, so a result refused counts as a raise.
+    ``asyncio.CancelledError`` (the worker stops waiting) goes through."""
+    try:
+        if spec.is_async:
+            result = await spec.func(m)
+        else:
+            result = await threads.run(spec.func, m)
+        return Returned(result, encode_json(result, "result", max_bytes))
+    except Retry as exc:
+        return Raised(exc, retry=True, delay=exc.delay)
+    except Abort as exc:
+        return Raised(exc, abort=True)
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:  # SystemExit or KeyboardInterrupt in a handler thread too
+        return Raised(exc)
 
 
 def error_record(exc: BaseException, attempt: int, worker_id: int | None) -> dict[str, Any]:
@@ -188,3 +263,178 @@ class DaemonThreads:
         for _ in self._threads:
             self._jobs.put(None)
         self._threads = []
+
+
+class Runner:
+    """Runs a job: calls its handler, counts and logs how it ended, decides
+    its settlement (``outcome``) and hands it to the completer; once written,
+    records it (counters, the job's event)."""
+
+    def __init__(
+        self,
+        handlers: dict[str, HandlerSpec],
+        threads: DaemonThreads,
+        jobs: JobTable,
+        completer: Completer,
+        prefetch: Prefetch,
+        events: Events,
+        counters: Counters,
+        *,
+        backoff: Backoff,
+        max_bytes: int,
+        worker_id: Callable[[], int | None],
+        free: Callable[[Job], None],
+        written: Callable[[], None],
+    ) -> None:
+        """``free(job)``: the handler is over, its slot is free (the runtime
+        starts what waits). ``written()``: an outcome was written."""
+        self._handlers = handlers
+        self._threads = threads
+        self._jobs = jobs
+        self._completer = completer
+        self._prefetch = prefetch
+        self._events = events
+        self._counters = counters
+        self._backoff = backoff
+        self._max_bytes = max_bytes
+        self._worker_id = worker_id
+        self._free = free
+        self._written = written
+
+    def spawn(self, job: Job) -> None:
+        """Start the RUNNING job's handler, in a task of its own."""
+        job.task = asyncio.create_task(self.run(job), name=f"pgqrs-job-{job.message.id}")
+
+    def give_back(self, job: Job) -> None:
+        """A RUNNING job whose handler never started: free its slot, release it."""
+        self._free(job)
+        self.release([job])
+
+    def release(self, jobs: list[Job]) -> None:
+        """Release SETTLING jobs no handler started: their attempt is refunded."""
+        for job in jobs:
+            self._completer.submit(
+                Settlement(message=job.message, kind="release", refund=True, on_done=self._untrack)
+            )
+
+    def _untrack(self, s: Settlement, _outcome: Outcome) -> None:
+        """A given-back message's release is written (or given up on)."""
+        self._jobs.remove(s.message)
+        self._written()
+
+    async def run(self, job: Job) -> None:
+        """Run the handler, free the slot, hand the outcome to the completer.
+
+        The task ends there: the message stays held (SETTLING) until
+        ``_settled`` learns that its outcome is written.
+        """
+        q, m = job.queue, job.message
+        spec = self._handlers[q.name]
+        if self._events.active:
+            self._events.emit_now("started", m, self._worker_id())
+        begun = time.monotonic()
+        outcome: HandlerOutcome
+        try:
+            outcome = await call(spec, m, self._threads, self._max_bytes)
+            self._prefetch.finished(q, time.monotonic() - begun)
+        except asyncio.CancelledError:
+            # The grace period ended (or a second signal): give the message back.
+            outcome = Stopped()
+        decision = decide(outcome, m.attempts, q.max_attempts, spec.backoff or self._backoff)
+        settlement = self._settlement(job, outcome, decision)
+        self._free(job)
+        self._completer.submit(settlement)
+
+    def _settlement(self, job: Job, outcome: HandlerOutcome, decision: Decision) -> Settlement:
+        """Count and log the handler's outcome; what to write, and the event for after."""
+        m = job.message
+        if isinstance(outcome, Returned):  # the common case first
+            self._counters.processed += 1
+            job.kind = "completed"
+            if self._events.active:
+                job.after = self._events.build(
+                    "completed", m, self._worker_id(), result=outcome.result
+                )
+            return Settlement(
+                message=m, kind="archive", result=outcome.result_json, on_done=self._settled
+            )
+        q, c, max_bytes, wid = job.queue, self._counters, self._max_bytes, self._worker_id()
+        if isinstance(outcome, Stopped):
+            job.kind = decision.settle._value_
+            err = {
+                "type": "WorkerStopped",
+                "message": "the worker stopped before the handler finished",
+                "attempt": m.attempts,
+                "worker_id": wid,
+            }
+            error = encode_json(err, "error", max_bytes)
+            return Settlement(message=m, kind="release", error=error, on_done=self._settled)
+        c.processed += 1
+        if isinstance(outcome, Raised):
+            _log_failure(q, m, outcome)
+        if decision.failed:
+            c.failed += 1
+            self._events.emit_now("failed", m, wid, error=decision.error)
+        if decision.exhausted:
+            logger.warning(
+                "message %s (queue %r) is dead after %d attempt(s)", m.id, q.name, m.attempts
+            )
+        job.kind = kind = decision.settle._value_
+        assert decision.error is not None
+        error = encode_json(error_record(decision.error, m.attempts, wid), "error", max_bytes)
+        if decision.settle is Settle.DEAD:
+            job.after = self._events.build(kind, m, wid, error=decision.error)
+            return Settlement(
+                message=m, kind="archive", status="dead", error=error, on_done=self._settled
+            )
+        job.after = self._events.build(kind, m, wid, error=decision.error, delay=decision.delay)
+        return Settlement(
+            message=m, kind="release", delay=decision.delay, error=error, on_done=self._settled
+        )
+
+    def _settled(self, s: Settlement, outcome: Outcome) -> None:
+        m = s.message
+        job = self._jobs.remove(m)
+        kind, after = (job.kind, job.after) if job is not None else (None, None)
+        if kind == "released":  # released at shutdown, handler still running
+            if outcome == "ok":
+                logger.info("released message %s (handler still running at shutdown)", m.id)
+        elif outcome == "ok":
+            if kind in ("completed", "retried", "dead"):
+                setattr(self._counters, kind, getattr(self._counters, kind) + 1)
+            if after is not None:
+                self._events.emit(after)
+        elif outcome in ("lease_lost", "not_found"):
+            # Either way the fence held: another consumer took the message over
+            # (and may already have archived it, hence not_found).
+            self._counters.lease_lost += 1
+            logger.warning(
+                "message %s (queue %r): lease lost before its outcome (%s) was written; another "
+                "consumer has it now, or has already settled it",
+                m.id,
+                m.queue,
+                kind,
+            )
+            self._events.emit_now("lease_lost", m, self._worker_id())
+        self._written()
+
+
+def _log_failure(q: QueueState, m: Message, outcome: Raised) -> None:
+    exc = outcome.error
+    if outcome.retry:
+        return
+    if outcome.abort:
+        logger.warning("message %s (queue %r) aborted by its handler: %s", m.id, q.name, exc)
+    elif isinstance(exc, PayloadError):
+        logger.warning("message %s (queue %r): handler result refused: %s", m.id, q.name, exc)
+    else:
+        logger.warning(
+            "message %s (queue %r) failed on attempt %d/%d: %s: %s",
+            m.id,
+            q.name,
+            m.attempts,
+            q.max_attempts,
+            type(exc).__name__,
+            exc,
+            exc_info=logger.isEnabledFor(logging.DEBUG),
+        )

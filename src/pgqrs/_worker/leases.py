@@ -21,7 +21,7 @@ from pgqrs._async._db import Database
 from pgqrs._errors import Error
 from pgqrs._models import Message
 from pgqrs._ops import leased_refs, outcomes
-from pgqrs._worker.backoff import Reconnect
+from pgqrs._worker.reconnect import Reconnect
 
 logger = logging.getLogger("pgqrs.worker")
 
@@ -57,13 +57,15 @@ class LeaseKeeper:
         extend_at: float,
         check_interval: float,
         holds: Callable[[Message], bool],
-        on_lost: Callable[[Message], None],
+        on_extended: Callable[[int], None] = lambda n: None,
     ) -> None:
+        """``holds(message)``: the worker still holds that delivery.
+        ``on_extended(n)``: ``n`` leases were just extended."""
         self._db = db
         self._extend_at = extend_at
         self._check_interval = check_interval
         self._holds = holds
-        self._on_lost = on_lost
+        self._on_extended = on_extended
         self._held: list[Held] = []
         #: Messages in ``_held`` (some perhaps no longer held), and the count
         #: at which ``hold`` prunes them: memory stays proportional to what
@@ -159,8 +161,14 @@ class LeaseKeeper:
                     extended.append(m)
                     logger.debug("extended the lease of message %s by %.1fs", m.id, duration)
                 elif self._holds(m):
-                    self._on_lost(m)
+                    logger.warning(
+                        "lost the lease of message %s (queue %r): it expired and may be "
+                        "running elsewhere",
+                        m.id,
+                        m.queue,
+                    )
             if extended:
                 self._held.append(Held(extended, duration, sent))
+                self._on_extended(len(extended))
         self._held.extend(failed)  # retried at the next check
         self._tracked = sum(len(h.messages) for h in self._held)

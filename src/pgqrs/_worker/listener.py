@@ -19,7 +19,8 @@ import psycopg
 from psycopg import sql
 
 from pgqrs._config import mask_dsn
-from pgqrs._worker.backoff import Reconnect
+from pgqrs._worker.fetcher import QueueState
+from pgqrs._worker.reconnect import Reconnect
 
 logger = logging.getLogger("pgqrs.worker")
 
@@ -31,14 +32,17 @@ class Listener:
         schema: str,
         connect_kwargs: dict[str, Any],
         *,
-        on_notify: Callable[[str], None],
-        on_connect: Callable[[], None],
+        queues: list[QueueState],
+        on_listening: Callable[[], None] = lambda: None,
     ) -> None:
+        """A notification wakes the queue it names; each time LISTEN is in
+        effect (at start and after a reconnect) every queue wakes, then
+        ``on_listening()`` is called."""
         self._dsn = dsn
         self._channel = f"{schema}.enqueue"
         self._kwargs = connect_kwargs
-        self._on_notify = on_notify
-        self._on_connect = on_connect
+        self._queues = {q.name: q for q in queues}
+        self._on_listening = on_listening
         #: True while LISTEN is in effect.
         self.listening = False
 
@@ -52,9 +56,13 @@ class Listener:
                     self.listening = True
                     if reconnect.succeeded():
                         logger.info("listening for enqueue notifications again")
-                    self._on_connect()
+                    for q in self._queues.values():
+                        q.wake()
+                    self._on_listening()
                     async for notify in conn.notifies():
-                        self._on_notify(notify.payload)
+                        woken = self._queues.get(notify.payload)
+                        if woken is not None:
+                            woken.wake()
                 finally:
                     self.listening = False
                     await asyncio.shield(conn.close())

@@ -14,7 +14,6 @@ from pgqrs._config import Config
 from pgqrs._errors import ConfigError, InvalidArgument
 from pgqrs._ops import MAX_BATCH, Seconds, seconds
 from pgqrs._validate import validate_queue_name
-from pgqrs._worker.backoff import Backoff
 from pgqrs._worker.defaults import (
     DEFAULT_BATCH_CAP,
     DEFAULT_COMPLETION_BACKLOG,
@@ -36,9 +35,10 @@ from pgqrs._worker.defaults import (
     DEFAULT_REAP_INTERVAL,
     DEFAULT_SHUTDOWN_WRITE_TIMEOUT,
 )
-from pgqrs._worker.events import Counters, JobEvent, check_kind
+from pgqrs._worker.events import Counters, JobEvent, Signals, check_kind
 from pgqrs._worker.handlers import make_spec
-from pgqrs._worker.runtime import Options, Runtime
+from pgqrs._worker.options import Backoff, Options
+from pgqrs._worker.runtime import Runtime
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -191,6 +191,14 @@ class WorkerBase:
         """Running totals: processed, completed, failed, retried, dead, and right
         now: in_flight (messages held) and running (handlers running)."""
         return self._runtime.counters
+
+    @property
+    def signals(self) -> Signals:
+        """Test hooks: moments a test can await instead of polling or sleeping
+        (registered, listening, heartbeat, fetched, idle, lease_extended,
+        outcome_written, and any of them; see ``Signals``), e.g.
+        ``await worker.signals.outcome_written.wait(lambda: worker.counters.completed == 10)``."""
+        return self._runtime.signals
 
     @property
     def listening(self) -> bool:

@@ -1,4 +1,4 @@
-"""Delays: before retrying a failed job, and before reconnecting to the database."""
+"""Option types: the retry ``Backoff`` (public) and ``Options``, the worker's validated settings."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ from pgqrs._worker.defaults import (
     DEFAULT_BACKOFF_BASE,
     DEFAULT_BACKOFF_JITTER,
     DEFAULT_BACKOFF_MAX,
-    DEFAULT_RECONNECT_MAX,
-    DEFAULT_RECONNECT_MIN,
 )
 
 
@@ -46,28 +44,35 @@ class Backoff:
         return max(0.0, min(self.max, raw))
 
 
-class Reconnect:
-    """Exponential wait between attempts to reach the database again."""
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """The worker's settings (validated by the public classes)."""
 
-    def __init__(
-        self, low: float = DEFAULT_RECONNECT_MIN, high: float = DEFAULT_RECONNECT_MAX
-    ) -> None:
-        self._low = low
-        self._high = high
-        self._next = low
-        #: Consecutive failures (0 while healthy); callers log the first loudly.
-        self.failures = 0
-
-    def failed(self) -> float:
-        """Record a failure; return the seconds to wait before the next attempt."""
-        self.failures += 1
-        wait = self._next
-        self._next = min(self._high, self._next * 2)
-        return wait * random.uniform(0.8, 1.2)
-
-    def succeeded(self) -> bool:
-        """Record a success; True when it ends a run of failures (worth a log line)."""
-        recovered = self.failures > 0
-        self.failures = 0
-        self._next = self._low
-        return recovered
+    concurrency: int
+    poll_interval: float
+    poll_only: bool
+    listen_dsn: str | None
+    batch_cap: int
+    fetch_batch_fraction: float
+    fetch_delay: float
+    completion_backlog: int
+    #: Fixed prefetch (None: adaptive, see the three fields below).
+    prefetch: int | None
+    prefetch_horizon: float
+    prefetch_per_slot: int
+    prefetch_duration_weight: float
+    prefetch_max_wait: float
+    flush_interval: float
+    flush_size: int
+    grace_period: float
+    heartbeat_interval: float
+    reap_interval: float
+    worker_dead_after: float
+    worker_prune_after: float
+    lease_extend_at: float
+    lease_check_interval: float
+    shutdown_write_timeout: float
+    backoff: Backoff
+    max_attempts: int | None
+    visibility_timeout: float | None
+    handle_signals: bool
