@@ -4,13 +4,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use tokio_postgres::types::Type;
 
 use crate::config::{Config, DEFAULT_MAX_ATTEMPTS, DEFAULT_VISIBILITY_TIMEOUT};
-use crate::db::{col, Db};
+use crate::db::Db;
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::{ArchivedMessage, Message, QueueInfo, QueueStats, VerifyReport, WorkerInfo};
-use crate::queries::{functions, migrations, render, Query, SCHEMA_BOOTSTRAP, UNINSTALL};
+use crate::queries::{functions, migrations, render, SCHEMA_BOOTSTRAP, UNINSTALL};
 use crate::validate::{validate_queue_name, validate_status};
 
 /// Most messages one dequeue or batch call may touch: keeps a statement's
@@ -107,37 +106,24 @@ impl Admin {
         let schema = self.db.config.schema().to_string();
         let mut client = self.db.conn().await?;
         let tx = client.transaction().await.map_err(|e| self.db.translate(e))?;
+        let on = tx.client();
         let mut applied = Vec::new();
-        self.db.fetch_on(&*tx, Query::MigrationLock, &[], None).await?;
+        self.db.migration_lock(on).await?;
         tx.batch_execute(&render(SCHEMA_BOOTSTRAP, &schema)?).await.map_err(|e| self.db.translate(e))?;
-        let done: Vec<i32> = self
-            .db
-            .fetch_on(&*tx, Query::MigrationList, &[], None)
-            .await?
-            .iter()
-            .map(|r| col(r, "version"))
-            .collect::<Result<_>>()?;
+        let done: Vec<i32> = self.db.migration_list(Some(on)).await?.iter().map(|m| m.version).collect();
         for m in migrations()? {
             if done.contains(&m.version) {
                 continue;
             }
             tx.batch_execute(&render(m.text, &schema)?).await.map_err(|e| self.db.translate(e))?;
-            let checksum = m.checksum();
-            self.db
-                .fetch_on(
-                    &*tx,
-                    Query::MigrationRecord,
-                    &[(&m.version, Type::INT4), (&m.name, Type::TEXT), (&checksum, Type::TEXT)],
-                    None,
-                )
-                .await?;
+            self.db.migration_record(on, m.version, &m.name, &m.checksum()).await?;
             applied.push(m.label());
         }
         let shipped = functions()?;
         let names: Vec<String> = shipped.iter().map(|f| f.name.clone()).collect();
         let mut recorded: HashMap<String, (Option<String>, bool)> = HashMap::new();
-        for r in self.db.fetch_on(&*tx, Query::FunctionList, &[(&names, Type::TEXT_ARRAY)], None).await? {
-            recorded.insert(col(&r, "name")?, (col(&r, "checksum")?, col(&r, "present")?));
+        for f in self.db.function_list(Some(on), &names).await? {
+            recorded.insert(f.name, (f.checksum, f.present));
         }
         for f in &shipped {
             let checksum = f.checksum();
@@ -147,16 +133,7 @@ impl Admin {
                 }
             }
             tx.batch_execute(&render(f.text, &schema)?).await.map_err(|e| self.db.translate(e))?;
-            let rows = self
-                .db
-                .fetch_on(
-                    &*tx,
-                    Query::FunctionRecord,
-                    &[(&f.name, Type::TEXT), (&checksum, Type::TEXT)],
-                    None,
-                )
-                .await?;
-            let overloads: i64 = col(&rows[0], "overloads")?;
+            let overloads = self.db.function_record(on, &f.name, &checksum).await?;
             if overloads != 1 {
                 return Err(Error::new(
                     ErrorKind::Database,
@@ -178,7 +155,7 @@ impl Admin {
     pub async fn uninstall(&self) -> Result<()> {
         let mut client = self.db.conn().await?;
         let tx = client.transaction().await.map_err(|e| self.db.translate(e))?;
-        self.db.fetch_on(&*tx, Query::MigrationLock, &[], None).await?;
+        self.db.migration_lock(tx.client()).await?;
         tx.batch_execute(&render(UNINSTALL, self.db.config.schema())?)
             .await
             .map_err(|e| self.db.translate(e))?;
@@ -191,12 +168,7 @@ impl Admin {
         let shipped_functions = functions()?;
         let latest = shipped.iter().map(|m| m.version).max().unwrap_or(0);
         let schema = self.db.config.schema().to_string();
-        let rows = self.db.fetch(Query::MigrationInstalled, &[], None).await?;
-        let installed: bool = match rows.first() {
-            Some(r) => col(r, "installed")?,
-            None => false,
-        };
-        if !installed {
+        if !self.db.migration_installed().await? {
             return Ok(VerifyReport {
                 schema,
                 installed: false,
@@ -212,8 +184,8 @@ impl Admin {
             });
         }
         let mut applied: HashMap<i32, (String, String)> = HashMap::new();
-        for r in self.db.fetch(Query::MigrationList, &[], None).await? {
-            applied.insert(col(&r, "version")?, (col(&r, "name")?, col(&r, "checksum")?));
+        for m in self.db.migration_list(None).await? {
+            applied.insert(m.version, (m.name, m.checksum));
         }
         let mut unknown: Vec<(i32, String)> = applied
             .iter()
@@ -223,8 +195,8 @@ impl Admin {
         unknown.sort();
         let names: Vec<String> = shipped_functions.iter().map(|f| f.name.clone()).collect();
         let mut recorded: Vec<(String, Option<String>, bool)> = Vec::new();
-        for r in self.db.fetch(Query::FunctionList, &[(&names, Type::TEXT_ARRAY)], None).await? {
-            recorded.push((col(&r, "name")?, col(&r, "checksum")?, col(&r, "present")?));
+        for f in self.db.function_list(None, &names).await? {
+            recorded.push((f.name, f.checksum, f.present));
         }
         let function = |name: &str| recorded.iter().find(|(n, _, _)| n == name);
         let mut missing: Vec<String> =
@@ -269,24 +241,16 @@ impl Admin {
     /// Create queue `name` with `options`.
     pub async fn create_queue_with(&self, name: &str, options: &QueueOptions) -> Result<QueueInfo> {
         validate_queue_name(name)?;
-        let vt = positive_secs(options.visibility_timeout, "visibility_timeout")?;
+        positive_secs(options.visibility_timeout, "visibility_timeout")?;
         if options.max_attempts < 1 {
             return Err(Error::invalid(format!(
                 "max_attempts must be an int >= 1, got {}",
                 options.max_attempts
             )));
         }
-        let name_s = name.to_string();
-        let rows = self
-            .db
-            .fetch(
-                Query::QueueCreate,
-                &[(&name_s, Type::TEXT), (&vt, Type::FLOAT8), (&options.max_attempts, Type::INT4)],
-                Some(name),
-            )
-            .await?;
-        if let Some(row) = rows.first() {
-            return QueueInfo::from_row(row);
+        let created = self.db.queue_create(name, options.visibility_timeout, options.max_attempts).await?;
+        if let Some(queue) = created {
+            return Ok(queue);
         }
         if !options.exist_ok {
             return Err(Error::new(
@@ -299,13 +263,14 @@ impl Admin {
 
     /// The queue named `name`.
     pub async fn get_queue(&self, name: &str) -> Result<QueueInfo> {
-        let rows = self.by_name(Query::QueueGet, name).await?;
-        QueueInfo::from_row(rows.first().ok_or_else(|| Error::queue_not_found(name))?)
+        validate_queue_name(name)?;
+        self.db.queue_get(name).await?.ok_or_else(|| Error::queue_not_found(name))
     }
 
     /// Delete a queue with its waiting and in-flight messages (its archive stays).
     pub async fn delete_queue(&self, name: &str) -> Result<()> {
-        if self.by_name(Query::QueueDelete, name).await?.is_empty() {
+        validate_queue_name(name)?;
+        if !self.db.queue_delete(name).await? {
             return Err(Error::queue_not_found(name));
         }
         Ok(())
@@ -313,20 +278,19 @@ impl Admin {
 
     /// Delete every waiting, delayed and in-flight message; return how many.
     pub async fn purge_queue(&self, name: &str) -> Result<i64> {
-        let rows = self.by_name(Query::QueuePurge, name).await?;
-        col(rows.first().ok_or_else(|| Error::queue_not_found(name))?, "purged")
+        validate_queue_name(name)?;
+        self.db.queue_purge(name).await?.ok_or_else(|| Error::queue_not_found(name))
     }
 
     /// Every queue, by name.
     pub async fn list_queues(&self) -> Result<Vec<QueueInfo>> {
-        let rows = self.db.fetch(Query::QueueList, &[], None).await?;
-        rows.iter().map(QueueInfo::from_row).collect()
+        self.db.queue_list().await
     }
 
     /// Counts of ready, in-flight, delayed and archived messages.
     pub async fn queue_stats(&self, name: &str) -> Result<QueueStats> {
-        let rows = self.by_name(Query::QueueStats, name).await?;
-        QueueStats::from_row(rows.first().ok_or_else(|| Error::queue_not_found(name))?)
+        validate_queue_name(name)?;
+        self.db.queue_stats(name).await?.ok_or_else(|| Error::queue_not_found(name))
     }
 
     /// Stop deliveries from `name` (enqueues still work) until `resume_queue`.
@@ -341,21 +305,10 @@ impl Admin {
 
     async fn set_paused(&self, name: &str, paused: bool) -> Result<()> {
         validate_queue_name(name)?;
-        let name_s = name.to_string();
-        let rows = self
-            .db
-            .fetch(Query::QueueSetPaused, &[(&name_s, Type::TEXT), (&paused, Type::BOOL)], Some(name))
-            .await?;
-        if rows.is_empty() {
+        if !self.db.queue_set_paused(name, paused).await? {
             return Err(Error::queue_not_found(name));
         }
         Ok(())
-    }
-
-    async fn by_name(&self, q: Query, name: &str) -> Result<Vec<tokio_postgres::Row>> {
-        validate_queue_name(name)?;
-        let name_s = name.to_string();
-        self.db.fetch(q, &[(&name_s, Type::TEXT)], Some(name)).await
     }
 
     /// Messages in delivery order with their state (ready, in_flight or
@@ -363,12 +316,7 @@ impl Admin {
     pub async fn peek(&self, queue: &str, limit: usize) -> Result<Vec<(Message, String)>> {
         validate_queue_name(queue)?;
         let limit = batch_size(limit, "limit")?;
-        let queue_s = queue.to_string();
-        let rows = self
-            .db
-            .fetch(Query::MessagePeek, &[(&queue_s, Type::TEXT), (&limit, Type::INT8)], Some(queue))
-            .await?;
-        rows.iter().map(|r| Ok((Message::from_row(r)?, col(r, "state")?))).collect()
+        self.db.message_peek(queue, limit).await
     }
 
     /// Archived messages, newest first, optionally of one queue and status.
@@ -385,15 +333,7 @@ impl Admin {
             validate_status(s)?;
         }
         let limit = batch_size(limit, "limit")?;
-        let rows = self
-            .db
-            .fetch(
-                Query::ArchiveList,
-                &[(&queue, Type::TEXT), (&status, Type::TEXT), (&limit, Type::INT8)],
-                None,
-            )
-            .await?;
-        rows.iter().map(ArchivedMessage::from_row).collect()
+        self.db.archive_list(queue, status, limit).await
     }
 
     /// Delete archived messages archived more than `older_than` ago; return how many.
@@ -409,16 +349,7 @@ impl Admin {
         if let Some(s) = status {
             validate_status(s)?;
         }
-        let age = older_than.as_secs_f64();
-        let rows = self
-            .db
-            .fetch(
-                Query::ArchivePurge,
-                &[(&age, Type::FLOAT8), (&queue, Type::TEXT), (&status, Type::TEXT)],
-                None,
-            )
-            .await?;
-        col(&rows[0], "purged")
+        self.db.archive_purge(older_than, queue, status).await
     }
 
     /// Put archived messages with `status` (usually "dead") back on `queue`,
@@ -426,32 +357,19 @@ impl Admin {
     pub async fn redrive(&self, queue: &str, status: &str, ids: Option<&[i64]>) -> Result<Vec<i64>> {
         validate_status(status)?;
         self.get_queue(queue).await?;
-        let ids: Option<Vec<i64>> = ids.map(<[i64]>::to_vec);
-        let (queue_s, status_s) = (queue.to_string(), status.to_string());
-        let rows = self
-            .db
-            .fetch(
-                Query::ArchiveRedrive,
-                &[(&queue_s, Type::TEXT), (&status_s, Type::TEXT), (&ids, Type::INT8_ARRAY)],
-                Some(queue),
-            )
-            .await?;
-        let mut out: Vec<i64> = rows.iter().map(|r| col(r, "id")).collect::<Result<_>>()?;
+        let mut out = self.db.archive_redrive(queue, status, ids).await?;
         out.sort_unstable();
         Ok(out)
     }
 
     /// Every known worker, newest first.
     pub async fn list_workers(&self) -> Result<Vec<WorkerInfo>> {
-        let rows = self.db.fetch(Query::WorkerList, &[], None).await?;
-        rows.iter().map(WorkerInfo::from_row).collect()
+        self.db.worker_list().await
     }
 
     /// Mark workers silent for `dead_after` as dead and prune rows older than
     /// `prune_after`; return (marked dead, pruned). Leases need no reaping.
     pub async fn reap_workers(&self, dead_after: Duration, prune_after: Duration) -> Result<(i64, i64)> {
-        let (d, p) = (dead_after.as_secs_f64(), prune_after.as_secs_f64());
-        let rows = self.db.fetch(Query::WorkerReap, &[(&d, Type::FLOAT8), (&p, Type::FLOAT8)], None).await?;
-        Ok((col(&rows[0], "marked_dead")?, col(&rows[0], "pruned")?))
+        self.db.worker_reap(dead_after, prune_after).await
     }
 }

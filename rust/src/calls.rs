@@ -1,18 +1,75 @@
-//! Typed calls of the server functions that make the worker's decisions in
-//! SQL, once for both languages (as Python's `pgqrs._async._calls`):
-//! `message_fail` (retry with the backoff, or dead) and `worker_alive` (a
-//! heartbeat that registers a pruned worker again under its id).
+//! The typed query layer: one `async fn` per named query of `sql/queries/`,
+//! named as the query, with typed Rust parameters (as Python's
+//! `pgqrs._async._calls`). The `(&dyn ToSql, Type)` slices and the column
+//! names stay in here, so no call site passes a positional parameter list;
+//! [`Query`] stays the registry of the embedded texts.
+//!
+//! Each runs on a pooled connection; those that `Admin::install` and
+//! `Producer::enqueue_in` run inside the caller's transaction take `on:
+//! Some(client)`. Among them, the calls of the server functions that make the
+//! worker's decisions once for both languages: `message_fail` (retry with the
+//! backoff, or dead), `worker_alive` (a heartbeat that registers a pruned
+//! worker again under its id) and `message_dequeue` (which archives exhausted
+//! rows and fills its batch itself).
 
 use std::collections::HashSet;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio_postgres::types::Type;
+use tokio_postgres::{Client, Row};
 use uuid::Uuid;
 
 use crate::admin::{bounded_secs, MAX_BATCH};
 use crate::db::{col, Db, Param};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
+use crate::message::{ArchivedMessage, Message, QueueInfo, QueueStats, WorkerInfo};
 use crate::queries::Query;
+use crate::worker::Backoff;
+
+/// What a fenced statement (`message_archive`, `_release`, `_delete`,
+/// `_extend`) did with one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fence {
+    /// Done: the lease still held.
+    Ok,
+    /// The message is there under another lease (or none): left untouched.
+    LeaseLost,
+    /// No such waiting or in-flight message.
+    NotFound,
+}
+
+/// One row of a fenced statement's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fenced {
+    pub id: i64,
+    pub outcome: Fence,
+    /// The new end of the lease (`message_extend`).
+    pub visible_until: Option<DateTime<Utc>>,
+}
+
+/// What one `message_dequeue` call leased, and how many picked rows it
+/// archived as dead (delivered max_attempts times already).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dequeued {
+    pub messages: Vec<Message>,
+    pub dead: usize,
+}
+
+/// The parameters of `message_enqueue`, one array element per message.
+#[derive(Debug, Clone)]
+pub struct Enqueue {
+    pub queue: String,
+    /// JSON texts.
+    pub payloads: Vec<String>,
+    pub priorities: Vec<i32>,
+    /// Seconds.
+    pub delays: Vec<Option<f64>>,
+    pub available_at: Vec<Option<DateTime<Utc>>>,
+    pub dedup_keys: Vec<Option<String>>,
+    /// JSON object texts.
+    pub headers: Vec<Option<String>>,
+}
 
 /// One failed attempt to settle with [`Db::message_fail`].
 #[derive(Debug, Clone, PartialEq)]
@@ -28,15 +85,6 @@ pub struct Failure {
     pub delay: Option<Duration>,
     /// Archive as dead whatever the attempts (the handler gave up).
     pub dead: bool,
-}
-
-/// The retry delay after failed attempt n: `base * 2^(n-1)`, capped at
-/// `max`, spread by +-`jitter` (a fraction from 0 to 1), computed in SQL.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Backoff {
-    pub base: Duration,
-    pub max: Duration,
-    pub jitter: f64,
 }
 
 /// What `message_fail` did with one message.
@@ -72,28 +120,221 @@ pub struct Heartbeat {
     pub registered: bool,
 }
 
-impl Backoff {
-    fn checked(&self) -> Result<(f64, f64, f64)> {
-        let base = bounded_secs(self.base, "backoff base")?;
-        let max = bounded_secs(self.max, "backoff max")?;
-        if max < base {
-            return Err(Error::invalid(format!("backoff max ({max}s) must be >= backoff base ({base}s)")));
-        }
-        if !(0.0..=1.0).contains(&self.jitter) {
-            return Err(Error::invalid(format!(
-                "backoff jitter is a fraction from 0 to 1, got {}",
-                self.jitter
-            )));
-        }
-        Ok((base, max, self.jitter))
-    }
+/// One row of `function_list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionRecord {
+    pub name: String,
+    /// The checksum in the function ledger; None when not recorded.
+    pub checksum: Option<String>,
+    /// A function of that name exists in the schema.
+    pub present: bool,
+}
+
+/// One row of `migration_list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationRecord {
+    pub version: i32,
+    pub name: String,
+    pub checksum: String,
+}
+
+fn fenced(rows: &[Row]) -> Result<Vec<Fenced>> {
+    rows.iter()
+        .map(|r| {
+            let outcome: String = col(r, "outcome")?;
+            let outcome = match outcome.as_str() {
+                "ok" => Fence::Ok,
+                "lease_lost" => Fence::LeaseLost,
+                "not_found" => Fence::NotFound,
+                other => return Err(unexpected("outcome", other)),
+            };
+            Ok(Fenced { id: col(r, "id")?, outcome, visible_until: col(r, "visible_until")? })
+        })
+        .collect()
+}
+
+fn unexpected(what: &str, value: &str) -> Error {
+    Error::new(ErrorKind::Database, format!("unexpected {what} {value:?} from the database"))
+}
+
+fn one(rows: Vec<Row>, query: &str) -> Result<Row> {
+    rows.into_iter().next().ok_or_else(|| Error::new(ErrorKind::Database, format!("{query} returned no row")))
 }
 
 impl Db {
+    /// Run `q` on `on` (the caller's connection or transaction) or a pooled connection.
+    async fn run(
+        &self,
+        on: Option<&Client>,
+        q: Query,
+        params: &[Param<'_>],
+        queue: Option<&str>,
+    ) -> Result<Vec<Row>> {
+        match on {
+            Some(client) => self.fetch_on(client, q, params, queue).await,
+            None => self.fetch(q, params, queue).await,
+        }
+    }
+
+    /// `archive_list`: archived messages, newest first, of `queue` and
+    /// `status` (None: all), at most `limit`.
+    pub async fn archive_list(
+        &self,
+        queue: Option<&str>,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ArchivedMessage>> {
+        let params: [Param<'_>; 3] = [(&queue, Type::TEXT), (&status, Type::TEXT), (&limit, Type::INT8)];
+        let rows = self.run(None, Query::ArchiveList, &params, None).await?;
+        rows.iter().map(ArchivedMessage::from_row).collect()
+    }
+
+    /// `archive_purge`: delete the archive rows older than `older_than` (of
+    /// `queue` and `status`, None: all); returns how many.
+    pub async fn archive_purge(
+        &self,
+        older_than: Duration,
+        queue: Option<&str>,
+        status: Option<&str>,
+    ) -> Result<i64> {
+        let age = older_than.as_secs_f64();
+        let params: [Param<'_>; 3] = [(&age, Type::FLOAT8), (&queue, Type::TEXT), (&status, Type::TEXT)];
+        let rows = self.run(None, Query::ArchivePurge, &params, None).await?;
+        col(&one(rows, "archive_purge")?, "purged")
+    }
+
+    /// `archive_redrive`: put archived messages of `queue` with `status`
+    /// (all, or only `ids`) back on the queue; returns the ids put back.
+    pub async fn archive_redrive(&self, queue: &str, status: &str, ids: Option<&[i64]>) -> Result<Vec<i64>> {
+        let ids: Option<Vec<i64>> = ids.map(<[i64]>::to_vec);
+        let params: [Param<'_>; 3] = [(&queue, Type::TEXT), (&status, Type::TEXT), (&ids, Type::INT8_ARRAY)];
+        let rows = self.run(None, Query::ArchiveRedrive, &params, Some(queue)).await?;
+        rows.iter().map(|r| col(r, "id")).collect()
+    }
+
+    /// `function_list`: the ledger's record and presence of each function
+    /// shipped (`names`) or recorded.
+    pub async fn function_list(&self, on: Option<&Client>, names: &[String]) -> Result<Vec<FunctionRecord>> {
+        let rows = self.run(on, Query::FunctionList, &[(&names, Type::TEXT_ARRAY)], None).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(FunctionRecord {
+                    name: col(r, "name")?,
+                    checksum: col(r, "checksum")?,
+                    present: col(r, "present")?,
+                })
+            })
+            .collect()
+    }
+
+    /// `function_record`: record function `name`'s `checksum` just after its
+    /// file ran; returns how many functions of that name the schema holds.
+    pub async fn function_record(&self, on: &Client, name: &str, checksum: &str) -> Result<i64> {
+        let params: [Param<'_>; 2] = [(&name, Type::TEXT), (&checksum, Type::TEXT)];
+        let rows = self.run(Some(on), Query::FunctionRecord, &params, None).await?;
+        col(&one(rows, "function_record")?, "overloads")
+    }
+
+    /// `message_archive`, one row per message: status, result and error (JSON
+    /// texts) per message, fenced by lease.
+    pub async fn message_archive(
+        &self,
+        ids: &[i64],
+        leases: &[Uuid],
+        statuses: &[String],
+        results: &[Option<String>],
+        errors: &[Option<String>],
+        queue: Option<&str>,
+    ) -> Result<Vec<Fenced>> {
+        let params: [Param<'_>; 5] = [
+            (&ids, Type::INT8_ARRAY),
+            (&leases, Type::UUID_ARRAY),
+            (&statuses, Type::TEXT_ARRAY),
+            (&results, Type::TEXT_ARRAY),
+            (&errors, Type::TEXT_ARRAY),
+        ];
+        fenced(&self.run(None, Query::MessageArchive, &params, queue).await?)
+    }
+
+    /// `message_delete`: delete leased messages, fenced by lease.
+    pub async fn message_delete(
+        &self,
+        ids: &[i64],
+        leases: &[Uuid],
+        queue: Option<&str>,
+    ) -> Result<Vec<Fenced>> {
+        let params: [Param<'_>; 2] = [(&ids, Type::INT8_ARRAY), (&leases, Type::UUID_ARRAY)];
+        fenced(&self.run(None, Query::MessageDelete, &params, queue).await?)
+    }
+
+    /// `message_dequeue`: lease up to `limit` ready messages of `queue` for
+    /// `visibility_timeout` (None: the queue's), taken by `worker_id` (None:
+    /// a plain consumer). Exhausted rows go to the archive as dead in the
+    /// same call, which fills the batch past them. QueueNotFound when the
+    /// queue does not exist.
+    pub async fn message_dequeue(
+        &self,
+        queue: &str,
+        limit: i64,
+        visibility_timeout: Option<Duration>,
+        worker_id: Option<i64>,
+    ) -> Result<Dequeued> {
+        let vt = visibility_timeout.map(|d| d.as_secs_f64());
+        let params: [Param<'_>; 4] =
+            [(&queue, Type::TEXT), (&limit, Type::INT8), (&vt, Type::FLOAT8), (&worker_id, Type::INT8)];
+        let rows = self.run(None, Query::MessageDequeue, &params, Some(queue)).await?;
+        let mut out = Dequeued { messages: Vec::new(), dead: 0 };
+        for row in &rows {
+            let outcome: String = col(row, "outcome")?;
+            match outcome.as_str() {
+                "leased" => out.messages.push(Message::from_row(row)?),
+                "dead" => out.dead += 1,
+                "missing" => return Err(Error::queue_not_found(queue)),
+                other => return Err(unexpected("outcome", other)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// `message_enqueue`: the messages of `p`, in order (a waiting one with
+    /// the same dedup key instead of a new one). QueueNotFound when the queue
+    /// does not exist.
+    pub async fn message_enqueue(&self, on: Option<&Client>, p: &Enqueue) -> Result<Vec<Message>> {
+        let params: [Param<'_>; 7] = [
+            (&p.queue, Type::TEXT),
+            (&p.payloads, Type::TEXT_ARRAY),
+            (&p.priorities, Type::INT4_ARRAY),
+            (&p.delays, Type::FLOAT8_ARRAY),
+            (&p.available_at, Type::TIMESTAMPTZ_ARRAY),
+            (&p.dedup_keys, Type::TEXT_ARRAY),
+            (&p.headers, Type::TEXT_ARRAY),
+        ];
+        let rows = self.run(on, Query::MessageEnqueue, &params, Some(&p.queue)).await?;
+        if rows.is_empty() {
+            // The statement found no queue row to lock: the queue does not exist.
+            return Err(Error::queue_not_found(&p.queue));
+        }
+        rows.iter().map(Message::from_row).collect()
+    }
+
+    /// `message_extend`: keep the leases for `duration` more, fenced by lease.
+    pub async fn message_extend(
+        &self,
+        ids: &[i64],
+        leases: &[Uuid],
+        duration: Duration,
+        queue: Option<&str>,
+    ) -> Result<Vec<Fenced>> {
+        let secs = duration.as_secs_f64();
+        let params: [Param<'_>; 3] =
+            [(&ids, Type::INT8_ARRAY), (&leases, Type::UUID_ARRAY), (&secs, Type::FLOAT8)];
+        fenced(&self.run(None, Query::MessageExtend, &params, queue).await?)
+    }
+
     /// `message_fail`: for each failure whose lease still holds, release the
-    /// message for a retry after its delay (or the backoff), or archive it as
-    /// dead when it was delivered the queue's max_attempts times (or `dead`).
-    /// One outcome per failure, in order.
+    /// message for a retry after its delay (or the backoff, computed in SQL),
+    /// or archive it as dead when it was delivered the queue's max_attempts
+    /// times (or `dead`). One outcome per failure, in order.
     pub async fn message_fail(
         &self,
         failures: &[Failure],
@@ -109,7 +350,8 @@ impl Db {
                 failures.len()
             )));
         }
-        let (base, max, jitter) = backoff.checked()?;
+        backoff.check()?;
+        let (base, max, jitter) = (backoff.base.as_secs_f64(), backoff.max.as_secs_f64(), backoff.jitter);
         let ids: Vec<i64> = failures.iter().map(|f| f.id).collect();
         if ids.iter().collect::<HashSet<_>>().len() != ids.len() {
             return Err(Error::invalid("the same message appears twice in one message_fail call"));
@@ -131,7 +373,7 @@ impl Db {
             (&max, Type::FLOAT8),
             (&jitter, Type::FLOAT8),
         ];
-        let rows = self.fetch(Query::MessageFail, &params, queue).await?;
+        let rows = self.run(None, Query::MessageFail, &params, queue).await?;
         rows.iter()
             .map(|r| {
                 let outcome: String = col(r, "outcome")?;
@@ -140,12 +382,7 @@ impl Db {
                     "dead" => FailKind::Dead,
                     "lease_lost" => FailKind::LeaseLost,
                     "not_found" => FailKind::NotFound,
-                    other => {
-                        return Err(Error::new(
-                            crate::ErrorKind::Database,
-                            format!("message_fail: outcome {other:?}"),
-                        ))
-                    }
+                    other => return Err(unexpected("outcome", other)),
                 };
                 let delay: Option<f64> = col(r, "delay")?;
                 Ok(FailOutcome {
@@ -156,6 +393,128 @@ impl Db {
                 })
             })
             .collect()
+    }
+
+    /// `message_peek`: up to `limit` messages of `queue` in delivery order,
+    /// with their state (ready, in_flight or delayed), not leased.
+    pub async fn message_peek(&self, queue: &str, limit: i64) -> Result<Vec<(Message, String)>> {
+        let params: [Param<'_>; 2] = [(&queue, Type::TEXT), (&limit, Type::INT8)];
+        let rows = self.run(None, Query::MessagePeek, &params, Some(queue)).await?;
+        rows.iter().map(|r| Ok((Message::from_row(r)?, col(r, "state")?))).collect()
+    }
+
+    /// `message_release`: give leased messages back after `delays`, with
+    /// `errors` (JSON texts) and `refunds` (None: no attempt refunded), fenced by lease.
+    pub async fn message_release(
+        &self,
+        ids: &[i64],
+        leases: &[Uuid],
+        delays: &[Duration],
+        errors: &[Option<String>],
+        refunds: Option<&[bool]>,
+        queue: Option<&str>,
+    ) -> Result<Vec<Fenced>> {
+        let delays: Vec<f64> = delays.iter().map(Duration::as_secs_f64).collect();
+        let params: [Param<'_>; 5] = [
+            (&ids, Type::INT8_ARRAY),
+            (&leases, Type::UUID_ARRAY),
+            (&delays, Type::FLOAT8_ARRAY),
+            (&errors, Type::TEXT_ARRAY),
+            (&refunds, Type::BOOL_ARRAY),
+        ];
+        fenced(&self.run(None, Query::MessageRelease, &params, queue).await?)
+    }
+
+    /// `migration_installed`: does the schema's migration ledger exist?
+    pub async fn migration_installed(&self) -> Result<bool> {
+        let rows = self.run(None, Query::MigrationInstalled, &[], None).await?;
+        match rows.first() {
+            Some(r) => col(r, "installed"),
+            None => Ok(false),
+        }
+    }
+
+    /// `migration_list`: the migrations recorded as applied, by version.
+    pub async fn migration_list(&self, on: Option<&Client>) -> Result<Vec<MigrationRecord>> {
+        let rows = self.run(on, Query::MigrationList, &[], None).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(MigrationRecord {
+                    version: col(r, "version")?,
+                    name: col(r, "name")?,
+                    checksum: col(r, "checksum")?,
+                })
+            })
+            .collect()
+    }
+
+    /// `migration_lock`: the install lock of this schema, until the
+    /// transaction of `on` ends.
+    pub async fn migration_lock(&self, on: &Client) -> Result<()> {
+        self.run(Some(on), Query::MigrationLock, &[], None).await.map(drop)
+    }
+
+    /// `migration_record`: record migration `version` as applied.
+    pub async fn migration_record(
+        &self,
+        on: &Client,
+        version: i32,
+        name: &str,
+        checksum: &str,
+    ) -> Result<()> {
+        let params: [Param<'_>; 3] = [(&version, Type::INT4), (&name, Type::TEXT), (&checksum, Type::TEXT)];
+        self.run(Some(on), Query::MigrationRecord, &params, None).await.map(drop)
+    }
+
+    /// `queue_create`: the new queue, or None when the name is taken.
+    pub async fn queue_create(
+        &self,
+        name: &str,
+        visibility_timeout: Duration,
+        max_attempts: i32,
+    ) -> Result<Option<QueueInfo>> {
+        let vt = visibility_timeout.as_secs_f64();
+        let params: [Param<'_>; 3] = [(&name, Type::TEXT), (&vt, Type::FLOAT8), (&max_attempts, Type::INT4)];
+        let rows = self.run(None, Query::QueueCreate, &params, Some(name)).await?;
+        rows.first().map(QueueInfo::from_row).transpose()
+    }
+
+    /// `queue_delete`: delete queue `name` with its messages; false when there is none.
+    pub async fn queue_delete(&self, name: &str) -> Result<bool> {
+        let rows = self.run(None, Query::QueueDelete, &[(&name, Type::TEXT)], Some(name)).await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// `queue_get`: queue `name`, if it exists.
+    pub async fn queue_get(&self, name: &str) -> Result<Option<QueueInfo>> {
+        let rows = self.run(None, Query::QueueGet, &[(&name, Type::TEXT)], Some(name)).await?;
+        rows.first().map(QueueInfo::from_row).transpose()
+    }
+
+    /// `queue_list`: every queue, by name.
+    pub async fn queue_list(&self) -> Result<Vec<QueueInfo>> {
+        let rows = self.run(None, Query::QueueList, &[], None).await?;
+        rows.iter().map(QueueInfo::from_row).collect()
+    }
+
+    /// `queue_purge`: delete every message of queue `name`; how many, or
+    /// None when there is no such queue.
+    pub async fn queue_purge(&self, name: &str) -> Result<Option<i64>> {
+        let rows = self.run(None, Query::QueuePurge, &[(&name, Type::TEXT)], Some(name)).await?;
+        rows.first().map(|r| col(r, "purged")).transpose()
+    }
+
+    /// `queue_set_paused`: pause or resume queue `name`; false when there is none.
+    pub async fn queue_set_paused(&self, name: &str, paused: bool) -> Result<bool> {
+        let params: [Param<'_>; 2] = [(&name, Type::TEXT), (&paused, Type::BOOL)];
+        let rows = self.run(None, Query::QueueSetPaused, &params, Some(name)).await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// `queue_stats`: the counts of queue `name`, if it exists.
+    pub async fn queue_stats(&self, name: &str) -> Result<Option<QueueStats>> {
+        let rows = self.run(None, Query::QueueStats, &[(&name, Type::TEXT)], Some(name)).await?;
+        rows.first().map(QueueStats::from_row).transpose()
     }
 
     /// `worker_alive`: the heartbeat of worker `id` with `status` ('running'
@@ -175,7 +534,6 @@ impl Db {
                 "worker status must be 'running' or 'stopping', got {status:?}"
             )));
         }
-        let (status, hostname, queues) = (status.to_string(), hostname.to_string(), queues.to_vec());
         let params: [Param<'_>; 6] = [
             (&id, Type::INT8),
             (&status, Type::TEXT),
@@ -184,7 +542,44 @@ impl Db {
             (&queues, Type::TEXT_ARRAY),
             (&listening, Type::BOOL),
         ];
-        let rows = self.fetch(Query::WorkerAlive, &params, None).await?;
-        Ok(Heartbeat { status: col(&rows[0], "status")?, registered: col(&rows[0], "registered")? })
+        let row = one(self.run(None, Query::WorkerAlive, &params, None).await?, "worker_alive")?;
+        Ok(Heartbeat { status: col(&row, "status")?, registered: col(&row, "registered")? })
+    }
+
+    /// `worker_list`: every known worker, newest first.
+    pub async fn worker_list(&self) -> Result<Vec<WorkerInfo>> {
+        let rows = self.run(None, Query::WorkerList, &[], None).await?;
+        rows.iter().map(WorkerInfo::from_row).collect()
+    }
+
+    /// `worker_reap`: mark workers silent for `dead_after` dead, prune those
+    /// stopped or dead for `prune_after`; returns (marked dead, pruned).
+    pub async fn worker_reap(&self, dead_after: Duration, prune_after: Duration) -> Result<(i64, i64)> {
+        let (dead, prune) = (dead_after.as_secs_f64(), prune_after.as_secs_f64());
+        let params: [Param<'_>; 2] = [(&dead, Type::FLOAT8), (&prune, Type::FLOAT8)];
+        let row = one(self.run(None, Query::WorkerReap, &params, None).await?, "worker_reap")?;
+        Ok((col(&row, "marked_dead")?, col(&row, "pruned")?))
+    }
+
+    /// `worker_register`: a new worker row; returns its id.
+    pub async fn worker_register(
+        &self,
+        hostname: &str,
+        pid: i32,
+        queues: &[String],
+        listening: bool,
+    ) -> Result<i64> {
+        let params: [Param<'_>; 4] = [
+            (&hostname, Type::TEXT),
+            (&pid, Type::INT4),
+            (&queues, Type::TEXT_ARRAY),
+            (&listening, Type::BOOL),
+        ];
+        col(&one(self.run(None, Query::WorkerRegister, &params, None).await?, "worker_register")?, "id")
+    }
+
+    /// `worker_stop`: mark worker `id` stopped.
+    pub async fn worker_stop(&self, id: i64) -> Result<()> {
+        self.run(None, Query::WorkerStop, &[(&id, Type::INT8)], None).await.map(drop)
     }
 }

@@ -7,23 +7,17 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde_json::Value;
-use tokio_postgres::types::Type;
-use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::admin::{batch_size, bounded_secs, positive_secs, MAX_BATCH};
+use crate::calls::{Fence, Fenced};
 use crate::config::Config;
-use crate::db::{col, Db};
+use crate::db::Db;
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::Message;
 use crate::payload::encode;
-use crate::queries::Query;
 use crate::validate::{validate_queue_name, validate_status};
 
-/// No longer used by [`Consumer`]: `message_dequeue` archives exhausted rows
-/// and fills the batch itself. Kept only while the worker's fetcher still
-/// loops on it (to be removed with that loop).
-pub const DEQUEUE_DEAD_RETRIES: usize = 10;
 /// Leases a Consumer remembers at most; the oldest are forgotten first
 /// (passing the Message itself always works).
 pub const MAX_REMEMBERED_LEASES: usize = 100_000;
@@ -215,25 +209,14 @@ impl Consumer {
         visibility_timeout: Option<Duration>,
     ) -> Result<Vec<Message>> {
         let limit = batch_size(batch, "batch")?;
-        let vt = visibility_timeout.map(|d| positive_secs(d, "visibility_timeout")).transpose()?;
+        if let Some(vt) = visibility_timeout {
+            positive_secs(vt, "visibility_timeout")?;
+        }
         // Rows already delivered max_attempts times go to the archive as dead
         // inside message_dequeue, which keeps taking rows until the batch is full.
-        let rows = self
-            .db
-            .fetch(
-                Query::MessageDequeue,
-                &[
-                    (&self.queue, Type::TEXT),
-                    (&limit, Type::INT8),
-                    (&vt, Type::FLOAT8),
-                    (&self.worker_id, Type::INT8),
-                ],
-                Some(&self.queue),
-            )
-            .await?;
-        let (messages, _dead) = dequeue_result(&rows, &self.queue)?;
-        self.leases.lock().unwrap().remember(&messages);
-        Ok(messages)
+        let got = self.db.message_dequeue(&self.queue, limit, visibility_timeout, self.worker_id).await?;
+        self.leases.lock().unwrap().remember(&got.messages);
+        Ok(got.messages)
     }
 
     /// Move the message to the archive with `status` (e.g. "completed").
@@ -301,14 +284,7 @@ impl Consumer {
     {
         let refs: Vec<MessageRef> = msgs.into_iter().map(Into::into).collect();
         let (ids, leases) = self.resolve(&refs, "delete")?;
-        let rows = self
-            .db
-            .fetch(
-                Query::MessageDelete,
-                &[(&ids, Type::INT8_ARRAY), (&leases, Type::UUID_ARRAY)],
-                Some(&self.queue),
-            )
-            .await?;
+        let rows = self.db.message_delete(&ids, &leases, Some(&self.queue)).await?;
         self.check_fenced(&rows, "delete").map(|(done, _)| done)
     }
 
@@ -326,15 +302,8 @@ impl Consumer {
     {
         let refs: Vec<MessageRef> = msgs.into_iter().map(Into::into).collect();
         let (ids, leases) = self.resolve(&refs, "extend")?;
-        let secs = positive_secs(duration, "seconds")?;
-        let rows = self
-            .db
-            .fetch(
-                Query::MessageExtend,
-                &[(&ids, Type::INT8_ARRAY), (&leases, Type::UUID_ARRAY), (&secs, Type::FLOAT8)],
-                Some(&self.queue),
-            )
-            .await?;
+        positive_secs(duration, "seconds")?;
+        let rows = self.db.message_extend(&ids, &leases, duration, Some(&self.queue)).await?;
         let (_, until) = self.check_fenced(&rows, "extend")?;
         ids.iter()
             .map(|id| {
@@ -384,7 +353,8 @@ impl Consumer {
     {
         let refs: Vec<MessageRef> = msgs.into_iter().map(Into::into).collect();
         let (ids, leases) = self.resolve(&refs, "release")?;
-        let delays = vec![bounded_secs(delay, "delay")?; ids.len()];
+        bounded_secs(delay, "delay")?;
+        let delays = vec![delay; ids.len()];
         let errors = self.encode_each(errors, ids.len(), "error")?;
         let rows = self.db.message_release(&ids, &leases, &delays, &errors, None, Some(&self.queue)).await?;
         self.check_fenced(&rows, "release").map(|(done, _)| done)
@@ -411,20 +381,18 @@ impl Consumer {
     #[allow(clippy::type_complexity)]
     fn check_fenced(
         &self,
-        rows: &[Row],
+        rows: &[Fenced],
         action: &str,
     ) -> Result<(Vec<i64>, HashMap<i64, Option<DateTime<Utc>>>)> {
         let mut done = Vec::new();
         let mut lost = Vec::new();
         let mut until = HashMap::new();
         for r in rows {
-            let id: i64 = col(r, "id")?;
-            let outcome: String = col(r, "outcome")?;
-            until.insert(id, col(r, "visible_until")?);
-            if outcome == "ok" {
-                done.push(id);
+            until.insert(r.id, r.visible_until);
+            if r.outcome == Fence::Ok {
+                done.push(r.id);
             } else {
-                lost.push(id);
+                lost.push(r.id);
             }
         }
         {
@@ -450,19 +418,4 @@ impl Consumer {
         }
         Ok((done, until))
     }
-}
-
-/// The leased messages, and how many picked rows went to the archive as dead.
-pub(crate) fn dequeue_result(rows: &[Row], queue: &str) -> Result<(Vec<Message>, usize)> {
-    let mut messages = Vec::new();
-    let mut dead = 0;
-    for row in rows {
-        let outcome: String = col(row, "outcome")?;
-        match outcome.as_str() {
-            "leased" => messages.push(Message::from_row(row)?),
-            "dead" => dead += 1,
-            _ => return Err(Error::queue_not_found(queue)),
-        }
-    }
-    Ok((messages, dead))
 }

@@ -107,7 +107,8 @@ impl Db {
         }
     }
 
-    /// Run query `q` on a pooled connection and return its rows.
+    /// Run query `q` on a pooled connection and return its rows (for the
+    /// typed query layer, `crate::calls`, which every call site goes through).
     pub(crate) async fn fetch(
         &self,
         q: Query,
@@ -138,48 +139,6 @@ impl Db {
         queue: Option<&str>,
     ) -> Result<Vec<Row>> {
         client.query_typed(self.sql(q), params).await.map_err(|e| translate(e, self.config.schema(), queue))
-    }
-
-    /// `message_archive`, one row per message: status, result and error (JSON
-    /// texts) per message. Shared by `Consumer` and the worker's completer.
-    pub(crate) async fn message_archive(
-        &self,
-        ids: &[i64],
-        leases: &[uuid::Uuid],
-        statuses: &[String],
-        results: &[Option<String>],
-        errors: &[Option<String>],
-        queue: Option<&str>,
-    ) -> Result<Vec<Row>> {
-        let params: [Param<'_>; 5] = [
-            (&ids, Type::INT8_ARRAY),
-            (&leases, Type::UUID_ARRAY),
-            (&statuses, Type::TEXT_ARRAY),
-            (&results, Type::TEXT_ARRAY),
-            (&errors, Type::TEXT_ARRAY),
-        ];
-        self.fetch(Query::MessageArchive, &params, queue).await
-    }
-
-    /// `message_release`: delay (seconds), error (JSON text) and refund per
-    /// message; `refunds: None` refunds nothing.
-    pub(crate) async fn message_release(
-        &self,
-        ids: &[i64],
-        leases: &[uuid::Uuid],
-        delays: &[f64],
-        errors: &[Option<String>],
-        refunds: Option<&[bool]>,
-        queue: Option<&str>,
-    ) -> Result<Vec<Row>> {
-        let params: [Param<'_>; 5] = [
-            (&ids, Type::INT8_ARRAY),
-            (&leases, Type::UUID_ARRAY),
-            (&delays, Type::FLOAT8_ARRAY),
-            (&errors, Type::TEXT_ARRAY),
-            (&refunds, Type::BOOL_ARRAY),
-        ];
-        self.fetch(Query::MessageRelease, &params, queue).await
     }
 
     pub(crate) fn translate(&self, e: tokio_postgres::Error) -> Error {

@@ -89,10 +89,11 @@
 //!
 //! [`Worker`] runs a handler over one or several queues with bounded
 //! concurrency (a handler's slot is free again as soon as it returns; its
-//! outcome waits in a bounded completion backlog to be written), retries with exponential backoff and jitter, lease
-//! extension, batched completions (one fenced `message_archive` /
-//! `message_release` statement for the jobs finishing within a few
-//! milliseconds, retried on connection loss), NOTIFY wake-ups plus polling,
+//! outcome waits in a bounded completion backlog to be written), retries with
+//! exponential backoff and jitter (computed in SQL by `message_fail`, as for
+//! the Python worker), lease extension, batched completions (one fenced
+//! `message_archive` / `message_release` / `message_fail` statement for the
+//! jobs finishing within a few milliseconds, retried on connection loss), NOTIFY wake-ups plus polling,
 //! periodic `worker_reap`, and graceful shutdown on SIGINT/SIGTERM (messages
 //! fetched but not started go back with their attempt refunded). Its
 //! behaviour follows the Python worker; see the [`worker`] module.
@@ -119,7 +120,7 @@ pub use config::{
     DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_POOL_MAX_SIZE, DEFAULT_POOL_MIN_SIZE, DEFAULT_PREPARE_STATEMENTS,
     DEFAULT_SCHEMA, DEFAULT_VISIBILITY_TIMEOUT, ENV_VARS, FALLBACK_DSN_ENV_VAR,
 };
-pub use consumer::{Consumer, MessageRef, DEQUEUE_DEAD_RETRIES, MAX_REMEMBERED_LEASES};
+pub use consumer::{Consumer, MessageRef, MAX_REMEMBERED_LEASES};
 pub use db::make_pool;
 pub use error::{Error, ErrorKind, Result};
 pub use message::{ArchivedMessage, Message, QueueInfo, QueueStats, VerifyReport, WorkerInfo};
@@ -132,11 +133,14 @@ pub use worker::{
     WorkerStats,
 };
 
-/// Not part of the API: the typed calls of the server functions that decide
-/// for the worker, for rust/tests. May change in any release.
+/// Not part of the API: the typed query layer (one method of [`Db`](internal::Db)
+/// per named query), for rust/tests. May change in any release.
 #[doc(hidden)]
 pub mod internal {
-    pub use crate::calls::{Backoff, FailKind, FailOutcome, Failure, Heartbeat};
+    pub use crate::calls::{
+        Dequeued, Enqueue, FailKind, FailOutcome, Failure, Fence, Fenced, FunctionRecord, Heartbeat,
+        MigrationRecord,
+    };
     pub use crate::db::Db;
 }
 

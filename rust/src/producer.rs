@@ -7,16 +7,15 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde::Serialize;
 use serde_json::Value;
-use tokio_postgres::types::Type;
 use tokio_postgres::GenericClient;
 
 use crate::admin::{bounded_secs, MAX_BATCH};
+use crate::calls::Enqueue;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::payload::{encode, encode_headers};
-use crate::queries::Query;
 use crate::validate::validate_queue_name;
 
 /// Longest dedup key accepted, in characters.
@@ -83,17 +82,6 @@ impl EnqueueOptions {
         self.headers = Some(headers);
         self
     }
-}
-
-/// The parameters of message_enqueue, owned (the query takes them by reference).
-struct EnqueueParams {
-    queue: String,
-    payloads: Vec<String>,
-    priorities: Vec<i32>,
-    delays: Vec<Option<f64>>,
-    available_at: Vec<Option<DateTime<Utc>>>,
-    dedup_keys: Vec<Option<String>>,
-    headers: Vec<Option<String>>,
 }
 
 /// Enqueues messages on one queue; every call is one statement.
@@ -187,7 +175,7 @@ impl Producer {
         self.run(&params, Some(client)).await
     }
 
-    fn single<T: Serialize + ?Sized>(&self, payload: &T, options: &EnqueueOptions) -> Result<EnqueueParams> {
+    fn single<T: Serialize + ?Sized>(&self, payload: &T, options: &EnqueueOptions) -> Result<Enqueue> {
         if options.dedup_keys.is_some() {
             return Err(Error::invalid(
                 "dedup_keys is for enqueue_batch; use EnqueueOptions::dedup_key for one message",
@@ -197,7 +185,7 @@ impl Producer {
         self.params(vec![encode(payload, "payload", max)?], vec![options.dedup_key.clone()], options)
     }
 
-    fn batch<T: Serialize>(&self, payloads: &[T], options: &EnqueueOptions) -> Result<EnqueueParams> {
+    fn batch<T: Serialize>(&self, payloads: &[T], options: &EnqueueOptions) -> Result<Enqueue> {
         if options.dedup_key.is_some() {
             return Err(Error::invalid(
                 "dedup_key is for enqueue; use EnqueueOptions::dedup_keys (one per payload) for a batch",
@@ -227,7 +215,7 @@ impl Producer {
         payloads: Vec<String>,
         keys: Vec<Option<String>>,
         options: &EnqueueOptions,
-    ) -> Result<EnqueueParams> {
+    ) -> Result<Enqueue> {
         let n = payloads.len();
         let mut seen = HashSet::new();
         for key in keys.iter().flatten() {
@@ -242,7 +230,7 @@ impl Producer {
             }
         }
         let headers = encode_headers(options.headers.as_ref(), self.db.config.max_payload_bytes())?;
-        Ok(EnqueueParams {
+        Ok(Enqueue {
             queue: self.queue.clone(),
             payloads,
             priorities: vec![options.priority; n],
@@ -253,25 +241,8 @@ impl Producer {
         })
     }
 
-    async fn run<C: GenericClient>(&self, p: &EnqueueParams, client: Option<&C>) -> Result<Vec<Message>> {
-        let params: [crate::db::Param<'_>; 7] = [
-            (&p.queue, Type::TEXT),
-            (&p.payloads, Type::TEXT_ARRAY),
-            (&p.priorities, Type::INT4_ARRAY),
-            (&p.delays, Type::FLOAT8_ARRAY),
-            (&p.available_at, Type::TIMESTAMPTZ_ARRAY),
-            (&p.dedup_keys, Type::TEXT_ARRAY),
-            (&p.headers, Type::TEXT_ARRAY),
-        ];
-        let rows = match client {
-            Some(c) => self.db.fetch_on(c, Query::MessageEnqueue, &params, Some(&self.queue)).await?,
-            None => self.db.fetch(Query::MessageEnqueue, &params, Some(&self.queue)).await?,
-        };
-        if rows.is_empty() {
-            // The statement found no queue row to lock: the queue does not exist.
-            return Err(Error::queue_not_found(&self.queue));
-        }
-        rows.iter().map(Message::from_row).collect()
+    async fn run<C: GenericClient>(&self, p: &Enqueue, client: Option<&C>) -> Result<Vec<Message>> {
+        self.db.message_enqueue(client.map(GenericClient::client), p).await
     }
 }
 

@@ -5,6 +5,9 @@
 //! They use psql-style placeholders for the schema (`:"schema"` and
 //! `:'schema'`), replaced here by the validated schema name exactly as
 //! Python's `_sql.render` does, and `$n` parameters passed natively.
+//! [`Query`] is only the registry of the texts: every call goes through the
+//! typed query layer (`crate::calls`, one `Db` method per query, named as
+//! its file), which holds the parameter types.
 
 use sha2::{Digest, Sha256};
 

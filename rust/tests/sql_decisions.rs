@@ -9,8 +9,8 @@ mod common;
 use std::time::Duration;
 
 use common::TestDb;
-use pgqrs::internal::{Backoff, Db, FailKind, Failure, Heartbeat};
-use pgqrs::{Consumer, ErrorKind, Message, Producer, QueueOptions};
+use pgqrs::internal::{Db, FailKind, Failure, Heartbeat};
+use pgqrs::{Backoff, Consumer, ErrorKind, Message, Producer, QueueOptions};
 use serde_json::json;
 use uuid::Uuid;
 

@@ -505,6 +505,68 @@ async fn silent_workers_are_reaped_periodically() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pruned_worker_is_registered_again_under_its_id() {
+    let (db, admin, _producer) = setup(5, Duration::from_secs(30)).await;
+    let options = WorkerOptions { heartbeat_interval: Duration::from_millis(100), ..quick() };
+    let worker = Worker::new(&db.config, "jobs", options).await.unwrap();
+    let (stop, task) = start(worker, |_m: Message| async { Ok::<_, JobError>(()) });
+    let me = eventually(WAIT, "the worker to register", || async {
+        admin.list_workers().await.unwrap().into_iter().next()
+    })
+    .await;
+    // Pruned, as reaping does to a worker silent past the prune age.
+    let raw = db.raw().await;
+    raw.execute(&format!("DELETE FROM \"{}\".workers", db.schema), &[]).await.unwrap();
+    // worker_alive, at the next heartbeat, registers it again: same id, same row.
+    let again = eventually(WAIT, "the worker registered again", || async {
+        admin.list_workers().await.unwrap().into_iter().next()
+    })
+    .await;
+    assert_eq!(
+        (again.id, &again.hostname, again.pid, &again.queues, again.status.as_str()),
+        (me.id, &me.hostname, me.pid, &me.queues, "running")
+    );
+    stop.stop();
+    task.await.unwrap().unwrap();
+    let workers = admin.list_workers().await.unwrap();
+    assert_eq!((workers.len(), workers[0].id, workers[0].status.as_str()), (1, me.id, "stopped"));
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_waits_the_delay_asked_for_or_the_backoff_from_sql() {
+    use pgqrs::JobEventKind::Retried;
+    let (db, _admin, producer) = setup(3, Duration::from_secs(30)).await;
+    let asked = producer.enqueue(&json!("asked")).await.unwrap();
+    let backoff = producer.enqueue(&json!("backoff")).await.unwrap();
+    let worker = Worker::new(&db.config, "jobs", quick()).await.unwrap();
+    let mut events = worker.subscribe();
+    let (stop, task) = start(worker, |msg: Message| async move {
+        match (msg.payload.as_str().unwrap(), msg.attempts) {
+            ("asked", 1) => Err(JobError::retry_after("in 300 ms", Duration::from_millis(300))),
+            ("backoff", 1) => Err(JobError::retry("with the backoff")),
+            _ => Ok(()),
+        }
+    });
+    let mut delays = HashMap::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while delays.len() < 2 {
+        let event = tokio::time::timeout_at(deadline, events.recv()).await.expect("events in time").unwrap();
+        if event.kind == Retried {
+            delays.insert(event.message_id, event.delay.expect("the delay message_fail used"));
+        }
+    }
+    let asked_delay = delays[&asked.id].as_secs_f64();
+    assert!((asked_delay - 0.3).abs() < 0.001, "the delay asked for: {asked_delay}");
+    // quick(): base 50 ms, jitter 0.25, first attempt.
+    let backoff_delay = delays[&backoff.id].as_secs_f64();
+    assert!((0.0375..=0.0625).contains(&backoff_delay), "the backoff, computed in SQL: {backoff_delay}");
+    stop.stop();
+    task.await.unwrap().unwrap();
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_fetched_after_a_stop_go_back_with_their_attempt_refunded() {
     let (db, admin, producer) = setup(5, Duration::from_secs(30)).await;
     producer.enqueue_batch(&[json!(1), json!(2), json!(3)]).await.unwrap();

@@ -1,9 +1,12 @@
 //! Writing job outcomes: batched, fenced by lease, retried until written.
 //!
-//! Every finished job becomes one [`Settlement`]: archive (completed or dead)
-//! or release (back to the queue after a delay). Settlements arriving within
-//! the flush interval share one `message_archive` and one `message_release`
-//! statement; a full batch (flush size), or any batch while no handler
+//! Every finished job becomes one [`Settlement`]: archive (completed),
+//! release (back to the queue after a delay: given back, or cut off by the
+//! stop) or fail (a handler's failure, for `message_fail`, which decides in
+//! SQL between a retry after the backoff and dead). Settlements arriving
+//! within the flush interval share one `message_archive`, one
+//! `message_release` and one `message_fail` statement (one per distinct
+//! backoff); a full batch (flush size), or any batch while no handler
 //! runs, is written at once. A write that fails on the connection is
 //! retried with backoff, never dropped; each row stays fenced by its lease, so
 //! a retry cannot touch a message another consumer has taken since. A batch
@@ -26,14 +29,15 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::events::WorkerStats;
 use super::jobs::Job;
+use super::options::Backoff;
 use super::outcome::Action;
 use super::reconnect::Reconnect;
-use crate::db::{col, Db};
+use crate::calls::{FailKind, Failure, Fence};
+use crate::db::Db;
 use crate::error::{ErrorKind, Result};
 
 /// Times the database may refuse (not: fail to receive) one settlement's
@@ -44,8 +48,13 @@ pub(crate) const MAX_REFUSALS: u32 = 5;
 /// The outcome of one settlement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// Written.
+    /// Written (an archive or a release).
     Ok,
+    /// A failure released for another attempt after `delay` (None: written
+    /// by an earlier try whose reply was lost, the delay unknown).
+    Retried { delay: Option<Duration> },
+    /// A failure archived as dead.
+    Dead,
     /// Refused by the fence: another consumer holds the message now.
     LeaseLost,
     /// The message is gone (archived or deleted by someone else).
@@ -82,6 +91,18 @@ impl Settlement {
 
     fn is_archive(&self) -> bool {
         matches!(self.action, Action::Archive { .. })
+    }
+
+    fn is_release(&self) -> bool {
+        matches!(self.action, Action::Release { .. })
+    }
+
+    /// The backoff of a failure.
+    fn backoff(&self) -> Option<Backoff> {
+        match self.action {
+            Action::Fail { backoff, .. } => Some(backoff),
+            _ => None,
+        }
     }
 
     fn finish(&mut self, outcome: Outcome) {
@@ -288,7 +309,8 @@ impl Completer {
         }
     }
 
-    /// One message_archive and one message_release statement for `todo`.
+    /// One message_archive, one message_release and one message_fail
+    /// statement per distinct backoff for `todo`.
     async fn write_once(&self, todo: &mut [Settlement]) -> Result<()> {
         let archives: Vec<usize> = (0..todo.len()).filter(|&i| todo[i].is_archive()).collect();
         if !archives.is_empty() {
@@ -307,9 +329,11 @@ impl Completer {
             let rows = self.db.message_archive(&ids, &leases, &statuses, &results, &errors, None).await?;
             // After a failed attempt whose commit may have gone through,
             // 'not_found' means our own earlier write landed.
-            resolve(todo, &archives, &rows, Outcome::NotFound)?;
+            resolve(todo, &archives, rows.iter().map(|r| (r.id, fence(r.outcome))), |o| {
+                (o == Outcome::NotFound).then_some(Outcome::Ok)
+            });
         }
-        let releases: Vec<usize> = (0..todo.len()).filter(|&i| !todo[i].is_archive()).collect();
+        let releases: Vec<usize> = (0..todo.len()).filter(|&i| todo[i].is_release()).collect();
         if !releases.is_empty() {
             let ids: Vec<i64> = releases.iter().map(|&i| todo[i].id).collect();
             let leases: Vec<Uuid> = releases.iter().map(|&i| todo[i].lease).collect();
@@ -328,7 +352,42 @@ impl Completer {
                 .message_release(&ids, &leases, &delays, &errors, Some(refunds.as_slice()), None)
                 .await?;
             // A release that landed before a lost reply reads as 'lease_lost' on retry.
-            resolve(todo, &releases, &rows, Outcome::LeaseLost)?;
+            resolve(todo, &releases, rows.iter().map(|r| (r.id, fence(r.outcome))), |o| {
+                (o == Outcome::LeaseLost).then_some(Outcome::Ok)
+            });
+        }
+        let mut backoffs: Vec<Backoff> = Vec::new();
+        for b in todo.iter().filter_map(Settlement::backoff) {
+            if !backoffs.contains(&b) {
+                backoffs.push(b);
+            }
+        }
+        for backoff in backoffs {
+            let fails: Vec<usize> = (0..todo.len()).filter(|&i| todo[i].backoff() == Some(backoff)).collect();
+            let failures: Vec<Failure> = fails
+                .iter()
+                .filter_map(|&i| match &todo[i].action {
+                    Action::Fail { error, delay, dead, .. } => Some(Failure {
+                        id: todo[i].id,
+                        lease: todo[i].lease,
+                        error: error.clone(),
+                        delay: *delay,
+                        dead: *dead,
+                    }),
+                    _ => None,
+                })
+                .collect();
+            let rows = self.db.message_fail(&failures, backoff, None).await?;
+            let outcomes = rows.iter().map(|r| {
+                let outcome = match r.outcome {
+                    FailKind::Retried => Outcome::Retried { delay: r.delay },
+                    FailKind::Dead => Outcome::Dead,
+                    FailKind::LeaseLost => Outcome::LeaseLost,
+                    FailKind::NotFound => Outcome::NotFound,
+                };
+                (r.id, outcome)
+            });
+            resolve(todo, &fails, outcomes, failed_earlier);
         }
         Ok(())
     }
@@ -352,31 +411,50 @@ fn take_batch(pending: &mut Vec<Settlement>, size: usize) -> Vec<Settlement> {
     batch
 }
 
-/// Set the outcome of each settlement at `indexes` from the statement's rows.
-fn resolve(todo: &mut [Settlement], indexes: &[usize], rows: &[Row], ambiguous: Outcome) -> Result<()> {
-    let mut by_id = HashMap::new();
-    for row in rows {
-        let id: i64 = col(row, "id")?;
-        let outcome: String = col(row, "outcome")?;
-        by_id.insert(id, outcome);
+/// What a failure written by an earlier try, whose reply was lost, reads as
+/// now: 'lease_lost' (released: no lease, or taken since) or 'not_found'
+/// (archived as dead).
+fn failed_earlier(now: Outcome) -> Option<Outcome> {
+    match now {
+        Outcome::LeaseLost => Some(Outcome::Retried { delay: None }),
+        Outcome::NotFound => Some(Outcome::Dead),
+        _ => None,
     }
+}
+
+fn fence(f: Fence) -> Outcome {
+    match f {
+        Fence::Ok => Outcome::Ok,
+        Fence::LeaseLost => Outcome::LeaseLost,
+        Fence::NotFound => Outcome::NotFound,
+    }
+}
+
+/// Set the outcome of each settlement at `indexes` from the statement's
+/// per-id `outcomes` (an id missing: not found). A settlement whose earlier
+/// statement failed may have been written by it: `on_retry` maps what such a
+/// write reads as now to what it was.
+fn resolve(
+    todo: &mut [Settlement],
+    indexes: &[usize],
+    outcomes: impl Iterator<Item = (i64, Outcome)>,
+    on_retry: impl Fn(Outcome) -> Option<Outcome>,
+) {
+    let by_id: HashMap<i64, Outcome> = outcomes.collect();
     for &i in indexes {
         let s = &mut todo[i];
-        let mut outcome = match by_id.get(&s.id).map(String::as_str) {
-            Some("ok") => Outcome::Ok,
-            Some("lease_lost") => Outcome::LeaseLost,
-            _ => Outcome::NotFound,
-        };
-        if s.failures > 0 && outcome == ambiguous {
-            log::debug!(
-                "pgqrs worker: message {}: {outcome:?} on retry, taken as written by the earlier attempt",
-                s.id
-            );
-            outcome = Outcome::Ok;
+        let mut outcome = by_id.get(&s.id).copied().unwrap_or(Outcome::NotFound);
+        if s.failures > 0 {
+            if let Some(earlier) = on_retry(outcome) {
+                log::debug!(
+                    "pgqrs worker: message {}: {outcome:?} on retry, taken as {earlier:?} by the earlier attempt",
+                    s.id
+                );
+                outcome = earlier;
+            }
         }
         s.finish(outcome);
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -384,7 +462,47 @@ mod tests {
     use super::*;
 
     fn release(id: i64) -> Settlement {
-        Settlement::new(id, Uuid::nil(), Action::Release { delay: 0.0, error: None, refund: false })
+        Settlement::new(
+            id,
+            Uuid::nil(),
+            Action::Release { delay: Duration::ZERO, error: None, refund: false },
+        )
+    }
+
+    fn failure(id: i64, failures: u32) -> (Settlement, oneshot::Receiver<Outcome>) {
+        let backoff = Backoff::default();
+        let mut s =
+            Settlement::new(id, Uuid::nil(), Action::Fail { error: None, delay: None, dead: false, backoff });
+        s.failures = failures;
+        let (done, rx) = oneshot::channel();
+        s.done = Some(done);
+        (s, rx)
+    }
+
+    #[test]
+    fn a_failure_found_done_on_a_retried_write_counts_as_written() {
+        let (mut todo, mut rx): (Vec<_>, Vec<_>) =
+            [failure(1, 1), failure(2, 1), failure(3, 0), failure(4, 0), failure(5, 0)].into_iter().unzip();
+        let delay = Some(Duration::from_secs(2));
+        let now = [
+            (1, Outcome::LeaseLost),
+            (2, Outcome::NotFound),
+            (3, Outcome::LeaseLost),
+            (4, Outcome::Retried { delay }),
+            (5, Outcome::Dead),
+        ];
+        resolve(&mut todo, &[0, 1, 2, 3, 4], now.into_iter(), failed_earlier);
+        let got: Vec<Outcome> = rx.iter_mut().map(|r| r.try_recv().unwrap()).collect();
+        assert_eq!(
+            got,
+            [
+                Outcome::Retried { delay: None },
+                Outcome::Dead,
+                Outcome::LeaseLost,
+                Outcome::Retried { delay },
+                Outcome::Dead
+            ]
+        );
     }
 
     #[test]

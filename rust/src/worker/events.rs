@@ -66,6 +66,8 @@ pub struct JobEvent {
     pub worker_id: i64,
     /// The handler's error (Failed, Retried, Dead).
     pub error: Option<String>,
-    /// The delay before the next attempt (Retried).
+    /// The delay before the next attempt (Retried), as `message_fail`
+    /// computed it (None in the rare case that the reply of its write was
+    /// lost and a retry of the write found it done).
     pub delay: Option<Duration>,
 }

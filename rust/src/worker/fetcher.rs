@@ -15,13 +15,12 @@
 //! A queue is polled again at once after a full batch, else after a NOTIFY
 //! or the poll interval.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
-use tokio_postgres::types::Type;
 
 use super::events::WorkerStats;
 use super::jobs::Job;
@@ -31,19 +30,21 @@ use super::prefetch::{Ahead, Prefetcher, Waiting};
 use super::reconnect::Reconnect;
 use super::slots::{Permits, Place, QueueSlots, Slots};
 use super::wait_level;
-use crate::consumer::{dequeue_result, DEQUEUE_DEAD_RETRIES};
 use crate::db::Db;
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::Message;
-use crate::queries::Query;
 
 /// One served queue.
 pub(super) struct QueueState {
     pub(super) name: String,
     /// Lease length asked for at dequeue.
     pub(super) vt: Duration,
-    /// Attempts after which a failure is final.
+    /// Attempts after which a failure is final (the queue's, or the
+    /// worker's when lower).
     pub(super) max_attempts: i32,
+    /// The worker's own limit when lower than the queue's: `message_fail`
+    /// knows only the queue's, so reaching this one forces dead.
+    pub(super) worker_max_attempts: Option<i32>,
     /// Woken by NOTIFY (and after every LISTEN reconnect).
     pub(super) wake: Arc<Notify>,
     /// Its own limit of handlers running, and its messages holding a slot.
@@ -68,7 +69,7 @@ pub(super) struct Fetcher {
     pub(super) db: Db,
     /// The worker's slots and places.
     pub(super) slots: Slots,
-    pub(super) worker_id: Arc<AtomicI64>,
+    pub(super) worker_id: i64,
     pub(super) batch_size: usize,
     pub(super) poll_interval: Duration,
     /// Longest wait of a free slot for a queue's `min_batch`.
@@ -82,30 +83,19 @@ pub(super) struct Fetcher {
     pub(super) out: mpsc::UnboundedSender<Fetched>,
 }
 
-/// Lease up to `n` messages of `q` (again at once when every picked row was dead).
+/// Lease up to `n` messages of `q`: one `message_dequeue`, which archives
+/// exhausted rows as dead itself and fills the batch past them.
 async fn dequeue(db: &Db, q: &QueueState, n: usize, worker_id: i64) -> Result<Vec<Message>> {
-    let limit = n as i64;
-    let vt = Some(q.vt.as_secs_f64()).filter(|v| *v > 0.0);
-    let wid = Some(worker_id);
-    let mut messages = Vec::new();
-    for _ in 0..=DEQUEUE_DEAD_RETRIES {
-        let rows = db
-            .fetch(
-                Query::MessageDequeue,
-                &[(&q.name, Type::TEXT), (&limit, Type::INT8), (&vt, Type::FLOAT8), (&wid, Type::INT8)],
-                Some(&q.name),
-            )
-            .await?;
-        let dead;
-        (messages, dead) = dequeue_result(&rows, &q.name)?;
-        if dead > 0 {
-            log::warn!("pgqrs worker: {dead} message(s) of {:?} had used up their attempts and went to the archive as dead", q.name);
-        }
-        if !messages.is_empty() || dead == 0 {
-            break;
-        }
+    let vt = Some(q.vt).filter(|v| !v.is_zero());
+    let got = db.message_dequeue(&q.name, n as i64, vt, Some(worker_id)).await?;
+    if got.dead > 0 {
+        log::warn!(
+            "pgqrs worker: {} message(s) of {:?} had used up their attempts and went to the archive as dead",
+            got.dead,
+            q.name
+        );
     }
-    Ok(messages)
+    Ok(got.messages)
 }
 
 impl Fetcher {
@@ -230,7 +220,7 @@ impl Fetcher {
             let free = permits.len();
             let asked = free + places.len();
             let sent = Instant::now();
-            let messages = match dequeue(&self.db, &q, asked, self.worker_id.load(Ordering::Relaxed)).await {
+            let messages = match dequeue(&self.db, &q, asked, self.worker_id).await {
                 Ok(m) => m,
                 Err(e) => {
                     self.prefetcher.unreserve(places.len());

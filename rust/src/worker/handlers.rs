@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use super::fetcher::QueueState;
 use super::jobs::JobTable;
 use super::leases::LeaseKeeper;
 use super::options::Backoff;
-use super::outcome::{decide, JobError, Settle};
+use super::outcome::{decide, JobError};
 use crate::db::Db;
 use crate::message::Message;
 
@@ -32,7 +32,7 @@ pub(super) struct JobContext<F> {
     pub(super) events: broadcast::Sender<JobEvent>,
     pub(super) handler: F,
     pub(super) db: Db,
-    pub(super) worker_id: Arc<AtomicI64>,
+    pub(super) worker_id: i64,
     pub(super) backoff: Backoff,
     pub(super) stats: Arc<WorkerStats>,
     /// The jobs whose handler is about to run or runs (released if the stop
@@ -55,7 +55,7 @@ impl<F> JobContext<F> {
             message_id: msg.id,
             queue: msg.queue.clone(),
             attempt: msg.attempts,
-            worker_id: self.worker_id.load(Ordering::Relaxed),
+            worker_id: self.worker_id,
             error,
             delay,
         });
@@ -76,28 +76,11 @@ where
         let begun = tokio::time::Instant::now();
         let outcome = self.run_handler(&msg).await;
         q.ahead.finished(begun.elapsed());
-        let worker_id = self.worker_id.load(Ordering::Relaxed);
         let max_payload = self.db.config.max_payload_bytes();
         let decision =
-            decide(outcome, msg.attempts, q.max_attempts, |a| self.backoff.delay(a), max_payload, worker_id);
+            decide(outcome, msg.attempts, q.worker_max_attempts, self.backoff, max_payload, self.worker_id);
         if let Some(error) = decision.failed {
             self.emit(JobEventKind::Failed, &msg, Some(error), None);
-        }
-        match &decision.settle {
-            Settle::Dead { error } => log::warn!(
-                "pgqrs worker: message {} (queue {:?}) is dead after {} attempt(s): {error}",
-                msg.id,
-                q.name,
-                msg.attempts
-            ),
-            Settle::Retried { delay, error } => log::warn!(
-                "pgqrs worker: message {} (queue {:?}) failed on attempt {}/{}, retrying in {delay:?}: {error}",
-                msg.id,
-                q.name,
-                msg.attempts,
-                q.max_attempts
-            ),
-            Settle::Completed => {}
         }
         // The handler returned: its slot is free at once; the outcome waits
         // in the completion backlog, the job holding the message's place
@@ -108,34 +91,48 @@ where
         let written = self.completer.submit(Settlement::new(msg.id, lease, decision.action).holding(job));
         let outcome = written.await.unwrap_or(Outcome::Unwritten);
         self.keeper.drop_lease(msg.id, lease);
-        let settle = decision.settle;
+        let error = decision.error;
+        let what = if error.is_some() { "failure" } else { "completion" };
         match outcome {
-            Outcome::Ok => match settle {
-                Settle::Completed => {
-                    self.stats.completed.fetch_add(1, Ordering::SeqCst);
-                    self.emit(JobEventKind::Completed, &msg, None, None);
-                }
-                Settle::Retried { delay, error } => {
-                    self.stats.retried.fetch_add(1, Ordering::SeqCst);
-                    self.emit(JobEventKind::Retried, &msg, Some(error), Some(delay));
-                }
-                Settle::Dead { error } => {
-                    self.stats.dead.fetch_add(1, Ordering::SeqCst);
-                    self.emit(JobEventKind::Dead, &msg, Some(error), None);
-                }
-            },
+            Outcome::Ok => {
+                self.stats.completed.fetch_add(1, Ordering::SeqCst);
+                self.emit(JobEventKind::Completed, &msg, None, None);
+            }
+            Outcome::Retried { delay } => {
+                log::warn!(
+                    "pgqrs worker: message {} (queue {:?}) failed on attempt {}/{}, retrying in {delay:?}: {}",
+                    msg.id,
+                    q.name,
+                    msg.attempts,
+                    q.max_attempts,
+                    error.as_deref().unwrap_or_default()
+                );
+                self.stats.retried.fetch_add(1, Ordering::SeqCst);
+                self.emit(JobEventKind::Retried, &msg, error, delay);
+            }
+            Outcome::Dead => {
+                log::warn!(
+                    "pgqrs worker: message {} (queue {:?}) is dead after {} attempt(s): {}",
+                    msg.id,
+                    q.name,
+                    msg.attempts,
+                    error.as_deref().unwrap_or_default()
+                );
+                self.stats.dead.fetch_add(1, Ordering::SeqCst);
+                self.emit(JobEventKind::Dead, &msg, error, None);
+            }
             Outcome::LeaseLost => {
                 self.stats.lease_lost.fetch_add(1, Ordering::SeqCst);
                 self.emit(JobEventKind::LeaseLost, &msg, None, None);
                 log::warn!(
-                    "pgqrs worker: message {} (queue {:?}): lease lost before its outcome ({settle:?}) \
-                     was written; another consumer has it now",
+                    "pgqrs worker: message {} (queue {:?}): lease lost before its {what} was written; \
+                     another consumer has it now",
                     msg.id,
                     q.name
                 );
             }
             Outcome::NotFound => log::warn!(
-                "pgqrs worker: message {} (queue {:?}) was gone before its outcome ({settle:?}) was written",
+                "pgqrs worker: message {} (queue {:?}) was gone before its {what} was written",
                 msg.id,
                 q.name
             ),

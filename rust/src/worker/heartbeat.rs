@@ -1,57 +1,58 @@
-//! The workers table: registering, heartbeats, and periodic `worker_reap`.
+//! The workers table: registering, heartbeats (`worker_alive`, which
+//! registers a pruned worker again under its id, in SQL), and periodic
+//! `worker_reap`.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior};
-use tokio_postgres::types::Type;
 
 use super::options::WorkerOptions;
 use super::reconnect::Reconnect;
-use crate::db::{col, Db};
+use crate::db::Db;
 use crate::error::Result;
-use crate::queries::Query;
+
+/// A registered worker: its id, and what its registration recorded, sent
+/// again with every heartbeat so that `worker_alive` can register the worker
+/// again under the same id if its row was pruned (silent past the prune age).
+#[derive(Debug, Clone)]
+pub(super) struct Registration {
+    pub(super) id: i64,
+    hostname: String,
+    pid: i32,
+    queues: Vec<String>,
+    listening: bool,
+}
 
 /// Register the worker; `listening`: it LISTENs for enqueues (enqueue
 /// statements send their NOTIFY only when a listening worker serves the queue).
-pub(super) async fn register(db: &Db, queues: &[String], listening: bool) -> Result<i64> {
+pub(super) async fn register(db: &Db, queues: &[String], listening: bool) -> Result<Registration> {
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "unknown".to_string());
     let pid = std::process::id() as i32;
-    let queues = queues.to_vec();
-    let rows = db
-        .fetch(
-            Query::WorkerRegister,
-            &[
-                (&hostname, Type::TEXT),
-                (&pid, Type::INT4),
-                (&queues, Type::TEXT_ARRAY),
-                (&listening, Type::BOOL),
-            ],
-            None,
-        )
-        .await?;
-    col(&rows[0], "id")
+    let id = db.worker_register(&hostname, pid, queues, listening).await?;
+    Ok(Registration { id, hostname, pid, queues: queues.to_vec(), listening })
 }
 
-/// Record a heartbeat; false when the row is gone (pruned while silent).
-pub(super) async fn heartbeat_once(db: &Db, id: i64, status: &str) -> Result<bool> {
-    let status = status.to_string();
-    let rows = db.fetch(Query::WorkerHeartbeat, &[(&id, Type::INT8), (&status, Type::TEXT)], None).await?;
-    Ok(!rows.is_empty())
+/// Record a heartbeat with `status` ('running' or 'stopping').
+pub(super) async fn heartbeat_once(db: &Db, me: &Registration, status: &str) -> Result<()> {
+    let beat = db.worker_alive(me.id, status, &me.hostname, me.pid, &me.queues, me.listening).await?;
+    if beat.registered {
+        log::warn!("pgqrs worker {}: its row was pruned; registered again under the same id", me.id);
+    }
+    Ok(())
 }
 
 /// Heartbeat every `heartbeat_interval` and run `worker_reap` every
 /// `reap_interval`, until `quit` is notified.
 pub(super) async fn heartbeat(
     db: Db,
-    id: Arc<AtomicI64>,
-    queues: Vec<String>,
+    me: Registration,
     opts: WorkerOptions,
     stopping: Arc<AtomicBool>,
     quit: Arc<Notify>,
@@ -68,28 +69,15 @@ pub(super) async fn heartbeat(
             _ = quit.notified() => return,
             _ = beat.tick() => {
                 let status = if stopping.load(Ordering::SeqCst) { "stopping" } else { "running" };
-                let result = match heartbeat_once(&db, id.load(Ordering::Relaxed), status).await {
-                    Ok(true) => Ok(()),
-                    Ok(false) => register(&db, &queues, !opts.poll_only).await.map(|new| {
-                        log::warn!("pgqrs worker: its row was pruned; registered again as worker {new}");
-                        id.store(new, Ordering::Relaxed);
-                    }),
-                    Err(e) => Err(e),
-                };
+                let result = heartbeat_once(&db, &me, status).await;
                 ("heartbeat", result)
             }
             _ = reap.tick() => {
-                let (dead, prune) = (opts.worker_dead_after.as_secs_f64(), opts.worker_prune_after.as_secs_f64());
-                let result = db
-                    .fetch(Query::WorkerReap, &[(&dead, Type::FLOAT8), (&prune, Type::FLOAT8)], None)
-                    .await
-                    .and_then(|rows| {
-                        let (marked, pruned): (i64, i64) = (col(&rows[0], "marked_dead")?, col(&rows[0], "pruned")?);
-                        if marked + pruned > 0 {
-                            log::info!("pgqrs worker: reaping marked {marked} silent worker(s) dead, pruned {pruned}");
-                        }
-                        Ok(())
-                    });
+                let result = db.worker_reap(opts.worker_dead_after, opts.worker_prune_after).await.map(|(marked, pruned)| {
+                    if marked + pruned > 0 {
+                        log::info!("pgqrs worker: reaping marked {marked} silent worker(s) dead, pruned {pruned}");
+                    }
+                });
                 ("worker_reap", result)
             }
         };

@@ -15,12 +15,11 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::reconnect::Reconnect;
-use crate::db::{col, Db};
-use crate::queries::Query;
+use crate::calls::Fence;
+use crate::db::Db;
 
 /// Shortest pause between two checks (very short leases).
 const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(50);
@@ -129,16 +128,7 @@ impl LeaseKeeper {
         }
         for (vt, (ids, leases)) in by_vt {
             let sent = Instant::now();
-            let secs = vt.as_secs_f64();
-            let rows = match self
-                .db
-                .fetch(
-                    Query::MessageExtend,
-                    &[(&ids, Type::INT8_ARRAY), (&leases, Type::UUID_ARRAY), (&secs, Type::FLOAT8)],
-                    None,
-                )
-                .await
-            {
+            let rows = match self.db.message_extend(&ids, &leases, vt, None).await {
                 Ok(rows) => rows,
                 Err(e) => {
                     reconnect.failed();
@@ -153,11 +143,8 @@ impl LeaseKeeper {
             if reconnect.succeeded() {
                 log::info!("pgqrs worker: lease extensions work again");
             }
-            let ok: std::collections::HashSet<i64> = rows
-                .iter()
-                .filter(|r| col::<String>(r, "outcome").is_ok_and(|o| o == "ok"))
-                .filter_map(|r| col::<i64>(r, "id").ok())
-                .collect();
+            let ok: std::collections::HashSet<i64> =
+                rows.iter().filter(|r| r.outcome == Fence::Ok).map(|r| r.id).collect();
             let mut l = self.leases.lock().unwrap();
             for (id, lease) in ids.into_iter().zip(leases) {
                 if ok.contains(&id) {

@@ -62,8 +62,9 @@
 //! One that returns `Err` (or panics) has its message released after a
 //! [`Backoff`] delay (exponential, plus jitter) and the error recorded; after the queue's
 //! `max_attempts` deliveries (or at once, for [`JobError::give_up`]) the
-//! message goes to the archive as `dead`. Outcomes are written in batches
-//! (at once when no handler runs): the archives (and releases) of jobs
+//! message goes to the archive as `dead`. That choice and the delay are made
+//! in SQL, by `message_fail`, the same for the Python worker. Outcomes are written in batches
+//! (at once when no handler runs): the archives (and releases, and failures) of jobs
 //! finishing within `flush_interval` share one statement, at most
 //! `flush_size` rows, each row still fenced by its lease;
 //! a write that fails on the connection is retried until it succeeds (a

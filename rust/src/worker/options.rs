@@ -6,8 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::defaults::*;
-use super::reconnect::random_fraction;
-use crate::admin::{DEFAULT_WORKER_DEAD_AFTER, DEFAULT_WORKER_PRUNE_AFTER, MAX_BATCH};
+use crate::admin::{bounded_secs, DEFAULT_WORKER_DEAD_AFTER, DEFAULT_WORKER_PRUNE_AFTER, MAX_BATCH};
 use crate::error::{Error, Result};
 
 /// Messages a worker may dequeue beyond its free slots, to start as soon as a
@@ -109,7 +108,9 @@ pub struct WorkerOptions {
 
 /// Retry delay after a failed attempt: `base * 2^(attempt-1)`, capped at
 /// `max`, spread by +-`jitter` (a fraction) so that jobs failing together do
-/// not all come back together (Python's `pgqrs.Backoff`).
+/// not all come back together (Python's `pgqrs.Backoff`). The delay is
+/// computed in SQL, by `message_fail` (`sql/functions/message_fail.sql`),
+/// from these three values: one rule for the Python and Rust workers.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
     /// Delay after the first failure, doubled per attempt ([`DEFAULT_BACKOFF_BASE`]).
@@ -127,15 +128,8 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    /// The delay after failed attempt number `attempt` (1 for the first).
-    pub fn delay(&self, attempt: i32) -> Duration {
-        let exp =
-            self.base.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).clamp(0, 30) as u32));
-        let spread = 1.0 + self.jitter * (2.0 * random_fraction() - 1.0);
-        exp.min(self.max).mul_f64(spread).min(self.max)
-    }
-
-    fn check(&self) -> Result<()> {
+    /// An InvalidArgument error naming the value, before any round trip.
+    pub(crate) fn check(&self) -> Result<()> {
         if !(0.0..=1.0).contains(&self.jitter) {
             return Err(Error::invalid(format!(
                 "backoff.jitter is a fraction from 0 to 1, got {}",
@@ -148,6 +142,7 @@ impl Backoff {
                 self.max, self.base
             )));
         }
+        bounded_secs(self.max, "backoff.max")?;
         Ok(())
     }
 }
@@ -335,25 +330,5 @@ impl<S: AsRef<str>, const N: usize> Queues for &[S; N] {
 impl<S: AsRef<str>> Queues for Vec<S> {
     fn queue_names(self) -> Vec<String> {
         self.iter().map(|s| s.as_ref().to_string()).collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_with_jitter_and_is_capped() {
-        let base = Duration::from_secs(1);
-        let max = Duration::from_secs(60);
-        for attempt in 1..=10 {
-            let full = (base * 2u32.pow(attempt as u32 - 1)).min(max);
-            assert_eq!(Backoff { base, max, jitter: 0.0 }.delay(attempt), full);
-            let d = Backoff { base, max, jitter: 0.25 }.delay(attempt);
-            assert!(d >= full.mul_f64(0.75) && d <= full.mul_f64(1.25).min(max), "{attempt}: {d:?}");
-        }
-        let b = Backoff { base, max, jitter: 0.25 };
-        let samples: std::collections::HashSet<_> = (0..20).map(|_| b.delay(5)).collect();
-        assert!(samples.len() > 1, "jitter varies the delay");
     }
 }

@@ -1,15 +1,19 @@
 //! The outcome decision: what a handler's outcome means for its message
 //! (as Python's `outcome.py`).
 //!
-//! Pure: no I/O, no clock, nothing else of the worker used. [`decide`] turns
-//! a handler's result into a [`Decision`]: archive as completed, release for
-//! a retry after a delay, or archive as dead. The handler module writes it
-//! (through the completer) and counts and emits its event once written.
+//! Pure: no I/O, no clock, nothing else of the worker used but its option
+//! types. [`decide`] turns a handler's result into a [`Decision`]: archive as
+//! completed, or fail (with a delay asked for, or forced dead); whether a
+//! failure is retried (after the backoff, computed in SQL) or dead by its
+//! attempts is `message_fail`'s decision, the same for the Python worker.
+//! The handler module writes it (through the completer) and counts and emits
+//! its event once written, from what `message_fail` did.
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::options::Backoff;
 use crate::payload::encode;
 
 /// The error "type" recorded for an explicit retry (Python's `pgqrs.Retry`).
@@ -72,24 +76,20 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for JobError {
 pub(crate) enum Action {
     /// Move to the archive with `status`, `result` and `error` (JSON texts).
     Archive { status: &'static str, result: Option<String>, error: Option<String> },
-    /// Back to the queue after `delay` seconds; `refund` gives back the
-    /// attempt counted at dequeue (for a message no handler started).
-    Release { delay: f64, error: Option<String>, refund: bool },
+    /// Back to the queue after `delay`; `refund` gives back the attempt
+    /// counted at dequeue (for a message no handler started).
+    Release { delay: Duration, error: Option<String>, refund: bool },
+    /// A failed attempt, for `message_fail`: retried after `delay` (None:
+    /// the `backoff`, computed in SQL) or archived as dead when the queue's
+    /// max_attempts are used up (or at once with `dead`), `error` recorded.
+    Fail { error: Option<String>, delay: Option<Duration>, dead: bool, backoff: Backoff },
 }
 
 impl Action {
     /// Back to the queue at once, attempt refunded: no handler started.
     pub(crate) fn give_back() -> Action {
-        Action::Release { delay: 0.0, error: None, refund: true }
+        Action::Release { delay: Duration::ZERO, error: None, refund: true }
     }
-}
-
-/// What a written outcome counts as (its event and counter).
-#[derive(Debug)]
-pub(super) enum Settle {
-    Completed,
-    Retried { delay: Duration, error: String },
-    Dead { error: String },
 }
 
 /// The decision for one handler outcome.
@@ -97,35 +97,38 @@ pub(super) enum Settle {
 pub(super) struct Decision {
     /// What to write.
     pub(super) action: Action,
-    /// What it counts as once written.
-    pub(super) settle: Settle,
+    /// The handler's error, for the Retried or Dead event once written.
+    pub(super) error: Option<String>,
     /// The handler failed (a `Failed` event now): not for an explicit retry,
     /// which is no failure (as in Python).
     pub(super) failed: Option<String>,
 }
 
-/// What the message of a job is to become.
+/// What the message of a job is to become: archived as completed, or a
+/// failed attempt for `message_fail`, which decides in SQL between a retry
+/// and dead from the attempts (so the decision is the same in Python).
 ///
-/// `attempt`: its delivery count; `max_attempts`: the queue's (or worker's)
-/// limit; `backoff`: the retry delay after a given attempt; `max_payload`:
-/// the largest JSON text the database is sent; `worker_id`: recorded with the error.
+/// `attempt`: its delivery count; `worker_max_attempts`: the worker's own
+/// limit, when lower than the queue's (which SQL knows): reaching it forces
+/// dead; `backoff`: the worker's, passed to SQL; `max_payload`: the largest
+/// JSON text the database is sent; `worker_id`: recorded with the error.
 pub(super) fn decide(
     outcome: std::result::Result<Value, JobError>,
     attempt: i32,
-    max_attempts: i32,
-    backoff: impl FnOnce(i32) -> Duration,
+    worker_max_attempts: Option<i32>,
+    backoff: Backoff,
     max_payload: usize,
     worker_id: i64,
 ) -> Decision {
     let failed = match outcome {
         Ok(Value::Null) => {
             let action = Action::Archive { status: "completed", result: None, error: None };
-            return Decision { action, settle: Settle::Completed, failed: None };
+            return Decision { action, error: None, failed: None };
         }
         Ok(value) => match encode(&value, "result", max_payload) {
             Ok(result) => {
                 let action = Action::Archive { status: "completed", result: Some(result), error: None };
-                return Decision { action, settle: Settle::Completed, failed: None };
+                return Decision { action, error: None, failed: None };
             }
             Err(e) => JobError::failed("pgqrs.PayloadError", e),
         },
@@ -133,20 +136,14 @@ pub(super) fn decide(
     };
     let error = error_json(&failed, attempt, worker_id, max_payload);
     let failed_event = (failed.kind != RETRY_KIND).then(|| failed.message.clone());
-    if failed.retry == Retry::GiveUp || attempt >= max_attempts {
-        return Decision {
-            action: Action::Archive { status: "dead", result: None, error },
-            settle: Settle::Dead { error: failed.message },
-            failed: failed_event,
-        };
-    }
+    let dead = failed.retry == Retry::GiveUp || worker_max_attempts.is_some_and(|m| attempt >= m);
     let delay = match failed.retry {
-        Retry::After(d) => d,
-        _ => backoff(attempt),
+        Retry::After(d) => Some(d),
+        _ => None,
     };
     Decision {
-        action: Action::Release { delay: delay.as_secs_f64(), error, refund: false },
-        settle: Settle::Retried { delay, error: failed.message },
+        action: Action::Fail { error, delay, dead, backoff },
+        error: Some(failed.message),
         failed: failed_event,
     }
 }
@@ -178,44 +175,59 @@ mod tests {
     use super::*;
 
     const MAX: usize = 1 << 20;
+    const B: Backoff = Backoff { base: Duration::from_secs(1), max: Duration::from_secs(9), jitter: 0.0 };
 
-    fn no_backoff(_: i32) -> Duration {
-        Duration::from_secs(7)
+    fn fail(d: &Decision) -> (Option<Duration>, bool) {
+        match &d.action {
+            Action::Fail { delay, dead, backoff, .. } => {
+                assert_eq!(*backoff, B, "the worker's backoff goes to SQL");
+                (*delay, *dead)
+            }
+            other => panic!("not a failure: {other:?}"),
+        }
     }
 
     #[test]
     fn a_value_is_archived_as_completed() {
-        let d = decide(Ok(Value::Null), 1, 5, no_backoff, MAX, 1);
+        let d = decide(Ok(Value::Null), 1, None, B, MAX, 1);
         assert!(matches!(d.action, Action::Archive { status: "completed", result: None, .. }));
-        let d = decide(Ok(json!({"n": 1})), 1, 5, no_backoff, MAX, 1);
+        let d = decide(Ok(json!({"n": 1})), 1, None, B, MAX, 1);
         assert!(matches!(d.action, Action::Archive { status: "completed", result: Some(_), .. }));
-        assert!(matches!(d.settle, Settle::Completed) && d.failed.is_none());
+        assert!(d.error.is_none() && d.failed.is_none());
     }
 
     #[test]
-    fn a_failure_is_retried_with_the_backoff_until_the_last_attempt() {
-        let d = decide(Err(JobError::failed("E", "boom")), 2, 5, no_backoff, MAX, 1);
-        assert!(matches!(d.action, Action::Release { delay, refund: false, error: Some(_) } if delay == 7.0));
-        assert_eq!(d.failed.as_deref(), Some("boom"));
-        let d = decide(Err(JobError::failed("E", "boom")), 5, 5, no_backoff, MAX, 1);
-        assert!(matches!(d.action, Action::Archive { status: "dead", .. }));
-        assert!(matches!(d.settle, Settle::Dead { .. }));
+    fn a_failure_is_left_to_sql_unless_the_worker_limit_is_reached() {
+        // Retry or dead by the queue's max_attempts: message_fail decides.
+        let d = decide(Err(JobError::failed("E", "boom")), 5, None, B, MAX, 1);
+        assert_eq!(fail(&d), (None, false));
+        assert_eq!((d.failed.as_deref(), d.error.as_deref()), (Some("boom"), Some("boom")));
+        assert!(matches!(&d.action, Action::Fail { error: Some(e), .. } if e.contains("\"attempt\":5")));
+        // The worker's own, lower limit forces dead.
+        let d = decide(Err(JobError::failed("E", "boom")), 1, Some(2), B, MAX, 1);
+        assert_eq!(fail(&d), (None, false));
+        let d = decide(Err(JobError::failed("E", "boom")), 2, Some(2), B, MAX, 1);
+        assert_eq!(fail(&d), (None, true));
     }
 
     #[test]
     fn an_explicit_retry_is_no_failure_and_give_up_is_dead_at_once() {
-        let d = decide(Err(JobError::retry_after("later", Duration::from_secs(3))), 1, 5, no_backoff, MAX, 1);
-        assert!(matches!(d.action, Action::Release { delay, .. } if delay == 3.0));
+        let d = decide(Err(JobError::retry_after("later", Duration::from_secs(3))), 1, None, B, MAX, 1);
+        assert_eq!(fail(&d), (Some(Duration::from_secs(3)), false));
         assert!(d.failed.is_none(), "asking for a retry is not a failure");
-        let d = decide(Err(JobError::give_up("no")), 1, 5, no_backoff, MAX, 1);
-        assert!(matches!(d.action, Action::Archive { status: "dead", .. }));
+        let d = decide(Err(JobError::retry("later")), 1, None, B, MAX, 1);
+        assert_eq!(fail(&d), (None, false));
+        let d = decide(Err(JobError::give_up("no")), 1, None, B, MAX, 1);
+        assert_eq!(fail(&d), (None, true));
         assert_eq!(d.failed.as_deref(), Some("no"));
     }
 
     #[test]
     fn a_result_too_large_is_a_failure() {
         let big = Value::String("x".repeat(100));
-        let d = decide(Ok(big), 1, 5, no_backoff, 10, 1);
-        assert!(matches!(d.action, Action::Release { .. }), "{d:?}");
+        let d = decide(Ok(big), 1, None, B, 10, 1);
+        assert_eq!(fail(&d), (None, false));
+        // Even its error record is too large: None keeps the last_error.
+        assert!(matches!(&d.action, Action::Fail { error: None, .. }));
     }
 }

@@ -3,7 +3,7 @@
 //! [`super::shutdown`].
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,12 +11,11 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
-use tokio_postgres::types::Type;
 
 use super::completer::Completer;
 use super::fetcher::{Fetched, Fetcher, QueueState};
 use super::handlers::JobContext;
-use super::heartbeat::{heartbeat, register};
+use super::heartbeat::{heartbeat, register, Registration};
 use super::jobs::JobTable;
 use super::leases::LeaseKeeper;
 use super::listener::listen;
@@ -27,13 +26,13 @@ use super::slots::{QueueSlots, Slots};
 use super::{wait_level, Worker};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::message::{Message, QueueInfo};
-use crate::queries::Query;
+use crate::message::Message;
 
 /// A started worker: its parts and their tasks.
 struct Runtime<F> {
     states: Vec<Arc<QueueState>>,
-    worker_id: Arc<AtomicI64>,
+    /// The worker's row (its id stays: a pruned row is registered again under it).
+    me: Registration,
     ctx: Arc<JobContext<F>>,
     stop_rx: watch::Receiver<u8>,
     /// Read by the heartbeat: the status it records.
@@ -67,8 +66,7 @@ where
 /// `queue_settings` first, within the queue's own limits.
 async fn queue_state(worker: &Worker, name: &str) -> Result<QueueState> {
     let opts = &worker.options;
-    let rows = worker.db.fetch(Query::QueueGet, &[(&name, Type::TEXT)], Some(name)).await?;
-    let info = QueueInfo::from_row(rows.first().ok_or_else(|| Error::queue_not_found(name))?)?;
+    let info = worker.db.queue_get(name).await?.ok_or_else(|| Error::queue_not_found(name))?;
     let own = opts.queue_settings.get(name).cloned().unwrap_or_default();
     let max_attempts = own.max_attempts.or(opts.max_attempts);
     let limit = own.concurrency.unwrap_or(opts.concurrency).min(opts.concurrency);
@@ -79,6 +77,7 @@ async fn queue_state(worker: &Worker, name: &str) -> Result<QueueState> {
             .or(opts.visibility_timeout)
             .unwrap_or_else(|| Duration::from_secs_f64(info.visibility_timeout)),
         max_attempts: max_attempts.map_or(info.max_attempts, |m| m.min(info.max_attempts)),
+        worker_max_attempts: max_attempts.filter(|m| *m < info.max_attempts),
         wake: Arc::new(Notify::new()),
         slots: QueueSlots::new(limit, opts.concurrency, opts.fetch_batch_fraction),
         ahead: Ahead::new(limit, AutoPolicy::of(opts)),
@@ -106,11 +105,10 @@ where
         }
         (false, None) => Some((worker.config.pg_config(), worker.config.connector()?)),
     };
-    let worker_id =
-        Arc::new(AtomicI64::new(register(&worker.db, &worker.queues, listen_to.is_some()).await?));
+    let me = register(&worker.db, &worker.queues, listen_to.is_some()).await?;
     log::info!(
         "pgqrs worker {} serving {} (concurrency {}, completion backlog {}, {})",
-        worker_id.load(Ordering::Relaxed),
+        me.id,
         worker.queues.join(", "),
         opts.concurrency,
         opts.completion_backlog,
@@ -128,7 +126,7 @@ where
         events: worker.events.clone(),
         handler,
         db: worker.db.clone(),
-        worker_id: worker_id.clone(),
+        worker_id: me.id,
         backoff: opts.backoff,
         stats: worker.stats.clone(),
         table: JobTable::default(),
@@ -142,19 +140,13 @@ where
     }
     let stopping = Arc::new(AtomicBool::new(false));
     let quit = Arc::new(Notify::new());
-    let heartbeat_task = tokio::spawn(heartbeat(
-        worker.db.clone(),
-        worker_id.clone(),
-        worker.queues.clone(),
-        opts.clone(),
-        stopping.clone(),
-        quit.clone(),
-    ));
+    let heartbeat_task =
+        tokio::spawn(heartbeat(worker.db.clone(), me.clone(), opts.clone(), stopping.clone(), quit.clone()));
     let (fetch_tx, fetch_rx) = mpsc::unbounded_channel();
     let fetcher = Arc::new(Fetcher {
         db: worker.db.clone(),
         slots: Slots::new(opts.concurrency, opts.concurrency + opts.completion_backlog),
-        worker_id: worker_id.clone(),
+        worker_id: me.id,
         batch_size: opts.batch_size,
         poll_interval: opts.poll_interval,
         fetch_delay: opts.fetch_delay,
@@ -172,7 +164,7 @@ where
     drop(fetcher);
     Ok(Runtime {
         states,
-        worker_id,
+        me,
         ctx,
         stop_rx,
         stopping,
@@ -224,12 +216,8 @@ async fn shutdown<F>(worker: &Worker, mut rt: Runtime<F>, mut fatal: Option<Erro
     rt.stopping.store(true, Ordering::SeqCst);
     let now = *rt.stop_rx.borrow() >= 2;
     let grace_end = Instant::now() + if now { Duration::ZERO } else { worker.options.grace_period };
-    log::info!(
-        "pgqrs worker {} stopping: {} job(s) running",
-        rt.worker_id.load(Ordering::Relaxed),
-        rt.jobs.len()
-    );
-    let stopping_status = shutdown::record_stopping(&worker.db, &rt.worker_id);
+    log::info!("pgqrs worker {} stopping: {} job(s) running", rt.me.id, rt.jobs.len());
+    let stopping_status = shutdown::record_stopping(&worker.db, &rt.me);
     if !now {
         // The fetch loops stop too (a fatal error or a closed channel ended serving).
         worker.stop.send_modify(|level| *level = (*level).max(1));
@@ -258,7 +246,7 @@ async fn shutdown<F>(worker: &Worker, mut rt: Runtime<F>, mut fatal: Option<Erro
     )
     .await;
     let tasks = [stopping_status, rt.heartbeat_task];
-    shutdown::record_stop(&worker.db, &rt.worker_id, rt.background, &rt.quit, tasks, write_timeout).await;
+    shutdown::record_stop(&worker.db, rt.me.id, rt.background, &rt.quit, tasks, write_timeout).await;
     match fatal {
         Some(e) => Err(e),
         None => Ok(()),

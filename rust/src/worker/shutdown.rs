@@ -14,19 +14,17 @@
 //!
 //! A second stop request shortens every wait (see [`HARD_STOP_WRITE_TIMEOUT`]).
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
-use tokio_postgres::types::Type;
 
 use super::completer::Settlement;
 use super::fetcher::{Fetched, QueueState};
 use super::handlers::JobContext;
-use super::heartbeat::heartbeat_once;
+use super::heartbeat::{heartbeat_once, Registration};
 use super::jobs::Job;
 use super::outcome::{stopped_error, Action};
 use super::prefetch::Waiting;
@@ -34,7 +32,6 @@ use super::wait_level;
 use crate::db::Db;
 use crate::error::Error;
 use crate::message::Message;
-use crate::queries::Query;
 
 /// What is left of `shutdown_write_timeout` after a second stop request.
 pub(super) const HARD_STOP_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -59,12 +56,11 @@ pub(super) fn give_back_waiting<F>(ctx: &JobContext<F>, waiting: Vec<Waiting>) -
 }
 
 /// Record the stopping state in the workers table, without waiting for it.
-pub(super) fn record_stopping(db: &Db, worker_id: &AtomicI64) -> JoinHandle<()> {
-    let db = db.clone();
-    let id = worker_id.load(Ordering::Relaxed);
+pub(super) fn record_stopping(db: &Db, me: &Registration) -> JoinHandle<()> {
+    let (db, me) = (db.clone(), me.clone());
     tokio::spawn(async move {
-        if let Err(e) = heartbeat_once(&db, id, "stopping").await {
-            log::warn!("pgqrs worker {id}: could not record the stopping state: {e}");
+        if let Err(e) = heartbeat_once(&db, &me, "stopping").await {
+            log::warn!("pgqrs worker {}: could not record the stopping state: {e}", me.id);
         }
     })
 }
@@ -153,11 +149,10 @@ fn release_cut_off<F>(ctx: &JobContext<F>) {
             ids.len()
         );
     }
-    let worker_id = ctx.worker_id.load(Ordering::Relaxed);
-    let error = stopped_error(worker_id, ctx.db.config.max_payload_bytes());
+    let error = stopped_error(ctx.worker_id, ctx.db.config.max_payload_bytes());
     for (lease, id, ran, job) in cut {
         let action = if ran {
-            Action::Release { delay: 0.0, error: error.clone(), refund: false }
+            Action::Release { delay: Duration::ZERO, error: error.clone(), refund: false }
         } else {
             Action::give_back()
         };
@@ -205,7 +200,7 @@ pub(super) async fn final_writes<F>(
 /// undo it), then mark the worker stopped, each within `write_timeout`.
 pub(super) async fn record_stop(
     db: &Db,
-    worker_id: &AtomicI64,
+    id: i64,
     mut background: JoinSet<()>,
     quit: &Notify,
     tasks: [JoinHandle<()>; 2],
@@ -219,8 +214,7 @@ pub(super) async fn record_stop(
             abort.abort();
         }
     }
-    let id = worker_id.load(Ordering::Relaxed);
-    match tokio::time::timeout(write_timeout, db.fetch(Query::WorkerStop, &[(&id, Type::INT8)], None)).await {
+    match tokio::time::timeout(write_timeout, db.worker_stop(id)).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => log::warn!("pgqrs worker {id}: could not record the stop: {e}"),
         Err(_) => log::warn!("pgqrs worker {id}: could not record the stop within {write_timeout:?}"),
