@@ -174,15 +174,30 @@ impl Admin {
         Ok(applied)
     }
 
-    /// Drop every pgqrs table (and the schema, when nothing else is in it).
-    pub async fn uninstall(&self) -> Result<()> {
+    /// Drop what pgqrs created in the schema: the functions its ledger names,
+    /// its tables and ledgers, and the schema when nothing else is left in it.
+    ///
+    /// Returns `false`, dropping nothing, when pgqrs is not installed in the
+    /// schema (no migration ledger): a shared schema such as `public` may hold
+    /// an application's own tables. Never CASCADE: a user object depending on
+    /// a pgqrs object makes it fail and roll back, naming that object.
+    pub async fn uninstall(&self) -> Result<bool> {
         let mut client = self.db.conn().await?;
         let tx = client.transaction().await.map_err(|e| self.db.translate(e))?;
         self.db.fetch_on(&*tx, Query::MigrationLock, &[], None).await?;
+        let rows = self.db.fetch_on(&*tx, Query::MigrationInstalled, &[], None).await?;
+        let installed: bool = match rows.first() {
+            Some(r) => col(r, "installed")?,
+            None => false,
+        };
+        if !installed {
+            return Ok(false);
+        }
         tx.batch_execute(&render(UNINSTALL, self.db.config.schema())?)
             .await
             .map_err(|e| self.db.translate(e))?;
-        tx.commit().await.map_err(|e| self.db.translate(e))
+        tx.commit().await.map_err(|e| self.db.translate(e))?;
+        Ok(true)
     }
 
     /// Compare the database's ledgers with the migrations and functions shipped here.
