@@ -168,7 +168,9 @@ def test_every_forbidden_statement_is_refused(
             denied(conn, f"SELECT setval('\"{schema}\".{seq}', 1000000)")
             denied(conn, f'SELECT last_value FROM "{schema}".{seq}')
         denied(conn, f'CREATE TABLE "{schema}".intruder (x int)')
-        denied(conn, f'CREATE FUNCTION "{schema}".intruder() RETURNS int LANGUAGE sql AS $$SELECT 1$$')
+        denied(
+            conn, f'CREATE FUNCTION "{schema}".intruder() RETURNS int LANGUAGE sql AS $$SELECT 1$$'
+        )
         denied(conn, f'ALTER FUNCTION "{schema}".queue_lock(text) SECURITY INVOKER')
         denied(conn, f'GRANT EXECUTE ON FUNCTION "{schema}".queue_lock(text) TO PUBLIC')
         for function in functions():
@@ -290,9 +292,11 @@ def test_definer_functions_check_their_arguments(
     """Called directly (not through a client that checks first), a server
     function refuses bad arguments itself, with SQLSTATE PQ001 (InvalidArgument)."""
     _, config = role("admin")
-    with psycopg.connect(config.dsn, autocommit=True) as conn:
-        with pytest.raises(psycopg.Error) as caught:
-            conn.execute(f'SELECT * FROM "{owner.config.schema}".{call}')  # type: ignore[call-overload]
+    with (
+        psycopg.connect(config.dsn, autocommit=True) as conn,
+        pytest.raises(psycopg.Error) as caught,
+    ):
+        conn.execute(f'SELECT * FROM "{owner.config.schema}".{call}')  # type: ignore[call-overload]
     assert caught.value.sqlstate == "PQ001", caught.value
     assert fragment in str(caught.value)
     assert owner.queue_stats("tasks").ready == 2
@@ -353,9 +357,7 @@ def test_read_only_role_sees_but_cannot_change(owner: pgqrs.Admin, role: RoleFac
     assert owner.queue_stats("tasks").archived == {"completed": 2}
 
 
-def test_producer_sees_only_what_its_enqueue_returns(
-    owner: pgqrs.Admin, role: RoleFactory
-) -> None:
+def test_producer_sees_only_what_its_enqueue_returns(owner: pgqrs.Admin, role: RoleFactory) -> None:
     _, config = role("producer")
     with pgqrs.Producer(config, "tasks") as p:
         mine = p.enqueue({"mine": True}, dedup_key="k")
@@ -546,6 +548,6 @@ def test_uninstall_keeps_user_objects_and_never_cascades(
 def test_uninstall_of_an_own_schema_drops_it(owner: pgqrs.Admin, server_dsn: str) -> None:
     assert owner.uninstall() is True
     with psycopg.connect(server_dsn, autocommit=True) as conn:
-        assert conn.execute(
-            "SELECT to_regnamespace(%s)", (owner.config.schema,)
-        ).fetchone() == (None,)
+        assert conn.execute("SELECT to_regnamespace(%s)", (owner.config.schema,)).fetchone() == (
+            None,
+        )
