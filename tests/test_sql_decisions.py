@@ -239,7 +239,11 @@ def test_errors_tsv_every_row_maps_to_its_kind() -> None:
     assert [fields[0] for fields in lines] == list(rules)
     for code, condition, kind, when in lines:
         sqlstate = code if len(code) == 5 else code + "000"
-        exc_class = psycopg.errors.lookup(sqlstate)
+        try:
+            exc_class = psycopg.errors.lookup(sqlstate)
+        except KeyError:  # pgqrs's own SQLSTATE (PQ001), raised by its server functions
+            base = psycopg.errors.DatabaseError
+            exc_class = type(f"E{sqlstate}", (base,), {"sqlstate": sqlstate})
         text = (
             "violates check constraint queues_name_valid" if when.startswith("constraint") else "x"
         )

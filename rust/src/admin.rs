@@ -151,15 +151,25 @@ impl Admin {
         Ok(applied)
     }
 
-    /// Drop every pgqrs table (and the schema, when nothing else is in it).
-    pub async fn uninstall(&self) -> Result<()> {
+    /// Drop what pgqrs created in the schema: the functions its ledger names,
+    /// its tables and ledgers, and the schema when nothing else is left in it.
+    ///
+    /// Returns `false`, dropping nothing, when pgqrs is not installed in the
+    /// schema (no migration ledger): a shared schema such as `public` may hold
+    /// an application's own tables. Never CASCADE: a user object depending on
+    /// a pgqrs object makes it fail and roll back, naming that object.
+    pub async fn uninstall(&self) -> Result<bool> {
         let mut client = self.db.conn().await?;
         let tx = client.transaction().await.map_err(|e| self.db.translate(e))?;
         self.db.migration_lock(tx.client()).await?;
+        if !self.db.migration_installed(Some(tx.client())).await? {
+            return Ok(false);
+        }
         tx.batch_execute(&render(UNINSTALL, self.db.config.schema())?)
             .await
             .map_err(|e| self.db.translate(e))?;
-        tx.commit().await.map_err(|e| self.db.translate(e))
+        tx.commit().await.map_err(|e| self.db.translate(e))?;
+        Ok(true)
     }
 
     /// Compare the database's ledgers with the migrations and functions shipped here.
@@ -168,7 +178,7 @@ impl Admin {
         let shipped_functions = functions()?;
         let latest = shipped.iter().map(|m| m.version).max().unwrap_or(0);
         let schema = self.db.config.schema().to_string();
-        if !self.db.migration_installed().await? {
+        if !self.db.migration_installed(None).await? {
             return Ok(VerifyReport {
                 schema,
                 installed: false,

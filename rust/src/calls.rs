@@ -425,9 +425,10 @@ impl Db {
         fenced(&self.run(None, Query::MessageRelease, &params, queue).await?)
     }
 
-    /// `migration_installed`: does the schema's migration ledger exist?
-    pub async fn migration_installed(&self) -> Result<bool> {
-        let rows = self.run(None, Query::MigrationInstalled, &[], None).await?;
+    /// `migration_installed`: does the schema's migration ledger exist? (`on`:
+    /// inside the caller's transaction.)
+    pub async fn migration_installed(&self, on: Option<&Client>) -> Result<bool> {
+        let rows = self.run(on, Query::MigrationInstalled, &[], None).await?;
         match rows.first() {
             Some(r) => col(r, "installed"),
             None => Ok(false),

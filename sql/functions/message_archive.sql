@@ -11,11 +11,15 @@ RETURNS TABLE (
     visible_until timestamptz
 )
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET plan_cache_mode = force_generic_plan
 SET search_path = :"schema", pg_temp
 AS $function$
 #variable_conflict use_column
 BEGIN
+    IF EXISTS (SELECT 1 FROM unnest($3::text[]) s WHERE s IS NULL OR s !~ '^[a-z][a-z0-9_]{0,31}$') THEN
+        RAISE EXCEPTION USING ERRCODE = 'PQ001', MESSAGE = format('archive statuses must be lower-case words such as completed, got %s', $3);
+    END IF;
     RETURN QUERY
     WITH input AS (
         SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[])
@@ -45,3 +49,5 @@ BEGIN
     FROM input i LEFT JOIN archived a ON a.id = i.id;
 END
 $function$;
+
+REVOKE ALL ON FUNCTION :"schema".message_archive(bigint[], uuid[], text[], text[], text[]) FROM PUBLIC;

@@ -8,6 +8,7 @@ RETURNS TABLE (
     visible_until timestamptz
 )
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET plan_cache_mode = force_generic_plan
 SET search_path = :"schema", pg_temp
 AS $function$
@@ -31,3 +32,5 @@ BEGIN
     FROM input i LEFT JOIN deleted d ON d.id = i.id;
 END
 $function$;
+
+REVOKE ALL ON FUNCTION :"schema".message_delete(bigint[], uuid[]) FROM PUBLIC;

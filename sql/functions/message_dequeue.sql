@@ -33,6 +33,7 @@ RETURNS TABLE (
     last_error jsonb
 )
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET plan_cache_mode = force_generic_plan
 SET search_path = :"schema", pg_temp
 AS $function$
@@ -50,6 +51,13 @@ DECLARE
     all_leased messages[];
     all_dead messages[];
 BEGIN
+    -- SECURITY DEFINER: the arguments are checked here, not only by the clients.
+    IF $2 IS NULL OR $2 < 1 OR $2 > 10000 THEN
+        RAISE EXCEPTION USING ERRCODE = 'PQ001', MESSAGE = format('batch must be from 1 to 10000, got %s', coalesce($2::text, 'NULL'));
+    END IF;
+    IF $3 IS NOT NULL AND NOT ($3 > 0 AND $3 <= 3155760000) THEN
+        RAISE EXCEPTION USING ERRCODE = 'PQ001', MESSAGE = format('visibility_timeout must be from 0 (excluded) to 3155760000 seconds, got %s', $3);
+    END IF;
     SELECT * INTO q FROM queues WHERE name = $1;
     IF NOT FOUND THEN
         RETURN QUERY
@@ -122,3 +130,5 @@ BEGIN
     ORDER BY 5 DESC, 2;  -- priority DESC, id: delivery order across rounds
 END
 $function$;
+
+REVOKE ALL ON FUNCTION :"schema".message_dequeue(text, bigint, float8, bigint) FROM PUBLIC;

@@ -28,6 +28,7 @@ RETURNS TABLE (
     inserted boolean
 )
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET plan_cache_mode = force_generic_plan
 SET search_path = :"schema", pg_temp
 AS $function$
@@ -75,3 +76,5 @@ BEGIN
     ORDER BY i.ord;
 END
 $function$;
+
+REVOKE ALL ON FUNCTION :"schema".message_enqueue(text, text[], integer[], float8[], timestamptz[], text[], text[]) FROM PUBLIC;

@@ -9,11 +9,15 @@ RETURNS TABLE (
     visible_until timestamptz
 )
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET plan_cache_mode = force_generic_plan
 SET search_path = :"schema", pg_temp
 AS $function$
 #variable_conflict use_column
 BEGIN
+    IF $3 IS NULL OR NOT ($3 > 0 AND $3 <= 3155760000) THEN
+        RAISE EXCEPTION USING ERRCODE = 'PQ001', MESSAGE = format('seconds must be from 0 (excluded) to 3155760000, got %s', coalesce($3::text, 'NULL'));
+    END IF;
     RETURN QUERY
     WITH input AS (
         SELECT * FROM unnest($1::bigint[], $2::uuid[]) AS t(id, lease)
@@ -33,3 +37,5 @@ BEGIN
     FROM input i LEFT JOIN extended e ON e.id = i.id;
 END
 $function$;
+
+REVOKE ALL ON FUNCTION :"schema".message_extend(bigint[], uuid[], float8) FROM PUBLIC;

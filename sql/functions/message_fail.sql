@@ -29,11 +29,20 @@ RETURNS TABLE (
     attempts integer
 )
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET plan_cache_mode = force_generic_plan
 SET search_path = :"schema", pg_temp
 AS $function$
 #variable_conflict use_column
 BEGIN
+    IF EXISTS (SELECT 1 FROM unnest($4::float8[]) d WHERE NOT (d >= 0 AND d <= 3155760000))
+       OR $6 IS NULL OR NOT ($6 >= 0 AND $6 <= 3155760000)
+       OR $7 IS NULL OR NOT ($7 >= 0 AND $7 <= 3155760000)
+       OR $8 IS NULL OR NOT ($8 >= 0 AND $8 <= 1) THEN
+        RAISE EXCEPTION USING ERRCODE = 'PQ001', MESSAGE = format('delays, backoff_base and backoff_max must be from 0 to 3155760000 seconds and '
+                  'backoff_jitter from 0 to 1, got delays %s, base %s, max %s, jitter %s',
+                  $4, $6, $7, $8);
+    END IF;
     RETURN QUERY
     WITH input AS (
         SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::float8[], $5::boolean[])
@@ -88,3 +97,5 @@ BEGIN
     ORDER BY i.ord;
 END
 $function$;
+
+REVOKE ALL ON FUNCTION :"schema".message_fail(bigint[], uuid[], text[], float8[], boolean[], float8, float8, float8) FROM PUBLIC;

@@ -22,6 +22,7 @@ RETURNS TABLE (
     notified boolean
 )
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET plan_cache_mode = force_generic_plan
 SET search_path = :"schema", pg_temp
 AS $function$
@@ -43,3 +44,5 @@ BEGIN
               NULL::boolean AS notified;  -- kept for the signature: queue_lock notifies
 END
 $function$;
+
+REVOKE ALL ON FUNCTION :"schema".message_insert(text, text, integer, float8, timestamptz, text) FROM PUBLIC;

@@ -13,11 +13,15 @@ RETURNS TABLE (
     visible_until timestamptz
 )
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET plan_cache_mode = force_generic_plan
 SET search_path = :"schema", pg_temp
 AS $function$
 #variable_conflict use_column
 BEGIN
+    IF EXISTS (SELECT 1 FROM unnest($3::float8[]) d WHERE NOT (d >= 0 AND d <= 3155760000)) THEN
+        RAISE EXCEPTION USING ERRCODE = 'PQ001', MESSAGE = format('delays must be from 0 to 3155760000 seconds, got %s', $3);
+    END IF;
     RETURN QUERY
     WITH input AS (
         SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::float8[], $4::text[], $5::boolean[])
@@ -42,3 +46,5 @@ BEGIN
     FROM input i LEFT JOIN released r ON r.id = i.id;
 END
 $function$;
+
+REVOKE ALL ON FUNCTION :"schema".message_release(bigint[], uuid[], float8[], text[], boolean[]) FROM PUBLIC;

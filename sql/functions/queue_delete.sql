@@ -5,6 +5,7 @@
 CREATE OR REPLACE FUNCTION :"schema".queue_delete(text)
 RETURNS TABLE (name text)
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = :"schema", pg_temp
 AS $function$
 #variable_conflict use_column
@@ -15,3 +16,5 @@ BEGIN
     END IF;
 END
 $function$;
+
+REVOKE ALL ON FUNCTION :"schema".queue_delete(text) FROM PUBLIC;

@@ -1,12 +1,6 @@
 -- message_peek: $1 queue, $2 limit. Read messages in delivery order without
 -- leasing them (for operators and debugging); state is ready, in_flight or
 -- delayed.
-SELECT id, queue, payload, priority, attempts, enqueued_at, dequeued_at,
-       visible_at AS visible_until, headers, NULL::uuid AS lease, dedup_key, last_error,
-       CASE WHEN visible_at <= now() THEN 'ready'
-            WHEN lease IS NOT NULL THEN 'in_flight'
-            ELSE 'delayed' END AS state
-FROM :"schema".messages
-WHERE queue = $1
-ORDER BY priority DESC, id
-LIMIT $2
+-- The statement is the function of the same name, in sql/functions/message_peek.sql
+-- (SECURITY DEFINER: roles get EXECUTE on it, never privileges on the tables).
+SELECT * FROM :"schema".message_peek($1::text, $2::bigint)

@@ -1,5 +1,4 @@
--- queue_get: $1 name.
-SELECT name, extract(epoch FROM visibility_timeout)::float8 AS visibility_timeout,
-       max_attempts, paused, created_at
-FROM :"schema".queues
-WHERE name = $1
+-- queue_get: $1 name. No row when there is no such queue.
+-- The statement is the function of the same name, in sql/functions/queue_get.sql
+-- (SECURITY DEFINER: roles get EXECUTE on it, never privileges on the tables).
+SELECT * FROM :"schema".queue_get($1::text)

@@ -1,5 +1,4 @@
 -- queue_list: every queue, by name.
-SELECT name, extract(epoch FROM visibility_timeout)::float8 AS visibility_timeout,
-       max_attempts, paused, created_at
-FROM :"schema".queues
-ORDER BY name
+-- The statement is the function of the same name, in sql/functions/queue_list.sql
+-- (SECURITY DEFINER: roles get EXECUTE on it, never privileges on the tables).
+SELECT * FROM :"schema".queue_list()

@@ -1,9 +1,5 @@
 -- queue_purge: $1 name. Deletes every waiting, delayed and in-flight message
 -- of the queue. Returns one row when the queue exists, with the count.
-WITH q AS (
-    SELECT name FROM :"schema".queues WHERE name = $1
-),
-purged AS (
-    DELETE FROM :"schema".messages WHERE queue = (SELECT name FROM q) RETURNING 1
-)
-SELECT q.name, (SELECT count(*) FROM purged) AS purged FROM q
+-- The statement is the function of the same name, in sql/functions/queue_purge.sql
+-- (SECURITY DEFINER: roles get EXECUTE on it, never privileges on the tables).
+SELECT * FROM :"schema".queue_purge($1::text)

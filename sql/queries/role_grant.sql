@@ -1,31 +1,67 @@
 -- role_grant: the GRANT statements giving role $1 the privileges of a
--- producer ($2), a consumer ($3) and/or an admin ($4) on this schema. The
--- client runs them in one transaction. Built with format('%I'), so the role
--- name is always a quoted identifier, never SQL. No row when the role does not
--- exist. Installing and migrating (CREATE in the schema) stays with the owner.
---   producer: enqueue (INSERT; UPDATE of dedup_key only, for ON CONFLICT;
---             EXECUTE on queue_lock, which locks the queue row as the owner).
---             Cannot dequeue, archive, delete, release or purge.
---   consumer: dequeue, archive, delete, extend, release (messages, archive),
---             worker registration and heartbeats. Cannot create or drop queues.
---   admin:    read and write every pgqrs table (queues, archive, workers...).
+-- producer ($2), a consumer ($3), an admin ($4) and/or a read-only monitor
+-- ($5) on this schema. The client runs them in one transaction. Built with
+-- format('%I'), so the role name is always a quoted identifier, never SQL.
+-- No row when the role does not exist.
+--
+-- A role acts only through the server functions (SECURITY DEFINER, owned by
+-- the installing role, search_path pinned, EXECUTE revoked from PUBLIC):
+-- it gets USAGE on the schema and EXECUTE on the functions of its job, and no
+-- privilege on any table, so it cannot read, write or lock a row except as a
+-- function does. The one exception: admin and read-only may SELECT the two
+-- ledgers (versions and checksums, no message data), for verify.
+-- Installing and migrating (CREATE in the schema) stays with the owner.
+--   producer:  enqueue (message_insert, message_enqueue).
+--   consumer:  dequeue, settle (archive, delete, extend, release, fail), read
+--              a queue's settings, register, heartbeat, stop and reap workers.
+--   read-only: list queues, their settings and stats, peek messages (lease
+--              tokens hidden), list the archive and workers.
+--   admin:     all of the above, plus create, pause, purge and delete queues,
+--              purge and redrive the archive.
 WITH r AS (
     SELECT rolname FROM pg_roles WHERE rolname = $1::text
 ),
-wanted (ord, stmt, wanted) AS (
-    VALUES
-        (1, 'GRANT USAGE ON SCHEMA %1$I TO %2$I', true),
-        (2, 'GRANT SELECT ON %1$I.queues, %1$I.schema_migrations, %1$I.schema_functions TO %2$I', true),
-        (3, 'GRANT SELECT, INSERT ON %1$I.messages TO %2$I', $2::boolean),
-        (4, 'GRANT UPDATE (dedup_key) ON %1$I.messages TO %2$I', $2::boolean),
-        (5, 'GRANT SELECT, UPDATE, DELETE ON %1$I.messages TO %2$I', $3::boolean),
-        (6, 'GRANT SELECT, INSERT ON %1$I.archive TO %2$I', $3::boolean),
-        (7, 'GRANT SELECT, INSERT, UPDATE ON %1$I.workers TO %2$I', $3::boolean),
-        (8, 'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %1$I TO %2$I', $4::boolean),
-        (9, 'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA %1$I TO %2$I', $4::boolean),
-        (10, 'GRANT EXECUTE ON FUNCTION %1$I.queue_lock(text) TO %2$I', $2::boolean OR $4::boolean)
+kinds (kind, wanted) AS (
+    VALUES ('producer', $2::boolean OR $4::boolean),
+           ('consumer', $3::boolean OR $4::boolean),
+           ('read_only', $5::boolean OR $4::boolean),
+           ('admin', $4::boolean)
+),
+jobs (kind, fn) AS (
+    VALUES ('producer', 'message_insert'), ('producer', 'message_enqueue'),
+           ('consumer', 'message_dequeue'), ('consumer', 'message_archive'),
+           ('consumer', 'message_delete'), ('consumer', 'message_extend'),
+           ('consumer', 'message_release'), ('consumer', 'message_fail'),
+           ('consumer', 'queue_get'), ('consumer', 'worker_register'),
+           ('consumer', 'worker_heartbeat'), ('consumer', 'worker_alive'),
+           ('consumer', 'worker_stop'), ('consumer', 'worker_reap'),
+           ('read_only', 'queue_get'), ('read_only', 'queue_list'),
+           ('read_only', 'queue_stats'), ('read_only', 'message_peek'),
+           ('read_only', 'archive_list'), ('read_only', 'worker_list'),
+           ('admin', 'queue_create'), ('admin', 'queue_delete'),
+           ('admin', 'queue_purge'), ('admin', 'queue_set_paused'),
+           ('admin', 'archive_purge'), ('admin', 'archive_redrive')
+),
+granted AS (
+    -- Each function once, with its current signature, in a stable order.
+    SELECT DISTINCT format('%I.%I(%s)', :'schema', p.proname,
+                           pg_get_function_identity_arguments(p.oid)) AS fn
+    FROM kinds k
+    JOIN jobs j ON j.kind = k.kind
+    JOIN pg_proc p ON p.proname = j.fn AND p.pronamespace = to_regnamespace(:'schema')
+    WHERE k.wanted
+),
+wanted (ord, stmt) AS (
+    SELECT 1, format('GRANT USAGE ON SCHEMA %I TO %I', :'schema', r.rolname) FROM r
+    UNION ALL
+    SELECT 2, format('GRANT EXECUTE ON FUNCTION %s TO %I', string_agg(g.fn, ', ' ORDER BY g.fn),
+                     r.rolname)
+    FROM r CROSS JOIN granted g
+    GROUP BY r.rolname
+    UNION ALL
+    SELECT 3, format('GRANT SELECT ON %1$I.schema_migrations, %1$I.schema_functions TO %2$I',
+                     :'schema', r.rolname)
+    FROM r
+    WHERE $4::boolean OR $5::boolean
 )
-SELECT format(w.stmt, :'schema', r.rolname) AS statement
-FROM r CROSS JOIN wanted w
-WHERE w.wanted
-ORDER BY w.ord
+SELECT stmt AS statement FROM wanted ORDER BY ord

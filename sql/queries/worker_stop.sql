@@ -1,4 +1,4 @@
 -- worker_stop: $1 worker id. Marks a worker that shut down cleanly.
-UPDATE :"schema".workers
-SET status = 'stopped', stopped_at = now(), heartbeat_at = now()
-WHERE id = $1
+-- The statement is the function of the same name, in sql/functions/worker_stop.sql
+-- (SECURITY DEFINER: roles get EXECUTE on it, never privileges on the tables).
+SELECT * FROM :"schema".worker_stop($1::bigint)

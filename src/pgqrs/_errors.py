@@ -107,6 +107,7 @@ KINDS = (
     "QueueNotFound",
     "InvalidQueueName",
     "PayloadError",
+    "InvalidArgument",
     "ConnectionFailed",
     "DatabaseError",
 )
@@ -170,6 +171,9 @@ def translate(exc: psycopg.Error, *, schema: str, queue: str | None = None) -> E
         return InvalidQueueName(f"invalid queue name {queue!r}: {text}")
     if kind == "PayloadError":
         return PayloadError(f"PostgreSQL refused the payload: {text}")
+    if kind == "InvalidArgument":
+        # A server function checked its own arguments (it runs as the schema's owner).
+        return InvalidArgument(text)
     if kind == "ConnectionFailed":
         return ConnectionFailed(f"cannot talk to PostgreSQL: {text}")
     return DatabaseError(f"PostgreSQL error: {text}")

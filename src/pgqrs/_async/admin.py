@@ -71,11 +71,23 @@ class Admin(Client):
                 applied.append(function.label)
         return applied
 
-    async def uninstall(self) -> None:
-        """Drop every pgqrs table (and the schema, when nothing else is in it)."""
+    async def uninstall(self) -> bool:
+        """Drop what pgqrs created in the schema: the functions its ledger names,
+        its tables and ledgers, and the schema when nothing else is left in it.
+
+        Returns False, dropping nothing, when pgqrs is not installed in the
+        schema (no migration ledger): a shared schema such as ``public`` may
+        hold an application's own tables. Never CASCADE: a user object that
+        depends on a pgqrs object (a view on the archive) makes it fail, and
+        roll back, naming that object.
+        """
         async with self._db.transaction() as conn:
             await self._db.run(conn, self._db.queries["migration_lock"])
+            rows = await self._db.run(conn, self._db.queries["migration_installed"])
+            if not rows[0]["installed"]:
+                return False
             await self._db.run(conn, script("uninstall", self.config.schema))
+        return True
 
     async def verify(self) -> VerifyReport:
         """Compare the database's ledgers with the migrations and functions shipped here."""
@@ -254,24 +266,42 @@ class Admin(Client):
         return {k: int(v) for k, v in rows[0].items()}
 
     async def grant(
-        self, role: str, *, producer: bool = False, consumer: bool = False, admin: bool = False
+        self,
+        role: str,
+        *,
+        producer: bool = False,
+        consumer: bool = False,
+        admin: bool = False,
+        read_only: bool = False,
     ) -> list[str]:
         """Give an existing ``role`` least privileges on this schema; return the GRANTs run.
 
-        ``producer`` may enqueue only; ``consumer`` may dequeue and settle
-        messages (archive, delete, extend, release) and run workers, but not
-        create or drop queues; ``admin`` may manage queues, archive and workers.
-        Installing and migrating stay with the schema's owner. Idempotent.
+        A role acts only through pgqrs's server functions: it gets USAGE on the
+        schema and EXECUTE on the functions of its job, never a privilege on a
+        table (admin and read-only may also read the migration ledgers, for
+        ``verify``). ``producer`` may enqueue only; ``consumer`` may dequeue
+        and settle messages (archive, delete, extend, release, fail) and run
+        workers; ``read_only`` may list queues, stats, workers and the archive
+        and peek at messages (dashboards, metrics); ``admin`` may do all that
+        and manage queues and the archive. Installing and migrating stay with
+        the schema's owner. Idempotent; kinds combine.
         """
         validate_role_name(role)
-        for flag, value in (("producer", producer), ("consumer", consumer), ("admin", admin)):
+        flags = (
+            ("producer", producer),
+            ("consumer", consumer),
+            ("admin", admin),
+            ("read_only", read_only),
+        )
+        for flag, value in flags:
             if not isinstance(value, bool):
                 raise InvalidArgument(f"{flag} must be True or False, got {value!r}")
-        if not (producer or consumer or admin):
+        if not (producer or consumer or admin or read_only):
             raise InvalidArgument(
-                "nothing to grant: pass producer=True, consumer=True and/or admin=True"
+                "nothing to grant: pass producer=True, consumer=True, admin=True "
+                "and/or read_only=True"
             )
-        params = [role, producer, consumer, admin]
+        params = [role, producer, consumer, admin, read_only]
         async with self._db.transaction() as conn:
             rows = await self._db.run(conn, self._db.queries["role_grant"], params)
             if not rows:

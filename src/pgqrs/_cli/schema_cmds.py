@@ -27,12 +27,20 @@ def install(ctx: Ctx) -> None:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @pass_ctx
 def uninstall(ctx: Ctx, yes: bool) -> None:
-    """Drop every pgqrs table, with all queues, messages and archive rows."""
+    """Drop pgqrs's own tables and functions, with all queues, messages and archive rows.
+
+    Only when pgqrs is installed in the schema; other objects there are kept.
+    """
     schema = ctx.config().schema
     confirm(ctx, yes, f"Drop schema {schema!r} with every queue, message and archived message?")
     with ctx.admin() as admin:
-        admin.uninstall()
-    ctx.emit({"schema": schema, "uninstalled": True}, f"uninstalled schema {schema!r}")
+        dropped = admin.uninstall()
+    ctx.emit(
+        {"schema": schema, "uninstalled": dropped},
+        f"uninstalled schema {schema!r}"
+        if dropped
+        else f"pgqrs is not installed in schema {schema!r}: nothing was dropped",
+    )
 
 
 @click.command()
