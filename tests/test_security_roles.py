@@ -463,8 +463,29 @@ def test_rust_client_under_least_privilege(
     assert code == 0 and out["queue"] == "tasks"
     code, out = rust(producer, "dequeue", "tasks")
     assert code == 2 and "permission denied" in out["message"]
-    code, out = rust(consumer, "work", "tasks", 3)
-    assert code == 0, out
+    # The consumer's Rust worker (conformance `serve`: closing its stdin stops it).
+    env = {**os.environ, "PGQRS_DSN": consumer.dsn, "PGQRS_SCHEMA": consumer.schema}
+    worker = subprocess.Popen(
+        [str(rust_binary), "serve", "tasks"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while owner.queue_stats("tasks").archived.get("completed", 0) < 3:
+            assert worker.poll() is None, worker.communicate()
+            assert time.monotonic() < deadline, "the Rust worker did not complete 3 jobs in 60 s"
+            time.sleep(0.05)
+        out_text, err_text = worker.communicate(input="", timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
+    assert worker.returncode == 0, err_text
+    assert json.loads(out_text)["completed"] == 3
     code, out = rust(reader, "stats", "tasks")
     assert code == 0 and out["archived"] == {"completed": 3}
     code, out = rust(reader, "create-queue", "other")
