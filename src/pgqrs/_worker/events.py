@@ -12,9 +12,19 @@ from pgqrs._models import Message
 
 logger = logging.getLogger("pgqrs.worker")
 
-EventKind = Literal["started", "completed", "failed", "retried", "dead", "lease_lost"]
+EventKind = Literal[
+    "started", "completed", "failed", "retried", "dead", "lease_lost", "cancelled"
+]
 #: The event kinds, in the order a job can go through them.
-EVENT_KINDS: tuple[str, ...] = ("started", "completed", "failed", "retried", "dead", "lease_lost")
+EVENT_KINDS: tuple[str, ...] = (
+    "started",
+    "completed",
+    "failed",
+    "retried",
+    "dead",
+    "lease_lost",
+    "cancelled",
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -28,6 +38,8 @@ class JobEvent:
     * ``dead``: the message was archived as dead (attempts used up, or Abort).
     * ``lease_lost``: the worker no longer held the lease (it expired and
       another consumer took the message); this worker's outcome was not written.
+    * ``cancelled``: the worker stopped before the handler returned (grace
+      period over, or a second signal): the message is released.
     """
 
     kind: str

@@ -24,6 +24,7 @@ from pgqrs._config import Config
 from pgqrs._errors import Error, InvalidArgument, PayloadError, queue_not_found
 from pgqrs._models import Message
 from pgqrs._payload import encode_json
+from pgqrs._telemetry import hooks as telemetry
 from pgqrs._worker.backoff import Backoff, Reconnect
 from pgqrs._worker.completer import Completer, Outcome, Settlement
 from pgqrs._worker.events import Counters, Events, JobEvent
@@ -97,6 +98,8 @@ class Runtime:
         self.events = Events()
         self.counters = Counters()
         self.worker_id: int | None = None
+        if telemetry.worker is not None:  # pgqrs.otel.instrument() ran: it subscribes
+            telemetry.worker(self.events, self.counters, self)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._stop_requested = False
@@ -592,6 +595,7 @@ class Runtime:
             self._slots.finished(q, time.monotonic() - begun)
         except asyncio.CancelledError:
             # The grace period ended (or a second signal): give the message back.
+            self._emit("cancelled", m)
             err = {
                 "type": "WorkerStopped",
                 "message": "the worker stopped before the handler finished",
