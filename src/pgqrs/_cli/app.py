@@ -18,6 +18,7 @@ from pgqrs._cli import (
     exit_codes,
     grant_cmd,
     message_cmds,
+    metrics_cmd,
     queue_cmds,
     schema_cmds,
     worker_cmds,
@@ -79,6 +80,7 @@ for _command in (
     grant_cmd.grant,
     db_cmds.db,
     demo_cmd.demo,
+    metrics_cmd.metrics,
 ):
     cli.add_command(_command)
 
