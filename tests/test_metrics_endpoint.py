@@ -47,7 +47,9 @@ def serving(collector: QueueHealthCollector, **auth: Any) -> Iterator[str]:
         thread.join(5)
 
 
-def scrape(url: str, headers: dict[str, str] | None = None) -> dict[tuple[str, tuple[Any, ...]], float]:
+def scrape(
+    url: str, headers: dict[str, str] | None = None
+) -> dict[tuple[str, tuple[Any, ...]], float]:
     request = urllib.request.Request(url, headers=headers or {})
     with urllib.request.urlopen(request, timeout=30) as response:
         assert response.status == 200

@@ -43,9 +43,7 @@ class Telemetry:
         self.tracer = self.tracer_provider.get_tracer("test")
 
     def spans(self, name: str | None = None) -> list[ReadableSpan]:
-        return [
-            s for s in self.exporter.get_finished_spans() if name is None or s.name == name
-        ]
+        return [s for s in self.exporter.get_finished_spans() if name is None or s.name == name]
 
     def points(self, metric: str) -> list[Any]:
         data = self.reader.get_metrics_data()
@@ -229,7 +227,8 @@ async def test_a_retried_job_shows_each_attempt(
     await run_until(worker, lambda: len(otel.spans(f"process {queue}")) == 3, "3 attempts")
     (send,) = otel.spans(f"send {queue}")
     attempts = sorted(
-        otel.spans(f"process {queue}"), key=lambda s: (s.attributes or {})["messaging.pgqrs.attempt"]
+        otel.spans(f"process {queue}"),
+        key=lambda s: (s.attributes or {})["messaging.pgqrs.attempt"],
     )
     assert [(s.attributes or {})["messaging.pgqrs.attempt"] for s in attempts] == [1, 2, 3]
     assert [(s.attributes or {})["messaging.pgqrs.outcome"] for s in attempts] == [
@@ -283,7 +282,9 @@ async def test_dead_and_cancelled_outcomes_are_errors(
     await until(lambda: running.is_set() and otel.spans(f"process {queue}"), what="dead + running")
     worker.stop()
     await asyncio.wait_for(task, 15)
-    by_id = {(s.attributes or {})["messaging.message.id"]: s for s in otel.spans(f"process {queue}")}
+    by_id = {
+        (s.attributes or {})["messaging.message.id"]: s for s in otel.spans(f"process {queue}")
+    }
     d, c = by_id[str(dead.id)], by_id[str(stuck.id)]
     assert (d.attributes or {})["messaging.pgqrs.outcome"] == "dead"
     assert d.status.status_code == StatusCode.ERROR and (d.attributes or {})["error.type"] == (

@@ -12,9 +12,7 @@ from __future__ import annotations
 try:
     import opentelemetry.trace  # noqa: F401
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "pgqrs.otel needs the OpenTelemetry API: pip install 'pgqrs[otel]'"
-    ) from exc
+    raise ImportError("pgqrs.otel needs the OpenTelemetry API: pip install 'pgqrs[otel]'") from exc
 
 from pgqrs._telemetry.otel import (
     ATTEMPT,
