@@ -61,6 +61,8 @@ def _version() -> str:
 def _inject(header_text: str | None, span: Span, max_bytes: int) -> str | None:
     """The message's headers text with ``span``'s context added. A traceparent
     the caller set is kept: they propagate a context of their own."""
+    if not span.get_span_context().is_valid:  # no SDK: nothing to carry, no parsing
+        return header_text
     carrier: dict[str, Any] = {} if header_text is None else json.loads(header_text)
     if "traceparent" in carrier:
         return header_text
@@ -187,13 +189,11 @@ class Instrumentation:
             )
             params[6] = [_inject(headers[0], send, max_bytes)]
             return _Publish(send, [])
+        create_attrs = {**base, OPERATION_TYPE: "create", OPERATION_NAME: "create"}
+        create_name = f"create {queue}"
+        start = self.tracer.start_span
         creates = [
-            self.tracer.start_span(
-                f"create {queue}",
-                kind=SpanKind.PRODUCER,
-                attributes={**base, OPERATION_TYPE: "create", OPERATION_NAME: "create"},
-            )
-            for _ in range(n)
+            start(create_name, kind=SpanKind.PRODUCER, attributes=create_attrs) for _ in range(n)
         ]
         params[6] = [_inject(h, s, max_bytes) for h, s in zip(headers, creates, strict=True)]
         send = self.tracer.start_span(
