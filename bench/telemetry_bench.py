@@ -113,7 +113,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dsn")
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument(
+        "--off-only", action="store_true", help="only the off mode (e.g. to compare commits)"
+    )
     args = parser.parse_args()
+    modes = ("off",) if args.off_only else ("off", "api", "on")
     cases: dict[str, Callable[[pgqrs.Config], float]] = {
         "enqueue-1 (msgs/s)": enqueue_single,
         "enqueue-100 (msgs/s)": enqueue_batch,
@@ -127,7 +131,7 @@ def main() -> None:
             admin.install()
             admin.create_queue(QUEUE)
             for _ in range(args.reps):
-                for mode in ("off", "api", "on"):
+                for mode in modes:
                     if mode != "off":
                         instrument(sdk=mode == "on")
                     for name, case in cases.items():
@@ -135,6 +139,10 @@ def main() -> None:
                         rates.setdefault((name, mode), []).append(case(config))
                     uninstrument()
             admin.uninstall()
+        if args.off_only:
+            for name in cases:
+                print(f"{name:<24}{statistics.median(rates[(name, 'off')]):>9.0f}")
+            return
         print(f"{'case':<24}{'off':>9}{'api':>9}{'on':>9}{'api/off':>9}{'on/off':>8}")
         for name in cases:
             off, api, on = (statistics.median(rates[(name, m)]) for m in ("off", "api", "on"))

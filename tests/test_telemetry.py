@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -310,3 +312,21 @@ def test_uninstrumented_enqueue_adds_no_headers(queue: str, config: pgqrs.Config
     assert t.spans() == [s for s in t.spans() if s.name == "request"]
     assert trace.get_current_span() is trace.INVALID_SPAN
     json.dumps([m.id for m in msgs])
+
+
+def test_the_worked_example_prints_one_trace(config: pgqrs.Config, admin: pgqrs.Admin) -> None:
+    """examples/telemetry.py (quoted in docs/telemetry.md) runs: one trace, four spans."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "telemetry.py"
+    env = {**os.environ, "PGQRS_DSN": config.dsn, "PGQRS_SCHEMA": config.schema}
+    out = subprocess.run(
+        [sys.executable, str(example)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    lines = [line.strip() for line in out.stdout.splitlines() if " trace=" in line]
+    assert [line.split(" trace=")[0] for line in lines] == [
+        "POST /signup [INTERNAL]",
+        "send emails [PRODUCER]",
+        "process emails [CONSUMER]",
+        "smtp send [INTERNAL]",
+    ], out.stdout
+    assert len({line.split(" trace=")[1] for line in lines}) == 1
