@@ -290,7 +290,8 @@ class Instrumentation:
             },
         )
         deliveries[m.lease] = _Delivery(span, time.monotonic(), attrs)
-        otel_context.attach(trace.set_span_in_context(span))
+        if span.is_recording():  # no SDK: nothing would record the handler's spans
+            otel_context.attach(trace.set_span_in_context(span))
         if m.attempts == 1 and m.dequeued_at is not None:
             wait = (m.dequeued_at - m.enqueued_at).total_seconds()
             self.queue_wait.record(max(wait, 0.0), attrs)
