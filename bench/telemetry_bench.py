@@ -137,7 +137,8 @@ def main() -> None:
                     for name, case in cases.items():
                         clear(admin)
                         rates.setdefault((name, mode), []).append(case(config))
-                    uninstrument()
+                    if mode != "off":
+                        uninstrument()
             admin.uninstall()
         if args.off_only:
             for name in cases:
