@@ -14,7 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_all_lists_exactly_the_public_names() -> None:
-    public = {n for n in dir(pgqrs) if not n.startswith("_")} - {"aio"}
+    # Submodules: aio, and the optional ones (pgqrs[otel], pgqrs[prometheus]),
+    # attributes of the package once another test imported them.
+    public = {n for n in dir(pgqrs) if not n.startswith("_")} - {"aio", "otel", "prometheus"}
     assert public == set(pgqrs.__all__) - {"__version__"}
     for name in pgqrs.__all__:
         assert hasattr(pgqrs, name), name
