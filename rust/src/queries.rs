@@ -58,6 +58,7 @@ queries! {
     MessageInsert => "message_insert",
     MessagePeek => "message_peek",
     MessageRelease => "message_release",
+    MetricsScrape => "metrics_scrape",
     MigrationInstalled => "migration_installed",
     MigrationList => "migration_list",
     MigrationLock => "migration_lock",

@@ -147,8 +147,11 @@ def enqueue_result(rows: list[tuple[Any, ...]]) -> list[Message]:
 
 
 def plain_enqueue(params: list[Any]) -> bool:
-    """True when no message of the call has a dedup key: message_insert does it."""
-    return all(k is None for k in params[5])
+    """True when no message of the call has a dedup key and all share one
+    headers text (not so when tracing gives each its own context):
+    message_insert does it."""
+    first = params[6][0]
+    return all(k is None for k in params[5]) and all(h is first for h in params[6])
 
 
 def insert_params(params: list[Any]) -> list[Any]:

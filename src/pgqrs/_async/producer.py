@@ -21,6 +21,7 @@ from pgqrs._ops import (
     insert_result,
     plain_enqueue,
 )
+from pgqrs._telemetry import hooks as telemetry
 from pgqrs._validate import validate_queue_name
 
 
@@ -87,6 +88,21 @@ class Producer(Client):
             headers=headers,
             max_bytes=self.config.max_payload_bytes,
         )
+        publish = telemetry.publish  # None unless pgqrs.otel.instrument() ran
+        if publish is None:
+            return await self._send(params, connection)
+        span = publish(self.queue, params, self.config.max_payload_bytes)
+        try:
+            messages = await self._send(params, connection)
+        except BaseException as exc:
+            span.fail(exc)
+            raise
+        span.done(messages)
+        return messages
+
+    async def _send(
+        self, params: list[Any], connection: psycopg.AsyncConnection[Any] | None
+    ) -> list[Message]:
         plain = plain_enqueue(params)
         rows = await self._db.fetch_tuples(
             "message_insert" if plain else "message_enqueue",

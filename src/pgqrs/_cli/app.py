@@ -19,6 +19,7 @@ from pgqrs._cli import (
     exit_codes,
     grant_cmd,
     message_cmds,
+    metrics_cmd,
     queue_cmds,
     schema_cmds,
     worker_cmds,
@@ -81,6 +82,7 @@ for _command in (
     db_cmds.db,
     demo_cmd.demo,
     dashboard_cmd.dashboard,
+    metrics_cmd.metrics,
 ):
     cli.add_command(_command)
 

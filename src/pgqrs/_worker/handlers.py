@@ -361,6 +361,8 @@ class Runner:
         q, c, max_bytes, wid = job.queue, self._counters, self._max_bytes, self._worker_id()
         if isinstance(outcome, Stopped):
             job.kind = decision.settle._value_
+            if self._events.active:
+                self._events.emit_now("interrupted", m, wid)
             err = {
                 "type": "WorkerStopped",
                 "message": "the worker stopped before the handler finished",

@@ -20,6 +20,7 @@ from pgqrs._async._db import Database
 from pgqrs._config import Config
 from pgqrs._errors import Error
 from pgqrs._models import Message
+from pgqrs._telemetry import hooks as telemetry
 from pgqrs._worker.completer import Completer, database_writer
 from pgqrs._worker.events import Counters, Events, Signals
 from pgqrs._worker.fetcher import Fetcher, QueueState
@@ -55,6 +56,8 @@ class Runtime:
         self.counters = Counters()
         self.signals = Signals()
         self.worker_id: int | None = None
+        if telemetry.worker is not None:  # pgqrs.otel.instrument() ran: it subscribes
+            telemetry.worker(self.events, self.counters, self)
         self.stop = Stop(options.grace_period)
         self._running = False
         #: The LISTEN connection's state (None in poll_only mode).
