@@ -170,11 +170,14 @@ def test_bad_options_name_the_value(config: pgqrs.Config) -> None:
         worker.run()
 
 
-def test_backoff_grows_and_caps() -> None:
-    b = pgqrs.Backoff(base=1, max=5, jitter=0)
-    assert [b.delay(n) for n in (1, 2, 3, 4, 10)] == [1, 2, 4, 5, 5]
-    jittered = pgqrs.Backoff(base=1, max=100, jitter=0.5)
-    assert all(4 <= jittered.delay(4) <= 12 for _ in range(50))
+def test_backoff_is_checked_data() -> None:
+    """The delay is message_fail's (test_sql_decisions.py); Backoff only holds
+    the values, refused when built if the server could not use them."""
+    assert pgqrs.Backoff(base=1, max=5, jitter=0) == pgqrs.Backoff(1, 5, 0)
+    assert not hasattr(pgqrs.Backoff, "delay")
+    for bad in ({"base": -1}, {"max": float("inf")}, {"base": 10, "max": 1}, {"jitter": 1.5}):
+        with pytest.raises(pgqrs.InvalidArgument, match="Backoff"):
+            pgqrs.Backoff(**bad)  # type: ignore[arg-type]
 
 
 async def test_missing_queue_fails_fast(admin: pgqrs.Admin, config: pgqrs.Config) -> None:
@@ -861,13 +864,17 @@ async def test_a_pruned_worker_registers_again(
     queue: str, config: pgqrs.Config, sql: Conn, schema: str
 ) -> None:
     """Its row deleted (pruned while it could not reach the database): the next
-    heartbeat finds no row and registers the worker again, listening as before."""
+    heartbeat (worker_alive) registers the worker again under the same id,
+    listening as before."""
     worker = pgqrs.aio.Worker(config, heartbeat_interval=0.1)
     worker.handler(queue)(lambda m: None)
     task = await started(worker)
-    old = worker.id
+    old, registrations = worker.id, worker.signals.registered.count
     sql.execute(f'DELETE FROM "{schema}".workers WHERE id = %s', (old,))
-    await worker.signals.registered.wait(lambda: worker.id != old, timeout=WAIT)
+    await worker.signals.registered.wait(
+        lambda: worker.signals.registered.count > registrations, timeout=WAIT
+    )
+    assert worker.id == old
     row = sql.execute(
         f'SELECT pid, queues, listening, status FROM "{schema}".workers WHERE id = %s',
         (worker.id,),

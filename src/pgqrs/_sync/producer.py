@@ -11,18 +11,12 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from pgqrs._sync import _calls as calls
 from pgqrs._sync._base import Client
 from pgqrs._config import Config
 from pgqrs._errors import queue_not_found
 from pgqrs._models import Message
-from pgqrs._ops import (
-    Seconds,
-    enqueue_params,
-    enqueue_result,
-    insert_params,
-    insert_result,
-    plain_enqueue,
-)
+from pgqrs._ops import Seconds, enqueue_params, insert_result, payload_array
 from pgqrs._validate import validate_queue_name
 
 
@@ -79,7 +73,7 @@ class Producer(Client):
         connection: psycopg.Connection[Any] | None = None,
     ) -> list[Message]:
         """Enqueue many messages in one statement; results follow input order."""
-        params = enqueue_params(
+        sent = enqueue_params(
             self.queue,
             payloads,
             delay=delay,
@@ -89,13 +83,32 @@ class Producer(Client):
             headers=headers,
             max_bytes=self.config.max_payload_bytes,
         )
-        plain = plain_enqueue(params)
-        rows = self._db.fetch_tuples(
-            "message_insert" if plain else "message_enqueue",
-            insert_params(params) if plain else params,
+        if sent.plain:
+            rows = calls.message_insert(
+                self._db,
+                queue=sent.queue,
+                payloads=payload_array(sent.payloads),
+                priority=sent.priority,
+                delay=sent.delay,
+                available_at=sent.available_at,
+                headers=sent.headers,
+                connection=connection,
+            )
+            if not rows:  # the statement found no queue to lock
+                raise queue_not_found(self.queue)
+            return insert_result(rows, sent)
+        n = len(sent.payloads)
+        messages = calls.message_enqueue(
+            self._db,
+            queue=sent.queue,
+            payloads=sent.payloads,
+            priorities=[sent.priority] * n,
+            delays=[sent.delay] * n,
+            available_at=[sent.available_at] * n,
+            dedup_keys=sent.dedup_keys,
+            headers=[sent.headers] * n,
             connection=connection,
-            queue=self.queue,
         )
-        if not rows:  # the statement found no queue to lock (see 0003 migration)
+        if not messages:  # the statement found no queue to lock
             raise queue_not_found(self.queue)
-        return insert_result(rows, params) if plain else enqueue_result(rows)
+        return messages
