@@ -189,14 +189,18 @@ def enqueue_params(
         if key in seen:
             raise InvalidArgument(f"dedup_key {key!r} appears twice in one batch")
         seen.add(key)
+    # The options first: a bad one is named before any payload is encoded.
+    delay_s = seconds(delay, "delay")
+    when = _aware(available_at)
+    header_text = encode_headers(dict(headers) if headers is not None else None, max_bytes)
     return Enqueue(
         queue=queue,
         payloads=[encode_payload(p, max_bytes) for p in payloads],
         priority=priority,
-        delay=seconds(delay, "delay"),
-        available_at=_aware(available_at),
+        delay=delay_s,
+        available_at=when,
         dedup_keys=keys,
-        headers=encode_headers(dict(headers) if headers is not None else None, max_bytes),
+        headers=header_text,
     )
 
 
