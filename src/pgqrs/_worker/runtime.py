@@ -12,14 +12,13 @@ beside them; ``shutdown`` ends it all.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
 
 from pgqrs._async._db import Database
 from pgqrs._config import Config
-from pgqrs._errors import ConnectionFailed, Error
+from pgqrs._errors import Error
 from pgqrs._models import Message
 from pgqrs._worker.completer import Completer, database_writer
 from pgqrs._worker.events import Counters, Events, Signals
@@ -31,7 +30,7 @@ from pgqrs._worker.leases import LeaseKeeper
 from pgqrs._worker.listener import Listener
 from pgqrs._worker.options import Options
 from pgqrs._worker.prefetch import Prefetch
-from pgqrs._worker.reconnect import Reconnect
+from pgqrs._worker.reconnect import retry_connection
 from pgqrs._worker.shutdown import HARD_STOP_WRITE_TIMEOUT, Stop, shutdown
 from pgqrs._worker.slots import Slots
 
@@ -86,35 +85,6 @@ class Runtime:
             self._running = False
             self.stop.detach()
 
-    async def _start(
-        self, db: Database, names: list[str], heartbeat: Heartbeat
-    ) -> list[QueueState] | None:
-        """Connect, load the served queues, register the worker.
-
-        A connection failure (the database restarting, a connection killed)
-        is retried after the reconnect wait, as everywhere else in the
-        worker; any other error (a missing queue or schema, a privilege) is
-        fatal. None when a stop was requested first.
-        """
-        reconnect = Reconnect()
-        while not self.stop.requested:
-            try:
-                await db.open()
-                queues = [await load_queue(db, self.handlers[n], self.options) for n in names]
-                await heartbeat.register()
-                if reconnect.failures:
-                    logger.info(
-                        "worker start-up went through after %d failure(s)", reconnect.failures
-                    )
-                return queues
-            except ConnectionFailed as exc:
-                wait = reconnect.failed()
-                log = logger.warning if reconnect.failures == 1 else logger.debug
-                log("worker start-up failed, retrying in %.2fs: %s", wait, exc)
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self.stop.wait_requested(), wait)
-        return None
-
     async def _serve(self, db: Database, names: list[str], threads: DaemonThreads) -> None:
         opts = self.options
         heartbeat = Heartbeat(
@@ -126,7 +96,16 @@ class Runtime:
             registered=self.signals.registered,
             beat=self.signals.heartbeat,
         )
-        started = await self._start(db, names, heartbeat)
+
+        async def start() -> list[QueueState]:
+            # Any error but a connection failure (a missing queue or schema,
+            # a privilege) is fatal: retry_connection passes it on.
+            await db.open()
+            queues = [await load_queue(db, self.handlers[n], opts) for n in names]
+            await heartbeat.register()
+            return queues
+
+        started = await retry_connection(start, "worker start-up", self.stop.wait_requested)
         if started is None:
             logger.info("worker stopped before it started")
             return
