@@ -10,12 +10,11 @@ import dataclasses
 import datetime
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, overload
 
 from pgqrs._errors import InvalidArgument, LeaseExpired, LeaseNotHeld, queue_not_found
 from pgqrs._models import Message
 from pgqrs._payload import decode_json, encode_headers, encode_json, encode_payload
-from pgqrs._validate import validate_status
 
 #: A Message, or the id of one this Consumer dequeued.
 MessageRef = Message | int
@@ -55,6 +54,69 @@ ENQUEUE_COLUMNS = (*DEQUEUE_COLUMNS[1:], "inserted")
 INSERT_COLUMNS = ("id", "enqueued_at", "visible_until", "notified")
 #: message_archive, message_delete, message_extend and message_release.
 FENCED_COLUMNS = ("id", "outcome", "visible_until")
+
+#: One row of a lease-fenced statement (FENCED_COLUMNS): the message id, 'ok',
+#: 'lease_lost' or 'not_found', and the new visible_until (message_extend).
+FencedRow = tuple[int, str, datetime.datetime | None]
+#: One row of message_insert (INSERT_COLUMNS): id, enqueued_at, visible_until, notified.
+InsertRow = tuple[int, datetime.datetime, datetime.datetime, bool]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Dequeued:
+    """What ``message_dequeue`` did: the messages leased, and how many picked
+    rows it archived as dead instead (their attempts were used up)."""
+
+    messages: list[Message]
+    dead: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Enqueue:
+    """One enqueue call, checked: the queue, one JSON text per payload, and the
+    options every message of the call shares (``enqueue_params``)."""
+
+    queue: str
+    payloads: list[str]
+    priority: int
+    delay: float | None
+    available_at: datetime.datetime | None
+    #: One per payload (all None: no dedup, message_insert does it).
+    dedup_keys: list[str | None]
+    #: The headers' JSON text, or None.
+    headers: str | None
+
+    @property
+    def plain(self) -> bool:
+        """True when no message has a dedup key: message_insert does it."""
+        return all(k is None for k in self.dedup_keys)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AppliedMigration:
+    """A row of the migration ledger (``migration_list``)."""
+
+    version: int
+    name: str
+    checksum: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RecordedFunction:
+    """A server function as ``function_list`` sees it: its checksum in the
+    ledger (None: not recorded) and whether the schema holds it."""
+
+    name: str
+    checksum: str | None
+    present: bool
+
+
+@overload
+def seconds(value: Seconds, what: str, *, allow_zero: bool = True) -> float: ...
+
+
+@overload
+def seconds(value: Seconds | None, what: str, *, allow_zero: bool = True) -> float | None: ...
 
 
 def seconds(value: Seconds | None, what: str, *, allow_zero: bool = True) -> float | None:
@@ -100,8 +162,8 @@ def enqueue_params(
     dedup_keys: Sequence[str | None] | None,
     headers: Mapping[str, Any] | None,
     max_bytes: int,
-) -> list[Any]:
-    """Parameters of message_enqueue for ``payloads`` sharing the same options."""
+) -> Enqueue:
+    """One enqueue of ``payloads`` sharing the same options, checked and encoded."""
     n = len(payloads)
     if n == 0:
         raise InvalidArgument("nothing to enqueue: the payload list is empty")
@@ -127,18 +189,19 @@ def enqueue_params(
         if key in seen:
             raise InvalidArgument(f"dedup_key {key!r} appears twice in one batch")
         seen.add(key)
+    # The options first: a bad one is named before any payload is encoded.
     delay_s = seconds(delay, "delay")
     when = _aware(available_at)
     header_text = encode_headers(dict(headers) if headers is not None else None, max_bytes)
-    return [
-        queue,
-        [encode_payload(p, max_bytes) for p in payloads],
-        [priority] * n,
-        [delay_s] * n,
-        [when] * n,
-        keys,
-        [header_text] * n,
-    ]
+    return Enqueue(
+        queue=queue,
+        payloads=[encode_payload(p, max_bytes) for p in payloads],
+        priority=priority,
+        delay=delay_s,
+        available_at=when,
+        dedup_keys=keys,
+        headers=header_text,
+    )
 
 
 def enqueue_result(rows: list[tuple[Any, ...]]) -> list[Message]:
@@ -146,35 +209,20 @@ def enqueue_result(rows: list[tuple[Any, ...]]) -> list[Message]:
     return [Message(*r) for r in rows]
 
 
-def plain_enqueue(params: list[Any]) -> bool:
-    """True when no message of the call has a dedup key and all share one
-    headers text (not so when tracing gives each its own context):
-    message_insert does it."""
-    first = params[6][0]
-    return all(k is None for k in params[5]) and all(h is first for h in params[6])
-
-
-def insert_params(params: list[Any]) -> list[Any]:
-    """message_insert's parameters, from message_enqueue's (options are per call)."""
-    queue, payloads, priorities, delays, whens, _keys, headers = params
-    return [queue, payload_array(payloads), priorities[0], delays[0], whens[0], headers[0]]
-
-
 def payload_array(payloads: list[str]) -> str:
     """The payloads' JSON texts as one JSON array text."""
     return "[" + ",".join(payloads) + "]"
 
 
-def insert_result(rows: list[tuple[Any, ...]], params: list[Any]) -> list[Message]:
+def insert_result(rows: list[InsertRow], sent: Enqueue) -> list[Message]:
     """Messages from message_insert's rows (ids and times) and what was sent.
 
     The payloads and headers are decoded from the JSON texts sent, as the
     server would return them, so a Message never shares state with the caller's.
     """
-    queue, payloads, priorities, _delays, _whens, _keys, headers = params
+    queue, payloads, header_text = sent.queue, sent.payloads, sent.headers
     if len(rows) != len(payloads):
         raise RuntimeError(f"message_insert returned {len(rows)} rows for {len(payloads)} payloads")
-    header_text = headers[0]
     rows = sorted(rows)  # by id (INSERT_COLUMNS): ids follow the payloads' order
     # One parse of the whole array costs less than one call per payload.
     values = (
@@ -185,7 +233,7 @@ def insert_result(rows: list[tuple[Any, ...]], params: list[Any]) -> list[Messag
             id=msg_id,
             queue=queue,
             payload=value,
-            priority=priorities[0],
+            priority=sent.priority,
             attempts=0,
             enqueued_at=enqueued_at,
             dequeued_at=None,
@@ -196,7 +244,7 @@ def insert_result(rows: list[tuple[Any, ...]], params: list[Any]) -> list[Messag
     ]
 
 
-def dequeue_result(rows: list[tuple[Any, ...]], queue: str) -> tuple[list[Message], int]:
+def dequeue_result(rows: list[tuple[Any, ...]], queue: str) -> Dequeued:
     """The leased messages, and how many picked rows went to the archive as dead.
 
     Rows are DEQUEUE_COLUMNS: the outcome, then a Message's fields in order.
@@ -211,7 +259,7 @@ def dequeue_result(rows: list[tuple[Any, ...]], queue: str) -> tuple[list[Messag
             dead += 1
         else:
             raise queue_not_found(queue)
-    return messages, dead
+    return Dequeued(messages, dead)
 
 
 class Leases:
@@ -310,7 +358,7 @@ def array_literal(values: Iterable[int | str]) -> str:
     return "{" + ",".join(map(str, values)) + "}"
 
 
-def fenced_refs(ids: list[int], leases: list[uuid.UUID]) -> list[str]:
+def fenced_refs(ids: Sequence[int], leases: Sequence[uuid.UUID]) -> list[str]:
     """The ``$1 ids, $2 leases`` parameters of every lease-fenced statement.
 
     Each lease goes as its 32 hex digits, which PostgreSQL's uuid input takes
@@ -320,34 +368,19 @@ def fenced_refs(ids: list[int], leases: list[uuid.UUID]) -> list[str]:
     return [array_literal(ids), "{" + ",".join([lease.hex for lease in leases]) + "}"]
 
 
-def leased_refs(messages: Sequence[Message]) -> list[str]:
-    """``fenced_refs`` of messages this process dequeued (the worker's)."""
+def held(messages: Sequence[Message]) -> tuple[list[int], list[uuid.UUID]]:
+    """The ids and leases of messages this process dequeued (the worker's)."""
     leases: list[uuid.UUID] = []
     for m in messages:
         if m.lease is None:
             raise InvalidArgument(f"message {m.id} carries no lease: it cannot be settled")
         leases.append(m.lease)
-    return fenced_refs([m.id for m in messages], leases)
+    return [m.id for m in messages], leases
 
 
-def archive_params(
-    ids: list[int],
-    leases: list[uuid.UUID],
-    status: str,
-    results: Sequence[Any] | None,
-    errors: Sequence[Any] | None,
-    max_bytes: int,
-) -> list[Any]:
-    validate_status(status)
-    n = len(ids)
-    # Without results (or errors) the array is sent as NULL: unnest pads it
-    # with NULLs, and the client skips dumping n of them.
-    return [
-        *fenced_refs(ids, leases),
-        array_literal([status] * n),
-        None if results is None else encode_each(results, n, "result", max_bytes),
-        None if errors is None else encode_each(errors, n, "error", max_bytes),
-    ]
+def leased_refs(messages: Sequence[Message]) -> list[str]:
+    """``fenced_refs`` of messages this process dequeued (the worker's)."""
+    return fenced_refs(*held(messages))
 
 
 def encode_each(
@@ -451,9 +484,7 @@ def backoff_params(base: float, max_: float, jitter: float) -> list[float]:
 
 
 def _number(value: float, what: str) -> float:
-    checked = seconds(value, what)
-    assert checked is not None
-    return checked
+    return seconds(value, what)
 
 
 def fail_params(failures: Sequence[Failure], base: float, max_: float, jitter: float) -> list[Any]:

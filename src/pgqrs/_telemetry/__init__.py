@@ -16,7 +16,10 @@ if TYPE_CHECKING:
 
 
 class PublishSpan(Protocol):
-    """One enqueue call being traced: ``done`` or ``fail`` ends it."""
+    """One enqueue call being traced: ``done`` or ``fail`` ends it. ``headers``:
+    one JSON text per message, each carrying its own trace context."""
+
+    headers: list[str | None]
 
     def done(self, messages: list[Message]) -> None: ...
 
@@ -24,10 +27,12 @@ class PublishSpan(Protocol):
 
 
 class Publish(Protocol):
-    """Start the spans of one enqueue call; rewrites ``params``' header texts
-    (index 6: one per message) to carry each message's trace context."""
+    """Start the spans of one enqueue call of ``n`` messages sharing the
+    ``headers`` JSON text; the span's ``headers`` are the texts to send."""
 
-    def __call__(self, queue: str, params: list[Any], max_bytes: int) -> PublishSpan: ...
+    def __call__(
+        self, queue: str, n: int, headers: str | None, max_bytes: int
+    ) -> PublishSpan: ...
 
 
 class WorkerStarted(Protocol):

@@ -81,11 +81,13 @@ def _string_headers(headers: dict[str, Any]) -> dict[str, str]:
 class _Publish:
     """The spans of one enqueue call (single: one send span; batch: send + creates)."""
 
-    __slots__ = ("creates", "send")
+    __slots__ = ("creates", "headers", "send")
 
-    def __init__(self, send: Span, creates: list[Span]) -> None:
+    def __init__(self, send: Span, creates: list[Span], headers: list[str | None]) -> None:
         self.send = send
         self.creates = creates
+        #: One headers text per message, carrying its context.
+        self.headers = headers
 
     def done(self, messages: list[Message]) -> None:
         if self.creates:
@@ -177,25 +179,22 @@ class Instrumentation:
 
     # -- producer ------------------------------------------------------------
 
-    def publish(self, queue: str, params: list[Any], max_bytes: int) -> _Publish:
-        n = len(params[1])
+    def publish(self, queue: str, n: int, headers: str | None, max_bytes: int) -> _Publish:
         base = {SYSTEM_ATTR: SYSTEM, DESTINATION: queue}
-        headers: list[str | None] = params[6]
         if n == 1:
             send = self.tracer.start_span(
                 f"send {queue}",
                 kind=SpanKind.PRODUCER,
                 attributes={**base, OPERATION_TYPE: "send", OPERATION_NAME: "send"},
             )
-            params[6] = [_inject(headers[0], send, max_bytes)]
-            return _Publish(send, [])
+            return _Publish(send, [], [_inject(headers, send, max_bytes)])
         create_attrs = {**base, OPERATION_TYPE: "create", OPERATION_NAME: "create"}
         create_name = f"create {queue}"
         start = self.tracer.start_span
         creates = [
             start(create_name, kind=SpanKind.PRODUCER, attributes=create_attrs) for _ in range(n)
         ]
-        params[6] = [_inject(h, s, max_bytes) for h, s in zip(headers, creates, strict=True)]
+        texts = [_inject(headers, s, max_bytes) for s in creates]
         send = self.tracer.start_span(
             f"send {queue}",
             kind=SpanKind.CLIENT,
@@ -207,7 +206,7 @@ class Instrumentation:
                 BATCH_COUNT: n,
             },
         )
-        return _Publish(send, creates)
+        return _Publish(send, creates, texts)
 
     def published(self, queue: str, count: int) -> None:
         self.sent.add(count, {SYSTEM_ATTR: SYSTEM, DESTINATION: queue})
@@ -311,8 +310,8 @@ def instrument(*, tracer_provider: Any = None, meter_provider: Any = None) -> In
     current = Instrumentation(tracer_provider, meter_provider)
     _current = current
 
-    def publish(queue: str, params: list[Any], max_bytes: int) -> Any:
-        span = current.publish(queue, params, max_bytes)
+    def publish(queue: str, n: int, headers: str | None, max_bytes: int) -> Any:
+        span = current.publish(queue, n, headers, max_bytes)
         return _Counted(span, current, queue)
 
     hooks.publish = publish
@@ -323,10 +322,11 @@ def instrument(*, tracer_provider: Any = None, meter_provider: Any = None) -> In
 class _Counted:
     """A publish span that also counts the messages sent when it succeeds."""
 
-    __slots__ = ("instrumentation", "queue", "span")
+    __slots__ = ("headers", "instrumentation", "queue", "span")
 
     def __init__(self, span: _Publish, instrumentation: Instrumentation, queue: str) -> None:
         self.span = span
+        self.headers = span.headers
         self.instrumentation = instrumentation
         self.queue = queue
 
