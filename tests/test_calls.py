@@ -12,9 +12,8 @@ import pgqrs._async._calls as acalls
 import pgqrs._sync._calls as scalls
 from pgqrs._sql import sql_dir
 
-#: Queries with no Python function: only the Rust worker still runs them
-#: (worker_heartbeat: the Python worker beats with worker_alive).
-RUST_ONLY = {"worker_heartbeat"}
+#: Queries with no Python function (none: both languages run every query).
+RUST_ONLY: set[str] = set()
 SRC = Path(__file__).resolve().parents[1] / "src" / "pgqrs"
 
 

@@ -59,7 +59,6 @@ JOBS: dict[str, set[str]] = {
         "message_fail",
         "queue_get",
         "worker_register",
-        "worker_heartbeat",
         "worker_alive",
         "worker_stop",
         "worker_reap",
@@ -277,7 +276,7 @@ def test_a_role_cannot_point_a_function_at_its_own_tables(
         ),
         ("worker_alive(999999999, 'running', 'h', 1, ARRAY['tasks'], true)", "never registered"),
         ("worker_alive(-1, 'running', 'h', 1, ARRAY['tasks'], true)", "never registered"),
-        ("worker_heartbeat(1, 'dead')", "running or stopping"),
+        ("worker_alive(1, 'dead', 'h', 1, ARRAY['tasks'], true)", "running or stopping"),
         ("queue_create('q', 0, 5)", "visibility_timeout"),
         ("queue_create('q', 30, -2)", "max_attempts"),
         ("archive_purge(-1, NULL, NULL)", "older_than"),
@@ -305,13 +304,22 @@ def test_definer_functions_check_their_arguments(
 def test_invalid_argument_reaches_clients_as_invalid_argument(
     owner: pgqrs.Admin, role: RoleFactory
 ) -> None:
+    from pgqrs._sync import _calls as calls
     from pgqrs._sync._db import Database
 
     _, config = role("consumer")
     db = Database(config)
     try:
         with pytest.raises(pgqrs.InvalidArgument, match="running or stopping"):
-            db.fetch("worker_heartbeat", [1, "dead"])
+            calls.worker_alive(
+                db,
+                worker_id=1,
+                status="dead",
+                hostname="h",
+                pid=1,
+                queues=["tasks"],
+                listening=True,
+            )
     finally:
         db.close()
 

@@ -72,7 +72,6 @@ queries! {
     QueueStats => "queue_stats",
     RoleGrant => "role_grant",
     WorkerAlive => "worker_alive",
-    WorkerHeartbeat => "worker_heartbeat",
     WorkerList => "worker_list",
     WorkerReap => "worker_reap",
     WorkerRegister => "worker_register",

@@ -33,11 +33,12 @@ jobs (kind, fn) AS (
            ('consumer', 'message_delete'), ('consumer', 'message_extend'),
            ('consumer', 'message_release'), ('consumer', 'message_fail'),
            ('consumer', 'queue_get'), ('consumer', 'worker_register'),
-           ('consumer', 'worker_heartbeat'), ('consumer', 'worker_alive'),
+           ('consumer', 'worker_alive'),
            ('consumer', 'worker_stop'), ('consumer', 'worker_reap'),
            ('read_only', 'queue_get'), ('read_only', 'queue_list'),
            ('read_only', 'queue_stats'), ('read_only', 'message_peek'),
            ('read_only', 'archive_list'), ('read_only', 'worker_list'),
+           ('read_only', 'metrics_scrape'),
            ('admin', 'queue_create'), ('admin', 'queue_delete'),
            ('admin', 'queue_purge'), ('admin', 'queue_set_paused'),
            ('admin', 'archive_purge'), ('admin', 'archive_redrive')

@@ -10,8 +10,6 @@ The hot statements keep their cost: array parameters go as text literals
 Preconditions are the callers' (the public classes validate user input): a
 queue name or status passed here is already checked. ``connection`` runs the
 query on the caller's connection (a transaction) instead of the pool.
-``worker_heartbeat`` has no function: the Python worker beats with
-``worker_alive``.
 """
 
 from __future__ import annotations
@@ -363,3 +361,13 @@ async def role_grant(
         "role_grant", [role, producer, consumer, admin, read_only], connection=connection
     )
     return [str(r["statement"]) for r in rows]
+
+
+async def metrics_scrape(
+    db: Database, *, sample: int, dead_after: float, connection: Connection
+) -> list[tuple[str, str, str, float]]:
+    """Queue health for Prometheus, one statement: rows (metric, queue, label,
+    value), looking at most ``sample`` messages per queue; a running worker
+    silent for ``dead_after`` seconds counts as stale."""
+    rows = await db.fetch_tuples("metrics_scrape", [sample, dead_after], connection=connection)
+    return [(str(r[0]), str(r[1]), str(r[2]), float(r[3])) for r in rows]

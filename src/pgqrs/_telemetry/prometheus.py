@@ -27,7 +27,8 @@ from prometheus_client.registry import Collector
 
 from pgqrs._config import Config
 from pgqrs._errors import InvalidArgument
-from pgqrs._sql import queries
+from pgqrs._sync import _calls as calls
+from pgqrs._sync._db import Database
 
 logger = logging.getLogger("pgqrs.metrics")
 
@@ -114,7 +115,8 @@ class QueueHealthCollector(Collector):
         self.sample = sample
         self.dead_after = float(dead_after)
         self.timeout = float(timeout)
-        self._sql = queries(config.schema)["metrics_scrape"]
+        #: Runs the typed query on the collector's own connection (its pool is never opened).
+        self._db = Database(config)
         self._conn: psycopg.Connection[Any] | None = None
         #: Scrapes may come from several server threads: one at a time on the connection.
         self._lock = threading.Lock()
@@ -169,8 +171,9 @@ class QueueHealthCollector(Collector):
                         "SELECT set_config('statement_timeout', $1, true)",
                         [f"{round(self.timeout * 1000)}ms"],
                     )
-                    cur.execute(self._sql, [self.sample, self.dead_after])
-                    return [tuple(r) for r in cur.fetchall()]
+                    return calls.metrics_scrape(
+                        self._db, sample=self.sample, dead_after=self.dead_after, connection=conn
+                    )
             except BaseException:
                 self._conn = None
                 conn.close()
