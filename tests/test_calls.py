@@ -51,11 +51,15 @@ def test_parameters_are_keywords_after_the_database() -> None:
 def test_no_call_site_runs_a_named_query_by_itself() -> None:
     """Outside the typed layer (and the Database that runs it), no module of
     the client or the worker calls ``fetch``/``fetch_tuples`` or reads a
-    query's text: they call the query's function."""
+    query's text: they call the query's function. The dashboard's own typed
+    layer (``_dashboard/queries.py``, one method per dashboard query) is the
+    other place allowed to run statements by name."""
+    layers = {"_async/_calls.py", "_sync/_calls.py", "_async/_db.py", "_sync/_db.py"}
+    layers.add("_dashboard/queries.py")
     pattern = re.compile(r"\.(fetch|fetch_tuples)\(|\.queries\[")
     offenders = []
     for path in sorted(SRC.rglob("*.py")):
-        if path.name in ("_calls.py", "_db.py"):
+        if path.relative_to(SRC).as_posix() in layers:
             continue
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if pattern.search(line):

@@ -70,6 +70,7 @@ JOBS: dict[str, set[str]] = {
         "message_peek",
         "archive_list",
         "worker_list",
+        "metrics_scrape",
     },
 }
 JOBS["admin"] = {f.name for f in functions()} - {"queue_lock"}
@@ -304,22 +305,14 @@ def test_definer_functions_check_their_arguments(
 def test_invalid_argument_reaches_clients_as_invalid_argument(
     owner: pgqrs.Admin, role: RoleFactory
 ) -> None:
-    from pgqrs._sync import _calls as calls
     from pgqrs._sync._db import Database
 
     _, config = role("consumer")
     db = Database(config)
     try:
         with pytest.raises(pgqrs.InvalidArgument, match="running or stopping"):
-            calls.worker_alive(
-                db,
-                worker_id=1,
-                status="dead",
-                hostname="h",
-                pid=1,
-                queues=["tasks"],
-                listening=True,
-            )
+            # The statement as sent, past the client's own check of the status.
+            db.fetch_tuples("worker_alive", [1, "dead", "h", 1, ["tasks"], True])
     finally:
         db.close()
 

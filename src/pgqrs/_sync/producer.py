@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -107,6 +108,8 @@ class Producer(Client):
         one text per message (tracing gives each its own context), or None."""
         shared = headers is None or all(h is headers[0] for h in headers)
         if sent.plain and shared:
+            if headers is not None and headers[0] is not sent.headers:
+                sent = dataclasses.replace(sent, headers=headers[0])  # as sent, traced
             rows = calls.message_insert(
                 self._db,
                 queue=sent.queue,
@@ -114,7 +117,7 @@ class Producer(Client):
                 priority=sent.priority,
                 delay=sent.delay,
                 available_at=sent.available_at,
-                headers=sent.headers if headers is None else headers[0],
+                headers=sent.headers,
                 connection=connection,
             )
             if not rows:  # the statement found no queue to lock
