@@ -22,7 +22,7 @@ from pgqrs._cli import (
     schema_cmds,
     worker_cmds,
 )
-from pgqrs._cli.context import CliError, Ctx
+from pgqrs._cli.context import CliError, Ctx, printable
 from pgqrs._errors import Error
 
 #: Libraries whose log output is shown only with --debug.
@@ -142,7 +142,7 @@ def _report(message: str, code: int, kind: str) -> None:
     """One line on stderr (JSON with --json); the traceback too with --debug."""
     if _flags["debug"] and sys.exc_info()[0] is not None:
         traceback.print_exc(file=sys.stderr)
-    line = " ".join(message.split("\n")[0].split())
+    line = printable(" ".join(message.split("\n")[0].split()))
     if _flags["as_json"]:
         print(json.dumps({"error": line, "type": kind, "exit_code": code}), file=sys.stderr)
     else:
