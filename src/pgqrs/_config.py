@@ -212,7 +212,6 @@ SHOWN_DSN_PARAMETERS = frozenset(
         "ssl_max_protocol_version",
         "passfile",
         "service",
-        "target_session_attrs",
     }
 )
 _QUOTED = re.compile(r'"([^"]*)"')
