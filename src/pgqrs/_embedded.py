@@ -617,6 +617,7 @@ def _start_lock(pgdata: Path) -> Iterator[None]:
     path = pgdata.with_name(pgdata.name + ".lock")
     try:
         pgdata.parent.mkdir(parents=True, exist_ok=True, mode=0o755 if _is_root() else 0o700)
+        _check_parent(pgdata.parent)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
