@@ -10,6 +10,7 @@ must not run with group root.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -37,10 +38,8 @@ def parent() -> Iterator[Path]:
     base.chmod(0o755)
     yield base
     for pgdata in [p for p in base.rglob("*") if (p / "PG_VERSION").exists()]:
-        try:
+        with contextlib.suppress(Exception):
             _embedded.stop({_embedded.EMBEDDED_DIR_ENV_VAR: str(pgdata)})
-        except Exception:
-            pass
     shutil.rmtree(base, ignore_errors=True)
 
 
@@ -98,8 +97,7 @@ def test_another_user_cannot_reach_the_server(parent: Path, length: str) -> None
     # The owner (root) connects; nothing trusts other users, no TCP listener.
     with psycopg.connect(dsn) as conn:
         methods = {
-            row[0]
-            for row in conn.execute("SELECT auth_method FROM pg_hba_file_rules").fetchall()
+            row[0] for row in conn.execute("SELECT auth_method FROM pg_hba_file_rules").fetchall()
         }
         assert methods == {"peer", "reject"}, methods
         assert conn.execute("SHOW listen_addresses").fetchone() == ("",)
@@ -143,7 +141,7 @@ def test_a_symlink_at_the_data_directory_is_refused(parent: Path) -> None:
 def test_a_symlink_at_the_lock_file_is_refused(parent: Path) -> None:
     victim = parent / "victim-file"
     (parent / "pg.lock").symlink_to(victim)
-    with pytest.raises(_embedded.EmbeddedServerError, match="lock file.*symbolic link"):
+    with pytest.raises(_embedded.EmbeddedServerError, match=r"lock file.*symbolic link"):
         _embedded.ensure_server(env_for(parent / "pg"), announce=False)
     assert not victim.exists()  # root did not create the link's target
 
@@ -163,7 +161,7 @@ def test_a_lock_file_of_another_user_is_refused(parent: Path) -> None:
     lock = parent / "pg.lock"
     lock.touch()
     os.chown(lock, nobody.pw_uid, nobody.pw_gid)
-    with pytest.raises(_embedded.EmbeddedServerError, match="lock file.*belongs to nobody"):
+    with pytest.raises(_embedded.EmbeddedServerError, match=r"lock file.*belongs to nobody"):
         _embedded.ensure_server(env_for(parent / "pg"), announce=False)
 
 

@@ -247,6 +247,12 @@ def check_json(text: str, where: str) -> None:
     """Raise a usage CliError naming ``where`` unless ``text`` is one JSON document."""
     try:
         json.loads(text)
+    except RecursionError:
+        raise CliError(
+            f"invalid JSON in {where}: nested too deeply to decode (keep payloads shallow: "
+            "nest objects and arrays a few dozen levels at most)",
+            exit_codes.USAGE,
+        ) from None
     except ValueError as exc:
         shown = text if len(text) <= 60 else text[:57] + "..."
         raise CliError(

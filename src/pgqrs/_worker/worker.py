@@ -286,4 +286,16 @@ class Worker(WorkerBase):
 
     def run(self) -> None:
         """Block until ``stop()``, SIGINT or SIGTERM; return once stopped."""
-        asyncio.run(self._runtime.run())
+        try:
+            asyncio.get_running_loop()
+            in_a_loop = True
+        except RuntimeError:  # no loop: the normal case
+            in_a_loop = False
+        if not in_a_loop:
+            asyncio.run(self._runtime.run())
+            return
+        raise RuntimeError(
+            "Worker.run() blocks, and this thread runs an event loop: use "
+            "pgqrs.aio.Worker and `await worker.run()` there (or call Worker.run() "
+            "from a thread of its own, e.g. `await asyncio.to_thread(worker.run)`)"
+        )
