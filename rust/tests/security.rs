@@ -43,3 +43,20 @@ async fn an_unknown_archive_status_is_refused_with_the_valid_ones() {
     assert_eq!(archived.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(), ["failed"]);
     db.drop().await;
 }
+
+#[tokio::test]
+async fn archiving_twice_says_the_message_is_gone_not_that_the_lease_expired() {
+    let (db, admin) = TestDb::installed().await;
+    admin.create_queue("tasks").await.unwrap();
+    let producer = Producer::new(&db.config, "tasks").await.unwrap();
+    let consumer = Consumer::new(&db.config, "tasks").await.unwrap();
+    producer.enqueue(&json!({"a": 1})).await.unwrap();
+    let msg = consumer.dequeue().await.unwrap().unwrap();
+    consumer.archive(&msg, "completed").await.unwrap();
+    let err = consumer.archive(&msg, "completed").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LeaseExpired, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("already archived or deleted"), "{text}");
+    assert!(!text.contains("visibility_timeout") && !text.contains("redelivered"), "{text}");
+    db.drop().await;
+}
