@@ -15,6 +15,7 @@ from typing import Any, overload
 from pgqrs._errors import InvalidArgument, LeaseExpired, LeaseNotHeld, queue_not_found
 from pgqrs._models import Message
 from pgqrs._payload import decode_json, encode_headers, encode_json, encode_payload
+from pgqrs._validate import check_available_at, validate_dedup_key
 
 #: A Message, or the id of one this Consumer dequeued.
 MessageRef = Message | int
@@ -28,6 +29,8 @@ MAX_BATCH = 10_000
 #: ``float("inf")`` fails here, before any round trip, not in the server (which
 #: only evaluates it for a row it touches).
 MAX_SECONDS = 100 * 365.25 * 86_400
+#: Shortest positive duration: PostgreSQL's intervals count microseconds.
+MIN_POSITIVE_SECONDS = 1e-6
 
 
 #: Result columns of the hot statements, in order. Their rows come back as
@@ -126,6 +129,11 @@ def seconds(value: Seconds | None, what: str, *, allow_zero: bool = True) -> flo
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidArgument(f"{what} must be seconds (int, float) or a timedelta, got {value!r}")
+    if not allow_zero and 0 < value < MIN_POSITIVE_SECONDS:
+        raise InvalidArgument(
+            f"{what} must be at least {MIN_POSITIVE_SECONDS:g} seconds (PostgreSQL keeps "
+            f"microseconds: a shorter one would be 0), got {value!r}"
+        )
     if value < 0 or (value == 0 and not allow_zero) or not value <= MAX_SECONDS:
         bound = ">= 0" if allow_zero else "> 0"
         raise InvalidArgument(
@@ -182,16 +190,13 @@ def enqueue_params(
     for key in keys:
         if key is None:
             continue
-        if not isinstance(key, str) or not key or "\x00" in key or len(key) > 512:
-            raise InvalidArgument(
-                f"dedup_key must be a non-empty str of at most 512 characters, got {key!r}"
-            )
+        validate_dedup_key(key)
         if key in seen:
             raise InvalidArgument(f"dedup_key {key!r} appears twice in one batch")
         seen.add(key)
     # The options first: a bad one is named before any payload is encoded.
     delay_s = seconds(delay, "delay")
-    when = _aware(available_at)
+    when = check_available_at(_aware(available_at), delay_s)
     header_text = encode_headers(dict(headers) if headers is not None else None, max_bytes)
     return Enqueue(
         queue=queue,
@@ -271,6 +276,9 @@ class Leases:
 
     def __init__(self) -> None:
         self._by_id: dict[int, uuid.UUID] = {}
+        #: Ids this Consumer archived or deleted, by action (bounded as above):
+        #: settling one again is "already archived", not a lost lease.
+        self.settled: dict[int, str] = {}
 
     def remember(self, messages: Iterable[Message]) -> None:
         by_id = self._by_id
@@ -416,6 +424,25 @@ def check_fenced(rows: list[tuple[Any, ...]], action: str, leases: Leases) -> li
     lost = [r[0] for r in rows if r[1] != "ok"] if len(done) < len(rows) else []
     # An extended lease is still held; every other action ends the lease.
     leases.forget(lost if action == "extend" else [r[0] for r in rows])
+    if action in ("archive", "delete"):
+        leases.settled.update(dict.fromkeys(done, action))
+        while len(leases.settled) > Leases.MAX_REMEMBERED:
+            del leases.settled[next(iter(leases.settled))]
+    gone = [r[0] for r in rows if r[1] == "not_found"]
+    if gone and len(gone) == len(lost):
+        mine = {leases.settled[i] for i in gone if i in leases.settled}
+        raise LeaseExpired(
+            f"cannot {action} message(s) {gone}: "
+            + (
+                f"already {' or '.join(sorted(a + 'd' for a in mine))} by this consumer"
+                if len(mine) == 1 and all(i in leases.settled for i in gone)
+                else "no longer in the queue (already archived or deleted, here or by another "
+                "consumer after the lease expired)"
+            )
+            + "; nothing was changed",
+            gone,
+            succeeded=done,
+        )
     if lost:
         raise LeaseExpired(
             f"cannot {action} message(s) {lost}: the lease expired and the message was "

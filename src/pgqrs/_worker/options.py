@@ -53,7 +53,8 @@ class Options:
     concurrency: int
     poll_interval: float
     poll_only: bool
-    listen_dsn: str | None
+    #: Not in the repr: it may hold a password.
+    listen_dsn: str | None = dataclasses.field(repr=False)
     batch_cap: int
     fetch_batch_fraction: float
     fetch_delay: float
