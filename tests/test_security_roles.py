@@ -78,18 +78,6 @@ KINDS = tuple(JOBS)
 
 
 @pytest.fixture
-def owner(server_dsn: str, schema: str) -> Iterator[pgqrs.Admin]:
-    """The schema's owner (the superuser), with queue "tasks" holding two messages."""
-    config = pgqrs.Config.from_dsn(server_dsn, schema=schema, pool_max_size=2)
-    with pgqrs.Admin(config) as a:
-        a.install()
-        a.create_queue("tasks")
-        with pgqrs.Producer(config, "tasks") as p:
-            p.enqueue_batch([{"n": 1}, {"n": 2}])
-        yield a
-
-
-@pytest.fixture
 def role(server_dsn: str, schema: str) -> Iterator[RoleFactory]:
     """Makes a LOGIN role (dropped afterwards) given ``kind`` by Admin.grant; returns
     its name and a Config that logs in as it."""
