@@ -27,8 +27,8 @@ mstats AS (
            s.most_common_freqs AS freqs
     FROM pg_class c
     LEFT JOIN pg_stats s
-      ON s.schemaname = :'schema' AND s.tablename = 'messages' AND s.attname = 'queue'
-    WHERE c.oid = ':"schema".messages'::regclass
+      ON s.schemaname = current_schema() AND s.tablename = 'messages' AND s.attname = 'queue'
+    WHERE c.oid = 'messages'::regclass  -- search_path: this schema's
 ),
 m AS (
     SELECT q.name, q.paused, t.n, t.ready, t.delayed, t.in_flight, t.oldest_ready,
