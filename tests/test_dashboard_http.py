@@ -176,11 +176,12 @@ def login_role(server_dsn: str) -> Iterator[str]:
 
 
 @pytest.mark.direct_only
-def test_read_only_works_with_the_consumer_grant(
+def test_read_only_works_with_the_read_only_grant(
     seeded: pgqrs.Config, admin: pgqrs.Admin, login_role: str, server_dsn: str
 ) -> None:
-    """The least role that reads every table is `grant --consumer`; no write is needed."""
-    admin.grant(login_role, consumer=True)
+    """Every page runs under `grant --read-only`: the dashboard reads only
+    through its server functions, and the role has no table privilege."""
+    admin.grant(login_role, read_only=True)
     with pgqrs.Consumer(seeded, "jobs") as consumer:
         done = consumer.dequeue()
         assert done is not None
@@ -215,7 +216,7 @@ def test_actions_need_the_admin_grant(
         schema=seeded.schema,
         pool_max_size=2,
     )
-    admin.grant(login_role, consumer=True)
+    admin.grant(login_role, read_only=True)
     with serving(create_app(role_config)) as url, httpx.Client(base_url=url) as client:
         token = csrf_of(client, "/queues/jobs")
         denied = client.post("/queues/jobs/pause", data={"csrf": token})
