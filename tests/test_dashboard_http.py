@@ -222,9 +222,15 @@ def test_actions_need_the_admin_grant(
         denied = client.post("/queues/jobs/pause", data={"csrf": token})
         assert denied.status_code == 403 and "permission denied" in denied.text
         assert admin.get_queue("jobs").paused is False
+        first = admin.peek("jobs", 1)[0][0].id
+        denied = client.post(f"/messages/{first}/delete", data={"csrf": token})
+        assert denied.status_code == 403 and "permission denied" in denied.text
+        assert admin.queue_stats("jobs").ready == 3
         admin.grant(login_role, admin=True)
         assert client.post("/queues/jobs/pause", data={"csrf": token}).status_code == 303
         assert admin.get_queue("jobs").paused is True
+        assert client.post(f"/messages/{first}/delete", data={"csrf": token}).status_code == 303
+        assert admin.queue_stats("jobs").ready == 2
 
 
 def test_mounted_under_a_prefix_in_another_app(seeded: pgqrs.Config) -> None:

@@ -1,9 +1,9 @@
 -- dashboard_estimate_archived: $1 queue, $2 status. The planner's row estimate
--- (nothing is executed), for (queue, status) pairs too big to count.
+-- (nothing is executed; VOLATILE because PostgreSQL allows EXPLAIN only there), for (queue, status) pairs too big to count.
 CREATE OR REPLACE FUNCTION :"schema".dashboard_estimate_archived(text, text)
 RETURNS bigint
 LANGUAGE plpgsql
-STABLE
+VOLATILE
 SECURITY DEFINER
 SET search_path = :"schema", pg_temp
 AS $function$

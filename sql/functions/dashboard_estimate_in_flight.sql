@@ -3,7 +3,7 @@
 CREATE OR REPLACE FUNCTION :"schema".dashboard_estimate_in_flight(text)
 RETURNS bigint
 LANGUAGE plpgsql
-STABLE
+VOLATILE
 SECURITY DEFINER
 SET search_path = :"schema", pg_temp
 AS $function$

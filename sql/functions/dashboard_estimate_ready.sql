@@ -4,7 +4,7 @@
 CREATE OR REPLACE FUNCTION :"schema".dashboard_estimate_ready(text)
 RETURNS bigint
 LANGUAGE plpgsql
-STABLE
+VOLATILE
 SECURITY DEFINER
 SET search_path = :"schema", pg_temp
 AS $function$
