@@ -1,5 +1,6 @@
 -- dashboard_estimate_archived: $1 queue, $2 status. The planner's row estimate
--- (nothing is executed; VOLATILE because PostgreSQL allows EXPLAIN only there), for (queue, status) pairs too big to count.
+-- (nothing is executed), for (queue, status) pairs too big to count. VOLATILE
+-- only because PostgreSQL allows EXPLAIN nowhere else.
 CREATE OR REPLACE FUNCTION :"schema".dashboard_estimate_archived(text, text)
 RETURNS bigint
 LANGUAGE plpgsql
