@@ -144,3 +144,18 @@ def database_dsn(dsn: str) -> Iterator[str]:
     yield psycopg.conninfo.make_conninfo(dsn, dbname=name)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# -- least privilege (test_privileges.py, test_security_roles.py) -----------------
+
+
+@pytest.fixture
+def owner(server_dsn: str, schema: str) -> Iterator[pgqrs.Admin]:
+    """The schema's owner (the superuser), with queue "tasks" holding two messages."""
+    config = pgqrs.Config.from_dsn(server_dsn, schema=schema, pool_max_size=2)
+    with pgqrs.Admin(config) as a:
+        a.install()
+        a.create_queue("tasks")
+        with pgqrs.Producer(config, "tasks") as p:
+            p.enqueue_batch([{"n": 1}, {"n": 2}])
+        yield a

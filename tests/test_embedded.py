@@ -104,6 +104,7 @@ def python_for(user: str) -> str | None:
 def data_dir() -> Iterator[Path]:
     """A fresh embedded data directory; its server is stopped and removed afterwards."""
     parent = Path(tempfile.mkdtemp(prefix="pgqrs-embedded-"))
+    parent.chmod(0o755)  # as root the server user must enter it; pgqrs opens nothing up
     pgdata = parent / "pg"
     yield pgdata
     try:

@@ -28,18 +28,6 @@ RoleFactory = Callable[..., pgqrs.Config]
 
 
 @pytest.fixture
-def owner(server_dsn: str, schema: str) -> Iterator[pgqrs.Admin]:
-    """The schema's owner (the superuser), with queue "tasks" holding two messages."""
-    config = pgqrs.Config.from_dsn(server_dsn, schema=schema, pool_max_size=2)
-    with pgqrs.Admin(config) as a:
-        a.install()
-        a.create_queue("tasks")
-        with pgqrs.Producer(config, "tasks") as p:
-            p.enqueue_batch([{"n": 1}, {"n": 2}])
-        yield a
-
-
-@pytest.fixture
 def role(server_dsn: str, schema: str) -> Iterator[RoleFactory]:
     """Makes LOGIN roles (dropped afterwards) and returns a Config that logs in as one."""
     made: list[str] = []
@@ -223,15 +211,18 @@ def test_consumer_can_register_and_heartbeat_as_a_worker(
     owner: pgqrs.Admin, role: RoleFactory
 ) -> None:
     """The worker runtime's own queries (register, heartbeat, stop) run as a consumer."""
+    from pgqrs._sync._calls import worker_alive, worker_register, worker_stop
     from pgqrs._sync._db import Database
 
     config = role()
     owner.grant(user_of(config), consumer=True)
     db = Database(config)
+    me = {"hostname": "host", "pid": os.getpid(), "queues": ["tasks"], "listening": True}
     try:
-        worker = db.fetch("worker_register", ["host", os.getpid(), ["tasks"], True])[0]["id"]
-        assert db.fetch("worker_heartbeat", [worker, "running"])[0]["status"] == "running"
-        db.fetch("worker_stop", [worker])
+        worker = worker_register(db, **me)  # type: ignore[arg-type]
+        beat = worker_alive(db, worker_id=worker, status="running", **me)  # type: ignore[arg-type]
+        assert (beat.status, beat.registered) == ("running", False)
+        worker_stop(db, worker_id=worker)
     finally:
         db.close()
     assert [w.status for w in owner.list_workers()] == ["stopped"]
@@ -243,7 +234,7 @@ def test_consumer_can_run_the_sql_decisions(
     """message_fail (retry or dead) and worker_alive (re-registering a pruned
     worker under its id) run as a consumer; a producer may not fail messages."""
     from pgqrs._ops import Failure
-    from pgqrs._sync._calls import message_fail, worker_alive
+    from pgqrs._sync._calls import message_fail, worker_alive, worker_register
     from pgqrs._sync._db import Database
 
     backoff = {"backoff_base": 1.0, "backoff_max": 10.0, "backoff_jitter": 0.0}
@@ -254,11 +245,11 @@ def test_consumer_can_run_the_sql_decisions(
     try:
         with pgqrs.Consumer(config, "tasks") as c:
             first, second = c.dequeue(batch=2)
-        refused(lambda: message_fail(pdb, [Failure(first)], **backoff))
-        out = message_fail(db, [Failure(first), Failure(second, dead=True)], **backoff)
+        refused(lambda: message_fail(pdb, failures=[Failure(first)], **backoff))
+        out = message_fail(db, failures=[Failure(first), Failure(second, dead=True)], **backoff)
         assert [o.outcome for o in out] == ["retried", "dead"]
         beat = {"hostname": "h", "pid": 1, "queues": ["tasks"], "listening": True}
-        worker = db.fetch("worker_register", ["h", 1, ["tasks"], True])[0]["id"]
+        worker = worker_register(db, **beat)  # type: ignore[arg-type]
         with psycopg.connect(server_dsn, autocommit=True) as conn:
             conn.execute(f'DELETE FROM "{owner.config.schema}".workers')
         again = worker_alive(db, worker_id=worker, status="running", **beat)  # type: ignore[arg-type]

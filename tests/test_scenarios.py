@@ -380,11 +380,13 @@ def test_graceful_stop_gives_back_prefetched_messages_refunded(
 @pytest.mark.parametrize("lang", LANGS)
 def test_pruned_worker_registers_again(drivers: dict[str, Driver], db: Db, lang: str) -> None:
     """Its row deleted (pruned while it could not reach the database): the next
-    heartbeat registers the worker again, and it goes on working."""
+    heartbeat (worker_alive, in SQL) registers the worker again under the same
+    id, and it goes on working."""
     w = drivers[lang].start_worker("tasks", **QUICK, heartbeat_interval=0.1)
     old = eventually("the worker to register", db.running_worker)
     db.sql.execute(f'DELETE FROM "{db.schema}".workers WHERE id = %s', (old,))
     again = eventually("the worker to register again", db.running_worker)
+    assert again == old
     row = db.rows("SELECT pid, queues, listening, status FROM {s}.workers WHERE id = %s", again)
     assert row == [(w.pid, ["tasks"], True, "running")]
     drivers[other(lang)].enqueue("tasks", {"result": 1})

@@ -59,7 +59,6 @@ JOBS: dict[str, set[str]] = {
         "message_fail",
         "queue_get",
         "worker_register",
-        "worker_heartbeat",
         "worker_alive",
         "worker_stop",
         "worker_reap",
@@ -71,6 +70,7 @@ JOBS: dict[str, set[str]] = {
         "message_peek",
         "archive_list",
         "worker_list",
+        "metrics_scrape",
         # The web dashboard's pages (its actions are admin's).
         "dashboard_archive_counts",
         "dashboard_archive_search",
@@ -91,18 +91,6 @@ JOBS: dict[str, set[str]] = {
 }
 JOBS["admin"] = {f.name for f in functions()} - {"queue_lock"}
 KINDS = tuple(JOBS)
-
-
-@pytest.fixture
-def owner(server_dsn: str, schema: str) -> Iterator[pgqrs.Admin]:
-    """The schema's owner (the superuser), with queue "tasks" holding two messages."""
-    config = pgqrs.Config.from_dsn(server_dsn, schema=schema, pool_max_size=2)
-    with pgqrs.Admin(config) as a:
-        a.install()
-        a.create_queue("tasks")
-        with pgqrs.Producer(config, "tasks") as p:
-            p.enqueue_batch([{"n": 1}, {"n": 2}])
-        yield a
 
 
 @pytest.fixture
@@ -293,7 +281,7 @@ def test_a_role_cannot_point_a_function_at_its_own_tables(
         ),
         ("worker_alive(999999999, 'running', 'h', 1, ARRAY['tasks'], true)", "never registered"),
         ("worker_alive(-1, 'running', 'h', 1, ARRAY['tasks'], true)", "never registered"),
-        ("worker_heartbeat(1, 'dead')", "running or stopping"),
+        ("worker_alive(1, 'dead', 'h', 1, ARRAY['tasks'], true)", "running or stopping"),
         ("queue_create('q', 0, 5)", "visibility_timeout"),
         ("queue_create('q', 30, -2)", "max_attempts"),
         ("archive_purge(-1, NULL, NULL)", "older_than"),
@@ -334,7 +322,8 @@ def test_invalid_argument_reaches_clients_as_invalid_argument(
     db = Database(config)
     try:
         with pytest.raises(pgqrs.InvalidArgument, match="running or stopping"):
-            db.fetch("worker_heartbeat", [1, "dead"])
+            # The statement as sent, past the client's own check of the status.
+            db.fetch_tuples("worker_alive", [1, "dead", "h", 1, ["tasks"], True])
     finally:
         db.close()
 

@@ -57,7 +57,7 @@ def test_message_fail_retries_with_the_backoff_or_buries_fenced_by_lease(
     try:
         out = message_fail(
             db,
-            [
+            failures=[
                 Failure(got[0], error_text(got[0])),
                 Failure(got[1], error_text(got[1]), delay=7),
                 Failure(got[2], error_text(got[2]), dead=True),
@@ -65,7 +65,6 @@ def test_message_fail_retries_with_the_backoff_or_buries_fenced_by_lease(
                 Failure(got[4], error_text(got[4]), delay=7),
                 Failure(ghost),
             ],
-            queue="q",
             **NO_JITTER,
         )
     finally:
@@ -112,7 +111,7 @@ async def test_message_fail_backoff_doubles_is_capped_and_jittered(
             m = await c.dequeue()
             assert m is not None
             sql.execute(f'UPDATE "{s}".messages SET attempts = %s WHERE id = %s', [attempts, m.id])
-            [out] = await amessage_fail(db, [Failure(m)], **backoff)
+            [out] = await amessage_fail(db, failures=[Failure(m)], **backoff)
             assert (out.outcome, out.attempts) == ("retried", attempts)
             assert out.delay is not None
             return out.delay
@@ -147,11 +146,11 @@ def test_message_fail_refuses_bad_backoffs_before_any_round_trip(
     m = pgqrs.Message(1, "q", None, 0, 1, NOW, None, NOW, {}, uuid.uuid4())
     db = Database(config)  # never opened: the check comes first
     with pytest.raises(pgqrs.InvalidArgument, match=match):
-        message_fail(db, [Failure(m)], **backoff)
+        message_fail(db, failures=[Failure(m)], **backoff)
     with pytest.raises(pgqrs.InvalidArgument, match="twice"):
-        message_fail(db, [Failure(m), Failure(m)], **NO_JITTER)
+        message_fail(db, failures=[Failure(m), Failure(m)], **NO_JITTER)
     with pytest.raises(pgqrs.InvalidArgument, match="empty"):
-        message_fail(db, [], **NO_JITTER)
+        message_fail(db, failures=[], **NO_JITTER)
 
 
 def test_worker_alive_registers_a_pruned_worker_again_under_its_id(

@@ -170,11 +170,14 @@ def test_bad_options_name_the_value(config: pgqrs.Config) -> None:
         worker.run()
 
 
-def test_backoff_grows_and_caps() -> None:
-    b = pgqrs.Backoff(base=1, max=5, jitter=0)
-    assert [b.delay(n) for n in (1, 2, 3, 4, 10)] == [1, 2, 4, 5, 5]
-    jittered = pgqrs.Backoff(base=1, max=100, jitter=0.5)
-    assert all(4 <= jittered.delay(4) <= 12 for _ in range(50))
+def test_backoff_is_checked_data() -> None:
+    """The delay is message_fail's (test_sql_decisions.py); Backoff only holds
+    the values, refused when built if the server could not use them."""
+    assert pgqrs.Backoff(base=1, max=5, jitter=0) == pgqrs.Backoff(1, 5, 0)
+    assert not hasattr(pgqrs.Backoff, "delay")
+    for bad in ({"base": -1}, {"max": float("inf")}, {"base": 10, "max": 1}, {"jitter": 1.5}):
+        with pytest.raises(pgqrs.InvalidArgument, match="Backoff"):
+            pgqrs.Backoff(**bad)  # type: ignore[arg-type]
 
 
 async def test_missing_queue_fails_fast(admin: pgqrs.Admin, config: pgqrs.Config) -> None:
@@ -629,6 +632,28 @@ async def test_failures_retry_with_growing_delays_then_dead(
     assert waiting(sql, schema) == 1
 
 
+async def test_a_handlers_lower_max_attempts_ends_in_dead_sooner(
+    admin: pgqrs.Admin, config: pgqrs.Config, sql: Conn, schema: str
+) -> None:
+    """The queue allows 5 attempts, the handler 2: the worker itself asks
+    message_fail for dead at the second; the queue's limit is the server's."""
+    admin.create_queue("capped", max_attempts=5)
+    worker = pgqrs.aio.Worker(config, poll_interval=0.05, backoff=pgqrs.Backoff(0.05, 0.05, 0))
+    attempts: list[int] = []
+
+    @worker.handler("capped", max_attempts=2)
+    def handle(msg: pgqrs.Message) -> None:
+        attempts.append(msg.attempts)
+        raise ValueError("boom")
+
+    enqueue(config, "capped", [{"job": 1}])
+    task = await started(worker)
+    await reached(worker, lambda: worker.counters.dead == 1, "the message to die")
+    await stopped(worker, task)
+    assert attempts == [1, 2] and worker.counters.retried == 1
+    assert one(sql, f'SELECT attempts FROM "{schema}".archive WHERE status = %s', "dead") == 2
+
+
 async def test_retry_and_abort(queue: str, config: pgqrs.Config, sql: Conn, schema: str) -> None:
     worker = pgqrs.aio.Worker(config, poll_interval=0.05)
     starts: dict[str, list[Any]] = {"retry": [], "abort": []}
@@ -810,6 +835,50 @@ async def test_heartbeat_and_reaping(
 
 
 # -- faults ------------------------------------------------------------------------------------
+
+
+@pytest.mark.direct_only
+async def test_a_connection_killed_during_start_up_is_retried(
+    admin: pgqrs.Admin,
+    config: pgqrs.Config,
+    server_dsn: str,
+    sql: Conn,
+    schema: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The worker's queue lookup at start-up loses its connection (as in the
+    chaos test): the worker waits, tries again and serves, instead of exiting.
+    The lookup is held on a lock so that its backend is killed right there."""
+    caplog.set_level(logging.INFO, logger="pgqrs.worker")
+    admin.create_queue("tasks")
+    app = f"pgqrs-start-{uuid.uuid4().hex[:8]}"
+    cfg = pgqrs.Config.from_dsn(config.dsn, schema=schema, application_name=app)
+    worker = pgqrs.aio.Worker(cfg, poll_interval=0.05)
+    worker.handler("tasks")(lambda m: m.payload)
+    stuck = (
+        "SELECT pid FROM pg_stat_activity WHERE application_name = %s "
+        "AND wait_event_type = 'Lock' AND query LIKE '%%queues%%'"
+    )
+    with psycopg.connect(server_dsn) as locker:
+        locker.execute(f'LOCK TABLE "{schema}".queues IN ACCESS EXCLUSIVE MODE')
+        task = asyncio.create_task(worker.run())
+        await server_reaches(
+            lambda: sql.execute(stuck, (app,)).fetchone() is not None, "the queue lookup to wait"
+        )
+        killed = one(sql, f"SELECT count(pg_terminate_backend(pid)) FROM ({stuck}) s", app)
+        assert killed == 1
+        locker.rollback()
+    registered = asyncio.create_task(worker.signals.registered.wait(lambda: worker.id is not None))
+    await asyncio.wait([task, registered], timeout=WAIT, return_when=asyncio.FIRST_COMPLETED)
+    registered.cancel()
+    if task.done():
+        task.result()  # what stopped it
+        raise AssertionError("the worker returned instead of retrying its start-up")
+    enqueue(config, "tasks", [{"n": 1}])
+    await completed(worker, 1)
+    await stopped(worker, task)
+    assert "worker start-up failed, retrying" in caplog.text
+    assert one(sql, f'SELECT count(*) FROM "{schema}".workers') == 1
 
 
 @pytest.mark.slow

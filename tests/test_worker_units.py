@@ -16,7 +16,7 @@ import pytest
 import pgqrs
 from pgqrs._errors import ConnectionFailed, PayloadError
 from pgqrs._models import Message
-from pgqrs._worker.completer import Completer, Settlement
+from pgqrs._worker.completer import Completer, Settlement, fail_groups
 from pgqrs._worker.events import Counters, Signal
 from pgqrs._worker.fetcher import QueueState
 from pgqrs._worker.handlers import DaemonThreads, call, make_spec
@@ -215,80 +215,74 @@ def test_fixed_prefetch_stays_within_the_held_bound_and_waits_for_what_waits() -
 # -- the outcome decision ------------------------------------------------------------------------
 
 
-class Fixed:
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.asked: list[int] = []
-
-    def delay(self, attempt: int) -> float:
-        self.asked.append(attempt)
-        return self.seconds * attempt
-
-
 def test_a_returned_handler_completes() -> None:
-    d = decide(Returned({"ok": 1}, '{"ok": 1}'), 1, 3, Fixed(1))
-    assert (d.settle, d.write, d.failed, d.error) == (Settle.COMPLETED, "archive", False, None)
+    d = decide(Returned({"ok": 1}, '{"ok": 1}'), 1, None)
+    assert (d.settle, d.failed, d.error) == (Settle.COMPLETED, False, None)
 
 
-def test_a_failure_with_attempts_left_is_retried_after_the_backoff() -> None:
+def test_a_failure_is_left_to_message_fail_with_the_backoff() -> None:
+    """Retry or dead is the server's call (the queue's max_attempts); the
+    decision asks for neither a delay nor a death."""
     boom = ValueError("boom")
-    backoff = Fixed(2)
-    d = decide(Raised(boom), 2, 3, backoff)
-    assert (d.settle, d.write, d.delay, d.error, d.failed) == (
-        Settle.RETRIED,
-        "release",
-        4,
-        boom,
-        True,
-    )
-    assert backoff.asked == [2]
+    for attempt in (1, 3, 50):
+        d = decide(Raised(boom), attempt, None)
+        assert (d.settle, d.delay, d.dead, d.aborted, d.error, d.failed) == (
+            Settle.FAIL,
+            None,
+            False,
+            False,
+            boom,
+            True,
+        )
 
 
-def test_a_failure_on_the_last_attempt_is_dead() -> None:
+def test_the_handlers_own_lower_max_attempts_forces_dead() -> None:
+    """Only the worker knows a handler's max_attempts below the queue's."""
     boom = ValueError("boom")
-    d = decide(Raised(boom), 3, 3, Fixed(2))
-    assert (d.settle, d.write, d.error, d.failed, d.exhausted) == (
-        Settle.DEAD,
-        "archive",
-        boom,
-        True,
-        True,
-    )
+    assert not decide(Raised(boom), 1, 2).dead
+    d = decide(Raised(boom), 2, 2)
+    assert (d.settle, d.dead, d.aborted, d.failed) == (Settle.FAIL, True, False, True)
 
 
 def test_retry_asks_its_own_delay_and_does_not_count_as_failed() -> None:
     exc = pgqrs.Retry(delay=7)
-    backoff = Fixed(2)
-    d = decide(Raised(exc, retry=True, delay=7), 1, 3, backoff)
-    assert (d.settle, d.delay, d.failed) == (Settle.RETRIED, 7, False)
-    assert backoff.asked == []
-    d = decide(Raised(exc, retry=True, delay=None), 2, 3, backoff)
-    assert d.delay == 4 and backoff.asked == [2]
-    d = decide(Raised(exc, retry=True, delay=7), 3, 3, backoff)  # no attempt left
-    assert (d.settle, d.failed, d.exhausted) == (Settle.DEAD, False, True)
+    d = decide(Raised(exc, retry=True, delay=7), 1, None)
+    assert (d.settle, d.delay, d.dead, d.failed) == (Settle.FAIL, 7, False, False)
+    d = decide(Raised(exc, retry=True, delay=None), 2, None)
+    assert (d.delay, d.failed) == (None, False)  # the backoff's, in SQL
 
 
 def test_abort_is_dead_at_once() -> None:
     exc = pgqrs.Abort("no")
-    d = decide(Raised(exc, abort=True), 1, 5, Fixed(1))
-    assert (d.settle, d.write, d.error, d.failed, d.exhausted) == (
-        Settle.DEAD,
-        "archive",
+    d = decide(Raised(exc, abort=True), 1, None)
+    assert (d.settle, d.dead, d.aborted, d.error, d.failed) == (
+        Settle.FAIL,
+        True,
+        True,
         exc,
         True,
-        False,
     )
 
 
 def test_a_stopped_handler_is_released_without_a_delay() -> None:
-    d = decide(Stopped(), 1, 1, Fixed(1))
-    assert (d.settle, d.write, d.delay, d.error, d.failed) == (
-        Settle.RELEASED,
-        "release",
-        0.0,
-        None,
-        False,
-    )
+    d = decide(Stopped(), 1, 1)
+    assert (d.settle, d.delay, d.error, d.failed) == (Settle.RELEASED, None, None, False)
+
+
+def test_failed_attempts_are_written_one_statement_per_backoff() -> None:
+    """The completer's grouping for message_fail: one statement per distinct
+    backoff (handlers may each have their own), input order kept."""
+    a, b = pgqrs.Backoff(base=1, max=10), pgqrs.Backoff(base=2, max=10)
+    todo = [
+        Settlement(message=msg(), kind="fail", backoff=a),
+        Settlement(message=msg(), kind="archive"),
+        Settlement(message=msg(), kind="fail", backoff=b),
+        Settlement(message=msg(), kind="fail", backoff=pgqrs.Backoff(base=1, max=10)),
+        Settlement(message=msg(), kind="release"),
+    ]
+    groups = fail_groups(todo)
+    assert list(groups) == [a, b]
+    assert groups[a] == [todo[0], todo[3]] and groups[b] == [todo[2]]
 
 
 async def test_calling_a_handler_names_how_it_ended() -> None:

@@ -66,8 +66,11 @@ pub(crate) fn bounded_secs(d: Duration, what: &str) -> Result<f64> {
 }
 
 pub(crate) fn positive_secs(d: Duration, what: &str) -> Result<f64> {
-    if d.is_zero() {
-        return Err(Error::invalid(format!("{what} must be > 0 seconds, got 0")));
+    if d < Duration::from_micros(1) {
+        // PostgreSQL's intervals count microseconds: a shorter one would be 0.
+        return Err(Error::invalid(format!(
+            "{what} must be at least 0.000001 seconds (1 microsecond), got {d:?}"
+        )));
     }
     bounded_secs(d, what)
 }

@@ -386,12 +386,16 @@ impl Consumer {
     ) -> Result<(Vec<i64>, HashMap<i64, Option<DateTime<Utc>>>)> {
         let mut done = Vec::new();
         let mut lost = Vec::new();
+        let mut gone = 0;
         let mut until = HashMap::new();
         for r in rows {
             until.insert(r.id, r.visible_until);
             if r.outcome == Fence::Ok {
                 done.push(r.id);
             } else {
+                if r.outcome == Fence::NotFound {
+                    gone += 1;
+                }
                 lost.push(r.id);
             }
         }
@@ -402,6 +406,19 @@ impl Consumer {
             for id in ended {
                 leases.forget_one(*id);
             }
+        }
+        if !lost.is_empty() && gone == lost.len() {
+            // not_found: no such message waits or is in flight (archived twice, say).
+            return Err(Error::lease(
+                ErrorKind::LeaseExpired,
+                format!(
+                    "cannot {action} message(s) {lost:?}: no longer in the queue (already \
+                     archived or deleted, here or by another consumer after the lease expired); \
+                     nothing was changed"
+                ),
+                lost,
+                done,
+            ));
         }
         if !lost.is_empty() {
             return Err(Error::lease(

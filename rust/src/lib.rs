@@ -108,6 +108,8 @@ mod message;
 mod payload;
 mod producer;
 mod queries;
+#[cfg(feature = "tracing")]
+mod telemetry;
 mod tls;
 mod validate;
 pub mod worker;

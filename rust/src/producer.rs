@@ -124,7 +124,7 @@ impl Producer {
         options: &EnqueueOptions,
     ) -> Result<Message> {
         let params = self.single(payload, options)?;
-        let rows = self.run(&params, None::<&tokio_postgres::Client>).await?;
+        let rows = self.run(params, None::<&tokio_postgres::Client>).await?;
         first(rows)
     }
 
@@ -146,7 +146,7 @@ impl Producer {
         options: &EnqueueOptions,
     ) -> Result<Message> {
         let params = self.single(payload, options)?;
-        first(self.run(&params, Some(client)).await?)
+        first(self.run(params, Some(client)).await?)
     }
 
     /// Enqueue many messages in one statement; results follow input order.
@@ -161,7 +161,7 @@ impl Producer {
         options: &EnqueueOptions,
     ) -> Result<Vec<Message>> {
         let params = self.batch(payloads, options)?;
-        self.run(&params, None::<&tokio_postgres::Client>).await
+        self.run(params, None::<&tokio_postgres::Client>).await
     }
 
     /// Like [`Producer::enqueue_batch_with`], on the caller's connection or transaction.
@@ -172,7 +172,7 @@ impl Producer {
         options: &EnqueueOptions,
     ) -> Result<Vec<Message>> {
         let params = self.batch(payloads, options)?;
-        self.run(&params, Some(client)).await
+        self.run(params, Some(client)).await
     }
 
     fn single<T: Serialize + ?Sized>(&self, payload: &T, options: &EnqueueOptions) -> Result<Enqueue> {
@@ -241,7 +241,23 @@ impl Producer {
         })
     }
 
-    async fn run<C: GenericClient>(&self, p: &Enqueue, client: Option<&C>) -> Result<Vec<Message>> {
+    /// Send the statement, traced (feature `tracing`): see src/telemetry.rs.
+    #[cfg(feature = "tracing")]
+    async fn run<C: GenericClient>(&self, mut p: Enqueue, client: Option<&C>) -> Result<Vec<Message>> {
+        use tracing::Instrument;
+        let max = self.db.config.max_payload_bytes();
+        let publish = crate::telemetry::Publish::start(&self.queue, &mut p.headers, max)?;
+        let result = self.send(&p, client).instrument(publish.send.clone()).await;
+        publish.finish(&result);
+        result
+    }
+
+    #[cfg(not(feature = "tracing"))]
+    async fn run<C: GenericClient>(&self, p: Enqueue, client: Option<&C>) -> Result<Vec<Message>> {
+        self.send(&p, client).await
+    }
+
+    async fn send<C: GenericClient>(&self, p: &Enqueue, client: Option<&C>) -> Result<Vec<Message>> {
         self.db.message_enqueue(client.map(GenericClient::client), p).await
     }
 }

@@ -20,14 +20,14 @@ SET search_path = :"schema", pg_temp
 AS $function$
 #variable_conflict use_column
 BEGIN
+    IF $2 IS NULL OR $2 NOT IN ('running', 'stopping') THEN
+        RAISE EXCEPTION USING ERRCODE = 'PQ001', MESSAGE = format('worker status must be running or stopping, got %s', coalesce($2, 'NULL'));
+    END IF;
     -- A worker id is one its sequence gave out: an id beyond the sequence
     -- would make a later registration collide with it.
     IF $1 IS NULL OR $1 < 1
        OR $1 > coalesce(pg_sequence_last_value(pg_get_serial_sequence('workers', 'id')::regclass), 0) THEN
         RAISE EXCEPTION USING ERRCODE = 'PQ001', MESSAGE = format('worker id %s was never registered', coalesce($1::text, 'NULL'));
-    END IF;
-    IF $2 IS NULL OR $2 NOT IN ('running', 'stopping') THEN
-        RAISE EXCEPTION USING ERRCODE = 'PQ001', MESSAGE = format('worker status must be running or stopping, got %s', coalesce($2, 'NULL'));
     END IF;
     RETURN QUERY
     INSERT INTO workers AS w (id, hostname, pid, queues, listening, status)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import psycopg.conninfo
@@ -50,6 +52,9 @@ ENV_VARS: dict[str, str] = {
 }
 #: Read for the DSN when ``PGQRS_DSN`` is not set, as many platforms set it.
 FALLBACK_DSN_ENV_VAR = "DATABASE_URL"
+#: A file holding the DSN (first line), read when ``PGQRS_DSN`` is not set:
+#: keeps a password out of the process list and of shell history.
+DSN_FILE_ENV_VAR = "PGQRS_DSN_FILE"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,13 +75,7 @@ class Config:
             raise ConfigError(
                 "dsn must be a non-empty connection string, e.g. postgresql://user@host/db"
             )
-        try:
-            psycopg.conninfo.conninfo_to_dict(self.dsn)
-        except psycopg.ProgrammingError as exc:
-            raise ConfigError(
-                f"invalid DSN {mask_dsn(self.dsn)!r}: {str(exc).strip()}; "
-                "expected e.g. postgresql://user:password@host:5432/dbname"
-            ) from None
+        check_dsn(self.dsn)
         validate_schema_name(self.schema)
         if (
             self.pool_min_size < 0
@@ -91,6 +90,17 @@ class Config:
             raise ConfigError(f"connect_timeout must be > 0 seconds, got {self.connect_timeout!r}")
         if self.max_payload_bytes < 1:
             raise ConfigError(f"max_payload_bytes must be >= 1, got {self.max_payload_bytes!r}")
+
+    def __repr__(self) -> str:
+        # The DSN may hold a password: show it masked, as in every log and error.
+        fields = [f"dsn={mask_dsn(self.dsn)!r}"] + [
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+            if f.name != "dsn"
+        ]
+        return f"Config({', '.join(fields)})"
+
+    __str__ = __repr__
 
     @classmethod
     def from_dsn(cls, dsn: str, **options: Any) -> Config:
@@ -115,6 +125,8 @@ class Config:
             if raw is None or raw == "":
                 continue
             values[field.name] = _parse_env(field.name, ENV_VARS[field.name], raw, field.type)
+        if "dsn" not in values and env.get(DSN_FILE_ENV_VAR):
+            values["dsn"] = read_dsn_file(env[DSN_FILE_ENV_VAR], DSN_FILE_ENV_VAR)
         if "dsn" not in values and env.get(FALLBACK_DSN_ENV_VAR):
             values["dsn"] = env[FALLBACK_DSN_ENV_VAR]
         values.update(options)
@@ -161,12 +173,115 @@ def _parse_env(name: str, var: str, raw: str, type_: Any) -> Any:
     return raw
 
 
+#: Connection parameters whose values are shown in masked DSNs: a whitelist,
+#: so any other (``password``, ``sslpassword``, ``oauth_client_secret``, a
+#: parameter added by a later libpq) is masked, as in the Rust client.
+SHOWN_DSN_PARAMETERS = frozenset(
+    {
+        "host",
+        "hostaddr",
+        "port",
+        "dbname",
+        "user",
+        "application_name",
+        "fallback_application_name",
+        "connect_timeout",
+        "client_encoding",
+        "sslmode",
+        "sslnegotiation",
+        "sslrootcert",
+        "sslcert",
+        "sslkey",
+        "sslcrl",
+        "sslcrldir",
+        "sslsni",
+        "sslcertmode",
+        "channel_binding",
+        "target_session_attrs",
+        "load_balance_hosts",
+        "keepalives",
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
+        "tcp_user_timeout",
+        "gssencmode",
+        "require_auth",
+        "min_protocol_version",
+        "max_protocol_version",
+        "ssl_min_protocol_version",
+        "ssl_max_protocol_version",
+        "passfile",
+        "service",
+    }
+)
+_QUOTED = re.compile(r'"([^"]*)"')
+
+
 def mask_dsn(dsn: str) -> str:
-    """The DSN with any password replaced, for error messages and logs."""
+    """The DSN with every value not known to be harmless replaced, for errors and logs."""
     try:
         params = psycopg.conninfo.conninfo_to_dict(dsn)
     except psycopg.ProgrammingError:
         return "<unparseable DSN>"
-    if "password" in params:
-        params["password"] = "***"
-    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
+    return psycopg.conninfo.make_conninfo(
+        **{
+            k: str(v) if k in SHOWN_DSN_PARAMETERS else "***"
+            for k, v in params.items()
+            if v is not None
+        }
+    )
+
+
+def has_password(dsn: str) -> bool:
+    """Whether ``dsn`` carries a password (or another secret) in its text."""
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return bool(re.search(r"password|://[^/@]*:[^/@]+@", dsn, re.IGNORECASE))
+    return any(v and k not in SHOWN_DSN_PARAMETERS and k != "options" for k, v in params.items())
+
+
+def check_dsn(dsn: str, what: str = "DSN") -> None:
+    """Raise a ConfigError unless libpq can parse ``dsn``; the message never repeats it.
+
+    libpq's parse errors quote the fragment they stopped at, which may be a
+    piece of the password (``missing "=" after "cret"``): quoted fragments are
+    kept only when they are parameter names.
+    """
+    try:
+        psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigError(
+            f"invalid {what}: {scrub_dsn_error(str(exc), dsn)}; "
+            "expected e.g. postgresql://user:password@host:5432/dbname"
+        ) from None
+
+
+def scrub_dsn_error(message: str, dsn: str) -> str:
+    """libpq's message about ``dsn`` with the quoted pieces of the DSN masked."""
+
+    def keep_names(match: re.Match[str]) -> str:
+        fragment = match[1]
+        if fragment in ("=", "") or (
+            re.fullmatch(r"[a-z_]{1,40}", fragment) and re.search(rf"\b{fragment}=", dsn)
+        ):
+            return match[0]
+        return '"***"'
+
+    return " ".join(_QUOTED.sub(keep_names, message).split())
+
+
+def read_dsn_file(path: str, where: str) -> str:
+    """The DSN in the file ``path`` (its first non-blank line), for ``--dsn-file`` and
+    ``PGQRS_DSN_FILE``: the way to pass a DSN that holds a password."""
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"cannot read the DSN file {path!r} ({where}): {exc.__class__.__name__}: "
+            f"{getattr(exc, 'strerror', None) or exc}"
+        ) from None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise ConfigError(f"the DSN file {path!r} ({where}) is empty: write the DSN on its line")
+    return lines[0]

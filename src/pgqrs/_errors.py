@@ -84,6 +84,17 @@ def queue_not_found(name: str) -> QueueNotFound:
     )
 
 
+def wrong_connection(value: object, expected: type) -> InvalidArgument:
+    """``connection=`` got something else than the open psycopg connection it needs:
+    say what is accepted, instead of failing deep inside with the object's internals."""
+    got = f"{type(value).__module__}.{type(value).__qualname__}".removeprefix("builtins.")
+    return InvalidArgument(
+        f"connection= takes an open {expected.__module__.split('.')[0]}.{expected.__qualname__} "
+        f"(the one your transaction runs on, e.g. from `with pool.connection() as conn`), got "
+        f"{got}; leave it out to use pgqrs's own pool"
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class ErrorRule:
     """One row of ``sql/errors.tsv``: a SQLSTATE (or class) and the kind it means."""

@@ -10,12 +10,12 @@ import dataclasses
 import datetime
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, overload
 
 from pgqrs._errors import InvalidArgument, LeaseExpired, LeaseNotHeld, queue_not_found
 from pgqrs._models import Message
 from pgqrs._payload import decode_json, encode_headers, encode_json, encode_payload
-from pgqrs._validate import validate_status
+from pgqrs._validate import check_available_at, validate_dedup_key
 
 #: A Message, or the id of one this Consumer dequeued.
 MessageRef = Message | int
@@ -29,6 +29,8 @@ MAX_BATCH = 10_000
 #: ``float("inf")`` fails here, before any round trip, not in the server (which
 #: only evaluates it for a row it touches).
 MAX_SECONDS = 100 * 365.25 * 86_400
+#: Shortest positive duration: PostgreSQL's intervals count microseconds.
+MIN_POSITIVE_SECONDS = 1e-6
 
 
 #: Result columns of the hot statements, in order. Their rows come back as
@@ -56,6 +58,69 @@ INSERT_COLUMNS = ("id", "enqueued_at", "visible_until", "notified")
 #: message_archive, message_delete, message_extend and message_release.
 FENCED_COLUMNS = ("id", "outcome", "visible_until")
 
+#: One row of a lease-fenced statement (FENCED_COLUMNS): the message id, 'ok',
+#: 'lease_lost' or 'not_found', and the new visible_until (message_extend).
+FencedRow = tuple[int, str, datetime.datetime | None]
+#: One row of message_insert (INSERT_COLUMNS): id, enqueued_at, visible_until, notified.
+InsertRow = tuple[int, datetime.datetime, datetime.datetime, bool]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Dequeued:
+    """What ``message_dequeue`` did: the messages leased, and how many picked
+    rows it archived as dead instead (their attempts were used up)."""
+
+    messages: list[Message]
+    dead: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Enqueue:
+    """One enqueue call, checked: the queue, one JSON text per payload, and the
+    options every message of the call shares (``enqueue_params``)."""
+
+    queue: str
+    payloads: list[str]
+    priority: int
+    delay: float | None
+    available_at: datetime.datetime | None
+    #: One per payload (all None: no dedup, message_insert does it).
+    dedup_keys: list[str | None]
+    #: The headers' JSON text, or None.
+    headers: str | None
+
+    @property
+    def plain(self) -> bool:
+        """True when no message has a dedup key: message_insert does it."""
+        return all(k is None for k in self.dedup_keys)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AppliedMigration:
+    """A row of the migration ledger (``migration_list``)."""
+
+    version: int
+    name: str
+    checksum: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RecordedFunction:
+    """A server function as ``function_list`` sees it: its checksum in the
+    ledger (None: not recorded) and whether the schema holds it."""
+
+    name: str
+    checksum: str | None
+    present: bool
+
+
+@overload
+def seconds(value: Seconds, what: str, *, allow_zero: bool = True) -> float: ...
+
+
+@overload
+def seconds(value: Seconds | None, what: str, *, allow_zero: bool = True) -> float | None: ...
+
 
 def seconds(value: Seconds | None, what: str, *, allow_zero: bool = True) -> float | None:
     if value is None:
@@ -64,6 +129,11 @@ def seconds(value: Seconds | None, what: str, *, allow_zero: bool = True) -> flo
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidArgument(f"{what} must be seconds (int, float) or a timedelta, got {value!r}")
+    if not allow_zero and 0 < value < MIN_POSITIVE_SECONDS:
+        raise InvalidArgument(
+            f"{what} must be at least {MIN_POSITIVE_SECONDS:g} seconds (PostgreSQL keeps "
+            f"microseconds: a shorter one would be 0), got {value!r}"
+        )
     if value < 0 or (value == 0 and not allow_zero) or not value <= MAX_SECONDS:
         bound = ">= 0" if allow_zero else "> 0"
         raise InvalidArgument(
@@ -100,8 +170,8 @@ def enqueue_params(
     dedup_keys: Sequence[str | None] | None,
     headers: Mapping[str, Any] | None,
     max_bytes: int,
-) -> list[Any]:
-    """Parameters of message_enqueue for ``payloads`` sharing the same options."""
+) -> Enqueue:
+    """One enqueue of ``payloads`` sharing the same options, checked and encoded."""
     n = len(payloads)
     if n == 0:
         raise InvalidArgument("nothing to enqueue: the payload list is empty")
@@ -120,25 +190,23 @@ def enqueue_params(
     for key in keys:
         if key is None:
             continue
-        if not isinstance(key, str) or not key or "\x00" in key or len(key) > 512:
-            raise InvalidArgument(
-                f"dedup_key must be a non-empty str of at most 512 characters, got {key!r}"
-            )
+        validate_dedup_key(key)
         if key in seen:
             raise InvalidArgument(f"dedup_key {key!r} appears twice in one batch")
         seen.add(key)
+    # The options first: a bad one is named before any payload is encoded.
     delay_s = seconds(delay, "delay")
-    when = _aware(available_at)
+    when = check_available_at(_aware(available_at), delay_s)
     header_text = encode_headers(dict(headers) if headers is not None else None, max_bytes)
-    return [
-        queue,
-        [encode_payload(p, max_bytes) for p in payloads],
-        [priority] * n,
-        [delay_s] * n,
-        [when] * n,
-        keys,
-        [header_text] * n,
-    ]
+    return Enqueue(
+        queue=queue,
+        payloads=[encode_payload(p, max_bytes) for p in payloads],
+        priority=priority,
+        delay=delay_s,
+        available_at=when,
+        dedup_keys=keys,
+        headers=header_text,
+    )
 
 
 def enqueue_result(rows: list[tuple[Any, ...]]) -> list[Message]:
@@ -146,32 +214,20 @@ def enqueue_result(rows: list[tuple[Any, ...]]) -> list[Message]:
     return [Message(*r) for r in rows]
 
 
-def plain_enqueue(params: list[Any]) -> bool:
-    """True when no message of the call has a dedup key: message_insert does it."""
-    return all(k is None for k in params[5])
-
-
-def insert_params(params: list[Any]) -> list[Any]:
-    """message_insert's parameters, from message_enqueue's (options are per call)."""
-    queue, payloads, priorities, delays, whens, _keys, headers = params
-    return [queue, payload_array(payloads), priorities[0], delays[0], whens[0], headers[0]]
-
-
 def payload_array(payloads: list[str]) -> str:
     """The payloads' JSON texts as one JSON array text."""
     return "[" + ",".join(payloads) + "]"
 
 
-def insert_result(rows: list[tuple[Any, ...]], params: list[Any]) -> list[Message]:
+def insert_result(rows: list[InsertRow], sent: Enqueue) -> list[Message]:
     """Messages from message_insert's rows (ids and times) and what was sent.
 
     The payloads and headers are decoded from the JSON texts sent, as the
     server would return them, so a Message never shares state with the caller's.
     """
-    queue, payloads, priorities, _delays, _whens, _keys, headers = params
+    queue, payloads, header_text = sent.queue, sent.payloads, sent.headers
     if len(rows) != len(payloads):
         raise RuntimeError(f"message_insert returned {len(rows)} rows for {len(payloads)} payloads")
-    header_text = headers[0]
     rows = sorted(rows)  # by id (INSERT_COLUMNS): ids follow the payloads' order
     # One parse of the whole array costs less than one call per payload.
     values = (
@@ -182,7 +238,7 @@ def insert_result(rows: list[tuple[Any, ...]], params: list[Any]) -> list[Messag
             id=msg_id,
             queue=queue,
             payload=value,
-            priority=priorities[0],
+            priority=sent.priority,
             attempts=0,
             enqueued_at=enqueued_at,
             dequeued_at=None,
@@ -193,7 +249,7 @@ def insert_result(rows: list[tuple[Any, ...]], params: list[Any]) -> list[Messag
     ]
 
 
-def dequeue_result(rows: list[tuple[Any, ...]], queue: str) -> tuple[list[Message], int]:
+def dequeue_result(rows: list[tuple[Any, ...]], queue: str) -> Dequeued:
     """The leased messages, and how many picked rows went to the archive as dead.
 
     Rows are DEQUEUE_COLUMNS: the outcome, then a Message's fields in order.
@@ -208,7 +264,7 @@ def dequeue_result(rows: list[tuple[Any, ...]], queue: str) -> tuple[list[Messag
             dead += 1
         else:
             raise queue_not_found(queue)
-    return messages, dead
+    return Dequeued(messages, dead)
 
 
 class Leases:
@@ -220,6 +276,9 @@ class Leases:
 
     def __init__(self) -> None:
         self._by_id: dict[int, uuid.UUID] = {}
+        #: Ids this Consumer archived or deleted, by action (bounded as above):
+        #: settling one again is "already archived", not a lost lease.
+        self.settled: dict[int, str] = {}
 
     def remember(self, messages: Iterable[Message]) -> None:
         by_id = self._by_id
@@ -307,7 +366,7 @@ def array_literal(values: Iterable[int | str]) -> str:
     return "{" + ",".join(map(str, values)) + "}"
 
 
-def fenced_refs(ids: list[int], leases: list[uuid.UUID]) -> list[str]:
+def fenced_refs(ids: Sequence[int], leases: Sequence[uuid.UUID]) -> list[str]:
     """The ``$1 ids, $2 leases`` parameters of every lease-fenced statement.
 
     Each lease goes as its 32 hex digits, which PostgreSQL's uuid input takes
@@ -317,34 +376,19 @@ def fenced_refs(ids: list[int], leases: list[uuid.UUID]) -> list[str]:
     return [array_literal(ids), "{" + ",".join([lease.hex for lease in leases]) + "}"]
 
 
-def leased_refs(messages: Sequence[Message]) -> list[str]:
-    """``fenced_refs`` of messages this process dequeued (the worker's)."""
+def held(messages: Sequence[Message]) -> tuple[list[int], list[uuid.UUID]]:
+    """The ids and leases of messages this process dequeued (the worker's)."""
     leases: list[uuid.UUID] = []
     for m in messages:
         if m.lease is None:
             raise InvalidArgument(f"message {m.id} carries no lease: it cannot be settled")
         leases.append(m.lease)
-    return fenced_refs([m.id for m in messages], leases)
+    return [m.id for m in messages], leases
 
 
-def archive_params(
-    ids: list[int],
-    leases: list[uuid.UUID],
-    status: str,
-    results: Sequence[Any] | None,
-    errors: Sequence[Any] | None,
-    max_bytes: int,
-) -> list[Any]:
-    validate_status(status)
-    n = len(ids)
-    # Without results (or errors) the array is sent as NULL: unnest pads it
-    # with NULLs, and the client skips dumping n of them.
-    return [
-        *fenced_refs(ids, leases),
-        array_literal([status] * n),
-        None if results is None else encode_each(results, n, "result", max_bytes),
-        None if errors is None else encode_each(errors, n, "error", max_bytes),
-    ]
+def leased_refs(messages: Sequence[Message]) -> list[str]:
+    """``fenced_refs`` of messages this process dequeued (the worker's)."""
+    return fenced_refs(*held(messages))
 
 
 def encode_each(
@@ -380,6 +424,25 @@ def check_fenced(rows: list[tuple[Any, ...]], action: str, leases: Leases) -> li
     lost = [r[0] for r in rows if r[1] != "ok"] if len(done) < len(rows) else []
     # An extended lease is still held; every other action ends the lease.
     leases.forget(lost if action == "extend" else [r[0] for r in rows])
+    if action in ("archive", "delete"):
+        leases.settled.update(dict.fromkeys(done, action))
+        while len(leases.settled) > Leases.MAX_REMEMBERED:
+            del leases.settled[next(iter(leases.settled))]
+    gone = [r[0] for r in rows if r[1] == "not_found"]
+    if gone and len(gone) == len(lost):
+        mine = {leases.settled[i] for i in gone if i in leases.settled}
+        raise LeaseExpired(
+            f"cannot {action} message(s) {gone}: "
+            + (
+                f"already {' or '.join(sorted(a + 'd' for a in mine))} by this consumer"
+                if len(mine) == 1 and all(i in leases.settled for i in gone)
+                else "no longer in the queue (already archived or deleted, here or by another "
+                "consumer after the lease expired)"
+            )
+            + "; nothing was changed",
+            gone,
+            succeeded=done,
+        )
     if lost:
         raise LeaseExpired(
             f"cannot {action} message(s) {lost}: the lease expired and the message was "
@@ -448,9 +511,7 @@ def backoff_params(base: float, max_: float, jitter: float) -> list[float]:
 
 
 def _number(value: float, what: str) -> float:
-    checked = seconds(value, what)
-    assert checked is not None
-    return checked
+    return seconds(value, what)
 
 
 def fail_params(failures: Sequence[Failure], base: float, max_: float, jitter: float) -> list[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 
 from pgqrs._errors import ConfigError, InvalidArgument, InvalidQueueName
@@ -11,7 +12,6 @@ MAX_QUEUE_NAME_LENGTH = 128
 _QUEUE_NAME = re.compile(rf"[A-Za-z0-9_.:-]{{1,{MAX_QUEUE_NAME_LENGTH}}}")
 # Short enough that "<schema>.enqueue" fits a NOTIFY channel (63 bytes).
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,47}")
-_STATUS = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 def validate_queue_name(name: object) -> str:
@@ -37,12 +37,20 @@ def validate_schema_name(name: object) -> str:
     return name
 
 
+#: The archive statuses: what a worker writes (completed, dead) and what a
+#: consumer may say it did (failed). A fixed set, so a typo such as "donez" is
+#: refused instead of stored, where no filter would ever find it. Rust:
+#: ``validate::ARCHIVE_STATUSES``.
+ARCHIVE_STATUSES = ("completed", "failed", "dead")
+
+
 def validate_status(status: object) -> str:
-    """Return ``status`` if it is a valid archive status such as 'completed'."""
-    if not isinstance(status, str) or not _STATUS.fullmatch(status):
+    """Return ``status`` if it is an archive status (see ``ARCHIVE_STATUSES``)."""
+    if not isinstance(status, str) or status not in ARCHIVE_STATUSES:
+        shown = status if not isinstance(status, str) or len(status) <= 40 else status[:37] + "..."
         raise InvalidArgument(
-            f"invalid archive status {status!r}: use a lower-case word such as "
-            "'completed' or 'failed' (a-z, 0-9, _; at most 32 characters)"
+            f"unknown archive status {shown!r}: use one of "
+            + ", ".join(repr(s) for s in ARCHIVE_STATUSES)
         )
     return status
 
@@ -71,3 +79,53 @@ def validate_role_name(name: object) -> str:
     if name.lower() == "public":
         raise InvalidArgument("grant to a named role, not PUBLIC (everyone)")
     return name
+
+
+#: Longest dedup key accepted, in characters (the schema's CHECK says the same).
+MAX_DEDUP_KEY_LENGTH = 512
+
+
+def validate_dedup_key(key: object) -> str:
+    """Return ``key`` if PostgreSQL can store it as a dedup key, else raise InvalidArgument.
+
+    A lone UTF-16 surrogate (from ``surrogateescape`` decoding, or a JSON
+    ``\\ud800``) cannot be encoded to UTF-8: refused here, named, instead of a
+    raw UnicodeEncodeError from the driver.
+    """
+    if not isinstance(key, str) or not key or "\x00" in key or len(key) > MAX_DEDUP_KEY_LENGTH:
+        shown = key if not isinstance(key, str) or len(key) <= 60 else key[:57] + "..."
+        raise InvalidArgument(
+            f"dedup_key must be a non-empty str of at most {MAX_DEDUP_KEY_LENGTH} characters "
+            f"without NUL, got {shown!r}"
+        )
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidArgument(
+            f"dedup_key {key[:60]!r} holds a lone UTF-16 surrogate ({key[exc.start]!r} at "
+            f"{exc.start}), which is not text PostgreSQL can store; clean it first "
+            "(e.g. key.encode('utf-8', 'replace').decode())"
+        ) from None
+    return key
+
+
+def check_available_at(
+    when: datetime.datetime | None, delay: float | None
+) -> datetime.datetime | None:
+    """Return ``when`` unless it (plus ``delay`` seconds) falls after year 9999.
+
+    PostgreSQL would store such a time, but Python's datetime cannot hold it:
+    the Message returned would fail to load (psycopg's bare "timestamp too
+    large") after the row was written.
+    """
+    if when is None:
+        return None
+    try:
+        (when + datetime.timedelta(seconds=delay or 0)).astimezone(datetime.timezone.utc)
+    except OverflowError:
+        raise InvalidArgument(
+            f"available_at {when.isoformat()}"
+            + (f" plus delay {delay:g}s" if delay else "")
+            + " is after year 9999, which a Python datetime cannot hold; give an earlier time"
+        ) from None
+    return when

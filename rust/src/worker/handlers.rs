@@ -143,7 +143,18 @@ where
     /// The handler's outcome (the lease keeper extends the lease meanwhile);
     /// a panic or a result that is not JSON is a failure.
     async fn run_handler(&self, msg: &Message) -> std::result::Result<Value, JobError> {
-        let out = AssertUnwindSafe((self.handler)(msg.clone())).catch_unwind().await;
+        let handled = (self.handler)(msg.clone());
+        #[cfg(feature = "tracing")]
+        let span = crate::telemetry::process_span(msg);
+        #[cfg(feature = "tracing")]
+        let handled = tracing::Instrument::instrument(handled, span.clone());
+        let out = AssertUnwindSafe(handled).catch_unwind().await;
+        #[cfg(feature = "tracing")]
+        match &out {
+            Ok(Err(e)) => crate::telemetry::record_failure(&span, e.kind),
+            Err(_) => crate::telemetry::record_failure(&span, "panic"),
+            Ok(Ok(_)) => {}
+        }
         match out {
             Ok(Ok(r)) => serde_json::to_value(r).map_err(|e| {
                 JobError::failed("pgqrs.PayloadError", format!("handler result is not JSON: {e}"))

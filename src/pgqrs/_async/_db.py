@@ -12,7 +12,7 @@ from psycopg.rows import BaseRowFactory, dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from pgqrs._config import Config, mask_dsn
-from pgqrs._errors import ConnectionFailed, Error, translate
+from pgqrs._errors import ConnectionFailed, Error, translate, wrong_connection
 from pgqrs._payload import JsonTextLoader
 from pgqrs._sql import queries
 
@@ -155,6 +155,8 @@ class Database:
         sql = self.queries[name]
         try:
             if connection is not None:
+                if not isinstance(connection, psycopg.AsyncConnection):
+                    raise wrong_connection(connection, psycopg.AsyncConnection)
                 return await _execute(connection, sql, params, row_factory)
             await self.open()
             # getconn/putconn, not pool.connection(): its `with conn` block

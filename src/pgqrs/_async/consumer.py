@@ -8,6 +8,7 @@ from typing import Any, overload
 
 from psycopg_pool import AsyncConnectionPool
 
+from pgqrs._async import _calls as calls
 from pgqrs._async._base import Client
 from pgqrs._config import Config
 from pgqrs._models import Message
@@ -15,16 +16,13 @@ from pgqrs._ops import (
     Leases,
     MessageRef,
     Seconds,
-    archive_params,
     batch_size,
     check_fenced,
-    dequeue_result,
     encode_each,
-    fenced_refs,
     outcomes,
 )
 from pgqrs._ops import seconds as to_seconds
-from pgqrs._validate import validate_queue_name
+from pgqrs._validate import validate_queue_name, validate_status
 
 
 class Consumer(Client):
@@ -67,10 +65,15 @@ class Consumer(Client):
         """
         limit = 1 if batch is None else batch_size(batch)
         vt = to_seconds(visibility_timeout, "visibility_timeout", allow_zero=False)
-        rows = await self._db.fetch_tuples(
-            "message_dequeue", [self.queue, limit, vt, self._worker_id], queue=self.queue
-        )
-        messages, _dead = dequeue_result(rows, self.queue)
+        messages = (
+            await calls.message_dequeue(
+                self._db,
+                queue=self.queue,
+                limit=limit,
+                visibility_timeout=vt,
+                worker_id=self._worker_id,
+            )
+        ).messages
         self._leases.remember(messages)
         if batch is None:
             return messages[0] if messages else None
@@ -100,8 +103,16 @@ class Consumer(Client):
         LeaseExpired raised after the others were archived (``.succeeded``).
         """
         ids, leases = self._leases.resolve(msgs, "archive")
-        params = archive_params(ids, leases, status, results, errors, self.config.max_payload_bytes)
-        rows = await self._db.fetch_tuples("message_archive", params, queue=self.queue)
+        validate_status(status)
+        n, max_bytes = len(ids), self.config.max_payload_bytes
+        rows = await calls.message_archive(
+            self._db,
+            ids=ids,
+            leases=leases,
+            statuses=[status] * n,
+            results=None if results is None else encode_each(results, n, "result", max_bytes),
+            errors=None if errors is None else encode_each(errors, n, "error", max_bytes),
+        )
         return check_fenced(rows, "archive", self._leases)
 
     async def delete(self, msg: MessageRef) -> None:
@@ -110,9 +121,7 @@ class Consumer(Client):
 
     async def delete_batch(self, msgs: Sequence[MessageRef]) -> list[int]:
         ids, leases = self._leases.resolve(msgs, "delete")
-        rows = await self._db.fetch_tuples(
-            "message_delete", fenced_refs(ids, leases), queue=self.queue
-        )
+        rows = await calls.message_delete(self._db, ids=ids, leases=leases)
         return check_fenced(rows, "delete", self._leases)
 
     async def extend(self, msg: MessageRef, seconds: Seconds) -> datetime.datetime:
@@ -127,9 +136,7 @@ class Consumer(Client):
     ) -> list[datetime.datetime]:
         ids, leases = self._leases.resolve(msgs, "extend")
         secs = to_seconds(seconds, "seconds", allow_zero=False)
-        rows = await self._db.fetch_tuples(
-            "message_extend", [*fenced_refs(ids, leases), secs], queue=self.queue
-        )
+        rows = await calls.message_extend(self._db, ids=ids, leases=leases, seconds=secs)
         check_fenced(rows, "extend", self._leases)
         # Every row is 'ok' here (check_fenced raised otherwise): each has its new time.
         until = {i: t for i, (_outcome, t) in outcomes(rows).items() if t is not None}
@@ -151,9 +158,7 @@ class Consumer(Client):
         ids, leases = self._leases.resolve(msgs, "release")
         d = to_seconds(delay, "delay")
         errs = encode_each(errors, len(ids), "error", self.config.max_payload_bytes)
-        rows = await self._db.fetch_tuples(
-            "message_release",
-            [*fenced_refs(ids, leases), [d] * len(ids), errs, None],
-            queue=self.queue,
+        rows = await calls.message_release(
+            self._db, ids=ids, leases=leases, delays=[d] * len(ids), errors=errs
         )
         return check_fenced(rows, "release", self._leases)

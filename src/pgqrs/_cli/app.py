@@ -19,11 +19,13 @@ from pgqrs._cli import (
     exit_codes,
     grant_cmd,
     message_cmds,
+    metrics_cmd,
     queue_cmds,
     schema_cmds,
     worker_cmds,
 )
-from pgqrs._cli.context import CliError, Ctx
+from pgqrs._cli.context import CliError, Ctx, printable
+from pgqrs._config import has_password, read_dsn_file
 from pgqrs._errors import Error
 
 #: Libraries whose log output is shown only with --debug.
@@ -41,6 +43,12 @@ _EPILOG = "Exit codes: " + "; ".join(
     "else the embedded local server (see `pgqrs db`).",
 )
 @click.option(
+    "--dsn-file",
+    metavar="PATH",
+    help="Read the connection string from this file's first line (or $PGQRS_DSN_FILE): "
+    "the way to pass a password, which --dsn shows to every user in the process list.",
+)
+@click.option(
     "--schema", metavar="NAME", help="Schema of pgqrs's tables. Default: $PGQRS_SCHEMA or pgqrs."
 )
 @click.option(
@@ -52,11 +60,25 @@ _EPILOG = "Exit codes: " + "; ".join(
 @click.version_option(__version__, prog_name="pgqrs")
 @click.pass_context
 def cli(
-    ctx: click.Context, dsn: str | None, schema: str | None, as_json: bool, debug: bool
+    ctx: click.Context,
+    dsn: str | None,
+    dsn_file: str | None,
+    schema: str | None,
+    as_json: bool,
+    debug: bool,
 ) -> None:
     """pgqrs: a job queue on PostgreSQL. Manage schema, queues, messages and workers."""
-    ctx.obj = Ctx(dsn=dsn, schema=schema, as_json=as_json, debug=debug)
     _flags.update(as_json=as_json, debug=debug)
+    if dsn is not None and dsn_file is not None:
+        raise click.UsageError("give --dsn or --dsn-file, not both")
+    if dsn_file is not None:
+        dsn = read_dsn_file(dsn_file, "--dsn-file")
+    elif dsn is not None and has_password(dsn):
+        _warn(
+            "--dsn holds a password, which other users of this machine can read in the "
+            "process list: pass it with --dsn-file PATH, PGQRS_DSN_FILE, PGQRS_DSN or ~/.pgpass"
+        )
+    ctx.obj = Ctx(dsn=dsn, schema=schema, as_json=as_json, debug=debug)
     if as_json:  # stderr then carries only JSON error lines
         _embedded.announce_on_stderr = False
     if debug:
@@ -81,6 +103,7 @@ for _command in (
     db_cmds.db,
     demo_cmd.demo,
     dashboard_cmd.dashboard,
+    metrics_cmd.metrics,
 ):
     cli.add_command(_command)
 
@@ -140,11 +163,19 @@ def _is_bare_group(exc: click.ClickException) -> bool:
     return kind is not None and isinstance(exc, kind)
 
 
+def _warn(message: str) -> None:
+    """One warning line on stderr (a JSON object with --json)."""
+    if _flags["as_json"]:
+        print(json.dumps({"warning": message}), file=sys.stderr)
+    else:
+        print(f"pgqrs: warning: {message}", file=sys.stderr)
+
+
 def _report(message: str, code: int, kind: str) -> None:
     """One line on stderr (JSON with --json); the traceback too with --debug."""
     if _flags["debug"] and sys.exc_info()[0] is not None:
         traceback.print_exc(file=sys.stderr)
-    line = " ".join(message.split("\n")[0].split())
+    line = printable(" ".join(message.split("\n")[0].split()))
     if _flags["as_json"]:
         print(json.dumps({"error": line, "type": kind, "exit_code": code}), file=sys.stderr)
     else:

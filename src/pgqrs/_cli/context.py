@@ -12,6 +12,7 @@ import decimal
 import enum
 import json
 import os
+import re
 import sys
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -22,6 +23,7 @@ import click
 import psycopg
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from pgqrs._cli import exit_codes
 from pgqrs._config import Config, mask_dsn
@@ -82,7 +84,7 @@ class Ctx:
         if self.as_json:
             click.echo(json.dumps(data, default=to_jsonable, ensure_ascii=False))
         elif isinstance(human, str):
-            self.out.print(human, markup=False, highlight=False)
+            self.out.print(Text(printable(human, keep_newlines=True)), highlight=False)
         else:
             human()
 
@@ -90,17 +92,18 @@ class Ctx:
         self, title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]
     ) -> None:
         """Print a rich table (human output only)."""
-        table = Table(title=title, title_justify="left")
+        table = Table(title=None if title is None else Text(printable(title)), title_justify="left")
         for column in columns:
-            table.add_column(column, overflow="fold")
+            table.add_column(Text(printable(column)), overflow="fold")
         for row in rows:
-            table.add_row(*(cell(value) for value in row))
+            # Text, never a str: rich would read "[bold]" in a payload as markup.
+            table.add_row(*(Text(printable(cell(value))) for value in row))
         self.out.print(table)
 
     def note(self, text: str) -> None:
         """A remark for people on stderr (kept out of stdout, which may be parsed)."""
         if not self.as_json:
-            self.err.print(text, markup=False, highlight=False)
+            self.err.print(Text(printable(text, keep_newlines=True)), highlight=False)
 
 
 def check_reachable(config: Config) -> None:
@@ -149,6 +152,32 @@ def cell(value: Any) -> str:
         text = json.dumps(value, ensure_ascii=False, default=to_jsonable)
         return text if len(text) <= MAX_CELL_JSON else text[: MAX_CELL_JSON - 3] + "..."
     return str(value)
+
+
+#: Characters a terminal may act on instead of showing: C0 controls (ESC starts
+#: escape sequences, BEL, backspace, carriage return), DEL, C1 controls (U+009B
+#: is a one-character CSI) and the bidirectional overrides that reorder text.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_UNPRINTABLE_KEEP_NEWLINES = re.compile(
+    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def printable(text: str, *, keep_newlines: bool = False) -> str:
+    """``text`` with every control character shown as an escape (ESC as ``\\x1b``).
+
+    Payloads, dedup keys, queue names, hostnames and error messages are data
+    from others: printed raw, an ESC or OSC sequence would retitle the window,
+    clear the screen or plant a link. Rich markup is a separate concern: print
+    the result as a ``rich.text.Text`` (or with ``markup=False``).
+    """
+    pattern = _UNPRINTABLE_KEEP_NEWLINES if keep_newlines else _UNPRINTABLE
+    return pattern.sub(_escape_char, text)
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match[0])
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def get(ctx: click.Context) -> Ctx:
@@ -218,6 +247,12 @@ def check_json(text: str, where: str) -> None:
     """Raise a usage CliError naming ``where`` unless ``text`` is one JSON document."""
     try:
         json.loads(text)
+    except RecursionError:
+        raise CliError(
+            f"invalid JSON in {where}: nested too deeply to decode (keep payloads shallow: "
+            "nest objects and arrays a few dozen levels at most)",
+            exit_codes.USAGE,
+        ) from None
     except ValueError as exc:
         shown = text if len(text) <= 60 else text[:57] + "..."
         raise CliError(

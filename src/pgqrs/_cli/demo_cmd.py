@@ -11,8 +11,9 @@ import json
 from typing import Any
 
 import click
+from rich.text import Text
 
-from pgqrs._cli.context import CliError, Ctx, pass_ctx
+from pgqrs._cli.context import CliError, Ctx, pass_ctx, printable
 from pgqrs._config import mask_dsn
 from pgqrs._sync.admin import Admin
 from pgqrs._sync.consumer import Consumer
@@ -34,7 +35,10 @@ def demo(ctx: Ctx) -> None:
     def step(name: str, text: str, **data: Any) -> None:
         steps.append({"step": name, "text": text, **data})
         if not ctx.as_json:
-            ctx.out.print(f"[bold cyan]{len(steps)}.[/] {text}", highlight=False)
+            ctx.out.print(
+                Text.assemble((f"{len(steps)}.", "bold cyan"), " ", printable(text)),
+                highlight=False,
+            )
 
     config = ctx.config(schema=ctx.schema or DEMO_SCHEMA)
     step(

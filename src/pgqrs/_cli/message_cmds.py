@@ -155,7 +155,7 @@ def _numbered(lines: list[str]) -> Iterator[tuple[int, str]]:
 def _progress(ctx: Ctx) -> Progress:
     """A progress bar on stderr, shown only to a person at a terminal."""
     return Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),

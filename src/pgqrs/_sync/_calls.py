@@ -1,42 +1,275 @@
 # WARNING: generated from src/pgqrs/_async/_calls.py by tools/async_to_sync.py.
 # Do not edit: change the asyncio source and regenerate.
-"""Typed calls of the server functions that make the worker's decisions in SQL,
-once for Python and Rust (as the crate's ``calls.rs``).
+"""The typed query layer: one function per named query of ``sql/queries/``,
+named as the query, with keyword parameters and typed results.
 
-``message_fail`` settles failed attempts: a retry after the backoff (computed
-in SQL) or the archive as dead, fenced by lease. ``worker_alive`` is a
-heartbeat that registers a pruned worker again under its id.
+Why: a call site says what it passes (``queue_create(db, name=..., ...)``),
+never a positional list whose order only the SQL file knows; the order, the
+encodings and the row shapes live here, once (as the crate's ``calls.rs``).
+The hot statements keep their cost: array parameters go as text literals
+(``pgqrs._ops``) and their rows come back as tuples.
+
+Preconditions are the callers' (the public classes validate user input): a
+queue name or status passed here is already checked. ``connection`` runs the
+query on the caller's connection (a transaction) instead of the pool.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
+from typing import Any
+
+import psycopg
 
 from pgqrs._sync._db import Database
+from pgqrs._models import ArchivedMessage, Message, QueueInfo, QueueStats, WorkerInfo
 from pgqrs._ops import (
+    AppliedMigration,
+    Dequeued,
     FailOutcome,
     Failure,
+    FencedRow,
     Heartbeat,
+    InsertRow,
+    RecordedFunction,
     alive_params,
+    array_literal,
+    dequeue_result,
+    enqueue_result,
     fail_params,
     fail_result,
+    fenced_refs,
+    optional_texts,
 )
+
+Connection = psycopg.Connection[Any]
+
+# -- messages: the hot statements ---------------------------------------------------------
+
+
+def message_enqueue(
+    db: Database,
+    *,
+    queue: str,
+    payloads: Sequence[str],
+    priorities: Sequence[int],
+    delays: Sequence[float | None],
+    available_at: Sequence[Any],
+    dedup_keys: Sequence[str | None],
+    headers: Sequence[str | None],
+    connection: Connection | None = None,
+) -> list[Message]:
+    """Enqueue one message per JSON text in ``payloads`` (the other arrays: one
+    entry each); a dedup key already waiting or in flight gives that message
+    back (``inserted=False``). [] when the queue is missing."""
+    rows = db.fetch_tuples(
+        "message_enqueue",
+        [queue, payloads, priorities, delays, available_at, dedup_keys, headers],
+        connection=connection,
+        queue=queue,
+    )
+    return enqueue_result(rows)
+
+
+def message_insert(
+    db: Database,
+    *,
+    queue: str,
+    payloads: str,
+    priority: int,
+    delay: float | None,
+    available_at: Any,
+    headers: str | None,
+    connection: Connection | None = None,
+) -> list[InsertRow]:
+    """Insert the messages of ``payloads`` (one JSON array text) sharing the
+    other options (no dedup keys); [] when the queue is missing."""
+    return db.fetch_tuples(
+        "message_insert",
+        [queue, payloads, priority, delay, available_at, headers],
+        connection=connection,
+        queue=queue,
+    )
+
+
+def message_dequeue(
+    db: Database,
+    *,
+    queue: str,
+    limit: int,
+    visibility_timeout: float | None,
+    worker_id: int | None,
+) -> Dequeued:
+    """Lease up to ``limit`` ready messages for ``visibility_timeout`` seconds
+    (None: the queue's); rows whose attempts are used up are archived as dead
+    instead, and the batch still fills. ``QueueNotFound`` when it is missing."""
+    rows = db.fetch_tuples(
+        "message_dequeue", [queue, limit, visibility_timeout, worker_id], queue=queue
+    )
+    return dequeue_result(rows, queue)
+
+
+def message_archive(
+    db: Database,
+    *,
+    ids: Sequence[int],
+    leases: Sequence[uuid.UUID],
+    statuses: Sequence[str],
+    results: Sequence[str | None] | None = None,
+    errors: Sequence[str | None] | None = None,
+) -> list[FencedRow]:
+    """Archive leased messages with their status (validated words) and JSON
+    texts, fenced by lease; one row per message."""
+    return db.fetch_tuples(
+        "message_archive",
+        [
+            *fenced_refs(ids, leases),
+            array_literal(statuses),
+            # All None: sent as NULL (unnest pads it), no list dumped.
+            None if results is None else optional_texts(list(results)),
+            None if errors is None else optional_texts(list(errors)),
+        ],
+    )
+
+
+def message_delete(
+    db: Database, *, ids: Sequence[int], leases: Sequence[uuid.UUID]
+) -> list[FencedRow]:
+    """Delete leased messages outright, fenced by lease; one row per message."""
+    return db.fetch_tuples("message_delete", fenced_refs(ids, leases))
+
+
+def message_extend(
+    db: Database, *, ids: Sequence[int], leases: Sequence[uuid.UUID], seconds: float
+) -> list[FencedRow]:
+    """Keep the leases ``seconds`` more from now; one row per message, with its
+    new visible_until when 'ok'."""
+    return db.fetch_tuples("message_extend", [*fenced_refs(ids, leases), seconds])
+
+
+def message_release(
+    db: Database,
+    *,
+    ids: Sequence[int],
+    leases: Sequence[uuid.UUID],
+    delays: Sequence[float],
+    errors: Sequence[str | None] | None = None,
+    refunds: Sequence[bool] | None = None,
+) -> list[FencedRow]:
+    """Give leased messages back, visible after their delay, with an optional
+    last_error (JSON text) and the attempt refunded where asked."""
+    return db.fetch_tuples(
+        "message_release",
+        [
+            *fenced_refs(ids, leases),
+            delays,
+            None if errors is None else optional_texts(list(errors)),
+            None if refunds is None or not any(refunds) else refunds,
+        ],
+    )
 
 
 def message_fail(
     db: Database,
-    failures: Sequence[Failure],
     *,
+    failures: Sequence[Failure],
     backoff_base: float,
     backoff_max: float,
     backoff_jitter: float,
-    queue: str | None = None,
 ) -> list[FailOutcome]:
     """Retry each failed message after its delay (or the backoff), or archive it
     as dead (max_attempts reached, or ``Failure.dead``); one outcome per
     failure, in order. A message whose lease was lost is left untouched."""
     params = fail_params(failures, backoff_base, backoff_max, backoff_jitter)
-    return fail_result(db.fetch_tuples("message_fail", params, queue=queue))
+    return fail_result(db.fetch_tuples("message_fail", params))
+
+
+def message_peek(db: Database, *, queue: str, limit: int) -> list[tuple[Message, str]]:
+    """Messages in delivery order with their state, without leasing them."""
+    rows = db.fetch("message_peek", [queue, limit], queue=queue)
+    return [(Message.from_row(r), r["state"]) for r in rows]
+
+
+# -- queues ---------------------------------------------------------------------------------
+
+
+def queue_create(
+    db: Database, *, name: str, visibility_timeout: float, max_attempts: int
+) -> QueueInfo | None:
+    """The new queue; None when one of that name exists."""
+    rows = db.fetch("queue_create", [name, visibility_timeout, max_attempts], queue=name)
+    return QueueInfo.from_row(rows[0]) if rows else None
+
+
+def queue_get(db: Database, *, name: str) -> QueueInfo | None:
+    rows = db.fetch("queue_get", [name], queue=name)
+    return QueueInfo.from_row(rows[0]) if rows else None
+
+
+def queue_delete(db: Database, *, name: str) -> bool:
+    """Delete the queue with its messages (not its archive); False if missing."""
+    return bool(db.fetch("queue_delete", [name], queue=name))
+
+
+def queue_purge(db: Database, *, name: str) -> int | None:
+    """Delete the queue's messages; how many, or None when the queue is missing."""
+    rows = db.fetch("queue_purge", [name], queue=name)
+    return int(rows[0]["purged"]) if rows else None
+
+
+def queue_list(db: Database) -> list[QueueInfo]:
+    return [QueueInfo.from_row(r) for r in db.fetch("queue_list")]
+
+
+def queue_stats(db: Database, *, name: str) -> QueueStats | None:
+    rows = db.fetch("queue_stats", [name], queue=name)
+    return QueueStats.from_row(rows[0]) if rows else None
+
+
+def queue_set_paused(db: Database, *, name: str, paused: bool) -> bool:
+    """False when the queue is missing."""
+    return bool(db.fetch("queue_set_paused", [name, paused], queue=name))
+
+
+# -- archive ---------------------------------------------------------------------------------
+
+
+def archive_list(
+    db: Database, *, queue: str | None, status: str | None, limit: int
+) -> list[ArchivedMessage]:
+    """Archived messages (of ``queue``, with ``status``; None: all), newest first."""
+    rows = db.fetch("archive_list", [queue, status, limit])
+    return [ArchivedMessage.from_row(r) for r in rows]
+
+
+def archive_purge(
+    db: Database, *, older_than: float, queue: str | None, status: str | None
+) -> int:
+    """Delete archive rows older than ``older_than`` seconds; how many."""
+    rows = db.fetch("archive_purge", [older_than, queue, status])
+    return int(rows[0]["purged"])
+
+
+def archive_redrive(
+    db: Database, *, queue: str, status: str, ids: Sequence[int] | None
+) -> list[int]:
+    """Put archived messages back on ``queue`` (None ids: every match); their ids."""
+    rows = db.fetch(
+        "archive_redrive", [queue, status, None if ids is None else list(ids)], queue=queue
+    )
+    return [int(r["id"]) for r in rows]
+
+
+# -- workers ---------------------------------------------------------------------------------
+
+
+def worker_register(
+    db: Database, *, hostname: str, pid: int, queues: Sequence[str], listening: bool
+) -> int:
+    """Add a worker row; its id."""
+    rows = db.fetch("worker_register", [hostname, pid, list(queues), listening])
+    return int(rows[0]["id"])
 
 
 def worker_alive(
@@ -54,3 +287,89 @@ def worker_alive(
     params = alive_params(worker_id, status, hostname, pid, queues, listening)
     rows = db.fetch("worker_alive", params)
     return Heartbeat(status=rows[0]["status"], registered=rows[0]["registered"])
+
+
+def worker_stop(db: Database, *, worker_id: int | None) -> None:
+    """Mark the worker stopped (cleanly)."""
+    db.fetch("worker_stop", [worker_id])
+
+
+def worker_list(db: Database) -> list[WorkerInfo]:
+    return [WorkerInfo.from_row(r) for r in db.fetch("worker_list")]
+
+
+def worker_reap(db: Database, *, dead_after: float, prune_after: float) -> dict[str, int]:
+    """Mark workers silent ``dead_after`` seconds dead, prune rows stopped
+    ``prune_after`` seconds ago; the counts (``marked_dead``, ``pruned``)."""
+    rows = db.fetch("worker_reap", [dead_after, prune_after])
+    return {k: int(v) for k, v in rows[0].items()}
+
+
+# -- schema: install, verify, grant ------------------------------------------------------------
+
+
+def migration_lock(db: Database, *, connection: Connection) -> None:
+    """Serialise installs of the schema until ``connection``'s transaction ends."""
+    db.fetch("migration_lock", connection=connection)
+
+
+def migration_installed(db: Database, *, connection: Connection | None = None) -> bool:
+    """Does the schema's migration ledger exist?"""
+    rows = db.fetch("migration_installed", connection=connection)
+    return bool(rows[0]["installed"])
+
+
+def migration_list(
+    db: Database, *, connection: Connection | None = None
+) -> list[AppliedMigration]:
+    """The migrations recorded as applied, by version."""
+    rows = db.fetch("migration_list", connection=connection)
+    return [AppliedMigration(r["version"], r["name"], r["checksum"]) for r in rows]
+
+
+def migration_record(
+    db: Database, *, version: int, name: str, checksum: str, connection: Connection
+) -> None:
+    db.fetch("migration_record", [version, name, checksum], connection=connection)
+
+
+def function_list(
+    db: Database, *, names: Sequence[str], connection: Connection | None = None
+) -> dict[str, RecordedFunction]:
+    """The functions shipped (``names``) or recorded, by name."""
+    rows = db.fetch("function_list", [list(names)], connection=connection)
+    return {r["name"]: RecordedFunction(r["name"], r["checksum"], r["present"]) for r in rows}
+
+
+def function_record(db: Database, *, name: str, checksum: str, connection: Connection) -> int:
+    """Record function ``name`` as (re)created; how many functions of that name
+    the schema holds (more than 1: an overload was made by mistake)."""
+    rows = db.fetch("function_record", [name, checksum], connection=connection)
+    return int(rows[0]["overloads"])
+
+
+def role_grant(
+    db: Database,
+    *,
+    role: str,
+    producer: bool,
+    consumer: bool,
+    admin: bool,
+    read_only: bool,
+    connection: Connection,
+) -> list[str]:
+    """The GRANT statements giving ``role`` those privileges ([]: no such role)."""
+    rows = db.fetch(
+        "role_grant", [role, producer, consumer, admin, read_only], connection=connection
+    )
+    return [str(r["statement"]) for r in rows]
+
+
+def metrics_scrape(
+    db: Database, *, sample: int, dead_after: float, connection: Connection
+) -> list[tuple[str, str, str, float]]:
+    """Queue health for Prometheus, one statement: rows (metric, queue, label,
+    value), looking at most ``sample`` messages per queue; a running worker
+    silent for ``dead_after`` seconds counts as stale."""
+    rows = db.fetch_tuples("metrics_scrape", [sample, dead_after], connection=connection)
+    return [(str(r[0]), str(r[1]), str(r[2]), float(r[3])) for r in rows]

@@ -14,7 +14,7 @@ from psycopg.rows import BaseRowFactory, dict_row, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from pgqrs._config import Config, mask_dsn
-from pgqrs._errors import ConnectionFailed, Error, translate
+from pgqrs._errors import ConnectionFailed, Error, translate, wrong_connection
 from pgqrs._payload import JsonTextLoader
 from pgqrs._sql import queries
 
@@ -157,6 +157,8 @@ class Database:
         sql = self.queries[name]
         try:
             if connection is not None:
+                if not isinstance(connection, psycopg.Connection):
+                    raise wrong_connection(connection, psycopg.Connection)
                 return _execute(connection, sql, params, row_factory)
             self.open()
             # getconn/putconn, not pool.connection(): its `with conn` block

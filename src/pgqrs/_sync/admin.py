@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 
+from pgqrs._sync import _calls as calls
 from pgqrs._sync._base import Client
 from pgqrs._config import DEFAULT_MAX_ATTEMPTS, DEFAULT_VISIBILITY_TIMEOUT
 from pgqrs._errors import DatabaseError, InvalidArgument, QueueExists, queue_not_found
@@ -33,40 +34,39 @@ class Admin(Client):
         A no-op (returning []) when the schema is up to date.
         """
         applied: list[str] = []
-        with self._db.transaction() as conn:
-            q = self._db.queries
-            self._db.run(conn, q["migration_lock"])
-            self._db.run(conn, script("schema_bootstrap", self.config.schema))
-            done = {r["version"] for r in self._db.run(conn, q["migration_list"])}
+        db = self._db
+        with db.transaction() as conn:
+            calls.migration_lock(db, connection=conn)
+            db.run(conn, script("schema_bootstrap", self.config.schema))
+            done = {m.version for m in calls.migration_list(db, connection=conn)}
             for migration in migrations():
                 if migration.version in done:
                     continue
-                self._db.run(conn, render(migration.text, self.config.schema))
-                self._db.run(
-                    conn,
-                    q["migration_record"],
-                    [migration.version, migration.name, migration.checksum],
+                db.run(conn, render(migration.text, self.config.schema))
+                calls.migration_record(
+                    db,
+                    version=migration.version,
+                    name=migration.name,
+                    checksum=migration.checksum,
+                    connection=conn,
                 )
                 applied.append(f"{migration.version:04d}_{migration.name}")
             shipped = functions()
-            recorded = {
-                r["name"]: r
-                for r in self._db.run(
-                    conn, q["function_list"], [[f.name for f in shipped]]
-                )
-            }
+            recorded = calls.function_list(
+                db, names=[f.name for f in shipped], connection=conn
+            )
             for function in shipped:
                 row = recorded[function.name]
-                if row["checksum"] == function.checksum and row["present"]:
+                if row.checksum == function.checksum and row.present:
                     continue
-                self._db.run(conn, render(function.text, self.config.schema))
-                rows = self._db.run(
-                    conn, q["function_record"], [function.name, function.checksum]
+                db.run(conn, render(function.text, self.config.schema))
+                overloads = calls.function_record(
+                    db, name=function.name, checksum=function.checksum, connection=conn
                 )
-                if rows[0]["overloads"] != 1:
+                if overloads != 1:
                     raise DatabaseError(
                         f"install stopped (nothing was changed): {function.name} now has "
-                        f"{rows[0]['overloads']} signatures in schema {self.config.schema!r}; "
+                        f"{overloads} signatures in schema {self.config.schema!r}; "
                         "sql/functions/ changed its arguments without a migration that "
                         "drops the old one (see sql/README.md)"
                     )
@@ -84,9 +84,8 @@ class Admin(Client):
         roll back, naming that object.
         """
         with self._db.transaction() as conn:
-            self._db.run(conn, self._db.queries["migration_lock"])
-            rows = self._db.run(conn, self._db.queries["migration_installed"])
-            if not rows[0]["installed"]:
+            calls.migration_lock(self._db, connection=conn)
+            if not calls.migration_installed(self._db, connection=conn):
                 return False
             self._db.run(conn, script("uninstall", self.config.schema))
         return True
@@ -96,8 +95,7 @@ class Admin(Client):
         shipped = {m.version: m for m in migrations()}
         latest = max(shipped, default=0)
         shipped_functions = functions()
-        rows = self._db.fetch("migration_installed")
-        if not rows[0]["installed"]:
+        if not calls.migration_installed(self._db):
             return VerifyReport(
                 self.config.schema,
                 False,
@@ -108,11 +106,8 @@ class Admin(Client):
                 [],
                 [],
             )
-        applied = {r["version"]: r for r in self._db.fetch("migration_list")}
-        recorded = {
-            r["name"]: r
-            for r in self._db.fetch("function_list", [[f.name for f in shipped_functions]])
-        }
+        applied = {m.version: m for m in calls.migration_list(self._db)}
+        recorded = calls.function_list(self._db, names=[f.name for f in shipped_functions])
         known = {f.name for f in shipped_functions}
         return VerifyReport(
             schema=self.config.schema,
@@ -123,20 +118,19 @@ class Admin(Client):
             + [
                 f.label
                 for f in shipped_functions
-                if recorded[f.name]["checksum"] is None or not recorded[f.name]["present"]
+                if recorded[f.name].checksum is None or not recorded[f.name].present
             ],
             modified=[
                 f"{v:04d}_{m.name}"
                 for v, m in shipped.items()
-                if v in applied and applied[v]["checksum"] != m.checksum
+                if v in applied and applied[v].checksum != m.checksum
             ]
             + [
                 f.label
                 for f in shipped_functions
-                if recorded[f.name]["present"]
-                and recorded[f.name]["checksum"] not in (None, f.checksum)
+                if recorded[f.name].present and recorded[f.name].checksum not in (None, f.checksum)
             ],
-            unknown=[f"{v:04d}_{r['name']}" for v, r in applied.items() if v not in shipped]
+            unknown=[f"{v:04d}_{r.name}" for v, r in applied.items() if v not in shipped]
             + [f"function {name}" for name in sorted(recorded) if name not in known],
         )
 
@@ -157,43 +151,45 @@ class Admin(Client):
             or not 1 <= max_attempts < 2**31
         ):
             raise InvalidArgument(f"max_attempts must be an int >= 1, got {max_attempts!r}")
-        rows = self._db.fetch("queue_create", [name, vt, max_attempts], queue=name)
-        if rows:
-            return QueueInfo.from_row(rows[0])
+        created = calls.queue_create(
+            self._db, name=name, visibility_timeout=vt, max_attempts=max_attempts
+        )
+        if created is not None:
+            return created
         if not exist_ok:
             raise QueueExists(f"queue {name!r} already exists (pass exist_ok=True to reuse it)")
         return self.get_queue(name)
 
     def get_queue(self, name: str) -> QueueInfo:
         validate_queue_name(name)
-        rows = self._db.fetch("queue_get", [name], queue=name)
-        if not rows:
+        info = calls.queue_get(self._db, name=name)
+        if info is None:
             raise queue_not_found(name)
-        return QueueInfo.from_row(rows[0])
+        return info
 
     def delete_queue(self, name: str) -> None:
         """Delete a queue with its waiting and in-flight messages (its archive stays)."""
         validate_queue_name(name)
-        if not self._db.fetch("queue_delete", [name], queue=name):
+        if not calls.queue_delete(self._db, name=name):
             raise queue_not_found(name)
 
     def purge_queue(self, name: str) -> int:
         """Delete every waiting, delayed and in-flight message; return how many."""
         validate_queue_name(name)
-        rows = self._db.fetch("queue_purge", [name], queue=name)
-        if not rows:
+        purged = calls.queue_purge(self._db, name=name)
+        if purged is None:
             raise queue_not_found(name)
-        return int(rows[0]["purged"])
+        return purged
 
     def list_queues(self) -> list[QueueInfo]:
-        return [QueueInfo.from_row(r) for r in self._db.fetch("queue_list")]
+        return calls.queue_list(self._db)
 
     def queue_stats(self, name: str) -> QueueStats:
         validate_queue_name(name)
-        rows = self._db.fetch("queue_stats", [name], queue=name)
-        if not rows:
+        stats = calls.queue_stats(self._db, name=name)
+        if stats is None:
             raise queue_not_found(name)
-        return QueueStats.from_row(rows[0])
+        return stats
 
     def pause_queue(self, name: str) -> None:
         """Stop deliveries from ``name`` (enqueues still work) until resume_queue."""
@@ -204,16 +200,13 @@ class Admin(Client):
 
     def _set_paused(self, name: str, paused: bool) -> None:
         validate_queue_name(name)
-        if not self._db.fetch("queue_set_paused", [name, paused], queue=name):
+        if not calls.queue_set_paused(self._db, name=name, paused=paused):
             raise queue_not_found(name)
 
     def peek(self, queue: str, limit: int = 10) -> list[tuple[Message, str]]:
         """Messages in delivery order with their state, without leasing them."""
         validate_queue_name(queue)
-        rows = self._db.fetch(
-            "message_peek", [queue, batch_size(limit, "limit")], queue=queue
-        )
-        return [(Message.from_row(r), r["state"]) for r in rows]
+        return calls.message_peek(self._db, queue=queue, limit=batch_size(limit, "limit"))
 
     def list_archive(
         self, queue: str | None = None, *, status: str | None = None, limit: int = 100
@@ -223,8 +216,9 @@ class Admin(Client):
             validate_queue_name(queue)
         if status is not None:
             validate_status(status)
-        rows = self._db.fetch("archive_list", [queue, status, batch_size(limit, "limit")])
-        return [ArchivedMessage.from_row(r) for r in rows]
+        return calls.archive_list(
+            self._db, queue=queue, status=status, limit=batch_size(limit, "limit")
+        )
 
     def purge_archive(
         self,
@@ -239,8 +233,7 @@ class Admin(Client):
             validate_queue_name(queue)
         if status is not None:
             validate_status(status)
-        rows = self._db.fetch("archive_purge", [age, queue, status])
-        return int(rows[0]["purged"])
+        return calls.archive_purge(self._db, older_than=age, queue=queue, status=status)
 
     def redrive(
         self, queue: str, *, status: str = "dead", ids: list[int] | None = None
@@ -249,11 +242,10 @@ class Admin(Client):
         validate_queue_name(queue)
         validate_status(status)
         self.get_queue(queue)
-        rows = self._db.fetch("archive_redrive", [queue, status, ids], queue=queue)
-        return sorted(r["id"] for r in rows)
+        return sorted(calls.archive_redrive(self._db, queue=queue, status=status, ids=ids))
 
     def list_workers(self) -> list[WorkerInfo]:
-        return [WorkerInfo.from_row(r) for r in self._db.fetch("worker_list")]
+        return calls.worker_list(self._db)
 
     def reap_workers(
         self,
@@ -262,10 +254,9 @@ class Admin(Client):
         prune_after: Seconds = DEFAULT_WORKER_PRUNE_AFTER,
     ) -> dict[str, int]:
         """Mark silent workers dead and prune old rows. Leases need no reaping."""
-        rows = self._db.fetch(
-            "worker_reap", [seconds(dead_after, "dead_after"), seconds(prune_after, "prune_after")]
-        )
-        return {k: int(v) for k, v in rows[0].items()}
+        dead = seconds(dead_after, "dead_after")
+        prune = seconds(prune_after, "prune_after")
+        return calls.worker_reap(self._db, dead_after=dead, prune_after=prune)
 
     def grant(
         self,
@@ -303,13 +294,20 @@ class Admin(Client):
                 "nothing to grant: pass producer=True, consumer=True, admin=True "
                 "and/or read_only=True"
             )
-        params = [role, producer, consumer, admin, read_only]
         with self._db.transaction() as conn:
-            rows = self._db.run(conn, self._db.queries["role_grant"], params)
-            if not rows:
+            statements = calls.role_grant(
+                self._db,
+                role=role,
+                producer=producer,
+                consumer=consumer,
+                admin=admin,
+                read_only=read_only,
+                connection=conn,
+            )
+            if not statements:
                 raise InvalidArgument(
                     f"role {role!r} does not exist (create it first: CREATE ROLE ...)"
                 )
-            for row in rows:
-                self._db.run(conn, row["statement"])
-        return [str(r["statement"]) for r in rows]
+            for statement in statements:
+                self._db.run(conn, statement)
+        return statements

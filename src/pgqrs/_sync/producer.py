@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -11,18 +12,13 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from pgqrs._sync import _calls as calls
 from pgqrs._sync._base import Client
 from pgqrs._config import Config
 from pgqrs._errors import queue_not_found
 from pgqrs._models import Message
-from pgqrs._ops import (
-    Seconds,
-    enqueue_params,
-    enqueue_result,
-    insert_params,
-    insert_result,
-    plain_enqueue,
-)
+from pgqrs._ops import Enqueue, Seconds, enqueue_params, insert_result, payload_array
+from pgqrs._telemetry import hooks as telemetry
 from pgqrs._validate import validate_queue_name
 
 
@@ -79,7 +75,7 @@ class Producer(Client):
         connection: psycopg.Connection[Any] | None = None,
     ) -> list[Message]:
         """Enqueue many messages in one statement; results follow input order."""
-        params = enqueue_params(
+        sent = enqueue_params(
             self.queue,
             payloads,
             delay=delay,
@@ -89,13 +85,56 @@ class Producer(Client):
             headers=headers,
             max_bytes=self.config.max_payload_bytes,
         )
-        plain = plain_enqueue(params)
-        rows = self._db.fetch_tuples(
-            "message_insert" if plain else "message_enqueue",
-            insert_params(params) if plain else params,
+        publish = telemetry.publish  # None unless pgqrs.otel.instrument() ran
+        if publish is None:
+            return self._send(sent, None, connection)
+        span = publish(self.queue, len(sent.payloads), sent.headers, self.config.max_payload_bytes)
+        try:
+            messages = self._send(sent, span.headers, connection)
+        except BaseException as exc:
+            span.fail(exc)
+            raise
+        span.done(messages)
+        return messages
+
+    def _send(
+        self,
+        sent: Enqueue,
+        headers: list[str | None] | None,
+        connection: psycopg.Connection[Any] | None,
+    ) -> list[Message]:
+        """One statement: message_insert when the messages share every option
+        (no dedup keys, one headers text), else message_enqueue. ``headers``:
+        one text per message (tracing gives each its own context), or None."""
+        shared = headers is None or all(h is headers[0] for h in headers)
+        if sent.plain and shared:
+            if headers is not None and headers[0] is not sent.headers:
+                sent = dataclasses.replace(sent, headers=headers[0])  # as sent, traced
+            rows = calls.message_insert(
+                self._db,
+                queue=sent.queue,
+                payloads=payload_array(sent.payloads),
+                priority=sent.priority,
+                delay=sent.delay,
+                available_at=sent.available_at,
+                headers=sent.headers,
+                connection=connection,
+            )
+            if not rows:  # the statement found no queue to lock
+                raise queue_not_found(self.queue)
+            return insert_result(rows, sent)
+        n = len(sent.payloads)
+        messages = calls.message_enqueue(
+            self._db,
+            queue=sent.queue,
+            payloads=sent.payloads,
+            priorities=[sent.priority] * n,
+            delays=[sent.delay] * n,
+            available_at=[sent.available_at] * n,
+            dedup_keys=sent.dedup_keys,
+            headers=[sent.headers] * n if headers is None else headers,
             connection=connection,
-            queue=self.queue,
         )
-        if not rows:  # the statement found no queue to lock (see 0003 migration)
+        if not messages:  # the statement found no queue to lock
             raise queue_not_found(self.queue)
-        return insert_result(rows, params) if plain else enqueue_result(rows)
+        return messages

@@ -1,9 +1,11 @@
 """Writing job outcomes: batched, fenced by lease, retried until written.
 
-Every finished job becomes one Settlement: archive (completed or dead) or
-release (back to the queue after a delay). Settlements arriving within the
-flush interval share one ``message_archive`` and one ``message_release``
-statement. A write that fails (connection lost, database restarting) is
+Every finished job becomes one Settlement: archive (completed), fail (a
+failed attempt: ``message_fail`` retries it after the backoff or archives it
+as dead, the server decides) or release (back to the queue, the worker
+stopping). Settlements arriving within the flush interval share one
+``message_archive``, one ``message_release`` and one ``message_fail``
+statement per distinct backoff. A write that fails (connection lost, database restarting) is
 retried with backoff, never dropped; each row stays fenced by its lease, so
 a retry cannot touch a message another consumer has taken since.
 """
@@ -15,26 +17,32 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Literal
 
+from pgqrs._async import _calls as calls
 from pgqrs._async._db import Database
 from pgqrs._errors import ConnectionFailed, Error
 from pgqrs._models import Message
-from pgqrs._ops import array_literal, leased_refs, optional_texts, outcomes
+from pgqrs._ops import FailOutcome, Failure, FencedRow, held, outcomes
+from pgqrs._worker.options import Backoff
 from pgqrs._worker.reconnect import Reconnect
 
 logger = logging.getLogger("pgqrs.worker")
+
+#: The backoff of a failed attempt that names none.
+DEFAULT_BACKOFF = Backoff()
 
 #: Times the database may refuse (not: fail to receive) one settlement's
 #: statement before the worker gives up on writing it; the message then comes
 #: back when its lease expires.
 MAX_REFUSALS = 5
 
-#: The outcome of one settlement: written ('ok'), refused by the fence
-#: ('lease_lost'), the message is gone ('not_found'), or given up on while
-#: stopping with the database unreachable ('unwritten': the lease expires and
-#: the message is delivered again).
-Outcome = Literal["ok", "lease_lost", "not_found", "unwritten"]
+#: The outcome of one settlement: written ('ok'; for a fail, 'retried' or
+#: 'dead' as message_fail decided), refused by the fence ('lease_lost'), the
+#: message is gone ('not_found'), or given up on while stopping with the
+#: database unreachable ('unwritten': the lease expires and the message is
+#: delivered again).
+Outcome = Literal["ok", "retried", "dead", "lease_lost", "not_found", "unwritten"]
 
 
 #: Called once with a settlement's outcome, on the event loop, as soon as it is known.
@@ -44,18 +52,28 @@ OnDone = Callable[["Settlement", Outcome], None]
 @dataclasses.dataclass(eq=False, slots=True)
 class Settlement:
     message: Message
-    kind: Literal["archive", "release"]
-    #: Archive status ('completed', 'dead').
+    kind: Literal["archive", "fail", "release"]
+    #: Archive status ('completed').
     status: str = "completed"
     #: JSON texts (already encoded and size-checked by the caller).
     result: str | None = None
     error: str | None = None
-    #: Release delay in seconds.
-    delay: float = 0.0
+    #: Seconds before the message is visible again: release (None: at once);
+    #: fail: the delay asked for (None: the backoff), then the one message_fail used.
+    delay: float | None = None
+    #: Fail: archive as dead whatever the attempts left.
+    dead: bool = False
+    #: Fail: the backoff message_fail computes the delay with.
+    backoff: Backoff | None = None
+    #: Fail, once written: the deliveries made, as message_fail counted them.
+    attempts: int | None = None
     #: Release: give back the attempt counted at dequeue (no handler started).
     refund: bool = False
     #: Statements including this settlement that failed so far.
     failures: int = 0
+    #: Statements including this settlement sent so far (one sent before may
+    #: have committed although its reply was lost).
+    sent: int = 0
     #: Called with the outcome (a callback rather than a future: no extra
     #: event loop round per job).
     on_done: OnDone | None = None
@@ -234,13 +252,13 @@ class Completer:
             s.resolve("unwritten")
 
 
-def _resolve(settlements: list[Settlement], rows: list[tuple[Any, ...]], ambiguous: str) -> None:
-    """Set each settlement's outcome. After a failed attempt whose commit may have
+def _resolve(settlements: list[Settlement], rows: list[FencedRow], ambiguous: str) -> None:
+    """Set each settlement's outcome. After a statement whose commit may have
     gone through, the ``ambiguous`` outcome means our own earlier write landed."""
     by_id = outcomes(rows)
     for s in settlements:
         outcome = by_id.get(s.message.id, ("not_found", None))[0]
-        if s.failures and outcome == ambiguous:
+        if s.sent > 1 and outcome == ambiguous:
             logger.debug(
                 "message %s: %s on retry, taken as written by the earlier attempt",
                 s.message.id,
@@ -250,30 +268,77 @@ def _resolve(settlements: list[Settlement], rows: list[tuple[Any, ...]], ambiguo
         s.resolve(outcome)  # type: ignore[arg-type]
 
 
+def _resolve_failed(settlements: list[Settlement], results: list[FailOutcome]) -> None:
+    """Set each failed attempt's outcome from message_fail's (in input order).
+
+    After a statement whose commit may have gone through, our own earlier
+    write shows as 'lease_lost' (retried: the row is back without a lease) or
+    'not_found' (dead: the row is in the archive).
+    """
+    for s, result in zip(settlements, results, strict=True):
+        outcome = result.outcome
+        if outcome in ("retried", "dead"):
+            s.delay = result.delay
+            s.attempts = result.attempts
+        elif s.sent > 1:
+            logger.debug(
+                "message %s: %s on retry, taken as written by the earlier attempt",
+                s.message.id,
+                outcome,
+            )
+            outcome = "retried" if outcome == "lease_lost" else "dead"
+        s.resolve(outcome)  # type: ignore[arg-type]
+
+
+def fail_groups(todo: list[Settlement]) -> dict[Backoff, list[Settlement]]:
+    """The failed attempts among ``todo``, by backoff: one message_fail each."""
+    groups: dict[Backoff, list[Settlement]] = {}
+    for s in todo:
+        if s.kind == "fail":
+            groups.setdefault(s.backoff or DEFAULT_BACKOFF, []).append(s)
+    return groups
+
+
+def _sending(settlements: list[Settlement]) -> list[Settlement]:
+    for s in settlements:
+        s.sent += 1
+    return settlements
+
+
 async def write_settlements(db: Database, todo: list[Settlement]) -> None:
-    """One ``message_archive`` and one ``message_release`` statement for ``todo``."""
-    archives = [s for s in todo if s.kind == "archive"]
+    """One ``message_archive``, one ``message_release`` and one ``message_fail``
+    per distinct backoff, for ``todo``; each resolves its settlements as soon
+    as it returns (a later statement failing leaves them written)."""
+    archives = _sending([s for s in todo if s.kind == "archive"])
     if archives:
-        rows = await db.fetch_tuples(
-            "message_archive",
-            [
-                *leased_refs([s.message for s in archives]),
-                # 'completed' or 'dead': words, so an array literal.
-                array_literal([s.status for s in archives]),
-                optional_texts([s.result for s in archives]),
-                optional_texts([s.error for s in archives]),
-            ],
+        ids, leases = held([s.message for s in archives])
+        rows = await calls.message_archive(
+            db,
+            ids=ids,
+            leases=leases,
+            statuses=[s.status for s in archives],
+            results=[s.result for s in archives],
+            errors=[s.error for s in archives],
         )
         _resolve(archives, rows, ambiguous="not_found")
-    releases = [s for s in todo if s.kind == "release"]
+    for backoff, group in fail_groups(todo).items():
+        results = await calls.message_fail(
+            db,
+            failures=[Failure(s.message, s.error, s.delay, s.dead) for s in _sending(group)],
+            backoff_base=backoff.base,
+            backoff_max=backoff.max,
+            backoff_jitter=backoff.jitter,
+        )
+        _resolve_failed(group, results)
+    releases = _sending([s for s in todo if s.kind == "release"])
     if releases:
-        rows = await db.fetch_tuples(
-            "message_release",
-            [
-                *leased_refs([s.message for s in releases]),
-                [s.delay for s in releases],
-                optional_texts([s.error for s in releases]),
-                [s.refund for s in releases],
-            ],
+        ids, leases = held([s.message for s in releases])
+        rows = await calls.message_release(
+            db,
+            ids=ids,
+            leases=leases,
+            delays=[s.delay or 0.0 for s in releases],
+            errors=[s.error for s in releases],
+            refunds=[s.refund for s in releases],
         )
         _resolve(releases, rows, ambiguous="lease_lost")

@@ -16,9 +16,19 @@ from pgqrs._models import Message
 
 logger = logging.getLogger("pgqrs.worker")
 
-EventKind = Literal["started", "completed", "failed", "retried", "dead", "lease_lost"]
+EventKind = Literal[
+    "started", "completed", "failed", "retried", "dead", "lease_lost", "interrupted"
+]
 #: The event kinds, in the order a job can go through them.
-EVENT_KINDS: tuple[str, ...] = ("started", "completed", "failed", "retried", "dead", "lease_lost")
+EVENT_KINDS: tuple[str, ...] = (
+    "started",
+    "completed",
+    "failed",
+    "retried",
+    "dead",
+    "lease_lost",
+    "interrupted",
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -32,6 +42,8 @@ class JobEvent:
     * ``dead``: the message was archived as dead (attempts used up, or Abort).
     * ``lease_lost``: the worker no longer held the lease (it expired and
       another consumer took the message); this worker's outcome was not written.
+    * ``interrupted``: the worker stopped before the handler returned (grace
+      period over, or a second signal): the message is released.
     """
 
     kind: str

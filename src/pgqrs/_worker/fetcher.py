@@ -31,10 +31,10 @@ import logging
 import time
 from collections.abc import Callable
 
+from pgqrs._async import _calls as calls
 from pgqrs._async._db import Database
 from pgqrs._errors import Error, queue_not_found
 from pgqrs._models import Message
-from pgqrs._ops import dequeue_result
 from pgqrs._worker.prefetch import Prefetch
 from pgqrs._worker.reconnect import Reconnect
 from pgqrs._worker.slots import QueueSlots, Slots
@@ -50,6 +50,10 @@ class QueueState(QueueSlots):
     name: str
     #: Attempts after which a failure is final (the handler's, at most the queue's).
     max_attempts: int = 1
+    #: The handler's (or worker's) max_attempts when lower than the queue's:
+    #: the worker archives a failure as dead at that attempt itself. None: the
+    #: queue's limit, which message_fail applies.
+    own_max_attempts: int | None = None
     #: Lease length asked for at dequeue (None: the queue's default).
     visibility_timeout: float | None = None
     #: Free slots worth a dequeue while some handlers still run (see module doc).
@@ -87,14 +91,16 @@ async def fetch_queue(
     """A served queue's state; ``QueueNotFound`` if it does not exist.
     ``max_attempts`` (the handler's or worker's) can only lower the queue's,
     which is enforced at dequeue."""
-    rows = await db.fetch("queue_get", [name], queue=name)
-    if not rows:
+    info = await calls.queue_get(db, name=name)
+    if info is None:
         raise queue_not_found(name)
-    queue_max = rows[0]["max_attempts"]
+    queue_max = info.max_attempts
+    own = max_attempts if max_attempts is not None and max_attempts < queue_max else None
     return QueueState(
         name=name,
         limit=limit,
-        max_attempts=queue_max if max_attempts is None else min(queue_max, max_attempts),
+        max_attempts=queue_max if own is None else own,
+        own_max_attempts=own,
         visibility_timeout=visibility_timeout,
         min_batch=min_batch,
     )
@@ -168,12 +174,13 @@ class Fetcher:
         slots.reserve(q, free, extra)
         sent = time.monotonic()
         try:
-            rows = await self._db.fetch_tuples(
-                "message_dequeue",
-                [q.name, n, q.visibility_timeout, self._worker_id()],
+            dequeued = await calls.message_dequeue(
+                self._db,
                 queue=q.name,
+                limit=n,
+                visibility_timeout=q.visibility_timeout,
+                worker_id=self._worker_id(),
             )
-            messages, dead = dequeue_result(rows, q.name)
         except Error as exc:
             slots.unreserve(q, free, extra, unused=free)
             wait = self._reconnect.failed()
@@ -184,6 +191,7 @@ class Fetcher:
             return
         if self._reconnect.failures and self._reconnect.succeeded():
             logger.info("dequeue from %r works again", q.name)
+        messages, dead = dequeued.messages, dequeued.dead
         started = min(len(messages), free)
         # The messages brought are counted by state from here (the job table).
         slots.unreserve(q, free, extra, unused=free - started)
@@ -193,8 +201,9 @@ class Fetcher:
                 dead,
                 q.name,
             )
-        # A full batch (or one thinned by dead rows) suggests more is waiting.
-        q.more = len(messages) == n or (dead > 0 and len(messages) + dead >= n)
+        # A full batch suggests more is waiting (message_dequeue fills its
+        # batch past the rows it archives as dead).
+        q.more = len(messages) == n
         q.next_poll = time.monotonic() + self._poll_interval
         q.found = len(messages)
         self._on_fetched(q, messages, sent, started)

@@ -33,7 +33,6 @@ from pgqrs._worker.outcome import (
     HandlerOutcome,
     Raised,
     Returned,
-    Settle,
     Stopped,
     decide,
 )
@@ -340,12 +339,14 @@ class Runner:
         except asyncio.CancelledError:
             # The grace period ended (or a second signal): give the message back.
             outcome = Stopped()
-        decision = decide(outcome, m.attempts, q.max_attempts, spec.backoff or self._backoff)
-        settlement = self._settlement(job, outcome, decision)
+        decision = decide(outcome, m.attempts, q.own_max_attempts)
+        settlement = self._settlement(job, outcome, decision, spec.backoff or self._backoff)
         self._free(job)
         self._completer.submit(settlement)
 
-    def _settlement(self, job: Job, outcome: HandlerOutcome, decision: Decision) -> Settlement:
+    def _settlement(
+        self, job: Job, outcome: HandlerOutcome, decision: Decision, backoff: Backoff
+    ) -> Settlement:
         """Count and log the handler's outcome; what to write, and the event for after."""
         m = job.message
         if isinstance(outcome, Returned):  # the common case first
@@ -360,7 +361,9 @@ class Runner:
             )
         q, c, max_bytes, wid = job.queue, self._counters, self._max_bytes, self._worker_id()
         if isinstance(outcome, Stopped):
-            job.kind = decision.settle._value_
+            job.kind = "released"
+            if self._events.active:
+                self._events.emit_now("interrupted", m, wid)
             err = {
                 "type": "WorkerStopped",
                 "message": "the worker stopped before the handler finished",
@@ -375,21 +378,19 @@ class Runner:
         if decision.failed:
             c.failed += 1
             self._events.emit_now("failed", m, wid, error=decision.error)
-        if decision.exhausted:
-            logger.warning(
-                "message %s (queue %r) is dead after %d attempt(s)", m.id, q.name, m.attempts
-            )
-        job.kind = kind = decision.settle._value_
+        # Retried or dead: message_fail says which once written (``_settled``).
+        job.kind = "failed"
+        job.decision = decision
         assert decision.error is not None
         error = encode_json(error_record(decision.error, m.attempts, wid), "error", max_bytes)
-        if decision.settle is Settle.DEAD:
-            job.after = self._events.build(kind, m, wid, error=decision.error)
-            return Settlement(
-                message=m, kind="archive", status="dead", error=error, on_done=self._settled
-            )
-        job.after = self._events.build(kind, m, wid, error=decision.error, delay=decision.delay)
         return Settlement(
-            message=m, kind="release", delay=decision.delay, error=error, on_done=self._settled
+            message=m,
+            kind="fail",
+            error=error,
+            delay=decision.delay,
+            dead=decision.dead,
+            backoff=backoff,
+            on_done=self._settled,
         )
 
     def _settled(self, s: Settlement, outcome: Outcome) -> None:
@@ -400,10 +401,12 @@ class Runner:
             if outcome == "ok":
                 logger.info("released message %s (handler still running at shutdown)", m.id)
         elif outcome == "ok":
-            if kind in ("completed", "retried", "dead"):
-                setattr(self._counters, kind, getattr(self._counters, kind) + 1)
+            if kind == "completed":
+                self._counters.completed += 1
             if after is not None:
                 self._events.emit(after)
+        elif outcome in ("retried", "dead"):
+            self._failed_written(s, outcome, job.decision if job is not None else None)
         elif outcome in ("lease_lost", "not_found"):
             # Either way the fence held: another consumer took the message over
             # (and may already have archived it, hence not_found).
@@ -417,6 +420,25 @@ class Runner:
             )
             self._events.emit_now("lease_lost", m, self._worker_id())
         self._written()
+
+    def _failed_written(self, s: Settlement, outcome: str, decision: Decision | None) -> None:
+        """message_fail retried the message or archived it as dead: count it, log
+        a death the handler did not ask for, emit the event."""
+        m = s.message
+        error = decision.error if decision is not None else None
+        if outcome == "retried":
+            self._counters.retried += 1
+            self._events.emit_now("retried", m, self._worker_id(), error=error, delay=s.delay)
+            return
+        self._counters.dead += 1
+        if decision is None or not decision.aborted:
+            logger.warning(
+                "message %s (queue %r) is dead after %d attempt(s)",
+                m.id,
+                m.queue,
+                s.attempts if s.attempts is not None else m.attempts,
+            )
+        self._events.emit_now("dead", m, self._worker_id(), error=error)
 
 
 def _log_failure(q: QueueState, m: Message, outcome: Raised) -> None:

@@ -1,9 +1,12 @@
-"""The worker's row: registration, heartbeat, re-registration after a prune, reaping.
+"""The worker's row: registration, heartbeat (``worker_alive``), the final
+status, and reaping.
 
-The heartbeat keeps the worker's row fresh so others can tell it is alive;
-a row pruned while the worker could not reach the database is registered
-again. Every ``reap_interval`` the worker also marks silent workers dead
-(and prunes long-dead ones), so no separate janitor is needed.
+The heartbeat keeps the worker's row fresh so others can tell it is alive.
+A row pruned while the worker could not reach the database is registered
+again by the heartbeat itself, under the same id (``worker_alive`` decides
+that in SQL, for the Python and Rust workers alike). Every ``reap_interval``
+the worker also marks silent workers dead (and prunes long-dead ones), so no
+separate janitor is needed.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import socket
 import time
 from collections.abc import Callable
 
+from pgqrs._async import _calls as calls
 from pgqrs._async._db import Database
 from pgqrs._errors import Error
 from pgqrs._worker.events import Signal
@@ -43,17 +47,42 @@ class Heartbeat:
         self._on_registered = on_registered
         self._registered = registered
         self._beat = beat
+        self._hostname = socket.gethostname()
+        self._pid = os.getpid()
         self.worker_id: int | None = None
 
     async def register(self) -> None:
-        """Add this worker to the workers table (at start, and again if it was pruned)."""
-        rows = await self._db.fetch(
-            "worker_register",
-            [socket.gethostname(), os.getpid(), self._queues, not self._options.poll_only],
+        """Add this worker to the workers table (at start)."""
+        self.worker_id = await calls.worker_register(
+            self._db,
+            hostname=self._hostname,
+            pid=self._pid,
+            queues=self._queues,
+            listening=not self._options.poll_only,
         )
-        self.worker_id = rows[0]["id"]
-        self._on_registered(rows[0]["id"])
+        self._on_registered(self.worker_id)
         self._registered.fire()
+
+    async def alive(self, status: str) -> None:
+        """Write one heartbeat with ``status`` ('running' or 'stopping'); the row
+        comes back under the same id if it was pruned."""
+        assert self.worker_id is not None, "register() first"
+        beat = await calls.worker_alive(
+            self._db,
+            worker_id=self.worker_id,
+            status=status,
+            hostname=self._hostname,
+            pid=self._pid,
+            queues=self._queues,
+            listening=not self._options.poll_only,
+        )
+        if beat.registered:  # pruned while we could not reach the database
+            logger.warning("worker row %s was pruned; registered again", self.worker_id)
+            self._registered.fire()
+
+    async def stopped(self) -> None:
+        """Mark the worker's row stopped (its last write)."""
+        await calls.worker_stop(self._db, worker_id=self.worker_id)
 
     async def run(self) -> None:
         opts = self._options
@@ -62,17 +91,13 @@ class Heartbeat:
         while True:
             await asyncio.sleep(opts.heartbeat_interval)
             try:
-                status = "stopping" if self._stopping() else "running"
-                rows = await self._db.fetch("worker_heartbeat", [self.worker_id, status])
-                if not rows:  # pruned while we could not reach the database
-                    await self.register()
-                    logger.warning(
-                        "worker row was pruned; registered again as worker %s", self.worker_id
-                    )
+                await self.alive("stopping" if self._stopping() else "running")
                 if time.monotonic() - last_reap >= opts.reap_interval:
                     last_reap = time.monotonic()
-                    await self._db.fetch(
-                        "worker_reap", [opts.worker_dead_after, opts.worker_prune_after]
+                    await calls.worker_reap(
+                        self._db,
+                        dead_after=opts.worker_dead_after,
+                        prune_after=opts.worker_prune_after,
                     )
             except Error as exc:
                 reconnect.failed()

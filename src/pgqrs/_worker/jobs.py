@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from pgqrs._models import Message
 from pgqrs._worker.events import Counters, JobEvent
 from pgqrs._worker.fetcher import QueueState
+from pgqrs._worker.outcome import Decision
 from pgqrs._worker.slots import Slots
 
 
@@ -65,11 +66,14 @@ class Job:
     state: JobState | None = None
     #: The handler's task (RUNNING only).
     task: asyncio.Task[None] | None = None
-    #: What the outcome means once written: completed, retried, dead or
-    #: released (None: given back unstarted).
+    #: What is written: completed, failed (message_fail: retried or dead)
+    #: or released (None: given back unstarted).
     kind: str | None = None
-    #: The event to emit once the outcome is written (None: nobody subscribed).
+    #: The event to emit once the outcome is written (None: nobody subscribed,
+    #: or it depends on what message_fail decides).
     after: JobEvent | None = None
+    #: A failed attempt's decision (its error, whether the handler gave up).
+    decision: Decision | None = None
 
 
 class JobTable:

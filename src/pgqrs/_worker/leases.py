@@ -17,10 +17,11 @@ import logging
 import time
 from collections.abc import Callable
 
+from pgqrs._async import _calls as calls
 from pgqrs._async._db import Database
 from pgqrs._errors import Error
 from pgqrs._models import Message
-from pgqrs._ops import leased_refs, outcomes
+from pgqrs._ops import held, outcomes
 from pgqrs._worker.reconnect import Reconnect
 
 logger = logging.getLogger("pgqrs.worker")
@@ -140,9 +141,9 @@ class LeaseKeeper:
         for duration, group in by_duration.items():
             sent = time.monotonic()
             try:
-                rows = await self._db.fetch_tuples(
-                    "message_extend",
-                    [*leased_refs(group), duration],
+                ids, leases = held(group)
+                rows = await calls.message_extend(
+                    self._db, ids=ids, leases=leases, seconds=duration
                 )
             except Error as exc:
                 self._reconnect.failed()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import random
 
 from pgqrs._errors import InvalidArgument
+from pgqrs._ops import MAX_SECONDS
 from pgqrs._worker.defaults import (
     DEFAULT_BACKOFF_BASE,
     DEFAULT_BACKOFF_JITTER,
@@ -17,7 +17,11 @@ from pgqrs._worker.defaults import (
 class Backoff:
     """Retry delay after a failed attempt: ``base * 2**(attempt-1)``, capped at
     ``max``, spread by +-``jitter`` (a fraction) so that jobs failing together
-    do not all come back together."""
+    do not all come back together.
+
+    Data only: the server computes the delay (``message_fail``, the same for
+    the Python and Rust workers); these values are checked here, when built.
+    """
 
     base: float = DEFAULT_BACKOFF_BASE
     max: float = DEFAULT_BACKOFF_MAX
@@ -26,22 +30,20 @@ class Backoff:
     def __post_init__(self) -> None:
         for name in ("base", "max", "jitter"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise InvalidArgument(f"Backoff.{name} must be a number >= 0, got {value!r}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not 0 <= value <= MAX_SECONDS
+            ):
+                raise InvalidArgument(
+                    f"Backoff.{name} must be a number from 0 to {MAX_SECONDS:.0f}, got {value!r}"
+                )
         if self.jitter > 1:
             raise InvalidArgument(f"Backoff.jitter is a fraction from 0 to 1, got {self.jitter!r}")
         if self.max < self.base:
             raise InvalidArgument(
                 f"Backoff.max ({self.max!r}) must be >= Backoff.base ({self.base!r})"
             )
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1 for the first)."""
-        exponent = min(max(attempt, 1) - 1, 62)
-        raw = min(self.max, self.base * 2.0**exponent)
-        if self.jitter:
-            raw *= 1.0 + random.uniform(-self.jitter, self.jitter)
-        return max(0.0, min(self.max, raw))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +53,8 @@ class Options:
     concurrency: int
     poll_interval: float
     poll_only: bool
-    listen_dsn: str | None
+    #: Not in the repr: it may hold a password.
+    listen_dsn: str | None = dataclasses.field(repr=False)
     batch_cap: int
     fetch_batch_fraction: float
     fetch_delay: float

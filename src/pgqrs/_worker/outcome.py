@@ -2,23 +2,18 @@
 
 Pure: no I/O, no clock, nothing of the worker imported. ``handlers`` turns
 a handler call into a ``HandlerOutcome``; ``decide`` turns that into a
-``Decision``: archive as completed, release for a retry after a delay,
-archive as dead, or release untouched (the worker stopped first). The
-runtime writes the decision (``completer``), and emits its event once the
-write went through.
+``Decision``: archive as completed; fail (``message_fail``: the server
+retries it after the backoff, or archives it as dead when its attempts are
+used up; the decision may ask for a delay, or for dead at once); or release
+untouched (the worker stopped first). The completer writes the decision,
+and the runner emits its event once the write says what became of it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Any, Literal, Protocol
-
-
-class Delays(Protocol):
-    """The retry delays (``options.Backoff`` is one)."""
-
-    def delay(self, attempt: int) -> float: ...
+from typing import Any
 
 
 @dataclasses.dataclass(slots=True)
@@ -52,44 +47,53 @@ HandlerOutcome = Returned | Raised | Stopped
 
 
 class Settle(enum.Enum):
-    """What becomes of the message; the value is the event (and counter) once written."""
+    """How the message is settled; the statement that writes it follows."""
 
-    COMPLETED = "completed"  # archived, status completed
-    RETRIED = "retried"  # released, visible again after a delay
-    DEAD = "dead"  # archived, status dead
-    RELEASED = "released"  # released at once: the worker stopped first
+    COMPLETED = "completed"  # message_archive, status completed
+    #: message_fail: retried after a delay, or archived as dead; the server
+    #: decides which (max_attempts) and computes the backoff.
+    FAIL = "fail"
+    RELEASED = "released"  # message_release at once: the worker stopped first
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Decision:
     settle: Settle
-    #: The statement that writes it.
-    write: Literal["archive", "release"]
-    #: Release delay in seconds (RETRIED).
-    delay: float = 0.0
-    #: The error to record (RETRIED, DEAD), None otherwise.
+    #: FAIL: seconds before the retry, as the handler asked (``Retry(delay)``);
+    #: None: the backoff's, computed by message_fail.
+    delay: float | None = None
+    #: FAIL: archive as dead whatever the attempts left (an Abort, or the
+    #: handler's own max_attempts, lower than the queue's, is reached).
+    dead: bool = False
+    #: The handler gave up (Abort): a dead message is no surprise, no "used up" log line.
+    aborted: bool = False
+    #: The error to record (FAIL), None otherwise.
     error: BaseException | None = None
     #: The handler's attempt counts as failed (counters.failed, the "failed" event).
     failed: bool = False
-    #: Dead because the attempts are used up (not an Abort): worth its own log line.
-    exhausted: bool = False
 
 
 #: The decisions that carry nothing of the attempt (made once, not per job).
-COMPLETED = Decision(Settle.COMPLETED, "archive")
-RELEASED = Decision(Settle.RELEASED, "release")
+COMPLETED = Decision(Settle.COMPLETED)
+RELEASED = Decision(Settle.RELEASED)
 
 
-def decide(outcome: HandlerOutcome, attempt: int, max_attempts: int, backoff: Delays) -> Decision:
-    """The settlement of attempt number ``attempt`` (``max_attempts`` allowed)."""
+def decide(outcome: HandlerOutcome, attempt: int, own_limit: int | None) -> Decision:
+    """The settlement of attempt number ``attempt``.
+
+    ``own_limit``: the handler's (or worker's) max_attempts when it is lower
+    than the queue's, else None. The queue's limit is message_fail's to
+    apply; this one only the worker knows, so it forces ``dead`` itself.
+    """
     if isinstance(outcome, Returned):
         return COMPLETED
     if isinstance(outcome, Stopped):
         return RELEASED
-    failed = not outcome.retry
-    if outcome.abort:
-        return Decision(Settle.DEAD, "archive", error=outcome.error, failed=True)
-    if attempt >= max_attempts:
-        return Decision(Settle.DEAD, "archive", error=outcome.error, failed=failed, exhausted=True)
-    delay = backoff.delay(attempt) if outcome.delay is None else outcome.delay
-    return Decision(Settle.RETRIED, "release", delay=delay, error=outcome.error, failed=failed)
+    return Decision(
+        Settle.FAIL,
+        delay=outcome.delay,
+        dead=outcome.abort or (own_limit is not None and attempt >= own_limit),
+        aborted=outcome.abort,
+        error=outcome.error,
+        failed=not outcome.retry,
+    )

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
+from pgqrs._errors import ConnectionFailed
 from pgqrs._worker.defaults import DEFAULT_RECONNECT_MAX, DEFAULT_RECONNECT_MIN
+
+logger = logging.getLogger("pgqrs.worker")
+T = TypeVar("T")
 
 
 class Reconnect:
@@ -32,3 +40,32 @@ class Reconnect:
         self.failures = 0
         self._next = self._low
         return recovered
+
+
+async def retry_connection(
+    step: Callable[[], Awaitable[T]], what: str, stop: Callable[[], Awaitable[None]]
+) -> T | None:
+    """Run ``step`` until it gets through, waiting the reconnect wait after each
+    connection failure (the database restarting, a connection killed); any
+    other error is the caller's. None once ``stop()`` returns during a wait.
+
+    Why: the worker retries connection failures everywhere; this is the same
+    rule for a step that has no loop of its own (the start-up).
+    """
+    reconnect = Reconnect()
+    while True:
+        try:
+            result = await step()
+        except ConnectionFailed as exc:
+            wait = reconnect.failed()
+            log = logger.warning if reconnect.failures == 1 else logger.debug
+            log("%s failed, retrying in %.2fs: %s", what, wait, exc)
+            stopping = asyncio.ensure_future(stop())
+            done, _ = await asyncio.wait([stopping], timeout=wait)
+            stopping.cancel()
+            if done:
+                return None
+            continue
+        if reconnect.failures:
+            logger.info("%s went through after %d failure(s)", what, reconnect.failures)
+        return result

@@ -20,6 +20,7 @@ from pgqrs._async._db import Database
 from pgqrs._config import Config
 from pgqrs._errors import Error
 from pgqrs._models import Message
+from pgqrs._telemetry import hooks as telemetry
 from pgqrs._worker.completer import Completer, database_writer
 from pgqrs._worker.events import Counters, Events, Signals
 from pgqrs._worker.fetcher import Fetcher, QueueState
@@ -30,6 +31,7 @@ from pgqrs._worker.leases import LeaseKeeper
 from pgqrs._worker.listener import Listener
 from pgqrs._worker.options import Options
 from pgqrs._worker.prefetch import Prefetch
+from pgqrs._worker.reconnect import retry_connection
 from pgqrs._worker.shutdown import HARD_STOP_WRITE_TIMEOUT, Stop, shutdown
 from pgqrs._worker.slots import Slots
 
@@ -55,6 +57,8 @@ class Runtime:
         self.counters = Counters()
         self.signals = Signals()
         self.worker_id: int | None = None
+        if telemetry.worker is not None:  # pgqrs.otel.instrument() ran: it subscribes
+            telemetry.worker(self.events, self.counters, self)
         self.stop = Stop(options.grace_period)
         self._running = False
         #: The LISTEN connection's state (None in poll_only mode).
@@ -86,8 +90,6 @@ class Runtime:
 
     async def _serve(self, db: Database, names: list[str], threads: DaemonThreads) -> None:
         opts = self.options
-        await db.open()
-        queues = [await load_queue(db, self.handlers[n], opts) for n in names]
         heartbeat = Heartbeat(
             db,
             names,
@@ -97,7 +99,20 @@ class Runtime:
             registered=self.signals.registered,
             beat=self.signals.heartbeat,
         )
-        await heartbeat.register()
+
+        async def start() -> list[QueueState]:
+            # Any error but a connection failure (a missing queue or schema,
+            # a privilege) is fatal: retry_connection passes it on.
+            await db.open()
+            queues = [await load_queue(db, self.handlers[n], opts) for n in names]
+            await heartbeat.register()
+            return queues
+
+        started = await retry_connection(start, "worker start-up", self.stop.wait_requested)
+        if started is None:
+            logger.info("worker stopped before it started")
+            return
+        queues = started
         logger.info(
             "worker %s serving %s (concurrency %d, %s)",
             self.worker_id,
@@ -193,7 +208,7 @@ class Runtime:
             await shutdown(
                 stop=self.stop,
                 options=opts,
-                db=db,
+                heartbeat=heartbeat,
                 worker_id=lambda: self.worker_id,
                 queues=queues,
                 fetchers=fetchers,

@@ -17,14 +17,13 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
 
-from pgqrs._async._db import Database
 from pgqrs._errors import Error
 from pgqrs._worker.completer import Completer
 from pgqrs._worker.events import Counters
 from pgqrs._worker.fetcher import QueueState
+from pgqrs._worker.heartbeat import Heartbeat
 from pgqrs._worker.jobs import Job, JobState, JobTable
 from pgqrs._worker.options import Options
 
@@ -128,19 +127,19 @@ class Stop:
         return installed
 
 
-async def write_status(db: Database, query: str, params: list[Any], timeout: float) -> None:
+async def write_status(write: Callable[[], Awaitable[None]], what: str, timeout: float) -> None:
     """Record the worker's state; a failure is logged (the row goes stale instead)."""
     try:
-        await asyncio.wait_for(db.fetch(query, params), timeout)
+        await asyncio.wait_for(write(), timeout)
     except (Error, asyncio.TimeoutError) as exc:
-        logger.warning("could not record the worker's state (%s): %s", query, exc)
+        logger.warning("could not record the worker's state (%s): %s", what, exc)
 
 
 async def shutdown(
     *,
     stop: Stop,
     options: Options,
-    db: Database,
+    heartbeat: Heartbeat,
     worker_id: Callable[[], int | None],
     queues: list[QueueState],
     fetchers: list[asyncio.Task[None]],
@@ -160,7 +159,7 @@ async def shutdown(
     timeout = options.shutdown_write_timeout
     logger.info("worker %s stopping: %d job(s) running", worker_id(), len(jobs))
     status = asyncio.create_task(
-        write_status(db, "worker_heartbeat", [worker_id(), "stopping"], timeout)
+        write_status(lambda: heartbeat.alive("stopping"), "stopping", timeout)
     )
     for q in queues:
         q.attention.set()
@@ -206,7 +205,7 @@ async def shutdown(
     await completer_task
     status.cancel()
     await asyncio.gather(status, return_exceptions=True)
-    await write_status(db, "worker_stop", [worker_id()], timeout)
+    await write_status(heartbeat.stopped, "stopped", timeout)
     logger.info(
         "worker %s stopped after %.1fs: %d processed, %d completed, %d failed",
         worker_id(),

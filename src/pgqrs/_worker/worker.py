@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar
 
 from pgqrs._async.admin import DEFAULT_WORKER_DEAD_AFTER, DEFAULT_WORKER_PRUNE_AFTER
-from pgqrs._config import Config
+from pgqrs._config import Config, check_dsn
 from pgqrs._errors import ConfigError, InvalidArgument
 from pgqrs._ops import MAX_BATCH, Seconds, seconds
 from pgqrs._validate import validate_queue_name
@@ -145,6 +145,8 @@ class WorkerBase:
             )
         if listen_dsn is not None and (not isinstance(listen_dsn, str) or not listen_dsn.strip()):
             raise InvalidArgument(f"listen_dsn must be a connection string, got {listen_dsn!r}")
+        if listen_dsn is not None:
+            check_dsn(listen_dsn, "listen_dsn")  # now, and without repeating its password
         vt = seconds(visibility_timeout, "visibility_timeout", allow_zero=False)
         options = Options(
             concurrency=_count(concurrency, "concurrency", 10_000),
@@ -292,4 +294,16 @@ class Worker(WorkerBase):
 
     def run(self) -> None:
         """Block until ``stop()``, SIGINT or SIGTERM; return once stopped."""
-        asyncio.run(self._runtime.run())
+        try:
+            asyncio.get_running_loop()
+            in_a_loop = True
+        except RuntimeError:  # no loop: the normal case
+            in_a_loop = False
+        if not in_a_loop:
+            asyncio.run(self._runtime.run())
+            return
+        raise RuntimeError(
+            "Worker.run() blocks, and this thread runs an event loop: use "
+            "pgqrs.aio.Worker and `await worker.run()` there (or call Worker.run() "
+            "from a thread of its own, e.g. `await asyncio.to_thread(worker.run)`)"
+        )
