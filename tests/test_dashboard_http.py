@@ -264,7 +264,7 @@ def test_bad_input_is_a_clear_400(open_dashboard: str) -> None:
             ("/queues/jobs?state=sideways", "unknown state"),
             ("/queues/jobs?window=week", "unknown chart window"),
             ("/queues/jobs?after=x", "bad page key"),
-            ("/archive?status=Dead!", "invalid archive status"),
+            ("/archive?status=Dead!", "unknown archive status"),
             ("/archive?since=yesterday", "bad since time"),
         ):
             page = client.get(path)
