@@ -176,11 +176,12 @@ def login_role(server_dsn: str) -> Iterator[str]:
 
 
 @pytest.mark.direct_only
-def test_read_only_works_with_the_consumer_grant(
+def test_read_only_works_with_the_read_only_grant(
     seeded: pgqrs.Config, admin: pgqrs.Admin, login_role: str, server_dsn: str
 ) -> None:
-    """The least role that reads every table is `grant --consumer`; no write is needed."""
-    admin.grant(login_role, consumer=True)
+    """Every page runs under `grant --read-only`: the dashboard reads only
+    through its server functions, and the role has no table privilege."""
+    admin.grant(login_role, read_only=True)
     with pgqrs.Consumer(seeded, "jobs") as consumer:
         done = consumer.dequeue()
         assert done is not None
@@ -215,15 +216,21 @@ def test_actions_need_the_admin_grant(
         schema=seeded.schema,
         pool_max_size=2,
     )
-    admin.grant(login_role, consumer=True)
+    admin.grant(login_role, read_only=True)
     with serving(create_app(role_config)) as url, httpx.Client(base_url=url) as client:
         token = csrf_of(client, "/queues/jobs")
         denied = client.post("/queues/jobs/pause", data={"csrf": token})
         assert denied.status_code == 403 and "permission denied" in denied.text
         assert admin.get_queue("jobs").paused is False
+        first = admin.peek("jobs", 1)[0][0].id
+        denied = client.post(f"/messages/{first}/delete", data={"csrf": token})
+        assert denied.status_code == 403 and "permission denied" in denied.text
+        assert admin.queue_stats("jobs").ready == 3
         admin.grant(login_role, admin=True)
         assert client.post("/queues/jobs/pause", data={"csrf": token}).status_code == 303
         assert admin.get_queue("jobs").paused is True
+        assert client.post(f"/messages/{first}/delete", data={"csrf": token}).status_code == 303
+        assert admin.queue_stats("jobs").ready == 2
 
 
 def test_mounted_under_a_prefix_in_another_app(seeded: pgqrs.Config) -> None:
@@ -257,7 +264,7 @@ def test_bad_input_is_a_clear_400(open_dashboard: str) -> None:
             ("/queues/jobs?state=sideways", "unknown state"),
             ("/queues/jobs?window=week", "unknown chart window"),
             ("/queues/jobs?after=x", "bad page key"),
-            ("/archive?status=Dead!", "invalid archive status"),
+            ("/archive?status=Dead!", "unknown archive status"),
             ("/archive?since=yesterday", "bad since time"),
         ):
             page = client.get(path)

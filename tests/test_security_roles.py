@@ -71,6 +71,22 @@ JOBS: dict[str, set[str]] = {
         "archive_list",
         "worker_list",
         "metrics_scrape",
+        # The web dashboard's pages (its actions are admin's).
+        "dashboard_archive_counts",
+        "dashboard_archive_search",
+        "dashboard_estimate_archived",
+        "dashboard_estimate_delayed",
+        "dashboard_estimate_in_flight",
+        "dashboard_estimate_ready",
+        "dashboard_message",
+        "dashboard_messages",
+        "dashboard_oldest_ready",
+        "dashboard_queues",
+        "dashboard_running",
+        "dashboard_series_archived",
+        "dashboard_series_enqueued_archive",
+        "dashboard_series_enqueued_messages",
+        "dashboard_workers",
     },
 }
 JOBS["admin"] = {f.name for f in functions()} - {"queue_lock"}
@@ -272,6 +288,13 @@ def test_a_role_cannot_point_a_function_at_its_own_tables(
         ("worker_reap('NaN', 1)", "dead_after"),
         ("message_peek('tasks', -1)", "limit"),
         ("archive_list(NULL, NULL, 0)", "limit"),
+        ("dashboard_messages('tasks', NULL, NULL, 10, 'gone', 5)", "state"),
+        ("dashboard_messages('tasks', 1, NULL, 10, NULL, 5)", "keyset"),
+        ("dashboard_queues(0, NULL)", "sample limit"),
+        ("dashboard_archive_counts(10, 'NaN', NULL)", "window"),
+        ("dashboard_series_archived('tasks', 60, -1)", "rows per status"),
+        ("dashboard_workers(NULL)", "limit"),
+        ("dashboard_message_retry(NULL)", "message id"),
     ],
 )
 def test_definer_functions_check_their_arguments(

@@ -15,9 +15,11 @@
 --   consumer:  dequeue, settle (archive, delete, extend, release, fail), read
 --              a queue's settings, register, heartbeat, stop and reap workers.
 --   read-only: list queues, their settings and stats, peek messages (lease
---              tokens hidden), list the archive and workers.
+--              tokens hidden), list the archive and workers; the web
+--              dashboard's reads (dashboard_*).
 --   admin:     all of the above, plus create, pause, purge and delete queues,
---              purge and redrive the archive.
+--              purge and redrive the archive; the dashboard's actions (retry,
+--              remove a message or an archived one).
 WITH r AS (
     SELECT rolname FROM pg_roles WHERE rolname = $1::text
 ),
@@ -39,9 +41,19 @@ jobs (kind, fn) AS (
            ('read_only', 'queue_stats'), ('read_only', 'message_peek'),
            ('read_only', 'archive_list'), ('read_only', 'worker_list'),
            ('read_only', 'metrics_scrape'),
+           ('read_only', 'dashboard_archive_counts'), ('read_only', 'dashboard_archive_search'),
+           ('read_only', 'dashboard_estimate_archived'), ('read_only', 'dashboard_estimate_delayed'),
+           ('read_only', 'dashboard_estimate_in_flight'), ('read_only', 'dashboard_estimate_ready'),
+           ('read_only', 'dashboard_message'), ('read_only', 'dashboard_messages'),
+           ('read_only', 'dashboard_oldest_ready'), ('read_only', 'dashboard_queues'),
+           ('read_only', 'dashboard_running'), ('read_only', 'dashboard_series_archived'),
+           ('read_only', 'dashboard_series_enqueued_archive'),
+           ('read_only', 'dashboard_series_enqueued_messages'), ('read_only', 'dashboard_workers'),
            ('admin', 'queue_create'), ('admin', 'queue_delete'),
            ('admin', 'queue_purge'), ('admin', 'queue_set_paused'),
-           ('admin', 'archive_purge'), ('admin', 'archive_redrive')
+           ('admin', 'archive_purge'), ('admin', 'archive_redrive'),
+           ('admin', 'dashboard_message_retry'), ('admin', 'dashboard_message_remove'),
+           ('admin', 'dashboard_archive_remove')
 ),
 granted AS (
     -- Each function once, with its current signature, in a stable order.

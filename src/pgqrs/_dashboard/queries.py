@@ -1,7 +1,10 @@
 """What the dashboard reads and changes, each as one bounded statement.
 
 The statements live in ``sql/`` next to this file (rendered for the schema as
-pgqrs's own named queries are). Every one is an index range with a row bound:
+pgqrs's own named queries are); each calls one server function
+``dashboard_<name>`` (``sql/functions/``), so a role needs only EXECUTE on
+them (``grant --read-only`` for the pages, ``--admin`` for the actions), never
+a table privilege. Every one is an index range with a row bound:
 a page costs the same on a queue of ten messages and on one of ten million.
 Where an exact count would walk a whole queue, the planner's estimate is
 shown instead, marked as one.
@@ -153,14 +156,9 @@ class Data:
             raise translate(exc, schema=self.config.schema) from exc
 
     async def estimate(self, name: str, params: list[Any]) -> int:
-        """The planner's row estimate for an ``estimate_*`` statement (nothing runs)."""
+        """The planner's row estimate from an ``estimate_*`` function (nothing runs)."""
         rows = await self.fetch(name, params)
-        plan = rows[0]["QUERY PLAN"]
-        if isinstance(plan, str):  # json (not jsonb) arrives as text when no loader applies
-            import json
-
-            plan = json.loads(plan)
-        return int(plan[0]["Plan"]["Plan Rows"])
+        return int(rows[0]["estimate"])
 
     # --- pages -------------------------------------------------------------
 
@@ -198,7 +196,7 @@ class Data:
                 oldest = (await self.fetch("oldest_ready", [name, SCAN_LIMIT]))[0][
                     "oldest_ready_age"
                 ]
-            settings = dict(r["row"])
+            settings = dict(r["settings"])
             result.append(
                 QueueRow(
                     name=name,

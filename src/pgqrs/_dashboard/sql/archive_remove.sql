@@ -1,2 +1,3 @@
--- archive_remove: delete archived message $1. Returns the id.
-DELETE FROM :"schema".archive WHERE id = $1 RETURNING id
+-- archive_remove: the server function dashboard_archive_remove (sql/functions/), which
+-- documents it; the dashboard's roles have EXECUTE on it, not table privileges.
+SELECT * FROM :"schema".dashboard_archive_remove($1::bigint)

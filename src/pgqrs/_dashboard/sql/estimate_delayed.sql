@@ -1,4 +1,3 @@
--- dashboard_estimate_delayed: $1 queue. The planner's estimate (nothing is
--- executed), as dashboard_estimate_ready.
-EXPLAIN (FORMAT JSON) SELECT 1 FROM :"schema".messages
-WHERE queue = $1::text AND visible_at > now() AND lease IS NULL
+-- estimate_delayed: the server function dashboard_estimate_delayed (sql/functions/), which
+-- documents it; the dashboard's roles have EXECUTE on it, not table privileges.
+SELECT :"schema".dashboard_estimate_delayed($1::text) AS estimate

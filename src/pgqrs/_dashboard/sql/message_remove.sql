@@ -1,3 +1,3 @@
--- message_remove: delete waiting message $1 outright (an operator's decision:
--- a consumer holding it gets not_found when it settles). Returns the id.
-DELETE FROM :"schema".messages WHERE id = $1 RETURNING id
+-- message_remove: the server function dashboard_message_remove (sql/functions/), which
+-- documents it; the dashboard's roles have EXECUTE on it, not table privileges.
+SELECT * FROM :"schema".dashboard_message_remove($1::bigint)

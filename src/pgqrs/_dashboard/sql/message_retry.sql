@@ -1,6 +1,3 @@
--- message_retry: make waiting message $1 visible now (a delayed one, or one
--- waiting for its retry backoff). A message leased by a consumer is left
--- alone: making it visible would deliver it twice. Returns the id when done.
-UPDATE :"schema".messages SET visible_at = now()
-WHERE id = $1 AND lease IS NULL AND visible_at > now()
-RETURNING id
+-- message_retry: the server function dashboard_message_retry (sql/functions/), which
+-- documents it; the dashboard's roles have EXECUTE on it, not table privileges.
+SELECT * FROM :"schema".dashboard_message_retry($1::bigint)

@@ -1,7 +1,3 @@
--- workers: the $1 most recent workers (running and stopping first), with the
--- seconds since their heartbeat.
-SELECT w.id, w.hostname, w.pid, w.queues, w.started_at, w.heartbeat_at, w.stopped_at, w.status,
-       extract(epoch FROM now() - w.heartbeat_at)::float8 AS heartbeat_age
-FROM :"schema".workers w
-ORDER BY (w.status IN ('running', 'stopping')) DESC, w.id DESC
-LIMIT $1
+-- workers: the server function dashboard_workers (sql/functions/), which
+-- documents it; the dashboard's roles have EXECUTE on it, not table privileges.
+SELECT * FROM :"schema".dashboard_workers($1::bigint)
