@@ -857,7 +857,7 @@ async def test_a_connection_killed_during_start_up_is_retried(
     worker.handler("tasks")(lambda m: m.payload)
     stuck = (
         "SELECT pid FROM pg_stat_activity WHERE application_name = %s "
-        "AND wait_event_type = 'Lock' AND query LIKE '%%queues%%'"
+        "AND wait_event_type = 'Lock' AND query LIKE '%%queue_get%%'"
     )
     with psycopg.connect(server_dsn) as locker:
         locker.execute(f'LOCK TABLE "{schema}".queues IN ACCESS EXCLUSIVE MODE')
