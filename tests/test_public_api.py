@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_all_lists_exactly_the_public_names() -> None:
     # Submodules: aio, and the optional ones (pgqrs[otel], pgqrs[prometheus], pgqrs[dashboard]),
     # attributes of the package once another test imported them.
-    submodules = {"aio", "dashboard", "otel", "prometheus"}
+    submodules = {"aio", "dashboard", "otel", "prometheus", "testing"}
     public = {n for n in dir(pgqrs) if not n.startswith("_")} - submodules
     assert public == set(pgqrs.__all__) - {"__version__"}
     for name in pgqrs.__all__:
@@ -33,7 +33,13 @@ def test_errors_share_one_root() -> None:
 
 #: Methods that are plain (not awaited) in both forms by design: decorators,
 #: and Worker.stop(), which signal handlers and other threads call.
-SYNC_IN_BOTH = {"Worker.handler", "Worker.on", "Worker.subscribe", "Worker.stop"}
+SYNC_IN_BOTH = {
+    "Worker.handler",
+    "Worker.include",
+    "Worker.on",
+    "Worker.subscribe",
+    "Worker.stop",
+}
 
 
 def test_asyncio_twin_has_the_same_names_and_signatures() -> None:

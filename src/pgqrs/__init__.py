@@ -24,8 +24,10 @@ from pgqrs._sync._db import make_pool
 from pgqrs._sync.admin import Admin
 from pgqrs._sync.consumer import Consumer
 from pgqrs._sync.producer import Producer
-from pgqrs._worker.events import Counters, JobEvent
-from pgqrs._worker.handlers import Abort, Retry
+from pgqrs._tasks.registry import Task, TaskFailed, TaskHandle, TaskRegistry
+from pgqrs._validate import ArchiveStatus
+from pgqrs._worker.events import Counters, EventKind, JobEvent
+from pgqrs._worker.handlers import Abort, Handler, Retry
 from pgqrs._worker.options import Backoff
 from pgqrs._worker.worker import Worker
 
@@ -34,6 +36,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Abort",
     "Admin",
+    "ArchiveStatus",
     "ArchivedMessage",
     "Backoff",
     "Config",
@@ -43,6 +46,8 @@ __all__ = [
     "Counters",
     "DatabaseError",
     "Error",
+    "EventKind",
+    "Handler",
     "InvalidArgument",
     "InvalidQueueName",
     "JobEvent",
@@ -58,6 +63,10 @@ __all__ = [
     "QueueStats",
     "Retry",
     "SchemaNotInstalled",
+    "Task",
+    "TaskFailed",
+    "TaskHandle",
+    "TaskRegistry",
     "VerifyReport",
     "Worker",
     "WorkerInfo",

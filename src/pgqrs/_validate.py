@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import re
+from typing import Literal, cast
 
 from pgqrs._errors import ConfigError, InvalidArgument, InvalidQueueName
 
@@ -42,9 +43,11 @@ def validate_schema_name(name: object) -> str:
 #: refused instead of stored, where no filter would ever find it. Rust:
 #: ``validate::ARCHIVE_STATUSES``.
 ARCHIVE_STATUSES = ("completed", "failed", "dead")
+#: The same set as a type, for the type checker (tests check they match).
+ArchiveStatus = Literal["completed", "failed", "dead"]
 
 
-def validate_status(status: object) -> str:
+def validate_status(status: object) -> ArchiveStatus:
     """Return ``status`` if it is an archive status (see ``ARCHIVE_STATUSES``)."""
     if not isinstance(status, str) or status not in ARCHIVE_STATUSES:
         shown = status if not isinstance(status, str) or len(status) <= 40 else status[:37] + "..."
@@ -52,7 +55,7 @@ def validate_status(status: object) -> str:
             f"unknown archive status {shown!r}: use one of "
             + ", ".join(repr(s) for s in ARCHIVE_STATUSES)
         )
-    return status
+    return cast(ArchiveStatus, status)
 
 
 #: Longest role name PostgreSQL keeps (NAMEDATALEN - 1 bytes); longer ones are truncated.

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from typing import Self
+    else:
+        from typing_extensions import Self
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -32,7 +39,7 @@ class Client:
         """Close the pool this object owns (a shared pool is left open)."""
         await self._db.close()
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self) -> Self:
         await self.open()
         return self
 

@@ -22,7 +22,7 @@ from pgqrs._ops import (
     outcomes,
 )
 from pgqrs._ops import seconds as to_seconds
-from pgqrs._validate import validate_queue_name, validate_status
+from pgqrs._validate import ArchiveStatus, validate_queue_name, validate_status
 
 
 class Consumer(Client):
@@ -80,7 +80,7 @@ class Consumer(Client):
         return messages
 
     async def archive(
-        self, msg: MessageRef, status: str = "completed", *, result: Any = None
+        self, msg: MessageRef, status: ArchiveStatus = "completed", *, result: Any = None
     ) -> None:
         """Move the message to the archive with ``status`` and an optional JSON ``result``.
 
@@ -92,7 +92,7 @@ class Consumer(Client):
     async def archive_batch(
         self,
         msgs: Sequence[MessageRef],
-        status: str = "completed",
+        status: ArchiveStatus = "completed",
         *,
         results: Sequence[Any] | None = None,
         errors: Sequence[Any] | None = None,

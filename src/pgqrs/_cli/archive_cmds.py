@@ -6,6 +6,7 @@ import click
 
 from pgqrs._cli.context import Ctx, duration_option, pass_ctx
 from pgqrs._ops import MAX_BATCH
+from pgqrs._validate import ArchiveStatus, validate_status
 
 #: Archived messages shown by ``archive list`` unless --limit says otherwise.
 DEFAULT_ARCHIVE_LIST_LIMIT = 20
@@ -29,7 +30,7 @@ def archive() -> None:
 def list_(ctx: Ctx, queue: str | None, status: str | None, limit: int) -> None:
     """Archived messages, newest first."""
     with ctx.admin() as admin:
-        rows = admin.list_archive(queue, status=status, limit=limit)
+        rows = admin.list_archive(queue, status=_status(status), limit=limit)
     ctx.emit(
         rows,
         lambda: (
@@ -69,7 +70,7 @@ def list_(ctx: Ctx, queue: str | None, status: str | None, limit: int) -> None:
 def purge(ctx: Ctx, older_than: float, queue: str | None, status: str | None) -> None:
     """Delete archived messages older than --older-than."""
     with ctx.admin() as admin:
-        count = admin.purge_archive(older_than=older_than, queue=queue, status=status)
+        count = admin.purge_archive(older_than=older_than, queue=queue, status=_status(status))
     ctx.emit({"purged": count}, f"purged {count} archived message(s)")
 
 
@@ -81,8 +82,13 @@ def purge(ctx: Ctx, older_than: float, queue: str | None, status: str | None) ->
 def redrive(ctx: Ctx, queue: str, status: str, ids: tuple[int, ...]) -> None:
     """Put archived messages of QUEUE (by default the dead ones) back on it."""
     with ctx.admin() as admin:
-        moved = admin.redrive(queue, status=status, ids=list(ids) or None)
+        moved = admin.redrive(queue, status=validate_status(status), ids=list(ids) or None)
     ctx.emit(
         {"queue": queue, "redriven": moved},
         f"redrove {len(moved)} message(s) onto {queue!r}" + (f": {moved}" if moved else ""),
     )
+
+
+def _status(status: str | None) -> ArchiveStatus | None:
+    """The --status option checked (the type checker then knows it is one)."""
+    return None if status is None else validate_status(status)

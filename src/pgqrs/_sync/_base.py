@@ -4,8 +4,15 @@
 
 from __future__ import annotations
 
+import sys
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from typing import Self
+    else:
+        from typing_extensions import Self
 
 from psycopg_pool import ConnectionPool
 
@@ -34,7 +41,7 @@ class Client:
         """Close the pool this object owns (a shared pool is left open)."""
         self._db.close()
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> Self:
         self.open()
         return self
 

@@ -13,7 +13,12 @@ from pgqrs._errors import DatabaseError, InvalidArgument, QueueExists, queue_not
 from pgqrs._models import ArchivedMessage, Message, QueueInfo, QueueStats, VerifyReport, WorkerInfo
 from pgqrs._ops import Seconds, batch_size, seconds
 from pgqrs._sql import functions, migrations, render, script
-from pgqrs._validate import validate_queue_name, validate_role_name, validate_status
+from pgqrs._validate import (
+    ArchiveStatus,
+    validate_queue_name,
+    validate_role_name,
+    validate_status,
+)
 
 #: Seconds without a heartbeat after which ``reap_workers`` marks a worker dead.
 DEFAULT_WORKER_DEAD_AFTER = 60.0
@@ -209,7 +214,7 @@ class Admin(Client):
         return calls.message_peek(self._db, queue=queue, limit=batch_size(limit, "limit"))
 
     def list_archive(
-        self, queue: str | None = None, *, status: str | None = None, limit: int = 100
+        self, queue: str | None = None, *, status: ArchiveStatus | None = None, limit: int = 100
     ) -> list[ArchivedMessage]:
         """Archived messages, newest first."""
         if queue is not None:
@@ -225,7 +230,7 @@ class Admin(Client):
         *,
         older_than: Seconds | datetime.timedelta,
         queue: str | None = None,
-        status: str | None = None,
+        status: ArchiveStatus | None = None,
     ) -> int:
         """Delete archived messages archived more than ``older_than`` ago; return how many."""
         age = seconds(older_than, "older_than")
@@ -236,7 +241,7 @@ class Admin(Client):
         return calls.archive_purge(self._db, older_than=age, queue=queue, status=status)
 
     def redrive(
-        self, queue: str, *, status: str = "dead", ids: list[int] | None = None
+        self, queue: str, *, status: ArchiveStatus = "dead", ids: list[int] | None = None
     ) -> list[int]:
         """Put archived (by default dead) messages back on ``queue``; return their ids."""
         validate_queue_name(queue)

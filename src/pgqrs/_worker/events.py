@@ -9,7 +9,7 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pgqrs._errors import InvalidArgument
 from pgqrs._models import Message
@@ -20,15 +20,7 @@ EventKind = Literal[
     "started", "completed", "failed", "retried", "dead", "lease_lost", "interrupted"
 ]
 #: The event kinds, in the order a job can go through them.
-EVENT_KINDS: tuple[str, ...] = (
-    "started",
-    "completed",
-    "failed",
-    "retried",
-    "dead",
-    "lease_lost",
-    "interrupted",
-)
+EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -46,7 +38,7 @@ class JobEvent:
       period over, or a second signal): the message is released.
     """
 
-    kind: str
+    kind: EventKind
     message: Message
     worker_id: int | None
     result: Any = None
@@ -85,7 +77,7 @@ class Counters:
     running: int = 0
 
 
-def check_kind(kind: str | None) -> None:
+def check_kind(kind: object) -> None:
     if kind is not None and kind not in EVENT_KINDS:
         raise InvalidArgument(
             f"unknown event {kind!r}: expected one of {', '.join(EVENT_KINDS)}, or None for all"
@@ -101,7 +93,7 @@ class Events:
         #: Someone subscribed: events are worth building (checked once per job).
         self.active = False
 
-    def subscribe(self, kind: str | None, callback: Subscriber) -> Callable[[], None]:
+    def subscribe(self, kind: EventKind | None, callback: Subscriber) -> Callable[[], None]:
         check_kind(kind)
         if not callable(callback):
             raise InvalidArgument(f"event subscriber must be callable, got {callback!r}")
@@ -116,11 +108,13 @@ class Events:
 
         return unsubscribe
 
-    def build(self, kind: str, m: Message, worker_id: int | None, **extra: Any) -> JobEvent | None:
+    def build(
+        self, kind: EventKind, m: Message, worker_id: int | None, **extra: Any
+    ) -> JobEvent | None:
         """The event to emit later; None when nobody listens (not built per job for nothing)."""
         return JobEvent(kind, m, worker_id, **extra) if self.active else None
 
-    def emit_now(self, kind: str, m: Message, worker_id: int | None, **extra: Any) -> None:
+    def emit_now(self, kind: EventKind, m: Message, worker_id: int | None, **extra: Any) -> None:
         if self.active:
             self.emit(JobEvent(kind, m, worker_id, **extra))
 

@@ -15,14 +15,15 @@ import queue as queue_module
 import threading
 import time
 import traceback
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pgqrs._async._db import Database
 from pgqrs._errors import Error, InvalidArgument, PayloadError
 from pgqrs._models import Message
 from pgqrs._ops import seconds
 from pgqrs._payload import encode_json
+from pgqrs._tasks.wire import TASK_HEADER
 from pgqrs._worker.completer import Completer, Outcome, Settlement
 from pgqrs._worker.events import Counters, Events
 from pgqrs._worker.fetcher import QueueState, fetch_queue
@@ -38,6 +39,9 @@ from pgqrs._worker.outcome import (
 )
 from pgqrs._worker.prefetch import Prefetch
 from pgqrs._worker.slots import min_batch
+
+if TYPE_CHECKING:
+    from pgqrs._tasks.registry import TaskRegistry
 
 logger = logging.getLogger("pgqrs.worker")
 
@@ -62,16 +66,79 @@ class Abort(Error):
 
 
 @dataclasses.dataclass(frozen=True)
+class Route:
+    """What a task message (header ``pgqrs-task``) is handed to."""
+
+    func: Handler
+    is_async: bool
+
+
+@dataclasses.dataclass(frozen=True)
 class HandlerSpec:
-    """A registered handler and its per-queue options (None: the worker's or queue's)."""
+    """A registered handler and its per-queue options (None: the worker's or queue's).
+
+    ``tasks``: the queue's tasks by name (a registry served by the worker);
+    ``func`` is then None when the queue has no plain handler.
+    """
 
     queue: str
-    func: Handler
+    func: Handler | None
     is_async: bool
     concurrency: int | None = None
     backoff: Backoff | None = None
     max_attempts: int | None = None
     visibility_timeout: float | None = None
+    tasks: Mapping[str, Route] | None = None
+
+
+def with_tasks(
+    handlers: dict[str, HandlerSpec], registries: Sequence[TaskRegistry]
+) -> dict[str, HandlerSpec]:
+    """The handlers with the registries' tasks added to their queues' specs (a
+    queue with tasks and no plain handler gets a spec of its own)."""
+    if not registries:
+        return handlers
+    specs = dict(handlers)
+    routes: dict[str, dict[str, Route]] = {}
+    for registry in registries:
+        for name, task in registry.tasks.items():
+            queue_routes = routes.setdefault(task.queue, {})
+            if name in queue_routes:
+                raise InvalidArgument(
+                    f"task {name!r} of queue {task.queue!r} is in two registries the worker serves"
+                )
+            func = task.ahandle_message if task.is_async else task.handle_message
+            queue_routes[name] = Route(func, task.is_async)
+    for queue, queue_routes in routes.items():
+        spec = specs.get(queue)
+        if spec is None:
+            spec = HandlerSpec(queue=queue, func=None, is_async=False)
+        specs[queue] = dataclasses.replace(spec, tasks=queue_routes)
+    return specs
+
+
+def route(spec: HandlerSpec, m: Message) -> tuple[Handler, bool]:
+    """The function for ``m``: its task's (header ``pgqrs-task``), else the
+    queue's plain handler. ``Abort`` (permanent) when there is neither."""
+    tasks = spec.tasks
+    if tasks is not None and TASK_HEADER in m.headers:
+        name = m.headers[TASK_HEADER]
+        target = tasks.get(name) if isinstance(name, str) else None
+        if target is None:
+            known = ", ".join(map(repr, sorted(tasks))) or "none"
+            raise Abort(
+                f"message {m.id} is for task {name!r}, which this worker does not know on "
+                f"queue {spec.queue!r} (its tasks there: {known}); register the task in the "
+                "registry the worker serves, or check the name the producer sent"
+            )
+        return target.func, target.is_async
+    if spec.func is None:
+        raise Abort(
+            f"message {m.id} has no {TASK_HEADER!r} header and queue {spec.queue!r} has only "
+            "tasks here: enqueue it through its task, or give the queue a plain handler "
+            "(@worker.handler)"
+        )
+    return spec.func, spec.is_async
 
 
 def make_spec(
@@ -111,7 +178,8 @@ def served_queues(handlers: dict[str, HandlerSpec], wanted: list[str] | None) ->
     ``InvalidArgument`` when one has no handler."""
     if not handlers:
         raise InvalidArgument(
-            "the worker has no handlers: register one with @worker.handler(queue)"
+            "the worker has no handlers: register one with @worker.handler(queue), "
+            "or serve tasks with Worker(..., tasks=registry)"
         )
     names = wanted if wanted is not None else sorted(handlers)
     missing = [n for n in names if n not in handlers]
@@ -144,10 +212,15 @@ async def call(
     ended; the result is encoded here, so a result refused counts as a raise.
     ``asyncio.CancelledError`` (the worker stops waiting) goes through."""
     try:
-        if spec.is_async:
-            result = await spec.func(m)
+        if spec.tasks is None:  # the common case: one handler for the queue
+            assert spec.func is not None
+            func, is_async = spec.func, spec.is_async
         else:
-            result = await threads.run(spec.func, m)
+            func, is_async = route(spec, m)
+        if is_async:
+            result = await func(m)
+        else:
+            result = await threads.run(func, m)
         return Returned(result, encode_json(result, "result", max_bytes))
     except Retry as exc:
         return Raised(exc, retry=True, delay=exc.delay)

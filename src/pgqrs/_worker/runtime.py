@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pgqrs._async._db import Database
 from pgqrs._config import Config
@@ -24,7 +24,14 @@ from pgqrs._telemetry import hooks as telemetry
 from pgqrs._worker.completer import Completer, database_writer
 from pgqrs._worker.events import Counters, Events, Signals
 from pgqrs._worker.fetcher import Fetcher, QueueState
-from pgqrs._worker.handlers import DaemonThreads, HandlerSpec, Runner, load_queue, served_queues
+from pgqrs._worker.handlers import (
+    DaemonThreads,
+    HandlerSpec,
+    Runner,
+    load_queue,
+    served_queues,
+    with_tasks,
+)
 from pgqrs._worker.heartbeat import Heartbeat
 from pgqrs._worker.jobs import Job, JobState, JobTable
 from pgqrs._worker.leases import LeaseKeeper
@@ -34,6 +41,9 @@ from pgqrs._worker.prefetch import Prefetch
 from pgqrs._worker.reconnect import retry_connection
 from pgqrs._worker.shutdown import HARD_STOP_WRITE_TIMEOUT, Stop, shutdown
 from pgqrs._worker.slots import Slots
+
+if TYPE_CHECKING:
+    from pgqrs._tasks.registry import TaskRegistry
 
 logger = logging.getLogger("pgqrs.worker")
 
@@ -53,6 +63,13 @@ class Runtime:
         self.options = options
         self.wanted_queues = queues
         self.handlers: dict[str, HandlerSpec] = {}
+        #: Task registries served (``Worker(tasks=...)``, ``include``); their
+        #: tasks join the handlers when ``run()`` starts.
+        self.registries: list[TaskRegistry] = []
+        #: ``run(until_empty=True)``: stop once idle (``_check_idle``).
+        self._until_empty = False
+        #: until_empty: idle was seen once; every queue is fetched again to confirm.
+        self._confirming = False
         self.events = Events()
         self.counters = Counters()
         self.signals = Signals()
@@ -68,27 +85,38 @@ class Runtime:
         """Begin a graceful stop (``now``: skip the grace period); any thread."""
         self.stop.request(now)
 
-    async def run(self) -> None:
+    async def run(self, *, until_empty: bool = False, handle_signals: bool | None = None) -> None:
+        """Serve until stopped (``until_empty``: until nothing is ready or held).
+        ``handle_signals``: the worker's setting when None."""
         if self._running:
             raise Error("this worker is already running")
-        names = served_queues(self.handlers, self.wanted_queues)
+        specs = with_tasks(self.handlers, self.registries)
+        names = served_queues(specs, self.wanted_queues)
         self._running = True
+        self._until_empty = until_empty
+        self._confirming = False
         self.stop.attach()
-        loop = asyncio.get_running_loop()
-        signals = self.stop.install_signals(self.options.handle_signals)
+        signals = self.stop.install_signals(
+            self.options.handle_signals if handle_signals is None else handle_signals
+        )
         db = Database(self.config)
         threads = DaemonThreads(self.options.concurrency, "pgqrs-handler")
         try:
-            await self._serve(db, names, threads)
+            await self._serve(db, names, threads, specs)
         finally:
-            for sig in signals:
-                loop.remove_signal_handler(sig)
+            signals.restore()
             threads.shutdown()
             await db.close()
             self._running = False
             self.stop.detach()
 
-    async def _serve(self, db: Database, names: list[str], threads: DaemonThreads) -> None:
+    async def _serve(
+        self,
+        db: Database,
+        names: list[str],
+        threads: DaemonThreads,
+        specs: dict[str, HandlerSpec],
+    ) -> None:
         opts = self.options
         heartbeat = Heartbeat(
             db,
@@ -104,7 +132,7 @@ class Runtime:
             # Any error but a connection failure (a missing queue or schema,
             # a privilege) is fatal: retry_connection passes it on.
             await db.open()
-            queues = [await load_queue(db, self.handlers[n], opts) for n in names]
+            queues = [await load_queue(db, specs[n], opts) for n in names]
             await heartbeat.register()
             return queues
 
@@ -143,7 +171,7 @@ class Runtime:
         )
         self.stop.on_now = lambda: completer.hurry(time.monotonic() + HARD_STOP_WRITE_TIMEOUT)
         self._runner = Runner(
-            self.handlers,
+            specs,
             threads,
             self.jobs,
             completer,
@@ -262,7 +290,9 @@ class Runtime:
         if self._slots.used == 0:  # nothing fetched, nothing running: write outcomes now
             self._completer.nudge()
         self.signals.fetched.fire()
-        if not messages:
+        if messages:
+            self._confirming = False
+        else:
             self._check_idle()
 
     def _start_waiting(self, freed: QueueState) -> None:
@@ -310,3 +340,19 @@ class Runtime:
     def _check_idle(self) -> None:
         if self.counters.in_flight == 0 and all(q.found == 0 for q in self._queues):
             self.signals.idle.fire()
+            if self._until_empty:
+                self._empty()
+
+    def _empty(self) -> None:
+        """until_empty: idle. The first time, fetch every queue once more (a
+        message retried at once, or enqueued by a handler, is ready again
+        though the last dequeue found none); idle again with nothing
+        fetched between: stop."""
+        if self._confirming:
+            self.request_stop()
+            return
+        self._confirming = True
+        for q in self._queues:
+            q.found = None
+            q.notified = True
+            q.attention.set()

@@ -18,6 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from pgqrs._errors import Error
 from pgqrs._worker.completer import Completer
@@ -112,19 +113,63 @@ class Stop:
             )
             self._apply(False)
 
-    def install_signals(self, enabled: bool) -> list[int]:
-        """SIGINT and SIGTERM request a stop (main thread only); returns those installed."""
-        if not enabled or threading.current_thread() is not threading.main_thread():
-            return []
+    def install_signals(self, enabled: bool) -> InstalledSignals:
+        """SIGINT and SIGTERM request a stop (main thread only, when ``enabled``);
+        ``restore()`` on the result puts back what they replaced."""
         assert self._loop is not None
-        installed: list[int] = []
+        installed = InstalledSignals(self._loop)
+        if not enabled or threading.current_thread() is not threading.main_thread():
+            return installed
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._loop.add_signal_handler(sig, self.on_signal, sig)
-            except (NotImplementedError, RuntimeError, ValueError):  # e.g. Windows
-                continue
-            installed.append(sig)
+            installed.install(sig, self.on_signal)
         return installed
+
+
+class InstalledSignals:
+    """The signal handlers a running worker installed, and what they replaced.
+
+    Why restore: a worker embedded in an application (uvicorn, a test runner)
+    runs beside handlers of the application's own; ``loop.remove_signal_handler``
+    alone would leave the default action in their place.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        #: (signal, the Python-level handler before, the loop's own handler before)
+        self._saved: list[tuple[int, Any, asyncio.Handle | None]] = []
+
+    def install(self, sig: int, callback: Callable[[int], None]) -> None:
+        previous = signal.getsignal(sig)
+        # A handler this loop had for it (add_signal_handler keeps them here).
+        loop_handlers = getattr(self._loop, "_signal_handlers", None)
+        before = loop_handlers.get(sig) if isinstance(loop_handlers, dict) else None
+        try:
+            self._loop.add_signal_handler(sig, callback, sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # e.g. Windows
+            return
+        self._saved.append((sig, previous, before))
+
+    @property
+    def signals(self) -> list[int]:
+        return [sig for sig, _, _ in self._saved]
+
+    def restore(self) -> None:
+        """Remove the worker's handlers and put back the ones replaced."""
+        saved, self._saved = self._saved, []
+        for sig, previous, before in reversed(saved):
+            with contextlib.suppress(Exception):  # the loop is closing: nothing to put back on
+                self._loop.remove_signal_handler(sig)
+            try:
+                if isinstance(before, asyncio.Handle) and not before.cancelled():
+                    callback = getattr(before, "_callback", None)
+                    args = getattr(before, "_args", ())
+                    if callback is not None:
+                        self._loop.add_signal_handler(sig, callback, *args)
+                        continue
+                if previous is not None:
+                    signal.signal(sig, previous)
+            except (NotImplementedError, RuntimeError, ValueError) as exc:
+                logger.warning("could not restore the handler of %s: %s", sig, exc)
 
 
 async def write_status(write: Callable[[], Awaitable[None]], what: str, timeout: float) -> None:

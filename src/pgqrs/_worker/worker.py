@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pgqrs._async.admin import DEFAULT_WORKER_DEAD_AFTER, DEFAULT_WORKER_PRUNE_AFTER
 from pgqrs._config import Config, check_dsn
 from pgqrs._errors import ConfigError, InvalidArgument
+from pgqrs._models import Message
 from pgqrs._ops import MAX_BATCH, Seconds, seconds
 from pgqrs._validate import validate_queue_name
 from pgqrs._worker.defaults import (
@@ -35,12 +36,18 @@ from pgqrs._worker.defaults import (
     DEFAULT_REAP_INTERVAL,
     DEFAULT_SHUTDOWN_WRITE_TIMEOUT,
 )
-from pgqrs._worker.events import Counters, JobEvent, Signals, check_kind
+from pgqrs._worker.events import Counters, EventKind, JobEvent, Signals, check_kind
 from pgqrs._worker.handlers import make_spec
 from pgqrs._worker.options import Backoff, Options
 from pgqrs._worker.runtime import Runtime
 
-F = TypeVar("F", bound=Callable[..., Any])
+if TYPE_CHECKING:
+    from pgqrs._tasks.registry import TaskRegistry
+
+#: A handler: called with the Message; returns a JSON-able result (or an
+#: awaitable of one, for ``async def``). The bound lets mypy check that a
+#: decorated function takes a Message.
+F = TypeVar("F", bound=Callable[[Message], object])
 
 
 def _count(value: int, what: str, high: int, low: int = 1) -> int:
@@ -91,7 +98,8 @@ class WorkerBase:
         heartbeat_interval: Seconds = DEFAULT_HEARTBEAT_INTERVAL,
         reap_interval: Seconds = DEFAULT_REAP_INTERVAL,
         lease_extend_at: float = DEFAULT_LEASE_EXTEND_AT,
-        handle_signals: bool = True,
+        handle_signals: bool | None = None,
+        tasks: TaskRegistry | Sequence[TaskRegistry] | None = None,
     ) -> None:
         """Serve ``queues`` (default: every queue given a handler).
 
@@ -116,7 +124,12 @@ class WorkerBase:
         ``grace_period``: seconds running handlers get to finish on stop.
         ``backoff``, ``max_attempts``, ``visibility_timeout``: defaults for
         every handler (the queue's own settings when None).
-        ``handle_signals``: install SIGINT/SIGTERM handlers while running (main thread only).
+        ``handle_signals``: install SIGINT/SIGTERM handlers while running
+        (main thread only; what they replace is put back when ``run()``
+        returns). The default: True for the blocking ``pgqrs.Worker``, which
+        owns its process; False for ``pgqrs.aio.Worker``, which runs inside
+        an application that has its own (uvicorn, ...).
+        ``tasks``: a ``TaskRegistry`` (or several) to serve, as ``include``.
         """
         if not isinstance(config, Config):
             raise ConfigError(
@@ -175,9 +188,30 @@ class WorkerBase:
             backoff=backoff or Backoff(),
             max_attempts=max_attempts,
             visibility_timeout=vt,
-            handle_signals=bool(handle_signals),
+            handle_signals=self._handle_signals_default
+            if handle_signals is None
+            else bool(handle_signals),
         )
         self._runtime = Runtime(config, queues, options)
+        if tasks is not None:
+            for registry in [tasks] if not isinstance(tasks, Sequence) else tasks:
+                self.include(registry)
+
+    #: ``handle_signals`` when not given (see ``__init__``).
+    _handle_signals_default = True
+
+    def include(self, registry: TaskRegistry) -> None:
+        """Serve the tasks of ``registry``: each task message (header
+        ``pgqrs-task``) goes to its task; the queue's plain handler, if any,
+        still gets the messages without the header. A message for a task the
+        registry lacks is archived dead at once (a permanent error)."""
+        from pgqrs._tasks.registry import TaskRegistry
+
+        if not isinstance(registry, TaskRegistry):
+            raise InvalidArgument(f"include() takes a pgqrs.TaskRegistry, got {registry!r}")
+        if registry in self._runtime.registries:
+            raise InvalidArgument("this registry is already included")
+        self._runtime.registries.append(registry)
 
     @property
     def config(self) -> Config:
@@ -248,7 +282,7 @@ class WorkerBase:
         return register
 
     def on(
-        self, event: str | None = None
+        self, event: EventKind | None = None
     ) -> Callable[[Callable[[JobEvent], Any]], Callable[[JobEvent], Any]]:
         """Decorator: call the function with each ``JobEvent`` of kind ``event``
         (started, completed, failed, retried, dead, lease_lost; None for all).
@@ -265,7 +299,7 @@ class WorkerBase:
         return register
 
     def subscribe(
-        self, event: str | None, callback: Callable[[JobEvent], Any]
+        self, event: EventKind | None, callback: Callable[[JobEvent], Any]
     ) -> Callable[[], None]:
         """Like ``on``, as a call; returns a function that unsubscribes."""
         return self._runtime.events.subscribe(event, callback)
@@ -278,29 +312,38 @@ class WorkerBase:
 
 
 class AsyncWorker(WorkerBase):
-    """The asyncio worker (``pgqrs.aio.Worker``)."""
+    """The asyncio worker (``pgqrs.aio.Worker``). It leaves signals to the
+    application unless ``handle_signals=True``."""
 
-    async def run(self) -> None:
-        """Serve until ``stop()``, SIGINT or SIGTERM; return once stopped.
+    _handle_signals_default = False
 
+    async def run(self, *, until_empty: bool = False) -> None:
+        """Serve until ``stop()`` (or SIGINT/SIGTERM with ``handle_signals``);
+        return once stopped.
+
+        ``until_empty``: return as soon as the served queues have no message
+        ready and the worker holds none (for tests: enqueue, run, check).
+        Delayed messages (and retries waiting for their backoff) are not
+        ready: it does not wait for them.
         Fails fast when a queue is missing or the database unreachable at
         start; afterwards connection failures are logged and retried.
         """
-        await self._runtime.run()
+        await self._runtime.run(until_empty=until_empty)
 
 
 class Worker(WorkerBase):
     """The blocking worker (``pgqrs.Worker``): the asyncio runtime on its own event loop."""
 
-    def run(self) -> None:
-        """Block until ``stop()``, SIGINT or SIGTERM; return once stopped."""
+    def run(self, *, until_empty: bool = False) -> None:
+        """Block until ``stop()``, SIGINT or SIGTERM; return once stopped
+        (``until_empty``: once nothing is ready or held, as ``pgqrs.aio.Worker``)."""
         try:
             asyncio.get_running_loop()
             in_a_loop = True
         except RuntimeError:  # no loop: the normal case
             in_a_loop = False
         if not in_a_loop:
-            asyncio.run(self._runtime.run())
+            asyncio.run(self._runtime.run(until_empty=until_empty))
             return
         raise RuntimeError(
             "Worker.run() blocks, and this thread runs an event loop: use "
