@@ -446,7 +446,7 @@ class Task(Generic[P, R]):
             else:
                 raise InvalidArgument(
                     f"task {self.name!r} is async and an event loop runs here: use "
-                    f"`await {self.name}.aenqueue(...)`"
+                    f"`await {getattr(self.func, '__name__', 'task')}.aenqueue(...)`"
                 ) from None
         else:
             result = self.func(**kwargs)  # type: ignore[call-arg]

@@ -338,10 +338,19 @@ class Runtime:
         self._check_idle()
 
     def _check_idle(self) -> None:
-        if self.counters.in_flight == 0 and all(q.found == 0 for q in self._queues):
+        if self.counters.in_flight != 0:
+            return
+        if all(q.found == 0 for q in self._queues):
             self.signals.idle.fire()
             if self._until_empty:
                 self._empty()
+        elif self._until_empty:
+            # Nothing held, but a queue's last dequeue found messages: ask it
+            # now rather than at its next poll (idle or not, it will say).
+            for q in self._queues:
+                if q.found != 0:
+                    q.notified = True
+                    q.attention.set()
 
     def _empty(self) -> None:
         """until_empty: idle. The first time, fetch every queue once more (a
