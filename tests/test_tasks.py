@@ -444,3 +444,64 @@ def test_archive_statuses_and_event_kinds_are_literal_types() -> None:
     with pytest.raises(pgqrs.InvalidArgument, match="unknown event 'complete'"):
         worker.on("complete")  # type: ignore[arg-type]
     assert json.dumps(list(EVENT_KINDS))
+
+
+# -- a long-polling consumer: dequeue(wait=...) -------------------------------------------
+
+
+def test_dequeue_wait_is_woken_by_an_enqueue(
+    config: pgqrs.Config, queue: str, admin: pgqrs.Admin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    from pgqrs._sync import consumer as consumer_module
+
+    # Polling alone would take a minute: only the NOTIFY can end the wait soon.
+    monkeypatch.setattr(consumer_module, "WAIT_FIRST_POLL", 60.0)
+    monkeypatch.setattr(consumer_module, "WAIT_POLL_INTERVAL", 60.0)
+    with pgqrs.Consumer(config, queue) as c, pgqrs.Producer(config, queue) as p:
+        # Enqueues notify while a listening worker serves the queue (queue_lock.sql).
+        from pgqrs._sync import _calls
+
+        _calls.worker_register(c._db, hostname="h", pid=1, queues=[queue], listening=True)
+        assert c.dequeue(wait=0.2) is None  # nothing came: None once the wait is over
+        assert c.dequeue(batch=5, wait=0) == []
+
+        def enqueue_once_listening() -> None:
+            while c._listen is None:
+                time.sleep(0.01)
+            p.enqueue({"n": 1})
+
+        helper = threading.Thread(target=enqueue_once_listening)
+        c._close_listen()  # so the helper sees the wait's own LISTEN begin
+        began = time.monotonic()
+        helper.start()
+        msg = c.dequeue(wait=50)
+        helper.join()
+        assert msg is not None and msg.payload == {"n": 1}
+        assert time.monotonic() - began < 40  # woken, not the poll (a loose bound)
+        c.archive(msg)
+    # Without a listening worker: no NOTIFY, the polls find it.
+    monkeypatch.setattr(consumer_module, "WAIT_FIRST_POLL", 0.05)
+    monkeypatch.setattr(consumer_module, "WAIT_POLL_INTERVAL", 1.0)
+    admin.create_queue("other")
+    with pgqrs.Consumer(config, "other") as c, pgqrs.Producer(config, "other") as p:
+        helper = threading.Thread(target=lambda: (time.sleep(0.3), p.enqueue({"n": 2})))
+        helper.start()
+        msg = c.dequeue(wait=30)
+        helper.join()
+        assert msg is not None and msg.payload == {"n": 2}
+    with pytest.raises(pgqrs.InvalidArgument, match="wait must be"):
+        pgqrs.Consumer(config, queue).dequeue(wait=-1)
+
+
+async def test_async_dequeue_wait(config: pgqrs.Config, queue: str) -> None:
+    async with pgqrs.aio.Consumer(config, queue) as c, pgqrs.aio.Producer(config, queue) as p:
+        waiting = asyncio.create_task(c.dequeue(batch=10, wait=30))
+        while c._listen is None:
+            await asyncio.sleep(0.01)
+        await p.enqueue_batch([{"n": 1}, {"n": 2}])
+        got = await asyncio.wait_for(waiting, 30)
+        assert sorted(m.payload["n"] for m in got) == [1, 2]
+    assert c._listen is None  # close() closed the LISTEN connection too

@@ -28,6 +28,9 @@ RENAMES = [
     ("__aexit__", "__exit__"),
     ("pgqrs._async", "pgqrs._sync"),
     ("asyncio.Lock", "threading.Lock"),
+    # A module that imports asyncio only to sleep says so: it imports time instead.
+    ("import asyncio  # sleep", "import time  # sleep"),
+    ("asyncio.sleep", "time.sleep"),
     ("import asyncio", "import threading"),
 ]
 REWRITES = [

@@ -4,10 +4,16 @@
 
 from __future__ import annotations
 
+import time  # sleep
+import contextlib
 import datetime
+import logging
 from collections.abc import Sequence
+from time import monotonic
 from typing import Any, overload
 
+import psycopg
+from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from pgqrs._sync import _calls as calls
@@ -25,6 +31,16 @@ from pgqrs._ops import (
 )
 from pgqrs._ops import seconds as to_seconds
 from pgqrs._validate import ArchiveStatus, validate_queue_name, validate_status
+
+logger = logging.getLogger("pgqrs.consumer")
+
+#: A waiting ``dequeue`` polls after this many seconds, doubling up to
+#: ``WAIT_POLL_INTERVAL``. An enqueue's NOTIFY wakes it sooner, but only as a
+#: hint: the server sends one only while a listening worker serves the queue
+#: (see queue_lock.sql), and none is heard while the LISTEN connection is down
+#: or through pgBouncer's transaction mode.
+WAIT_FIRST_POLL = 0.05
+WAIT_POLL_INTERVAL = 1.0
 
 
 class Consumer(Client):
@@ -44,42 +60,114 @@ class Consumer(Client):
         self.queue = validate_queue_name(queue)
         self._worker_id = worker_id
         self._leases = Leases()
+        #: The LISTEN connection of waiting dequeues (opened by the first one).
+        self._listen: psycopg.Connection[Any] | None = None
+        self._listen_failed = False
 
     @overload
     def dequeue(
-        self, *, batch: None = None, visibility_timeout: Seconds | None = None
+        self,
+        *,
+        batch: None = None,
+        visibility_timeout: Seconds | None = None,
+        wait: Seconds | None = None,
     ) -> Message | None: ...
 
     @overload
     def dequeue(
-        self, *, batch: int, visibility_timeout: Seconds | None = None
+        self, *, batch: int, visibility_timeout: Seconds | None = None, wait: Seconds | None = None
     ) -> list[Message]: ...
 
     def dequeue(
-        self, *, batch: int | None = None, visibility_timeout: Seconds | None = None
+        self,
+        *,
+        batch: int | None = None,
+        visibility_timeout: Seconds | None = None,
+        wait: Seconds | None = None,
     ) -> Message | list[Message] | None:
         """Lease the next message (or up to ``batch`` messages, as a list).
 
         ``visibility_timeout`` (seconds) overrides the queue's default lease.
         Returns None (or []) when nothing is ready or the queue is paused.
+        ``wait`` (seconds): when nothing is ready, wait up to that long for a
+        message before giving up: a long poll, polling after 50 ms, then less
+        and less often, at least every second, and woken at once by an
+        enqueue's NOTIFY (on a connection of its own) while a listening
+        worker serves the queue too.
         Messages delivered max_attempts times already go to the archive as
         dead instead; message_dequeue skips them and still fills the batch.
         """
         limit = 1 if batch is None else batch_size(batch)
         vt = to_seconds(visibility_timeout, "visibility_timeout", allow_zero=False)
-        messages = (
-            calls.message_dequeue(
-                self._db,
-                queue=self.queue,
-                limit=limit,
-                visibility_timeout=vt,
-                worker_id=self._worker_id,
-            )
-        ).messages
+        patience = to_seconds(wait, "wait")
+        deadline = None if patience is None else monotonic() + patience
+        pause = WAIT_FIRST_POLL
+        while True:
+            messages = (
+                calls.message_dequeue(
+                    self._db,
+                    queue=self.queue,
+                    limit=limit,
+                    visibility_timeout=vt,
+                    worker_id=self._worker_id,
+                )
+            ).messages
+            remaining = 0.0 if deadline is None else deadline - monotonic()
+            if messages or remaining <= 0:
+                break
+            self._wait_for_enqueue(min(remaining, pause, WAIT_POLL_INTERVAL))
+            pause *= 2
         self._leases.remember(messages)
         if batch is None:
             return messages[0] if messages else None
         return messages
+
+    def _wait_for_enqueue(self, timeout: float) -> None:
+        """Until a notification of an enqueue on this queue, at most ``timeout`` s."""
+        conn = self._listening()
+        if conn is None:
+            time.sleep(timeout)
+            return
+        deadline = monotonic() + timeout
+        try:
+            while (left := deadline - monotonic()) > 0:
+                for notify in conn.notifies(timeout=left, stop_after=1):
+                    if notify.payload == self.queue:
+                        return
+        except psycopg.Error as exc:  # the connection broke: poll until reconnected
+            logger.debug("LISTEN connection of consumer %r lost: %s", self.queue, exc)
+            self._close_listen()
+
+    def _listening(self) -> psycopg.Connection[Any] | None:
+        """The LISTEN connection, (re)connected; None when it cannot be had
+        (waiting then polls only)."""
+        if self._listen is not None and not self._listen.closed:
+            return self._listen
+        if self._listen_failed:
+            return None
+        config = self.config
+        try:
+            conn = psycopg.Connection.connect(config.dsn, **config.connect_kwargs())
+            channel = f"{config.schema}.enqueue"
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        except psycopg.Error as exc:
+            if not self._listen_failed:
+                logger.warning("consumer %r cannot LISTEN (%s): polling only", self.queue, exc)
+            self._listen_failed = True
+            return None
+        self._listen = conn
+        return conn
+
+    def _close_listen(self) -> None:
+        conn, self._listen = self._listen, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+
+    def close(self) -> None:
+        """Close the pool this object owns, and the LISTEN connection of ``wait``."""
+        self._close_listen()
+        super().close()
 
     def archive(
         self, msg: MessageRef, status: ArchiveStatus = "completed", *, result: Any = None
