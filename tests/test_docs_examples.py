@@ -8,10 +8,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from _docblocks import python_blocks
+import pgqrs
+from _docblocks import DOCS, python_blocks
 
 #: The docs whose every Python block is a complete module, checked by mypy.
 TYPED_DOCS = ["tasks.md", "testing.md", "frameworks.md"]
@@ -106,3 +108,25 @@ def test_the_docs_python_examples_pass_mypy_strict(tmp_path: Path) -> None:
         timeout=600,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_readme_tasks_example_enqueues_and_a_worker_runs_it(
+    config: pgqrs.Config, admin: pgqrs.Admin
+) -> None:
+    readme = (DOCS.parent / "README.md").read_text(encoding="utf-8")
+    start = readme.index("```python\ntasks = pgqrs.TaskRegistry(config)")
+    code = readme[start + 10 : readme.index("```\n", start + 10)]
+    *body, last = code.strip().splitlines()
+    assert last == "pgqrs.Worker(config, tasks=tasks).run()"
+    admin.create_queue("emails")
+    namespace: dict[str, Any] = {"pgqrs": pgqrs, "config": config}
+    exec("\n".join(body), namespace)  # declares the task and enqueues it
+    try:
+        pgqrs.Worker(config, tasks=namespace["tasks"]).run(until_empty=True)
+        [row] = admin.list_archive("emails")
+        assert (row.status, row.payload) == (
+            "completed",
+            {"to": "user@example.com", "name": "Ann"},
+        )
+    finally:
+        namespace["tasks"].close()
