@@ -505,3 +505,42 @@ async def test_async_dequeue_wait(config: pgqrs.Config, queue: str) -> None:
         got = await asyncio.wait_for(waiting, 30)
         assert sorted(m.payload["n"] for m in got) == [1, 2]
     assert c._listen is None  # close() closed the LISTEN connection too
+
+
+# -- the cross-language fixture (tests/_tasks_xlang.py), its Python half ----------------------
+
+
+def test_the_xlang_fixture_speaks_the_wire_format(
+    dsn: str, schema: str, config: pgqrs.Config, admin: pgqrs.Admin
+) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = str(Path(__file__).with_name("_tasks_xlang.py"))
+
+    def run(command: str) -> Any:
+        done = subprocess.run(
+            [sys.executable, script, command, dsn, schema],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    # Python enqueues: what a Rust worker receives.
+    ids = run("enqueue")
+    sent = {m.id: m for m, _state in admin.peek("xlang", limit=10)}
+    assert sent[ids[0]].headers == {"pgqrs-task": "add"} and sent[ids[0]].payload == {"a": 40}
+    assert sent[ids[1]].headers == {"pgqrs-task": "greet"}
+    assert sent[ids[1]].payload == {"person": {"name": "Ann", "langs": ["py", "rs"]}}
+    # A producer without the task's code (as Rust would) enqueues by name.
+    with pgqrs.Producer(config, "xlang") as p:
+        by_name = p.enqueue({"person": {"name": "Bo", "langs": []}},
+                            headers={"pgqrs-task": "greet"})
+    assert run("work") == {"completed": 3}
+    results = {r.id: r.result for r in admin.list_archive("xlang")}
+    assert results == {
+        ids[0]: 42,
+        ids[1]: {"greeting": "hello Ann", "langs": 2},
+        by_name.id: {"greeting": "hello Bo", "langs": 0},
+    }
