@@ -67,6 +67,23 @@ def probe(config: pgqrs.Config) -> None:
         return n
 
 
+tasks = pgqrs.TaskRegistry()
+
+
+@tasks.task(queue="q")
+def add(a: int, b: int = 2) -> int:
+    return a + b
+
+
+def task_probe() -> None:
+    assert_type(add(1), int)  # calling the task calls the function
+    assert_type(add.run(1, b=3), int)
+    add.with_options(delay=5).enqueue(1, b=3)
+    add.with_options(delay=5).enqueue(a="1")  # type: ignore[arg-type]
+    add.with_options(priority=1).enqueue(1, c=3)  # type: ignore[call-arg]
+    handle: pgqrs.TaskHandle = add.enqueue(1, priority=3)
+
+
 async def aprobe(config: pgqrs.Config) -> None:
     async with pgqrs.aio.Consumer(config, "q") as c:
         assert_type(c, pgqrs.aio.Consumer)

@@ -330,7 +330,7 @@ def test_enqueue_options_reach_the_message(
     tasks, _, _, _, add = registry_with_tasks(config)
     try:
         first = add.enqueue(1, dedup_key="once", delay=60, headers={"trace": "t1"})
-        again = add.enqueue(1, dedup_key="once")
+        again = add.with_options(dedup_key="once").enqueue(1)  # the typed form
         assert first.message is not None and again.message is not None
         assert again.id == first.id and not again.message.inserted
         assert first.message.headers == {"trace": "t1", "pgqrs-task": "add"}

@@ -24,7 +24,7 @@ from pgqrs._sync._db import make_pool
 from pgqrs._sync.admin import Admin
 from pgqrs._sync.consumer import Consumer
 from pgqrs._sync.producer import Producer
-from pgqrs._tasks.registry import Task, TaskFailed, TaskHandle, TaskRegistry
+from pgqrs._tasks.registry import Task, TaskCall, TaskFailed, TaskHandle, TaskRegistry
 from pgqrs._validate import ArchiveStatus
 from pgqrs._worker.events import Counters, EventKind, JobEvent
 from pgqrs._worker.handlers import Abort, Handler, Retry
@@ -64,6 +64,7 @@ __all__ = [
     "Retry",
     "SchemaNotInstalled",
     "Task",
+    "TaskCall",
     "TaskFailed",
     "TaskHandle",
     "TaskRegistry",

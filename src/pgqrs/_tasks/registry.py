@@ -424,6 +424,33 @@ class Task(Generic[P, R]):
         )
         return AsyncTaskHandle(self, await producer.enqueue(payload, **options))
 
+    def with_options(
+        self,
+        *,
+        connection: Any = None,
+        delay: Seconds | None = None,
+        available_at: datetime.datetime | None = None,
+        priority: int | None = None,
+        dedup_key: str | None = None,
+        group: str | None = None,
+        headers: Mapping[str, Any] | None = None,
+    ) -> TaskCall[P, R]:
+        """The enqueue options on their own, so that the type checker checks the
+        task's arguments: ``send_email.with_options(delay=60).enqueue(to=...)``
+        (``enqueue`` itself takes both, and checks the arguments at run time)."""
+        return TaskCall(
+            self,
+            {
+                "connection": connection,
+                "delay": delay,
+                "available_at": available_at,
+                "priority": priority,
+                "dedup_key": dedup_key,
+                "group": group,
+                "headers": headers,
+            },
+        )
+
     # -- running inline -----------------------------------------------------------------
 
     def _through_json(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -520,6 +547,24 @@ class Task(Generic[P, R]):
                 raise
             raise given from exc
         return self.result_json(result)
+
+
+class TaskCall(Generic[P, R]):
+    """A task with its enqueue options set (``Task.with_options``): its
+    ``enqueue``/``aenqueue`` take exactly the task's arguments."""
+
+    def __init__(self, task: Task[P, R], options: dict[str, Any]) -> None:
+        self.task = task
+        self.options = options
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
+        # The task's parameters never take an option's name (checked when declared).
+        merged: dict[str, Any] = {**kwargs, **self.options}
+        return self.task.enqueue(*args, **merged)
+
+    async def aenqueue(self, *args: P.args, **kwargs: P.kwargs) -> AsyncTaskHandle:
+        merged: dict[str, Any] = {**kwargs, **self.options}
+        return await self.task.aenqueue(*args, **merged)
 
 
 def _inline_archive(task: Task[Any, Any], payload: Any, result: Any) -> ArchivedMessage:
