@@ -85,9 +85,8 @@ class Runtime:
         """Begin a graceful stop (``now``: skip the grace period); any thread."""
         self.stop.request(now)
 
-    async def run(self, *, until_empty: bool = False, handle_signals: bool | None = None) -> None:
-        """Serve until stopped (``until_empty``: until nothing is ready or held).
-        ``handle_signals``: the worker's setting when None."""
+    async def run(self, *, until_empty: bool = False) -> None:
+        """Serve until stopped (``until_empty``: until nothing is ready or held)."""
         if self._running:
             raise Error("this worker is already running")
         specs = with_tasks(self.handlers, self.registries)
@@ -96,9 +95,7 @@ class Runtime:
         self._until_empty = until_empty
         self._confirming = False
         self.stop.attach()
-        signals = self.stop.install_signals(
-            self.options.handle_signals if handle_signals is None else handle_signals
-        )
+        signals = self.stop.install_signals(self.options.handle_signals)
         db = Database(self.config)
         threads = DaemonThreads(self.options.concurrency, "pgqrs-handler")
         try:
