@@ -150,8 +150,11 @@ class TaskRegistry:
                 "(build one with pgqrs.Config.from_dsn(...))"
             )
         with self._lock:
-            if self._config is not None and self._config != config and self._sync is not None:
-                raise ConfigError("this registry is bound and in use: close() it before rebinding")
+            in_use = self._sync is not None or len(self._async) > 0
+            if self._config is not None and self._config != config and in_use:
+                raise ConfigError(
+                    "this registry is bound and in use: close() (and aclose()) it before rebinding"
+                )
             self._config = config
 
     @property
