@@ -42,6 +42,10 @@ class Consumer(Client):
         self.queue = validate_queue_name(queue)
         self._worker_id = worker_id
         self._leases = Leases()
+        #: After each dequeue: seconds until the queue's rate limit gives its
+        #: next token when that limit kept the batch short (wait that long
+        #: before dequeuing again: nothing more can come out before), else None.
+        self.retry_after: float | None = None
 
     @overload
     async def dequeue(
@@ -62,18 +66,20 @@ class Consumer(Client):
         Returns None (or []) when nothing is ready or the queue is paused.
         Messages delivered max_attempts times already go to the archive as
         dead instead; message_dequeue skips them and still fills the batch.
+        A queue's flow-control limits may hand out fewer; when its rate limit
+        did, ``self.retry_after`` says in how many seconds the next token comes.
         """
         limit = 1 if batch is None else batch_size(batch)
         vt = to_seconds(visibility_timeout, "visibility_timeout", allow_zero=False)
-        messages = (
-            await calls.message_dequeue(
-                self._db,
-                queue=self.queue,
-                limit=limit,
-                visibility_timeout=vt,
-                worker_id=self._worker_id,
-            )
-        ).messages
+        got = await calls.message_dequeue(
+            self._db,
+            queue=self.queue,
+            limit=limit,
+            visibility_timeout=vt,
+            worker_id=self._worker_id,
+        )
+        messages = got.messages
+        self.retry_after = got.retry_after
         self._leases.remember(messages)
         if batch is None:
             return messages[0] if messages else None
