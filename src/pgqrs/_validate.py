@@ -201,5 +201,8 @@ def parse_rate_limit(text: object) -> tuple[int, float]:
         )
     count, amount, unit = match.groups()
     period = float(amount or 1) * _UNITS[unit]
-    check_rate_limit(int(count), period, False)
+    try:
+        check_rate_limit(int(count), period, False)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"rate limit {text!r}: {exc}") from None
     return int(count), period
