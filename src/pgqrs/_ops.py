@@ -286,8 +286,9 @@ def enqueue_result(rows: list[tuple[Any, ...]], groups: Sequence[str | None]) ->
     and the groups sent, in input order (a deduplicated one keeps its own:
     the row's group is the first enqueue's)."""
     messages = [Message(*r) for r in rows]
-    for m, g in zip(messages, groups, strict=True):
-        m.group = g
+    if messages:  # [] when the queue is missing
+        for m, g in zip(messages, groups, strict=True):
+            m.group = g
     return messages
 
 
