@@ -288,7 +288,10 @@ def test_a_role_cannot_point_a_function_at_its_own_tables(
         ("queue_create('q', 30, -2, NULL, NULL, NULL, NULL, NULL)", "max_attempts"),
         ("queue_create('q', 30, 5, 0, NULL, NULL, NULL, NULL)", "concurrency_limit"),
         ("queue_create('q', 30, 5, NULL, NULL, 10, 0, NULL)", "period"),
-        ("queue_update('tasks', false, NULL, true, -1, false, NULL, NULL, NULL)", "group_concurrency"),
+        (
+            "queue_update('tasks', false, NULL, true, -1, false, NULL, NULL, NULL)",
+            "group_concurrency",
+        ),
         ("message_insert('tasks', '[1]', 0, NULL, NULL, NULL, '')", "group"),
         ("archive_purge(-1, NULL, NULL)", "older_than"),
         ("worker_reap('NaN', 1)", "dead_after"),
