@@ -31,7 +31,8 @@
 --
 -- Rate limits: a token bucket per queue (group_key '') or per group, of
 -- capacity rate_count, refilled at rate_count / rate_period tokens per
--- second, read from now() and written only when tokens are taken.
+-- second, read from the clock under the lock and written only when tokens
+-- are taken.
 CREATE OR REPLACE FUNCTION :"schema".message_dequeue_limited(:"schema".queues, bigint, interval, bigint)
 RETURNS TABLE (
     outcome text,
@@ -67,6 +68,7 @@ DECLARE
     allow bigint;
     held bigint;
     wait float8;            -- seconds until a token would let more out
+    clock timestamptz;      -- the buckets' time: read once the lock is held
     chosen bigint[];
     picked bigint;
     round_leased messages[];
@@ -78,6 +80,10 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'PQ001', MESSAGE = format('batch must be from 1 to 10000, got %s', coalesce($2::text, 'NULL'));
     END IF;
     PERFORM pg_advisory_xact_lock(hashtextextended('pgqrs.flow:' || current_schema() || '.' || q.name, 0));
+    -- The buckets' clock is read under the lock, so it only moves forward from
+    -- one dequeue of the queue to the next (now() is the transaction's start,
+    -- which may be earlier than that of a dequeue that got the lock first).
+    clock := clock_timestamp();
     -- Leases that no longer count: archived, released, deleted or expired.
     DELETE FROM flow_leases f
     WHERE f.queue = q.name
@@ -87,7 +93,7 @@ BEGIN
         rate := q.rate_count / q.rate_period;
         cap := q.rate_count;
         IF NOT q.rate_per_group THEN
-            SELECT least(cap, b.tokens + rate * extract(epoch FROM now() - b.updated_at)::float8)
+            SELECT least(cap, b.tokens + rate * extract(epoch FROM clock - b.updated_at)::float8)
             INTO queue_tokens
             FROM flow_buckets b WHERE b.queue = q.name AND b.group_key = '';
             queue_tokens := coalesce(queue_tokens, cap);
@@ -132,7 +138,7 @@ BEGIN
                                     WHERE f.queue = q.name AND f.group_key = g.group_key)
                        END AS places,
                        CASE WHEN q.rate_per_group THEN
-                           coalesce((SELECT least(cap, b.tokens + rate * extract(epoch FROM now() - b.updated_at)::float8)
+                           coalesce((SELECT least(cap, b.tokens + rate * extract(epoch FROM clock - b.updated_at)::float8)
                                      FROM flow_buckets b
                                      WHERE b.queue = q.name AND b.group_key = g.group_key), cap)
                        END AS tokens
@@ -234,16 +240,16 @@ BEGIN
             IF queue_tokens IS NOT NULL THEN
                 queue_tokens := queue_tokens - cardinality(round_leased);
             ELSE
-                -- Per-group buckets: refill each from now() and take what it gave.
+                -- Per-group buckets: refill each from the clock and take what it gave.
                 INSERT INTO flow_buckets AS b (queue, group_key, tokens, updated_at)
-                SELECT q.name, l.group_key, cap - count(*), now()
+                SELECT q.name, l.group_key, cap - count(*), clock
                 FROM unnest(round_leased) l
                 WHERE l.group_key IS NOT NULL
                 GROUP BY l.group_key
                 ON CONFLICT (queue, group_key) DO UPDATE
-                SET tokens = least(cap, b.tokens + rate * extract(epoch FROM now() - b.updated_at)::float8)
+                SET tokens = least(cap, b.tokens + rate * extract(epoch FROM clock - b.updated_at)::float8)
                              - (cap - EXCLUDED.tokens),
-                    updated_at = now();
+                    updated_at = clock;
             END IF;
         END IF;
         all_leased := all_leased || round_leased;
@@ -256,7 +262,7 @@ BEGIN
     END LOOP;
     IF queue_tokens IS NOT NULL AND all_leased IS NOT NULL THEN
         INSERT INTO flow_buckets AS b (queue, group_key, tokens, updated_at)
-        VALUES (q.name, '', queue_tokens, now())
+        VALUES (q.name, '', queue_tokens, clock)
         ON CONFLICT (queue, group_key) DO UPDATE SET tokens = EXCLUDED.tokens, updated_at = EXCLUDED.updated_at;
         IF queue_tokens < 1 THEN
             wait := (1 - queue_tokens) / rate;
