@@ -62,6 +62,9 @@ DECLARE
     wanted bigint := $2;
     lease_for interval := $3;
     grouped boolean := $1.group_concurrency IS NOT NULL OR $1.rate_per_group;
+    -- Without a concurrency limit nothing counts leases: a rate-only queue
+    -- skips flow_leases altogether.
+    counting boolean := $1.concurrency_limit IS NOT NULL OR $1.group_concurrency IS NOT NULL;
     rate float8;            -- tokens per second
     cap float8;             -- bucket capacity
     queue_tokens float8;    -- the queue-wide bucket, NULL without one
@@ -85,10 +88,12 @@ BEGIN
     -- which may be earlier than that of a dequeue that got the lock first).
     clock := clock_timestamp();
     -- Leases that no longer count: archived, released, deleted or expired.
-    DELETE FROM flow_leases f
-    WHERE f.queue = q.name
-      AND NOT EXISTS (SELECT 1 FROM messages m
-                      WHERE m.id = f.id AND m.lease = f.lease AND m.visible_at > now());
+    IF counting THEN
+        DELETE FROM flow_leases f
+        WHERE f.queue = q.name
+          AND NOT EXISTS (SELECT 1 FROM messages m
+                          WHERE m.id = f.id AND m.lease = f.lease AND m.visible_at > now());
+    END IF;
     IF q.rate_count IS NOT NULL THEN
         rate := q.rate_count / q.rate_period;
         cap := q.rate_count;
@@ -229,6 +234,7 @@ BEGIN
         counted AS (
             INSERT INTO flow_leases (queue, id, group_key, lease)
             SELECT (l.msg).queue, (l.msg).id, (l.msg).group_key, (l.msg).lease FROM leased l
+            WHERE counting
             ON CONFLICT ON CONSTRAINT flow_leases_pkey
             DO UPDATE SET lease = EXCLUDED.lease, group_key = EXCLUDED.group_key
         )
