@@ -83,6 +83,12 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'PQ001', MESSAGE = format('batch must be from 1 to 10000, got %s', coalesce($2::text, 'NULL'));
     END IF;
     PERFORM pg_advisory_xact_lock(hashtextextended('pgqrs.flow:' || current_schema() || '.' || q.name, 0));
+    -- The lock is held until the commit: with the commit waiting for its WAL
+    -- flush, the queue's dequeues would go at one flush each. This commit does
+    -- not wait (it is visible at once, to the next dequeue too); a server crash
+    -- may undo the last few milliseconds of such dequeues, whose messages are
+    -- then delivered again (at least once, as after any lost lease).
+    PERFORM set_config('synchronous_commit', 'off', true);
     -- The buckets' clock is read under the lock, so it only moves forward from
     -- one dequeue of the queue to the next (now() is the transaction's start,
     -- which may be earlier than that of a dequeue that got the lock first).
