@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 import pgqrs
-from pgqrs._sql import functions
+from pgqrs._sql import functions, migrations
 
 PGQRS = Path(sys.executable).with_name("pgqrs")
 
@@ -98,8 +98,9 @@ def test_install_verify_uninstall(cli: Cli, schema: str) -> None:
     cli("uninstall", "--yes")
     assert cli.json("verify", code=4)["ok"] is False
     applied = cli.json("install")["applied"]
-    assert applied[0] == "0001_init"
-    assert applied[1:] == [f"function {f.name}" for f in functions()]
+    shipped = [f"{m.version:04d}_{m.name}" for m in migrations()]
+    assert applied[0] == "0001_init" and applied[: len(shipped)] == shipped
+    assert applied[len(shipped) :] == [f"function {f.name}" for f in functions()]
 
 
 def test_queue_limits_commands(installed: Cli) -> None:
