@@ -380,3 +380,15 @@ async def test_flow_control_under_asyncio(aadmin: pgqrs.aio.Admin, config: pgqrs
         assert [m.group for m in more] == ["t2"]
         stats = await aadmin.queue_stats("jobs")
         assert stats.group_concurrency == 1 and stats.concurrency_limit is None
+
+
+def test_deleting_a_queue_drops_its_flow_bookkeeping(
+    admin: pgqrs.Admin, config: pgqrs.Config, sql: psycopg.Connection[Any], schema: str
+) -> None:
+    admin.create_queue("jobs", concurrency_limit=2, rate_limit="10/s")
+    with _producer(config, "jobs") as p, pgqrs.Consumer(config, "jobs") as c:
+        p.enqueue_batch([1, 2, 3])
+        assert len(c.dequeue(batch=3)) == 2
+    admin.delete_queue("jobs")
+    for table in ("flow_leases", "flow_buckets"):
+        assert sql.execute(f'SELECT count(*) FROM "{schema}".{table}').fetchone() == (0,)
