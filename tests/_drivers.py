@@ -74,6 +74,7 @@ class Msg:
     headers: dict[str, Any]
     last_error: Any
     inserted: bool
+    group: str | None = None
 
 
 @dataclasses.dataclass
@@ -120,7 +121,12 @@ class Driver(abc.ABC):
         delay: float | None = None,
         dedup_key: str | None = None,
         headers: dict[str, Any] | None = None,
+        group: str | None = None,
     ) -> Msg: ...
+
+    @abc.abstractmethod
+    def dequeue_batch(self, queue: str, batch: int) -> tuple[list[Msg], float | None]:
+        """Up to ``batch`` messages, and the dequeue's retry_after (rate limit)."""
 
     @abc.abstractmethod
     def enqueue_batch(
@@ -163,6 +169,7 @@ def _msg(m: pgqrs.Message) -> Msg:
         headers=m.headers,
         last_error=m.last_error,
         inserted=m.inserted,
+        group=m.group,
     )
 
 
@@ -262,6 +269,7 @@ class PythonDriver(Driver):
         delay: float | None = None,
         dedup_key: str | None = None,
         headers: dict[str, Any] | None = None,
+        group: str | None = None,
     ) -> Msg:
         m = self._call(
             lambda: self._producer(queue).enqueue(
@@ -270,9 +278,18 @@ class PythonDriver(Driver):
                 delay=delay,
                 dedup_key=dedup_key,
                 headers=headers,
+                group=group,
             )
         )
         return _msg(m)
+
+    def dequeue_batch(self, queue: str, batch: int) -> tuple[list[Msg], float | None]:
+        consumer = self._consumer(queue)
+        ms = self._call(lambda: consumer.dequeue(batch=batch))
+        got = [_msg(m) for m in ms]
+        for g, m in zip(got, ms, strict=True):
+            self._held[(g.id, g.lease)] = m
+        return got, consumer.retry_after
 
     def enqueue_batch(
         self, queue: str, payloads: list[Any], *, dedup_keys: list[str | None] | None = None
@@ -336,6 +353,7 @@ def _rust_msg(j: dict[str, Any]) -> Msg:
         headers=j["headers"] or {},
         last_error=j["last_error"],
         inserted=j["inserted"],
+        group=j.get("group"),
     )
 
 
@@ -398,8 +416,11 @@ class RustDriver(Driver):
         delay: float | None = None,
         dedup_key: str | None = None,
         headers: dict[str, Any] | None = None,
+        group: str | None = None,
     ) -> Msg:
         args: list[object] = ["enqueue", queue, json.dumps(payload), "--priority", priority]
+        if group is not None:
+            args += ["--group", group]
         if delay is not None:
             args += ["--delay", delay]
         if dedup_key is not None:
@@ -415,6 +436,10 @@ class RustDriver(Driver):
         if dedup_keys is not None:
             args += ["--dedup-keys", json.dumps(dedup_keys)]
         return [_rust_msg(j) for j in self.run(*args)]
+
+    def dequeue_batch(self, queue: str, batch: int) -> tuple[list[Msg], float | None]:
+        got = self.run("dequeue-batch", queue, batch)
+        return [_rust_msg(j) for j in got["messages"]], got["retry_after"]
 
     def dequeue(self, queue: str, *, vt: float | None = None) -> Msg | None:
         args: list[object] = ["dequeue", queue]

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 import pgqrs
-from pgqrs._sql import functions
+from pgqrs._sql import functions, migrations
 
 PGQRS = Path(sys.executable).with_name("pgqrs")
 
@@ -98,8 +98,44 @@ def test_install_verify_uninstall(cli: Cli, schema: str) -> None:
     cli("uninstall", "--yes")
     assert cli.json("verify", code=4)["ok"] is False
     applied = cli.json("install")["applied"]
-    assert applied[0] == "0001_init"
-    assert applied[1:] == [f"function {f.name}" for f in functions()]
+    shipped = [f"{m.version:04d}_{m.name}" for m in migrations()]
+    assert applied[0] == "0001_init" and applied[: len(shipped)] == shipped
+    assert applied[len(shipped) :] == [f"function {f.name}" for f in functions()]
+
+
+def test_queue_limits_commands(installed: Cli) -> None:
+    """Flow control from the CLI (docs/flow-control.md)."""
+    cli = installed
+    created = cli.json(
+        "queue", "create", "jobs", "--concurrency-limit", "2", "--rate-limit", "100/s"
+    )
+    assert created["concurrency_limit"] == 2 and created["group_concurrency"] is None
+    assert created["rate_limit"] == {"count": 100, "period": 1.0, "per_group": False}
+    updated = cli.json(
+        "queue",
+        "update",
+        "jobs",
+        "--group-concurrency",
+        "1",
+        "--rate-limit",
+        "10/m",
+        "--rate-per-group",
+    )
+    assert updated["group_concurrency"] == 1
+    assert updated["rate_limit"] == {"count": 10, "period": 60.0, "per_group": True}
+    removed = cli.json("queue", "update", "jobs", "--concurrency-limit", "none")
+    assert removed["concurrency_limit"] is None and removed["group_concurrency"] == 1
+    stats = cli.json("queue", "stats", "jobs")
+    assert stats["group_concurrency"] == 1 and stats["rate_limit"]["per_group"] is True
+    assert "per group 1" in cli("queue", "stats", "jobs").stdout
+    assert "rate 10/m per group" in cli("queue", "list").stdout
+    cli("enqueue", "jobs", '{"n": 1}', "--group", "tenant-1")
+    assert cli.json("dequeue", "jobs")["messages"][0]["group"] == "tenant-1"
+    # Bad input: a usage error naming the value; nothing written.
+    assert "fast" in cli("queue", "update", "jobs", "--rate-limit", "fast", code=2).stderr
+    assert "0" in cli("queue", "create", "x", "--concurrency-limit", "0", code=2).stderr
+    assert "nothing to change" in cli("queue", "update", "jobs", code=2).stderr
+    assert [q["name"] for q in cli.json("queue", "list")] == ["jobs"]
 
 
 def test_queue_commands(installed: Cli) -> None:

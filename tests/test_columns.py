@@ -27,10 +27,10 @@ from pgqrs._sql import queries
 EMPTY = "{}"
 CALLS: dict[str, tuple[tuple[str, ...], list[Any]]] = {
     "message_dequeue": (DEQUEUE_COLUMNS, ["no_such_queue", 1, None, None]),
-    "message_insert": (INSERT_COLUMNS, ["no_such_queue", "[1]", 0, None, None, None]),
+    "message_insert": (INSERT_COLUMNS, ["no_such_queue", "[1]", 0, None, None, None, None]),
     "message_enqueue": (
         ENQUEUE_COLUMNS,
-        ["no_such_queue", ["1"], [0], [None], [None], [None], [None]],
+        ["no_such_queue", ["1"], [0], [None], [None], [None], [None], [None]],
     ),
     "message_archive": (FENCED_COLUMNS, [EMPTY, EMPTY, EMPTY, None, None]),
     "message_delete": (FENCED_COLUMNS, [EMPTY, EMPTY]),
@@ -53,10 +53,12 @@ def test_result_columns_match_the_positions_the_client_reads(
 
 
 def test_message_fields_follow_the_dequeue_columns() -> None:
-    """dequeue_result builds Message(*row[1:]) and enqueue_result Message(*row)."""
+    """dequeue_result builds Message(*row[1:13]) (then its group from group_key)
+    and enqueue_result Message(*row) (then the group sent)."""
     fields = tuple(f.name for f in dataclasses.fields(pgqrs.Message))
-    assert fields[: len(DEQUEUE_COLUMNS) - 1] == DEQUEUE_COLUMNS[1:]
-    assert fields == ENQUEUE_COLUMNS
+    assert fields[:12] == DEQUEUE_COLUMNS[1:13]
+    assert DEQUEUE_COLUMNS[13:] == ("group_key", "retry_after")
+    assert fields == (*ENQUEUE_COLUMNS, "group")
 
 
 def test_fail_outcome_fields_follow_the_fail_columns() -> None:

@@ -241,3 +241,44 @@ def test_worker_drain_poll_only_through_bouncer(
     assert result.extra_runs == 0, "no faults here, so no job may run twice"
     found = [w for w in SESSION_STATE_ERRORS if w in fleet.stderr() + bouncer.log()]
     assert not found, fleet.stderr()
+
+
+def test_flow_control_limits_hold_through_the_bouncer(
+    bouncer: PgBouncer, bconfig: pgqrs.Config, server_dsn: str, schema: str
+) -> None:
+    """Issue 17: the limits live in the dequeue's transaction (an xact advisory
+    lock, rows for the leases and buckets): with a transaction pooler moving
+    clients between SMALL_POOL server connections they hold the same."""
+    with pgqrs.Admin(bconfig) as admin:
+        admin.install()
+        admin.create_queue("flow", concurrency_limit=3, group_concurrency=1, rate_limit="1000/s")
+    with pgqrs.Producer(bconfig, "flow") as p:
+        p.enqueue_batch(list(range(40)), groups=[f"g{i % 4}" for i in range(40)])
+    taken: list[pgqrs.Message] = []
+    lock = threading.Lock()
+
+    def grab() -> None:
+        with pgqrs.Consumer(bconfig, "flow") as c:
+            for _ in range(5):
+                got = c.dequeue(batch=2)
+                with lock:
+                    taken.extend(got)
+
+    threads = [threading.Thread(target=grab) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(taken) == 3
+    assert len({m.group for m in taken}) == 3  # never two of a group
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        held = conn.execute(
+            f'SELECT count(*) FROM "{schema}".messages '
+            "WHERE lease IS NOT NULL AND visible_at > now()"
+        ).fetchone()
+    assert held == (3,)
+    with pgqrs.Admin(bconfig) as admin:
+        admin.update_queue("flow", rate_limit="2/m", concurrency_limit=None, group_concurrency=None)
+    with pgqrs.Consumer(bconfig, "flow") as c:
+        assert len(c.dequeue(batch=10)) == 2
+        assert c.dequeue(batch=10) == [] and c.retry_after is not None and c.retry_after > 10

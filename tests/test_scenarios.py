@@ -109,6 +109,39 @@ def db(sql: Conn, schema: str) -> Db:
     return Db(sql, schema)
 
 
+# -- flow control (issue 17) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("first", "second"), PAIRS)
+def test_flow_limits_hold_across_languages(
+    drivers: dict[str, Driver], admin: pgqrs.Admin, db: Db, first: str, second: str
+) -> None:
+    """One language's leases count against the other's dequeue: the limits
+    live in the server's dequeue, with the group given at enqueue."""
+    a, b = drivers[first], drivers[second]
+    admin.update_queue("tasks", concurrency_limit=3, group_concurrency=1)
+    for i in range(3):
+        for g in ("t1", "t2"):
+            b.enqueue("tasks", {"g": g, "i": i}, group=g)
+    got, wait = a.dequeue_batch("tasks", 10)
+    assert wait is None
+    assert sorted((m.group, m.payload["i"]) for m in got) == [("t1", 0), ("t2", 0)]
+    more, _ = b.dequeue_batch("tasks", 10)
+    assert more == [], "each group's head is held by the other language"
+    a.archive("tasks", got[0])
+    more, _ = b.dequeue_batch("tasks", 10)
+    assert [(m.group, m.payload["i"]) for m in more] == [(got[0].group, 1)]
+    assert db.leased() == 2
+    archived = db.rows("SELECT group_key FROM {s}.archive")
+    assert archived == [(got[0].group,)]
+    # A rate limit: the other language's dequeue finds no token, and says when.
+    admin.update_queue("tasks", concurrency_limit=None, group_concurrency=None, rate_limit="2/m")
+    got, _ = a.dequeue_batch("tasks", 10)
+    assert len(got) == 2
+    none, wait = b.dequeue_batch("tasks", 10)
+    assert none == [] and wait is not None and 20 < wait <= 30
+
+
 # -- producers and consumers ----------------------------------------------------------
 
 

@@ -47,7 +47,9 @@ COLUMN = {
     "schema_migrations": "checksum",
     "schema_functions": "checksum",
 }
-#: The server functions each role kind may call (admin: all but queue_lock).
+#: Functions no role may call: only other pgqrs functions (running as the owner) do.
+INTERNAL = {"queue_lock", "message_dequeue_limited", "flow_check"}
+#: The server functions each role kind may call (admin: all but the internal ones).
 JOBS: dict[str, set[str]] = {
     "producer": {"message_insert", "message_enqueue"},
     "consumer": {
@@ -89,7 +91,7 @@ JOBS: dict[str, set[str]] = {
         "dashboard_workers",
     },
 }
-JOBS["admin"] = {f.name for f in functions()} - {"queue_lock"}
+JOBS["admin"] = {f.name for f in functions()} - INTERNAL
 KINDS = tuple(JOBS)
 
 
@@ -231,7 +233,7 @@ def test_every_function_belongs_to_a_job() -> None:
     queue_lock): role_grant names functions, and this list follows it."""
     sql_text = (Path(__file__).resolve().parents[1] / "sql/queries/role_grant.sql").read_text()
     for function in functions():
-        if function.name == "queue_lock":
+        if function.name in INTERNAL:
             assert f"'{function.name}'" not in sql_text
             continue
         assert f"'{function.name}')" in sql_text, function.name
@@ -282,8 +284,15 @@ def test_a_role_cannot_point_a_function_at_its_own_tables(
         ("worker_alive(999999999, 'running', 'h', 1, ARRAY['tasks'], true)", "never registered"),
         ("worker_alive(-1, 'running', 'h', 1, ARRAY['tasks'], true)", "never registered"),
         ("worker_alive(1, 'dead', 'h', 1, ARRAY['tasks'], true)", "running or stopping"),
-        ("queue_create('q', 0, 5)", "visibility_timeout"),
-        ("queue_create('q', 30, -2)", "max_attempts"),
+        ("queue_create('q', 0, 5, NULL, NULL, NULL, NULL, NULL)", "visibility_timeout"),
+        ("queue_create('q', 30, -2, NULL, NULL, NULL, NULL, NULL)", "max_attempts"),
+        ("queue_create('q', 30, 5, 0, NULL, NULL, NULL, NULL)", "concurrency_limit"),
+        ("queue_create('q', 30, 5, NULL, NULL, 10, 0, NULL)", "period"),
+        (
+            "queue_update('tasks', false, NULL, true, -1, false, NULL, NULL, NULL)",
+            "group_concurrency",
+        ),
+        ("message_insert('tasks', '[1]', 0, NULL, NULL, NULL, '')", "group"),
         ("archive_purge(-1, NULL, NULL)", "older_than"),
         ("worker_reap('NaN', 1)", "dead_after"),
         ("message_peek('tasks', -1)", "limit"),

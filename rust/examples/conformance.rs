@@ -8,9 +8,10 @@
 //! ```text
 //! conformance install | uninstall | verify
 //! conformance create-queue NAME [--vt SECS] [--max-attempts N]
-//! conformance enqueue QUEUE JSON [--dedup KEY] [--priority N] [--delay SECS] [--headers JSON]
-//! conformance enqueue-batch QUEUE JSON_ARRAY [--dedup-keys JSON_ARRAY]
+//! conformance enqueue QUEUE JSON [--dedup KEY] [--priority N] [--delay SECS] [--headers JSON] [--group G]
+//! conformance enqueue-batch QUEUE JSON_ARRAY [--dedup-keys JSON_ARRAY] [--groups JSON_ARRAY]
 //! conformance dequeue QUEUE [--vt SECS] [--batch N]
+//! conformance dequeue-batch QUEUE N      -> {"messages": [...], "retry_after": SECS|null}
 //! conformance archive QUEUE ID LEASE [--status S] [--result JSON]
 //! conformance delete | release QUEUE ID LEASE
 //! conformance extend QUEUE ID LEASE SECS
@@ -93,6 +94,7 @@ fn message_json(m: &Message) -> Value {
         "headers": m.headers,
         "last_error": m.last_error,
         "inserted": m.inserted,
+        "group": m.group,
     })
 }
 
@@ -140,6 +142,7 @@ async fn run(args: &Args) -> Result<Value, Fail> {
             if let Some(h) = args.flag("headers") {
                 options.headers = Some(serde_json::from_str(h)?);
             }
+            options.group = args.flag("group").map(str::to_string);
             let m = Producer::new(&config, queue()?).await?.enqueue_with(&payload, &options).await?;
             message_json(&m)
         }
@@ -148,6 +151,9 @@ async fn run(args: &Args) -> Result<Value, Fail> {
             let mut options = EnqueueOptions::new();
             if let Some(keys) = args.flag("dedup-keys") {
                 options.dedup_keys = Some(serde_json::from_str(keys)?);
+            }
+            if let Some(groups) = args.flag("groups") {
+                options.groups = Some(serde_json::from_str(groups)?);
             }
             let ms = Producer::new(&config, queue()?).await?.enqueue_batch_with(&payloads, &options).await?;
             Value::Array(ms.iter().map(message_json).collect())
@@ -165,6 +171,14 @@ async fn run(args: &Args) -> Result<Value, Fail> {
                     None => Value::Null,
                 },
             }
+        }
+        "dequeue-batch" => {
+            let consumer = Consumer::new(&config, queue()?).await?;
+            let ms = consumer.dequeue_batch(args.arg(2, "N")?.parse()?).await?;
+            json!({
+                "messages": ms.iter().map(message_json).collect::<Vec<_>>(),
+                "retry_after": consumer.retry_after().map(|d| d.as_secs_f64()),
+            })
         }
         "archive" => {
             let consumer = Consumer::new(&config, queue()?).await?;

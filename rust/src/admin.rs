@@ -8,6 +8,7 @@ use deadpool_postgres::Pool;
 use crate::config::{Config, DEFAULT_MAX_ATTEMPTS, DEFAULT_VISIBILITY_TIMEOUT};
 use crate::db::Db;
 use crate::error::{Error, ErrorKind, Result};
+use crate::flow::{check_limit, QueueUpdate, RateLimit};
 use crate::message::{ArchivedMessage, Message, QueueInfo, QueueStats, VerifyReport, WorkerInfo};
 use crate::queries::{functions, migrations, render, SCHEMA_BOOTSTRAP, UNINSTALL};
 use crate::validate::{validate_queue_name, validate_status};
@@ -29,6 +30,13 @@ pub struct QueueOptions {
     pub max_attempts: i32,
     /// Return the existing queue instead of a QueueExists error.
     pub exist_ok: bool,
+    /// Flow control (docs/flow-control.md), enforced by the dequeue across
+    /// every consumer and worker: messages leased at once at most.
+    pub concurrency_limit: Option<i32>,
+    /// Messages of one group leased at once at most (1: one at a time, in order).
+    pub group_concurrency: Option<i32>,
+    /// Dequeues per period, across the fleet (per group with `RateLimit::per_group`).
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for QueueOptions {
@@ -37,6 +45,9 @@ impl Default for QueueOptions {
             visibility_timeout: DEFAULT_VISIBILITY_TIMEOUT,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             exist_ok: false,
+            concurrency_limit: None,
+            group_concurrency: None,
+            rate_limit: None,
         }
     }
 }
@@ -261,7 +272,22 @@ impl Admin {
                 options.max_attempts
             )));
         }
-        let created = self.db.queue_create(name, options.visibility_timeout, options.max_attempts).await?;
+        check_limit(options.concurrency_limit, "concurrency_limit")?;
+        check_limit(options.group_concurrency, "group_concurrency")?;
+        if let Some(rate) = &options.rate_limit {
+            rate.check()?;
+        }
+        let created = self
+            .db
+            .queue_create(
+                name,
+                options.visibility_timeout,
+                options.max_attempts,
+                options.concurrency_limit,
+                options.group_concurrency,
+                options.rate_limit,
+            )
+            .await?;
         if let Some(queue) = created {
             return Ok(queue);
         }
@@ -272,6 +298,19 @@ impl Admin {
             ));
         }
         self.get_queue(name).await
+    }
+
+    /// Change queue `name`'s flow-control limits (only those set in `change`;
+    /// `Some(None)` removes one) and return its settings. Takes effect at the
+    /// next dequeue; messages already leased count against a new limit.
+    pub async fn update_queue(&self, name: &str, change: &QueueUpdate) -> Result<QueueInfo> {
+        validate_queue_name(name)?;
+        check_limit(change.concurrency_limit.flatten(), "concurrency_limit")?;
+        check_limit(change.group_concurrency.flatten(), "group_concurrency")?;
+        if let Some(Some(rate)) = &change.rate_limit {
+            rate.check()?;
+        }
+        self.db.queue_update(name, change).await?.ok_or_else(|| Error::queue_not_found(name))
     }
 
     /// The queue named `name`.

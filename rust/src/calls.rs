@@ -23,6 +23,7 @@ use uuid::Uuid;
 use crate::admin::{bounded_secs, MAX_BATCH};
 use crate::db::{col, Db, Param};
 use crate::error::{Error, ErrorKind, Result};
+use crate::flow::{QueueUpdate, RateLimit};
 use crate::message::{ArchivedMessage, Message, QueueInfo, QueueStats, WorkerInfo};
 use crate::queries::Query;
 use crate::worker::Backoff;
@@ -54,6 +55,9 @@ pub struct Fenced {
 pub struct Dequeued {
     pub messages: Vec<Message>,
     pub dead: usize,
+    /// When the queue's rate limit kept the batch short: how long until its
+    /// next token is due (a 'throttled' row); else None.
+    pub retry_after: Option<Duration>,
 }
 
 /// The parameters of `message_enqueue`, one array element per message.
@@ -69,6 +73,8 @@ pub struct Enqueue {
     pub dedup_keys: Vec<Option<String>>,
     /// JSON object texts.
     pub headers: Vec<Option<String>>,
+    /// Message groups (flow control).
+    pub groups: Vec<Option<String>>,
 }
 
 /// One failed attempt to settle with [`Db::message_fail`].
@@ -283,12 +289,16 @@ impl Db {
         let params: [Param<'_>; 4] =
             [(&queue, Type::TEXT), (&limit, Type::INT8), (&vt, Type::FLOAT8), (&worker_id, Type::INT8)];
         let rows = self.run(None, Query::MessageDequeue, &params, Some(queue)).await?;
-        let mut out = Dequeued { messages: Vec::new(), dead: 0 };
+        let mut out = Dequeued { messages: Vec::new(), dead: 0, retry_after: None };
         for row in &rows {
             let outcome: String = col(row, "outcome")?;
             match outcome.as_str() {
                 "leased" => out.messages.push(Message::from_row(row)?),
                 "dead" => out.dead += 1,
+                "throttled" => {
+                    let secs: Option<f64> = col(row, "retry_after")?;
+                    out.retry_after = secs.map(|s| Duration::from_secs_f64(s.max(0.0)));
+                }
                 "missing" => return Err(Error::queue_not_found(queue)),
                 other => return Err(unexpected("outcome", other)),
             }
@@ -300,7 +310,7 @@ impl Db {
     /// the same dedup key instead of a new one). QueueNotFound when the queue
     /// does not exist.
     pub async fn message_enqueue(&self, on: Option<&Client>, p: &Enqueue) -> Result<Vec<Message>> {
-        let params: [Param<'_>; 7] = [
+        let params: [Param<'_>; 8] = [
             (&p.queue, Type::TEXT),
             (&p.payloads, Type::TEXT_ARRAY),
             (&p.priorities, Type::INT4_ARRAY),
@@ -308,13 +318,18 @@ impl Db {
             (&p.available_at, Type::TIMESTAMPTZ_ARRAY),
             (&p.dedup_keys, Type::TEXT_ARRAY),
             (&p.headers, Type::TEXT_ARRAY),
+            (&p.groups, Type::TEXT_ARRAY),
         ];
         let rows = self.run(on, Query::MessageEnqueue, &params, Some(&p.queue)).await?;
         if rows.is_empty() {
             // The statement found no queue row to lock: the queue does not exist.
             return Err(Error::queue_not_found(&p.queue));
         }
-        rows.iter().map(Message::from_row).collect()
+        // The rows follow the input's order; the group is the one sent.
+        rows.iter()
+            .zip(&p.groups)
+            .map(|(r, g)| Message::from_row(r).map(|m| Message { group: g.clone(), ..m }))
+            .collect()
     }
 
     /// `message_extend`: keep the leases for `duration` more, fenced by lease.
@@ -473,10 +488,52 @@ impl Db {
         name: &str,
         visibility_timeout: Duration,
         max_attempts: i32,
+        concurrency_limit: Option<i32>,
+        group_concurrency: Option<i32>,
+        rate_limit: Option<RateLimit>,
     ) -> Result<Option<QueueInfo>> {
         let vt = visibility_timeout.as_secs_f64();
-        let params: [Param<'_>; 3] = [(&name, Type::TEXT), (&vt, Type::FLOAT8), (&max_attempts, Type::INT4)];
+        let count = rate_limit.map(|r| r.count);
+        let period = rate_limit.map(|r| r.period.as_secs_f64());
+        let per_group = rate_limit.map(|r| r.per_group);
+        let params: [Param<'_>; 8] = [
+            (&name, Type::TEXT),
+            (&vt, Type::FLOAT8),
+            (&max_attempts, Type::INT4),
+            (&concurrency_limit, Type::INT4),
+            (&group_concurrency, Type::INT4),
+            (&count, Type::INT4),
+            (&period, Type::FLOAT8),
+            (&per_group, Type::BOOL),
+        ];
         let rows = self.run(None, Query::QueueCreate, &params, Some(name)).await?;
+        rows.first().map(QueueInfo::from_row).transpose()
+    }
+
+    /// `queue_update`: change the limits of queue `name` named in `change`
+    /// (`Some(None)` removes one); its settings after, None when it is missing.
+    pub async fn queue_update(&self, name: &str, change: &QueueUpdate) -> Result<Option<QueueInfo>> {
+        let set_limit = change.concurrency_limit.is_some();
+        let limit = change.concurrency_limit.flatten();
+        let set_group = change.group_concurrency.is_some();
+        let group = change.group_concurrency.flatten();
+        let set_rate = change.rate_limit.is_some();
+        let rate = change.rate_limit.flatten();
+        let count = rate.map(|r| r.count);
+        let period = rate.map(|r| r.period.as_secs_f64());
+        let per_group = rate.map(|r| r.per_group);
+        let params: [Param<'_>; 9] = [
+            (&name, Type::TEXT),
+            (&set_limit, Type::BOOL),
+            (&limit, Type::INT4),
+            (&set_group, Type::BOOL),
+            (&group, Type::INT4),
+            (&set_rate, Type::BOOL),
+            (&count, Type::INT4),
+            (&period, Type::FLOAT8),
+            (&per_group, Type::BOOL),
+        ];
+        let rows = self.run(None, Query::QueueUpdate, &params, Some(name)).await?;
         rows.first().map(QueueInfo::from_row).transpose()
     }
 

@@ -152,6 +152,7 @@ pub struct Consumer {
     queue: String,
     worker_id: Option<i64>,
     leases: Mutex<Leases>,
+    retry_after: Mutex<Option<Duration>>,
 }
 
 impl Consumer {
@@ -172,6 +173,7 @@ impl Consumer {
             queue: queue.to_string(),
             worker_id: None,
             leases: Mutex::new(Leases::default()),
+            retry_after: Mutex::new(None),
         })
     }
 
@@ -215,8 +217,17 @@ impl Consumer {
         // Rows already delivered max_attempts times go to the archive as dead
         // inside message_dequeue, which keeps taking rows until the batch is full.
         let got = self.db.message_dequeue(&self.queue, limit, visibility_timeout, self.worker_id).await?;
+        *self.retry_after.lock().unwrap() = got.retry_after;
         self.leases.lock().unwrap().remember(&got.messages);
         Ok(got.messages)
+    }
+
+    /// After a dequeue: how long until the queue's rate limit gives its next
+    /// token, when that limit kept the batch short (nothing more can come
+    /// out before then: wait that long); else None. As Python's
+    /// `Consumer.retry_after`.
+    pub fn retry_after(&self) -> Option<Duration> {
+        *self.retry_after.lock().unwrap()
     }
 
     /// Move the message to the archive with `status` (e.g. "completed").

@@ -104,6 +104,7 @@ mod config;
 mod consumer;
 mod db;
 mod error;
+mod flow;
 mod message;
 mod payload;
 mod producer;
@@ -125,6 +126,7 @@ pub use config::{
 pub use consumer::{Consumer, MessageRef, MAX_REMEMBERED_LEASES};
 pub use db::make_pool;
 pub use error::{Error, ErrorKind, Result};
+pub use flow::{QueueUpdate, RateLimit, MAX_GROUP_LENGTH, MAX_RATE_PERIOD};
 pub use message::{ArchivedMessage, Message, QueueInfo, QueueStats, VerifyReport, WorkerInfo};
 pub use producer::{EnqueueOptions, Producer, MAX_DEDUP_KEY_LENGTH};
 pub use queries::{functions, migrations, Function, Migration};

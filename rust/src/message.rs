@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::db::col;
 use crate::error::{Error, Result};
+use crate::flow::RateLimit;
 
 /// One job. `payload` is the decoded JSON value.
 ///
@@ -37,11 +38,14 @@ pub struct Message {
     /// False when enqueue found a waiting message with the same dedup key and
     /// returned it instead of adding a new one.
     pub inserted: bool,
+    /// The message's group (flow control, docs/flow-control.md); None: no group.
+    pub group: Option<String>,
 }
 
 impl Message {
     pub(crate) fn from_row(row: &Row) -> Result<Message> {
         let has_inserted = row.columns().iter().any(|c| c.name() == "inserted");
+        let has_group = row.columns().iter().any(|c| c.name() == "group_key");
         Ok(Message {
             id: col(row, "id")?,
             queue: col(row, "queue")?,
@@ -57,6 +61,7 @@ impl Message {
             dedup_key: col(row, "dedup_key")?,
             last_error: col(row, "last_error")?,
             inserted: if has_inserted { col(row, "inserted")? } else { true },
+            group: if has_group { col(row, "group_key")? } else { None },
         })
     }
 
@@ -81,6 +86,10 @@ pub struct QueueInfo {
     pub max_attempts: i32,
     pub paused: bool,
     pub created_at: DateTime<Utc>,
+    /// Flow control (docs/flow-control.md); None: no limit.
+    pub concurrency_limit: Option<i32>,
+    pub group_concurrency: Option<i32>,
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl QueueInfo {
@@ -91,6 +100,9 @@ impl QueueInfo {
             max_attempts: col(row, "max_attempts")?,
             paused: col(row, "paused")?,
             created_at: col(row, "created_at")?,
+            concurrency_limit: col(row, "concurrency_limit")?,
+            group_concurrency: col(row, "group_concurrency")?,
+            rate_limit: rate_limit(row)?,
         })
     }
 }
@@ -114,6 +126,18 @@ pub struct QueueStats {
     pub oldest_xmin_pid: Option<i32>,
     /// How long that backend's transaction has been open, in seconds.
     pub oldest_xmin_age: Option<f64>,
+    /// Flow control (docs/flow-control.md); None: no limit.
+    pub concurrency_limit: Option<i32>,
+    pub group_concurrency: Option<i32>,
+    pub rate_limit: Option<RateLimit>,
+}
+
+fn rate_limit(row: &Row) -> Result<Option<RateLimit>> {
+    Ok(RateLimit::from_columns(
+        col(row, "rate_count")?,
+        col(row, "rate_period")?,
+        col(row, "rate_per_group")?,
+    ))
 }
 
 impl QueueStats {
@@ -134,6 +158,9 @@ impl QueueStats {
             oldest_ready_age: col(row, "oldest_ready_age")?,
             oldest_xmin_pid: col(row, "oldest_xmin_pid")?,
             oldest_xmin_age: col(row, "oldest_xmin_age")?,
+            concurrency_limit: col(row, "concurrency_limit")?,
+            group_concurrency: col(row, "group_concurrency")?,
+            rate_limit: rate_limit(row)?,
         })
     }
 }

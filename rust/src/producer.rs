@@ -14,6 +14,7 @@ use crate::calls::Enqueue;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::flow::check_group;
 use crate::message::Message;
 use crate::payload::{encode, encode_headers};
 use crate::validate::validate_queue_name;
@@ -45,6 +46,11 @@ pub struct EnqueueOptions {
     pub dedup_keys: Option<Vec<Option<String>>>,
     /// A JSON object stored with the message.
     pub headers: Option<Value>,
+    /// The message group of every message (flow control: a queue's
+    /// `group_concurrency` and per-group rate limit apply to it).
+    pub group: Option<String>,
+    /// For `enqueue_batch`: one optional group per payload.
+    pub groups: Option<Vec<Option<String>>>,
 }
 
 impl EnqueueOptions {
@@ -80,6 +86,16 @@ impl EnqueueOptions {
     /// See [`EnqueueOptions::headers`](#structfield.headers).
     pub fn headers(mut self, headers: Value) -> Self {
         self.headers = Some(headers);
+        self
+    }
+    /// See [`EnqueueOptions::group`](#structfield.group).
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = Some(group.into());
+        self
+    }
+    /// See [`EnqueueOptions::groups`](#structfield.groups).
+    pub fn groups(mut self, groups: Vec<Option<String>>) -> Self {
+        self.groups = Some(groups);
         self
     }
 }
@@ -217,6 +233,19 @@ impl Producer {
         options: &EnqueueOptions,
     ) -> Result<Enqueue> {
         let n = payloads.len();
+        let groups = match (&options.group, &options.groups) {
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid("set group (one for all) or groups (one per payload), not both"))
+            }
+            (None, Some(groups)) if groups.len() != n => {
+                return Err(Error::invalid(format!("groups has {} entries for {n} payloads", groups.len())))
+            }
+            (None, Some(groups)) => groups.clone(),
+            (group, None) => vec![group.clone(); n],
+        };
+        for group in groups.iter().flatten() {
+            check_group(group)?;
+        }
         let mut seen = HashSet::new();
         for key in keys.iter().flatten() {
             if key.is_empty() || key.contains('\0') || key.chars().count() > MAX_DEDUP_KEY_LENGTH {
@@ -238,6 +267,7 @@ impl Producer {
             available_at: vec![options.available_at; n],
             dedup_keys: keys,
             headers: vec![headers; n],
+            groups,
         })
     }
 

@@ -70,6 +70,7 @@ queries! {
     QueuePurge => "queue_purge",
     QueueSetPaused => "queue_set_paused",
     QueueStats => "queue_stats",
+    QueueUpdate => "queue_update",
     RoleGrant => "role_grant",
     WorkerAlive => "worker_alive",
     WorkerList => "worker_list",

@@ -28,10 +28,11 @@ BEGIN
         RETURNING a.*
     )
     INSERT INTO messages AS m
-        (id, queue, payload, priority, visible_at, attempts, enqueued_at, dedup_key, headers, last_error)
+        (id, queue, payload, priority, visible_at, attempts, enqueued_at, dedup_key, headers, last_error,
+         group_key)
     OVERRIDING SYSTEM VALUE
     SELECT mv.id, mv.queue, mv.payload, mv.priority, now(), 0, mv.enqueued_at, mv.dedup_key,
-           mv.headers, mv.error
+           mv.headers, mv.error, mv.group_key
     FROM moved mv
     RETURNING m.id;
 END

@@ -34,10 +34,10 @@ BEGIN
     archived AS (
         INSERT INTO archive
             (id, queue, payload, priority, attempts, enqueued_at, dequeued_at, dedup_key, headers,
-             status, result, error)
+             status, result, error, group_key)
         SELECT mv.id, mv.queue, mv.payload, mv.priority, mv.attempts, mv.enqueued_at, mv.dequeued_at,
                mv.dedup_key, mv.headers, i.status, i.result::jsonb,
-               coalesce(i.error::jsonb, mv.last_error)
+               coalesce(i.error::jsonb, mv.last_error), mv.group_key
         FROM moved mv JOIN input i ON i.id = mv.id
         RETURNING id
     )

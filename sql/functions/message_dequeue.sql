@@ -16,6 +16,11 @@
 -- Result rows, in delivery order: outcome 'leased' (the delivered messages),
 -- 'dead' (ids moved to the archive), or a single 'missing' row when the queue
 -- does not exist. A paused queue returns no row.
+-- A queue with flow-control limits (concurrency_limit, group_concurrency,
+-- rate limit: docs/flow-control.md) branches right after reading the queue
+-- row to message_dequeue_limited, which may add one 'throttled' row whose
+-- retry_after (seconds) says when the rate limit gives its next token. The
+-- plain path below is today's, unchanged: queues without limits pay one test.
 CREATE OR REPLACE FUNCTION :"schema".message_dequeue(text, bigint, float8, bigint)
 RETURNS TABLE (
     outcome text,
@@ -30,7 +35,9 @@ RETURNS TABLE (
     headers jsonb,
     lease uuid,
     dedup_key text,
-    last_error jsonb
+    last_error jsonb,
+    group_key text,
+    retry_after float8
 )
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -63,13 +70,17 @@ BEGIN
         RETURN QUERY
         SELECT 'missing'::text, NULL::bigint, $1, NULL::jsonb, NULL::integer, NULL::integer,
                NULL::timestamptz, NULL::timestamptz, NULL::timestamptz, NULL::jsonb, NULL::uuid,
-               NULL::text, NULL::jsonb;
+               NULL::text, NULL::jsonb, NULL::text, NULL::float8;
         RETURN;
     END IF;
     IF q.paused THEN
         RETURN;
     END IF;
     lease_for := coalesce(make_interval(secs => $3), q.visibility_timeout);
+    IF q.concurrency_limit IS NOT NULL OR q.group_concurrency IS NOT NULL OR q.rate_count IS NOT NULL THEN
+        RETURN QUERY SELECT * FROM message_dequeue_limited(q, $2, lease_for, $4);
+        RETURN;
+    END IF;
     LOOP
         WITH candidates AS MATERIALIZED (
             SELECT m.id, m.attempts >= q.max_attempts AS exhausted
@@ -88,12 +99,13 @@ BEGIN
         dead_archived AS (
             INSERT INTO archive
                 (id, queue, payload, priority, attempts, enqueued_at, dequeued_at, dedup_key, headers,
-                 status, error)
+                 status, error, group_key)
             SELECT (d.msg).id, (d.msg).queue, (d.msg).payload, (d.msg).priority, (d.msg).attempts,
                    (d.msg).enqueued_at, (d.msg).dequeued_at, (d.msg).dedup_key, (d.msg).headers, 'dead',
                    jsonb_build_object('reason', 'max_attempts exceeded',
                                       'max_attempts', q.max_attempts,
-                                      'last_error', (d.msg).last_error)
+                                      'last_error', (d.msg).last_error),
+                   (d.msg).group_key
             FROM dead d
             RETURNING id
         ),
@@ -121,11 +133,12 @@ BEGIN
     END LOOP;
     RETURN QUERY
     SELECT 'leased'::text, l.id, l.queue, l.payload, l.priority, l.attempts, l.enqueued_at,
-           l.dequeued_at, l.visible_at, l.headers, l.lease, l.dedup_key, l.last_error
+           l.dequeued_at, l.visible_at, l.headers, l.lease, l.dedup_key, l.last_error,
+           l.group_key, NULL::float8
     FROM unnest(all_leased) l
     UNION ALL
     SELECT 'dead', d.id, d.queue, NULL, d.priority, d.attempts, d.enqueued_at,
-           d.dequeued_at, NULL, NULL, NULL, NULL, NULL
+           d.dequeued_at, NULL, NULL, NULL, NULL, NULL, d.group_key, NULL
     FROM unnest(all_dead) d
     ORDER BY 5 DESC, 2;  -- priority DESC, id: delivery order across rounds
 END

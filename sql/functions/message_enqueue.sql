@@ -8,10 +8,11 @@
 --   $5 available_at timestamptz[]  NULL for none (delay adds to it)
 --   $6 dedup_keys   text[]         NULL for none; unique within one call
 --   $7 headers      text[]         JSON texts; NULL for {}
+--   $8 groups       text[]         the messages' groups (flow control); NULL for none
 -- A dedup key that matches a waiting or in-flight message returns that
 -- message (inserted = false) instead of adding a new one. Rows come back in
 -- input order.
-CREATE OR REPLACE FUNCTION :"schema".message_enqueue(text, text[], integer[], float8[], timestamptz[], text[], text[])
+CREATE OR REPLACE FUNCTION :"schema".message_enqueue(text, text[], integer[], float8[], timestamptz[], text[], text[], text[])
 RETURNS TABLE (
     id bigint,
     queue text,
@@ -34,20 +35,24 @@ SET search_path = :"schema", pg_temp
 AS $function$
 #variable_conflict use_column
 BEGIN
+    IF EXISTS (SELECT 1 FROM unnest($8::text[]) g WHERE length(g) < 1 OR length(g) > 128) THEN
+        RAISE EXCEPTION USING ERRCODE = 'PQ001', MESSAGE = format('group must be a string of 1 to 128 characters, got %L',
+            (SELECT left(g, 200) FROM unnest($8::text[]) g WHERE length(g) < 1 OR length(g) > 128 LIMIT 1));
+    END IF;
     RETURN QUERY
     WITH q AS MATERIALIZED (
         SELECT queue_lock($1) AS name
     ),
     input AS (
         SELECT *
-        FROM unnest($2::text[], $3::integer[], $4::float8[], $5::timestamptz[], $6::text[], $7::text[])
-             WITH ORDINALITY AS t(payload, priority, delay, available_at, dedup_key, headers, ord)
+        FROM unnest($2::text[], $3::integer[], $4::float8[], $5::timestamptz[], $6::text[], $7::text[], $8::text[])
+             WITH ORDINALITY AS t(payload, priority, delay, available_at, dedup_key, headers, group_key, ord)
     ),
     written AS (
-        INSERT INTO messages AS m (queue, payload, priority, visible_at, dedup_key, headers)
+        INSERT INTO messages AS m (queue, payload, priority, visible_at, dedup_key, headers, group_key)
         SELECT q.name, i.payload::jsonb, i.priority,
                greatest(now(), coalesce(i.available_at, now()) + make_interval(secs => coalesce(i.delay, 0))),
-               i.dedup_key, coalesce(i.headers::jsonb, '{}'::jsonb)
+               i.dedup_key, coalesce(i.headers::jsonb, '{}'::jsonb), i.group_key
         FROM q, input i
         WHERE q.name IS NOT NULL
         ORDER BY i.ord
@@ -77,4 +82,4 @@ BEGIN
 END
 $function$;
 
-REVOKE ALL ON FUNCTION :"schema".message_enqueue(text, text[], integer[], float8[], timestamptz[], text[], text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION :"schema".message_enqueue(text, text[], integer[], float8[], timestamptz[], text[], text[], text[]) FROM PUBLIC;

@@ -71,9 +71,9 @@ BEGIN
     archived AS (
         INSERT INTO archive
             (id, queue, payload, priority, attempts, enqueued_at, dequeued_at, dedup_key, headers,
-             status, error)
+             status, error, group_key)
         SELECT x.id, x.queue, x.payload, x.priority, x.attempts, x.enqueued_at, x.dequeued_at,
-               x.dedup_key, x.headers, 'dead', coalesce(x.fail_error::jsonb, x.last_error)
+               x.dedup_key, x.headers, 'dead', coalesce(x.fail_error::jsonb, x.last_error), x.group_key
         FROM dead x
         RETURNING id
     ),

@@ -9,12 +9,13 @@
 --   $4 delay        float8       seconds; NULL for none
 --   $5 available_at timestamptz  NULL for none (delay adds to it)
 --   $6 headers      text         JSON text; NULL for {}
+--   $7 group        text         the messages' group (flow control); NULL for none
 -- Without dedup keys nothing can conflict, so this skips message_enqueue's
 -- ON CONFLICT arbiter and its matching of results to inputs, and returns only
 -- what the client does not know already. Ids are drawn as the ordered rows
 -- are inserted, so id order is input order (the client sorts by id).
 -- `notified` is always NULL, kept so the result shape stays the clients'.
-CREATE OR REPLACE FUNCTION :"schema".message_insert(text, text, integer, float8, timestamptz, text)
+CREATE OR REPLACE FUNCTION :"schema".message_insert(text, text, integer, float8, timestamptz, text, text)
 RETURNS TABLE (
     id bigint,
     enqueued_at timestamptz,
@@ -28,15 +29,18 @@ SET search_path = :"schema", pg_temp
 AS $function$
 #variable_conflict use_column
 BEGIN
+    IF $7 IS NOT NULL AND (length($7) < 1 OR length($7) > 128) THEN
+        RAISE EXCEPTION USING ERRCODE = 'PQ001', MESSAGE = format('group must be a string of 1 to 128 characters, got %L', left($7, 200));
+    END IF;
     RETURN QUERY
     WITH q AS MATERIALIZED (
         SELECT queue_lock($1) AS name
     )
-    INSERT INTO messages (queue, payload, priority, visible_at, headers)
+    INSERT INTO messages (queue, payload, priority, visible_at, headers, group_key)
     SELECT q.name, p.payload, $3::integer,
            greatest(now(), coalesce($5::timestamptz, now())
                            + make_interval(secs => coalesce($4::float8, 0))),
-           coalesce($6::text::jsonb, '{}'::jsonb)
+           coalesce($6::text::jsonb, '{}'::jsonb), $7::text
     FROM q, jsonb_array_elements($2::text::jsonb) WITH ORDINALITY AS p(payload, ord)
     WHERE q.name IS NOT NULL
     ORDER BY p.ord
@@ -45,4 +49,4 @@ BEGIN
 END
 $function$;
 
-REVOKE ALL ON FUNCTION :"schema".message_insert(text, text, integer, float8, timestamptz, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION :"schema".message_insert(text, text, integer, float8, timestamptz, text, text) FROM PUBLIC;

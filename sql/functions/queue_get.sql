@@ -5,7 +5,12 @@ RETURNS TABLE (
     visibility_timeout float8,
     max_attempts integer,
     paused boolean,
-    created_at timestamptz
+    created_at timestamptz,
+    concurrency_limit integer,
+    group_concurrency integer,
+    rate_count integer,
+    rate_period float8,
+    rate_per_group boolean
 )
 LANGUAGE plpgsql
 STABLE
@@ -16,7 +21,8 @@ AS $function$
 BEGIN
     RETURN QUERY
     SELECT q.name, extract(epoch FROM q.visibility_timeout)::float8, q.max_attempts, q.paused,
-           q.created_at
+           q.created_at, q.concurrency_limit, q.group_concurrency, q.rate_count, q.rate_period,
+           q.rate_per_group
     FROM queues q
     WHERE q.name = $1;
 END

@@ -12,7 +12,12 @@ RETURNS TABLE (
     oldest_ready_age float8,
     archived jsonb,
     oldest_xmin_pid integer,
-    oldest_xmin_age float8
+    oldest_xmin_age float8,
+    concurrency_limit integer,
+    group_concurrency integer,
+    rate_count integer,
+    rate_period float8,
+    rate_per_group boolean
 )
 LANGUAGE plpgsql
 STABLE
@@ -23,7 +28,9 @@ AS $function$
 BEGIN
     RETURN QUERY
     WITH q AS (
-        SELECT q.name, q.paused FROM queues q WHERE q.name = $1
+        SELECT q.name, q.paused, q.concurrency_limit, q.group_concurrency, q.rate_count, q.rate_period,
+               q.rate_per_group
+        FROM queues q WHERE q.name = $1
     ),
     m AS (
         SELECT count(*) FILTER (WHERE m.visible_at <= now()) AS ready,
@@ -49,7 +56,8 @@ BEGIN
         LIMIT 1
     )
     SELECT q.name, q.paused, m.ready, m.in_flight, m.delayed, m.oldest_ready_age, a.archived,
-           x.oldest_xmin_pid, x.oldest_xmin_age
+           x.oldest_xmin_pid, x.oldest_xmin_age, q.concurrency_limit, q.group_concurrency,
+           q.rate_count, q.rate_period, q.rate_per_group
     FROM q CROSS JOIN m CROSS JOIN a LEFT JOIN x ON true;
 END
 $function$;

@@ -50,7 +50,7 @@ jobs (kind, fn) AS (
            ('read_only', 'dashboard_series_enqueued_archive'),
            ('read_only', 'dashboard_series_enqueued_messages'), ('read_only', 'dashboard_workers'),
            ('admin', 'queue_create'), ('admin', 'queue_delete'),
-           ('admin', 'queue_purge'), ('admin', 'queue_set_paused'),
+           ('admin', 'queue_purge'), ('admin', 'queue_set_paused'), ('admin', 'queue_update'),
            ('admin', 'archive_purge'), ('admin', 'archive_redrive'),
            ('admin', 'dashboard_message_retry'), ('admin', 'dashboard_message_remove'),
            ('admin', 'dashboard_archive_remove')

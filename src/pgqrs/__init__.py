@@ -19,7 +19,15 @@ from pgqrs._errors import (
     QueueNotFound,
     SchemaNotInstalled,
 )
-from pgqrs._models import ArchivedMessage, Message, QueueInfo, QueueStats, VerifyReport, WorkerInfo
+from pgqrs._models import (
+    ArchivedMessage,
+    Message,
+    QueueInfo,
+    QueueStats,
+    RateLimit,
+    VerifyReport,
+    WorkerInfo,
+)
 from pgqrs._sync._db import make_pool
 from pgqrs._sync.admin import Admin
 from pgqrs._sync.consumer import Consumer
@@ -61,6 +69,7 @@ __all__ = [
     "QueueInfo",
     "QueueNotFound",
     "QueueStats",
+    "RateLimit",
     "Retry",
     "SchemaNotInstalled",
     "Task",

@@ -32,6 +32,8 @@ class Message:
     #: False when enqueue found a waiting message with the same dedup key and
     #: returned it instead of adding a new one.
     inserted: bool = True
+    #: The message's group (flow control, docs/flow-control.md); None: no group.
+    group: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Message:
@@ -49,7 +51,47 @@ class Message:
             dedup_key=row["dedup_key"],
             last_error=row["last_error"],
             inserted=row.get("inserted", True),
+            group=row.get("group_key"),
         )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most ``count`` dequeues per ``period`` seconds, across every consumer
+    and worker (a token bucket in the database: bursts up to ``count``, then
+    ``count / period`` per second). ``per_group``: one bucket per message group.
+
+    Build one directly, or parse ``"100/s"`` (also ``/m``, ``/h``) with
+    :meth:`parse`; every API that takes a rate limit accepts either.
+    """
+
+    count: int
+    period: float = 1.0
+    per_group: bool = False
+
+    def __post_init__(self) -> None:
+        from pgqrs._validate import check_rate_limit
+
+        check_rate_limit(self.count, self.period, self.per_group)
+
+    @classmethod
+    def parse(cls, text: str, *, per_group: bool = False) -> RateLimit:
+        """``"100/s"``, ``"600/m"``, ``"5000/h"`` (or ``"10/2s"``: 10 every 2 seconds)."""
+        from pgqrs._validate import parse_rate_limit
+
+        count, period = parse_rate_limit(text)
+        return cls(count, period, per_group)
+
+    def __str__(self) -> str:
+        units = {1.0: "s", 60.0: "m", 3600.0: "h"}
+        per = units.get(self.period, f"{self.period:g}s")
+        return f"{self.count}/{per}" + (" per group" if self.per_group else "")
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> RateLimit | None:
+        if row.get("rate_count") is None:
+            return None
+        return cls(row["rate_count"], row["rate_period"], bool(row["rate_per_group"]))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -59,6 +101,10 @@ class QueueInfo:
     max_attempts: int
     paused: bool
     created_at: datetime.datetime
+    #: Flow control (docs/flow-control.md); None: no limit.
+    concurrency_limit: int | None = None
+    group_concurrency: int | None = None
+    rate_limit: RateLimit | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> QueueInfo:
@@ -68,6 +114,9 @@ class QueueInfo:
             max_attempts=row["max_attempts"],
             paused=row["paused"],
             created_at=row["created_at"],
+            concurrency_limit=row.get("concurrency_limit"),
+            group_concurrency=row.get("group_concurrency"),
+            rate_limit=RateLimit.from_row(row),
         )
 
 
@@ -89,6 +138,10 @@ class QueueStats:
     #: message rows), and how long its transaction has been open, in seconds.
     oldest_xmin_pid: int | None
     oldest_xmin_age: float | None
+    #: Flow control (docs/flow-control.md); None: no limit.
+    concurrency_limit: int | None = None
+    group_concurrency: int | None = None
+    rate_limit: RateLimit | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> QueueStats:
@@ -102,6 +155,9 @@ class QueueStats:
             oldest_ready_age=row["oldest_ready_age"],
             oldest_xmin_pid=row["oldest_xmin_pid"],
             oldest_xmin_age=row["oldest_xmin_age"],
+            concurrency_limit=row.get("concurrency_limit"),
+            group_concurrency=row.get("group_concurrency"),
+            rate_limit=RateLimit.from_row(row),
         )
 
 

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, overload
 
 from pgqrs._errors import InvalidArgument, LeaseExpired, LeaseNotHeld, queue_not_found
-from pgqrs._models import Message
+from pgqrs._models import Message, RateLimit
 from pgqrs._payload import decode_json, encode_headers, encode_json, encode_payload
-from pgqrs._validate import check_available_at, validate_dedup_key
+from pgqrs._validate import check_available_at, validate_dedup_key, validate_group
 
 #: A Message, or the id of one this Consumer dequeued.
 MessageRef = Message | int
@@ -51,9 +51,11 @@ DEQUEUE_COLUMNS = (
     "lease",
     "dedup_key",
     "last_error",
+    "group_key",
+    "retry_after",
 )
-#: message_enqueue: a Message's fields, in Message's order.
-ENQUEUE_COLUMNS = (*DEQUEUE_COLUMNS[1:], "inserted")
+#: message_enqueue: a Message's fields, in Message's order (``group``: as sent).
+ENQUEUE_COLUMNS = (*DEQUEUE_COLUMNS[1:13], "inserted")
 INSERT_COLUMNS = ("id", "enqueued_at", "visible_until", "notified")
 #: message_archive, message_delete, message_extend and message_release.
 FENCED_COLUMNS = ("id", "outcome", "visible_until")
@@ -72,6 +74,9 @@ class Dequeued:
 
     messages: list[Message]
     dead: int
+    #: Seconds until the queue's rate limit gives its next token, when the
+    #: rate limit kept the batch short (a 'throttled' row); else None.
+    retry_after: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -88,11 +93,67 @@ class Enqueue:
     dedup_keys: list[str | None]
     #: The headers' JSON text, or None.
     headers: str | None
+    #: One group per payload (None: no group).
+    groups: list[str | None] = dataclasses.field(default_factory=list)
 
     @property
     def plain(self) -> bool:
-        """True when no message has a dedup key: message_insert does it."""
-        return all(k is None for k in self.dedup_keys)
+        """True when no message has a dedup key and all share one group:
+        message_insert does it."""
+        return all(k is None for k in self.dedup_keys) and all(
+            g == self.groups[0] for g in self.groups
+        )
+
+    @property
+    def group(self) -> str | None:
+        """The group every message shares (message_insert's)."""
+        return self.groups[0] if self.groups else None
+
+
+class _Unset:
+    """The default of a limit not being changed (None means: remove it)."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueueLimits:
+    """A change to a queue's flow-control limits (Admin.update_queue), checked:
+    a field left UNSET is not changed; None removes the limit."""
+
+    concurrency_limit: int | _Unset | None = UNSET
+    group_concurrency: int | _Unset | None = UNSET
+    rate_limit: RateLimit | _Unset | None = UNSET
+
+    def params(self) -> list[Any]:
+        """queue_update's parameters after the name: (set?, value) per limit."""
+        rate = self.rate_limit
+        r = rate if isinstance(rate, RateLimit) else None
+        return [
+            not isinstance(self.concurrency_limit, _Unset),
+            None if isinstance(self.concurrency_limit, _Unset) else self.concurrency_limit,
+            not isinstance(self.group_concurrency, _Unset),
+            None if isinstance(self.group_concurrency, _Unset) else self.group_concurrency,
+            not isinstance(rate, _Unset),
+            None if r is None else r.count,
+            None if r is None else float(r.period),
+            None if r is None else r.per_group,
+        ]
+
+
+def rate_limit(value: object) -> RateLimit | None:
+    """A rate limit given as ``"100/s"`` or a RateLimit (None: none)."""
+    if value is None or isinstance(value, RateLimit):
+        return value
+    if isinstance(value, str):
+        return RateLimit.parse(value)
+    raise InvalidArgument(
+        f"rate_limit must be a str such as '100/s' or a pgqrs.RateLimit, got {value!r}"
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -170,6 +231,8 @@ def enqueue_params(
     dedup_keys: Sequence[str | None] | None,
     headers: Mapping[str, Any] | None,
     max_bytes: int,
+    group: str | None = None,
+    groups: Sequence[str | None] | None = None,
 ) -> Enqueue:
     """One enqueue of ``payloads`` sharing the same options, checked and encoded."""
     n = len(payloads)
@@ -194,6 +257,14 @@ def enqueue_params(
         if key in seen:
             raise InvalidArgument(f"dedup_key {key!r} appears twice in one batch")
         seen.add(key)
+    if groups is not None and group is not None:
+        raise InvalidArgument("pass group (one for all) or groups (one per payload), not both")
+    if groups is None:
+        group_list = [validate_group(group)] * n
+    else:
+        group_list = [validate_group(g) for g in groups]
+        if len(group_list) != n:
+            raise InvalidArgument(f"groups has {len(group_list)} entries for {n} payloads")
     # The options first: a bad one is named before any payload is encoded.
     delay_s = seconds(delay, "delay")
     when = check_available_at(_aware(available_at), delay_s)
@@ -206,12 +277,19 @@ def enqueue_params(
         available_at=when,
         dedup_keys=keys,
         headers=header_text,
+        groups=group_list,
     )
 
 
-def enqueue_result(rows: list[tuple[Any, ...]]) -> list[Message]:
-    """Messages from message_enqueue's rows (ENQUEUE_COLUMNS: Message's fields)."""
-    return [Message(*r) for r in rows]
+def enqueue_result(rows: list[tuple[Any, ...]], groups: Sequence[str | None]) -> list[Message]:
+    """Messages from message_enqueue's rows (ENQUEUE_COLUMNS: Message's fields)
+    and the groups sent, in input order (a deduplicated one keeps its own:
+    the row's group is the first enqueue's)."""
+    messages = [Message(*r) for r in rows]
+    if messages:  # [] when the queue is missing
+        for m, g in zip(messages, groups, strict=True):
+            m.group = g
+    return messages
 
 
 def payload_array(payloads: list[str]) -> str:
@@ -244,6 +322,7 @@ def insert_result(rows: list[InsertRow], sent: Enqueue) -> list[Message]:
             dequeued_at=None,
             visible_until=visible_until,
             headers={} if header_text is None else decode_json(header_text),
+            group=sent.group,
         )
         for (msg_id, enqueued_at, visible_until, _notified), value in zip(rows, values, strict=True)
     ]
@@ -256,15 +335,20 @@ def dequeue_result(rows: list[tuple[Any, ...]], queue: str) -> Dequeued:
     """
     messages: list[Message] = []
     dead = 0
+    retry_after = None
     for row in rows:
         outcome = row[0]
         if outcome == "leased":
-            messages.append(Message(*row[1:]))
+            m = Message(*row[1:13])
+            m.group = row[13]
+            messages.append(m)
         elif outcome == "dead":
             dead += 1
+        elif outcome == "throttled":
+            retry_after = float(row[14])
         else:
             raise queue_not_found(queue)
-    return Dequeued(messages, dead)
+    return Dequeued(messages, dead, retry_after)
 
 
 class Leases:

@@ -132,3 +132,80 @@ def check_available_at(
             + " is after year 9999, which a Python datetime cannot hold; give an earlier time"
         ) from None
     return when
+
+
+#: Longest message group accepted, in characters (the schema's CHECK says the same).
+MAX_GROUP_LENGTH = 128
+
+
+def validate_group(group: object) -> str | None:
+    """Return ``group`` (None: no group) if it can name a message group, else raise."""
+    if group is None:
+        return None
+    if not isinstance(group, str) or not group or "\x00" in group or len(group) > MAX_GROUP_LENGTH:
+        shown = group if not isinstance(group, str) or len(group) <= 60 else group[:57] + "..."
+        raise InvalidArgument(
+            f"group must be a non-empty str of at most {MAX_GROUP_LENGTH} characters without "
+            f"NUL (or None), got {shown!r}"
+        )
+    try:
+        group.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgument(f"group {group[:60]!r} is not valid UTF-8 text") from None
+    return group
+
+
+#: Largest concurrency or rate count (a PostgreSQL integer).
+MAX_LIMIT = 2**31 - 1
+#: Longest rate period accepted, in seconds (a leap year; the schema's CHECK says the same).
+MAX_RATE_PERIOD = 31_622_400.0
+
+
+def validate_limit(value: object, what: str) -> int | None:
+    """A concurrency limit: an int >= 1, or None for no limit."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
+        raise InvalidArgument(f"{what} must be an int >= 1 (or None for no limit), got {value!r}")
+    return value
+
+
+def check_rate_limit(count: object, period: object, per_group: object) -> None:
+    """Raise InvalidArgument naming the value unless it is a valid rate limit."""
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_LIMIT:
+        raise InvalidArgument(f"rate limit count must be an int >= 1, got {count!r}")
+    if (
+        isinstance(period, bool)
+        or not isinstance(period, (int, float))
+        or not 0 < period <= MAX_RATE_PERIOD
+    ):
+        raise InvalidArgument(
+            f"rate limit period must be seconds > 0 and at most {MAX_RATE_PERIOD:.0f} "
+            f"(a year), got {period!r}"
+        )
+    if not isinstance(per_group, bool):
+        raise InvalidArgument(f"rate limit per_group must be a bool, got {per_group!r}")
+
+
+_RATE = re.compile(
+    r"\s*(\d{1,10})\s*/\s*(\d+(?:\.\d+)?)?\s*(s|sec|second|m|min|minute|h|hour)s?\s*"
+)
+_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
+_UNITS.update({"h": 3600.0, "hour": 3600.0})
+
+
+def parse_rate_limit(text: object) -> tuple[int, float]:
+    """``"100/s"`` -> (100, 1.0); also ``/m``, ``/h`` and ``"10/2s"``."""
+    match = _RATE.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        raise InvalidArgument(
+            f"malformed rate limit {text!r}: use COUNT/UNIT with UNIT s, m or h "
+            "(e.g. '100/s', '600/m', '10/2s'), or pgqrs.RateLimit(count, period_seconds)"
+        )
+    count, amount, unit = match.groups()
+    period = float(amount or 1) * _UNITS[unit]
+    try:
+        check_rate_limit(int(count), period, False)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"rate limit {text!r}: {exc}") from None
+    return int(count), period

@@ -85,7 +85,14 @@ pub(super) struct Fetcher {
 
 /// Lease up to `n` messages of `q`: one `message_dequeue`, which archives
 /// exhausted rows as dead itself and fills the batch past them.
-async fn dequeue(db: &Db, q: &QueueState, n: usize, worker_id: i64) -> Result<Vec<Message>> {
+/// Also says, when the queue's rate limit kept the batch short, how long
+/// until its next token is due.
+async fn dequeue(
+    db: &Db,
+    q: &QueueState,
+    n: usize,
+    worker_id: i64,
+) -> Result<(Vec<Message>, Option<Duration>)> {
     let vt = Some(q.vt).filter(|v| !v.is_zero());
     let got = db.message_dequeue(&q.name, n as i64, vt, Some(worker_id)).await?;
     if got.dead > 0 {
@@ -95,7 +102,7 @@ async fn dequeue(db: &Db, q: &QueueState, n: usize, worker_id: i64) -> Result<Ve
             q.name
         );
     }
-    Ok(got.messages)
+    Ok((got.messages, got.retry_after))
 }
 
 impl Fetcher {
@@ -220,7 +227,7 @@ impl Fetcher {
             let free = permits.len();
             let asked = free + places.len();
             let sent = Instant::now();
-            let messages = match dequeue(&self.db, &q, asked, self.worker_id).await {
+            let (messages, throttled) = match dequeue(&self.db, &q, asked, self.worker_id).await {
                 Ok(m) => m,
                 Err(e) => {
                     self.prefetcher.unreserve(places.len());
@@ -280,6 +287,18 @@ impl Fetcher {
                 return;
             }
             drop((permits, places));
+            if let Some(wait) = throttled {
+                // The queue's rate limit cut the batch short: the dequeue said
+                // when its next token is due. Sleep until then (a NOTIFY
+                // cannot bring a token earlier), not a poll.
+                if !self.start_waiting(&q, &mut stop, give_back_at.take()).await {
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => continue,
+                    _ = wait_level(&mut stop, 1) => return,
+                }
+            }
             if got == asked {
                 continue; // a full batch: more may be waiting
             }

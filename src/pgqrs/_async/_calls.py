@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 
 from pgqrs._async._db import Database
-from pgqrs._models import ArchivedMessage, Message, QueueInfo, QueueStats, WorkerInfo
+from pgqrs._models import ArchivedMessage, Message, QueueInfo, QueueStats, RateLimit, WorkerInfo
 from pgqrs._ops import (
     AppliedMigration,
     Dequeued,
@@ -30,6 +30,7 @@ from pgqrs._ops import (
     FencedRow,
     Heartbeat,
     InsertRow,
+    QueueLimits,
     RecordedFunction,
     alive_params,
     array_literal,
@@ -56,6 +57,7 @@ async def message_enqueue(
     available_at: Sequence[Any],
     dedup_keys: Sequence[str | None],
     headers: Sequence[str | None],
+    groups: Sequence[str | None],
     connection: Connection | None = None,
 ) -> list[Message]:
     """Enqueue one message per JSON text in ``payloads`` (the other arrays: one
@@ -63,11 +65,11 @@ async def message_enqueue(
     back (``inserted=False``). [] when the queue is missing."""
     rows = await db.fetch_tuples(
         "message_enqueue",
-        [queue, payloads, priorities, delays, available_at, dedup_keys, headers],
+        [queue, payloads, priorities, delays, available_at, dedup_keys, headers, groups],
         connection=connection,
         queue=queue,
     )
-    return enqueue_result(rows)
+    return enqueue_result(rows, groups)
 
 
 async def message_insert(
@@ -79,13 +81,14 @@ async def message_insert(
     delay: float | None,
     available_at: Any,
     headers: str | None,
+    group: str | None,
     connection: Connection | None = None,
 ) -> list[InsertRow]:
     """Insert the messages of ``payloads`` (one JSON array text) sharing the
-    other options (no dedup keys); [] when the queue is missing."""
+    other options (no dedup keys, one group); [] when the queue is missing."""
     return await db.fetch_tuples(
         "message_insert",
-        [queue, payloads, priority, delay, available_at, headers],
+        [queue, payloads, priority, delay, available_at, headers, group],
         connection=connection,
         queue=queue,
     )
@@ -101,7 +104,9 @@ async def message_dequeue(
 ) -> Dequeued:
     """Lease up to ``limit`` ready messages for ``visibility_timeout`` seconds
     (None: the queue's); rows whose attempts are used up are archived as dead
-    instead, and the batch still fills. ``QueueNotFound`` when it is missing."""
+    instead, and the batch still fills. A queue's flow-control limits may
+    give fewer (``retry_after``: when its rate limit gives the next token).
+    ``QueueNotFound`` when it is missing."""
     rows = await db.fetch_tuples(
         "message_dequeue", [queue, limit, visibility_timeout, worker_id], queue=queue
     )
@@ -193,10 +198,38 @@ async def message_peek(db: Database, *, queue: str, limit: int) -> list[tuple[Me
 
 
 async def queue_create(
-    db: Database, *, name: str, visibility_timeout: float, max_attempts: int
+    db: Database,
+    *,
+    name: str,
+    visibility_timeout: float,
+    max_attempts: int,
+    concurrency_limit: int | None = None,
+    group_concurrency: int | None = None,
+    rate_limit: RateLimit | None = None,
 ) -> QueueInfo | None:
     """The new queue; None when one of that name exists."""
-    rows = await db.fetch("queue_create", [name, visibility_timeout, max_attempts], queue=name)
+    rate = rate_limit
+    rows = await db.fetch(
+        "queue_create",
+        [
+            name,
+            visibility_timeout,
+            max_attempts,
+            concurrency_limit,
+            group_concurrency,
+            None if rate is None else rate.count,
+            None if rate is None else float(rate.period),
+            None if rate is None else rate.per_group,
+        ],
+        queue=name,
+    )
+    return QueueInfo.from_row(rows[0]) if rows else None
+
+
+async def queue_update(db: Database, *, name: str, changes: QueueLimits) -> QueueInfo | None:
+    """Change the queue's flow-control limits (only those in ``changes``;
+    None removes one); the queue's settings after, None when it is missing."""
+    rows = await db.fetch("queue_update", [name, *changes.params()], queue=name)
     return QueueInfo.from_row(rows[0]) if rows else None
 
 

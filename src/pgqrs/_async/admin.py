@@ -8,11 +8,21 @@ from pgqrs._async import _calls as calls
 from pgqrs._async._base import Client
 from pgqrs._config import DEFAULT_MAX_ATTEMPTS, DEFAULT_VISIBILITY_TIMEOUT
 from pgqrs._errors import DatabaseError, InvalidArgument, QueueExists, queue_not_found
-from pgqrs._models import ArchivedMessage, Message, QueueInfo, QueueStats, VerifyReport, WorkerInfo
-from pgqrs._ops import Seconds, batch_size, seconds
+from pgqrs._models import (
+    ArchivedMessage,
+    Message,
+    QueueInfo,
+    QueueStats,
+    RateLimit,
+    VerifyReport,
+    WorkerInfo,
+)
+from pgqrs._ops import UNSET, QueueLimits, Seconds, batch_size, seconds
+from pgqrs._ops import rate_limit as to_rate_limit
 from pgqrs._sql import functions, migrations, render, script
 from pgqrs._validate import (
     ArchiveStatus,
+    validate_limit,
     validate_queue_name,
     validate_role_name,
     validate_status,
@@ -144,9 +154,21 @@ class Admin(Client):
         visibility_timeout: Seconds = DEFAULT_VISIBILITY_TIMEOUT,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         exist_ok: bool = False,
+        concurrency_limit: int | None = None,
+        group_concurrency: int | None = None,
+        rate_limit: str | RateLimit | None = None,
     ) -> QueueInfo:
-        """Create queue ``name``; with ``exist_ok`` return the existing one instead of raising."""
+        """Create queue ``name``; with ``exist_ok`` return the existing one instead of raising.
+
+        Flow control (docs/flow-control.md), enforced by the dequeue across
+        every consumer and worker: ``concurrency_limit`` messages leased at
+        once at most, ``group_concurrency`` per message group, and a
+        ``rate_limit`` such as ``"100/s"`` or ``RateLimit(100, 1, per_group=True)``.
+        """
         validate_queue_name(name)
+        limit = validate_limit(concurrency_limit, "concurrency_limit")
+        per_group = validate_limit(group_concurrency, "group_concurrency")
+        rate = to_rate_limit(rate_limit)
         vt = seconds(visibility_timeout, "visibility_timeout", allow_zero=False)
         if (
             isinstance(max_attempts, bool)
@@ -155,13 +177,47 @@ class Admin(Client):
         ):
             raise InvalidArgument(f"max_attempts must be an int >= 1, got {max_attempts!r}")
         created = await calls.queue_create(
-            self._db, name=name, visibility_timeout=vt, max_attempts=max_attempts
+            self._db,
+            name=name,
+            visibility_timeout=vt,
+            max_attempts=max_attempts,
+            concurrency_limit=limit,
+            group_concurrency=per_group,
+            rate_limit=rate,
         )
         if created is not None:
             return created
         if not exist_ok:
             raise QueueExists(f"queue {name!r} already exists (pass exist_ok=True to reuse it)")
         return await self.get_queue(name)
+
+    async def update_queue(
+        self,
+        name: str,
+        *,
+        concurrency_limit: int | None = UNSET,
+        group_concurrency: int | None = UNSET,
+        rate_limit: str | RateLimit | None = UNSET,
+    ) -> QueueInfo:
+        """Change queue ``name``'s flow-control limits; return its settings.
+
+        Only the limits passed change; ``None`` removes one. Takes effect at
+        the next dequeue; messages already leased count against a new limit.
+        """
+        validate_queue_name(name)
+        changes = QueueLimits(
+            concurrency_limit=concurrency_limit
+            if concurrency_limit is UNSET
+            else validate_limit(concurrency_limit, "concurrency_limit"),
+            group_concurrency=group_concurrency
+            if group_concurrency is UNSET
+            else validate_limit(group_concurrency, "group_concurrency"),
+            rate_limit=rate_limit if rate_limit is UNSET else to_rate_limit(rate_limit),
+        )
+        info = await calls.queue_update(self._db, name=name, changes=changes)
+        if info is None:
+            raise queue_not_found(name)
+        return info
 
     async def get_queue(self, name: str) -> QueueInfo:
         validate_queue_name(name)

@@ -61,6 +61,10 @@ class Consumer(Client):
         #: The LISTEN connection of waiting dequeues (opened by the first one).
         self._listen: psycopg.AsyncConnection[Any] | None = None
         self._listen_failed = False
+        #: After each dequeue: seconds until the queue's rate limit gives its
+        #: next token when that limit kept the batch short (wait that long
+        #: before dequeuing again: nothing more can come out before), else None.
+        self.retry_after: float | None = None
 
     @overload
     async def dequeue(
@@ -94,6 +98,8 @@ class Consumer(Client):
         worker serves the queue too.
         Messages delivered max_attempts times already go to the archive as
         dead instead; message_dequeue skips them and still fills the batch.
+        A queue's flow-control limits may hand out fewer; when its rate limit
+        did, ``self.retry_after`` says in how many seconds the next token comes.
         """
         limit = 1 if batch is None else batch_size(batch)
         vt = to_seconds(visibility_timeout, "visibility_timeout", allow_zero=False)
@@ -101,18 +107,22 @@ class Consumer(Client):
         deadline = None if patience is None else monotonic() + patience
         pause = WAIT_FIRST_POLL
         while True:
-            messages = (
-                await calls.message_dequeue(
-                    self._db,
-                    queue=self.queue,
-                    limit=limit,
-                    visibility_timeout=vt,
-                    worker_id=self._worker_id,
-                )
-            ).messages
+            got = await calls.message_dequeue(
+                self._db,
+                queue=self.queue,
+                limit=limit,
+                visibility_timeout=vt,
+                worker_id=self._worker_id,
+            )
+            messages = got.messages
+            self.retry_after = got.retry_after
             remaining = 0.0 if deadline is None else deadline - monotonic()
             if messages or remaining <= 0:
                 break
+            if self.retry_after is not None:
+                # Rate-limited: no token before then, whatever is enqueued.
+                await asyncio.sleep(min(remaining, self.retry_after))
+                continue
             await self._wait_for_enqueue(min(remaining, pause, WAIT_POLL_INTERVAL))
             pause *= 2
         self._leases.remember(messages)

@@ -38,6 +38,7 @@ class Producer(Client):
         priority: int = 0,
         dedup_key: str | None = None,
         headers: Mapping[str, Any] | None = None,
+        group: str | None = None,
         connection: psycopg.AsyncConnection[Any] | None = None,
     ) -> Message:
         """Enqueue one message and return it.
@@ -46,7 +47,9 @@ class Producer(Client):
         (seconds) and/or ``available_at`` keep it invisible until due. Higher
         ``priority`` is delivered first. With a ``dedup_key`` that a waiting or
         in-flight message already has, that message comes back
-        (``inserted=False``). With ``connection``, the insert joins the
+        (``inserted=False``). ``group`` puts it in a message group, which a
+        queue's ``group_concurrency`` and per-group rate limit apply to
+        (docs/flow-control.md). With ``connection``, the insert joins the
         caller's transaction and commits or rolls back with it.
         """
         return (
@@ -57,6 +60,7 @@ class Producer(Client):
                 priority=priority,
                 dedup_keys=None if dedup_key is None else [dedup_key],
                 headers=headers,
+                group=group,
                 connection=connection,
             )
         )[0]
@@ -70,9 +74,14 @@ class Producer(Client):
         priority: int = 0,
         dedup_keys: Sequence[str | None] | None = None,
         headers: Mapping[str, Any] | None = None,
+        group: str | None = None,
+        groups: Sequence[str | None] | None = None,
         connection: psycopg.AsyncConnection[Any] | None = None,
     ) -> list[Message]:
-        """Enqueue many messages in one statement; results follow input order."""
+        """Enqueue many messages in one statement; results follow input order.
+
+        ``group``: one group for every message; ``groups``: one per payload.
+        """
         sent = enqueue_params(
             self.queue,
             payloads,
@@ -82,6 +91,8 @@ class Producer(Client):
             dedup_keys=dedup_keys,
             headers=headers,
             max_bytes=self.config.max_payload_bytes,
+            group=group,
+            groups=groups,
         )
         publish = telemetry.publish  # None unless pgqrs.otel.instrument() ran
         if publish is None:
@@ -116,6 +127,7 @@ class Producer(Client):
                 delay=sent.delay,
                 available_at=sent.available_at,
                 headers=sent.headers,
+                group=sent.group,
                 connection=connection,
             )
             if not rows:  # the statement found no queue to lock
@@ -131,6 +143,7 @@ class Producer(Client):
             available_at=[sent.available_at] * n,
             dedup_keys=sent.dedup_keys,
             headers=[sent.headers] * n if headers is None else headers,
+            groups=sent.groups,
             connection=connection,
         )
         if not messages:  # the statement found no queue to lock

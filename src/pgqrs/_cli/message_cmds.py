@@ -47,6 +47,7 @@ DEFAULT_PEEK_LIMIT = 20
     "--dedup-key", help="Skip the enqueue if a waiting message has this key (single JSON only)."
 )
 @click.option("--headers", callback=json_option, help="A JSON object stored with every message.")
+@click.option("--group", help="The message group of every message (flow control).")
 @click.option(
     "--batch-size",
     type=click.IntRange(1, MAX_BATCH),
@@ -64,6 +65,7 @@ def enqueue(
     priority: int,
     dedup_key: str | None,
     headers: str | None,
+    group: str | None,
     batch_size: int,
 ) -> None:
     """Enqueue the JSON document JSON on QUEUE, or every line of --file.
@@ -78,7 +80,12 @@ def enqueue(
     if dedup_key is not None and path is not None:
         raise click.UsageError("--dedup-key applies to a single message, not to --file")
     header_map = _headers(headers)
-    options: dict[str, Any] = {"delay": delay, "priority": priority, "headers": header_map}
+    options: dict[str, Any] = {
+        "delay": delay,
+        "priority": priority,
+        "headers": header_map,
+        "group": group,
+    }
     config = ctx.config()
     if payload is not None:
         with Producer(config, queue) as producer:
@@ -264,4 +271,5 @@ def _message_dict(m: Message) -> dict[str, Any]:
         "lease": m.lease,
         "dedup_key": m.dedup_key,
         "last_error": m.last_error,
+        "group": m.group,
     }

@@ -1,12 +1,91 @@
-"""``pgqrs queue ...``: create, list, delete, purge, pause, resume, stats."""
+"""``pgqrs queue ...``: create, update, list, delete, purge, pause, resume, stats."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
 from pgqrs._cli.context import Ctx, confirm, duration_option, pass_ctx
 from pgqrs._config import DEFAULT_MAX_ATTEMPTS, DEFAULT_VISIBILITY_TIMEOUT
-from pgqrs._models import QueueStats
+from pgqrs._errors import InvalidArgument
+from pgqrs._models import QueueInfo, QueueStats, RateLimit
+from pgqrs._ops import UNSET
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _limit(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """Click callback: an int >= 1, ``none`` (remove), or absent (UNSET)."""
+    if value is None:
+        return UNSET
+    if value.strip().lower() == "none":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise click.BadParameter(f"must be an integer >= 1 or 'none', got {value!r}", ctx, param)
+    return n
+
+
+def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """Click callback: a rate such as 100/s, ``none`` (remove), or absent (UNSET)."""
+    if value is None:
+        return UNSET
+    if value.strip().lower() == "none":
+        return None
+    try:
+        return RateLimit.parse(value)
+    except InvalidArgument as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+def _limit_options(f: F) -> F:
+    """The flow-control options of ``queue create`` and ``queue update``."""
+    f = click.option(
+        "--rate-per-group",
+        is_flag=True,
+        help="Keep the rate limit per message group instead of for the whole queue.",
+    )(f)
+    f = click.option(
+        "--rate-limit",
+        callback=_rate,
+        help="Dequeues per period across every worker: 100/s, 600/m, 5000/h ('none' removes).",
+    )(f)
+    f = click.option(
+        "--group-concurrency",
+        callback=_limit,
+        help="Messages of one group leased at once at most; 1: in order ('none' removes).",
+    )(f)
+    f = click.option(
+        "--concurrency-limit",
+        callback=_limit,
+        help="Messages of the queue leased at once at most, across workers ('none' removes).",
+    )(f)
+    return f
+
+
+def _with_per_group(rate: Any, per_group: bool) -> Any:
+    if per_group and not isinstance(rate, RateLimit):
+        raise click.UsageError("--rate-per-group needs --rate-limit")
+    if isinstance(rate, RateLimit) and per_group:
+        return RateLimit(rate.count, rate.period, per_group=True)
+    return rate
+
+
+def limits_text(q: QueueInfo | QueueStats) -> str:
+    """The queue's flow-control limits in a few words ("-" for none)."""
+    parts = []
+    if q.concurrency_limit is not None:
+        parts.append(f"concurrency {q.concurrency_limit}")
+    if q.group_concurrency is not None:
+        parts.append(f"per group {q.group_concurrency}")
+    if q.rate_limit is not None:
+        parts.append(f"rate {q.rate_limit}")
+    return ", ".join(parts) or "-"
 
 
 @click.group()
@@ -32,23 +111,70 @@ def queue() -> None:
     help="Deliveries before an unfinished message is archived as dead.",
 )
 @click.option("--exist-ok", is_flag=True, help="Succeed (and show it) if the queue exists already.")
+@_limit_options
 @pass_ctx
 def create(
-    ctx: Ctx, name: str, visibility_timeout: float, max_attempts: int, exist_ok: bool
+    ctx: Ctx,
+    name: str,
+    visibility_timeout: float,
+    max_attempts: int,
+    exist_ok: bool,
+    concurrency_limit: Any,
+    group_concurrency: Any,
+    rate_limit: Any,
+    rate_per_group: bool,
 ) -> None:
     """Create queue NAME."""
+    rate = _with_per_group(rate_limit, rate_per_group)
     with ctx.admin() as admin:
         info = admin.create_queue(
             name,
             visibility_timeout=visibility_timeout,
             max_attempts=max_attempts,
             exist_ok=exist_ok,
+            concurrency_limit=None if concurrency_limit is UNSET else concurrency_limit,
+            group_concurrency=None if group_concurrency is UNSET else group_concurrency,
+            rate_limit=None if rate is UNSET else rate,
         )
+    limits = limits_text(info)
     ctx.emit(
         info,
         f"queue {info.name!r} ready (visibility timeout {info.visibility_timeout:g}s, "
-        f"max attempts {info.max_attempts})",
+        f"max attempts {info.max_attempts}"
+        + ("" if limits == "-" else f"; limits: {limits}")
+        + ")",
     )
+
+
+@queue.command()
+@click.argument("name")
+@_limit_options
+@pass_ctx
+def update(
+    ctx: Ctx,
+    name: str,
+    concurrency_limit: Any,
+    group_concurrency: Any,
+    rate_limit: Any,
+    rate_per_group: bool,
+) -> None:
+    """Change the flow-control limits of queue NAME (only the options given).
+
+    Takes effect at the next dequeue of every worker.
+    """
+    rate = _with_per_group(rate_limit, rate_per_group)
+    if concurrency_limit is UNSET and group_concurrency is UNSET and rate is UNSET:
+        raise click.UsageError(
+            "nothing to change: give --concurrency-limit, --group-concurrency or --rate-limit"
+        )
+    with ctx.admin() as admin:
+        info = admin.update_queue(
+            name,
+            concurrency_limit=concurrency_limit,
+            group_concurrency=group_concurrency,
+            rate_limit=rate,
+        )
+    ctx.emit(info, f"queue {info.name!r} limits: {limits_text(info)}")
 
 
 @queue.command("list")
@@ -62,9 +188,23 @@ def list_(ctx: Ctx) -> None:
         lambda: (
             ctx.table(
                 None,
-                ["name", "visibility timeout (s)", "max attempts", "paused", "created at"],
                 [
-                    [q.name, q.visibility_timeout, q.max_attempts, q.paused, q.created_at]
+                    "name",
+                    "visibility timeout (s)",
+                    "max attempts",
+                    "paused",
+                    "limits",
+                    "created at",
+                ],
+                [
+                    [
+                        q.name,
+                        q.visibility_timeout,
+                        q.max_attempts,
+                        q.paused,
+                        limits_text(q),
+                        q.created_at,
+                    ]
                     for q in queues
                 ],
             )
@@ -135,7 +275,16 @@ def _show_stats(ctx: Ctx, result: list[QueueStats]) -> None:
         return
     ctx.table(
         None,
-        ["queue", "paused", "ready", "in flight", "delayed", "archived", "oldest ready (s)"],
+        [
+            "queue",
+            "paused",
+            "ready",
+            "in flight",
+            "delayed",
+            "archived",
+            "oldest ready (s)",
+            "limits",
+        ],
         [
             [
                 s.queue,
@@ -145,6 +294,7 @@ def _show_stats(ctx: Ctx, result: list[QueueStats]) -> None:
                 s.delayed,
                 ", ".join(f"{k}={v}" for k, v in sorted(s.archived.items())) or "0",
                 None if s.oldest_ready_age is None else round(s.oldest_ready_age, 1),
+                limits_text(s),
             ]
             for s in result
         ],

@@ -66,6 +66,9 @@ class QueueState(QueueSlots):
     found: int | None = None
     #: time.monotonic() of the next poll when nothing else prompts one.
     next_poll: float = 0.0
+    #: time.monotonic() before which the queue's rate limit has no token
+    #: (the dequeue said so): no dequeue before then, NOTIFY or not.
+    throttled_until: float = 0.0
     #: time.monotonic() since when free slots wait for ``min_batch`` (None: not waiting).
     short_since: float | None = None
     #: Seconds a handler of this queue takes, a running average (None: none
@@ -145,7 +148,10 @@ class Fetcher:
             now = time.monotonic()
             timeout: float | None = None
             if free + extra > 0 and not q.prefetched:
-                if not (q.more or q.notified or now >= q.next_poll):
+                if now < q.throttled_until:
+                    # The rate limit gives no token before then: sleep, not poll.
+                    timeout = q.throttled_until - now
+                elif not (q.more or q.notified or now >= q.next_poll):
                     timeout = max(0.0, q.next_poll - now)
                 elif free + extra >= q.min_batch or q.used == 0:
                     await self._fetch(free, extra)
@@ -205,6 +211,11 @@ class Fetcher:
         # batch past the rows it archives as dead).
         q.more = len(messages) == n
         q.next_poll = time.monotonic() + self._poll_interval
+        if dequeued.retry_after is not None:
+            # The queue's rate limit cut the batch short: the dequeue said when
+            # its next token is due; until then another dequeue gets nothing.
+            q.more = False
+            q.throttled_until = q.next_poll = time.monotonic() + dequeued.retry_after
         q.found = len(messages)
         self._on_fetched(q, messages, sent, started)
 
