@@ -544,3 +544,21 @@ def test_the_xlang_fixture_speaks_the_wire_format(
         ids[1]: {"greeting": "hello Ann", "langs": 2},
         by_name.id: {"greeting": "hello Bo", "langs": 0},
     }
+
+
+def test_group_goes_through_to_the_producer(
+    config: pgqrs.Config, queue: str, admin: pgqrs.Admin
+) -> None:
+    import inspect
+
+    tasks, _, _, _, add = registry_with_tasks(config)
+    try:
+        if "group" not in inspect.signature(pgqrs.Producer.enqueue).parameters:
+            with pytest.raises(pgqrs.InvalidArgument, match="group= needs a pgqrs with"):
+                add.enqueue(1, group="tenant-42")
+            pytest.skip("message groups (flow control) are not on this branch")
+        handle = add.enqueue(1, group="tenant-42")
+        assert handle.message is not None
+        assert handle.message.group == "tenant-42"  # type: ignore[attr-defined]
+    finally:
+        tasks.close()
