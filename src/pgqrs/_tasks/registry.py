@@ -359,7 +359,6 @@ class Task(Generic[P, R]):
         dedup_key: str | None,
         group: str | None,
         headers: Mapping[str, Any] | None,
-        enqueue: Callable[..., Any],
     ) -> dict[str, Any]:
         if headers is not None and TASK_HEADER in headers:
             raise InvalidArgument(f"headers: {TASK_HEADER!r} is set by the task itself")
@@ -370,11 +369,8 @@ class Task(Generic[P, R]):
             "dedup_key": dedup_key,
             "headers": {**(headers or {}), TASK_HEADER: self.name},
             "connection": connection,
+            "group": group,
         }
-        if group is not None:
-            if "group" not in inspect.signature(enqueue).parameters:
-                raise InvalidArgument("group= needs a pgqrs with message groups (flow control)")
-            options["group"] = group
         return options
 
     def enqueue(
@@ -401,7 +397,7 @@ class Task(Generic[P, R]):
             return TaskHandle(self, None, eager=self._eager(payload))
         producer = self.registry.clients().producer(self.queue)
         options = self._options(
-            connection, delay, available_at, priority, dedup_key, group, headers, producer.enqueue
+            connection, delay, available_at, priority, dedup_key, group, headers
         )
         return TaskHandle(self, producer.enqueue(payload, **options))
 
@@ -423,7 +419,7 @@ class Task(Generic[P, R]):
             return AsyncTaskHandle(self, None, eager=await self._aeager(payload))
         producer = (await self.registry.aclients()).producer(self.queue)
         options = self._options(
-            connection, delay, available_at, priority, dedup_key, group, headers, producer.enqueue
+            connection, delay, available_at, priority, dedup_key, group, headers
         )
         return AsyncTaskHandle(self, await producer.enqueue(payload, **options))
 
