@@ -317,6 +317,32 @@ impl Db {
         rows.iter().map(Message::from_row).collect()
     }
 
+    /// `message_enqueue` on an sqlx executor (feature `sqlx`): the same
+    /// statement, its parameters bound by sqlx, sent unprepared (nothing
+    /// left on the caller's connection).
+    #[cfg(feature = "sqlx")]
+    pub async fn message_enqueue_sqlx<'c, E>(&self, executor: E, p: &Enqueue) -> Result<Vec<Message>>
+    where
+        E: sqlx::PgExecutor<'c>,
+    {
+        let rows = sqlx::query(self.sql(Query::MessageEnqueue))
+            .persistent(false)
+            .bind(&p.queue)
+            .bind(&p.payloads)
+            .bind(&p.priorities)
+            .bind(&p.delays)
+            .bind(&p.available_at)
+            .bind(&p.dedup_keys)
+            .bind(&p.headers)
+            .fetch_all(executor)
+            .await
+            .map_err(|e| crate::error::translate_sqlx(e, self.config.schema(), Some(&p.queue)))?;
+        if rows.is_empty() {
+            return Err(Error::queue_not_found(&p.queue));
+        }
+        rows.iter().map(Message::from_sqlx_row).collect()
+    }
+
     /// `message_extend`: keep the leases for `duration` more, fenced by lease.
     pub async fn message_extend(
         &self,

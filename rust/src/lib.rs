@@ -105,9 +105,11 @@ mod consumer;
 mod db;
 mod error;
 mod message;
+mod metrics;
 mod payload;
 mod producer;
 mod queries;
+pub mod task;
 #[cfg(feature = "tracing")]
 mod telemetry;
 mod tls;
@@ -128,6 +130,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use message::{ArchivedMessage, Message, QueueInfo, QueueStats, VerifyReport, WorkerInfo};
 pub use producer::{EnqueueOptions, Producer, MAX_DEDUP_KEY_LENGTH};
 pub use queries::{functions, migrations, Function, Migration};
+pub use task::{Task, TaskHandler, TASK_HEADER};
 pub use tls::SslMode;
 pub use validate::{validate_queue_name, validate_schema_name, MAX_QUEUE_NAME_LENGTH};
 pub use worker::{
