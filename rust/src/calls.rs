@@ -20,7 +20,7 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Row};
 use uuid::Uuid;
 
-use crate::admin::{bounded_secs, MAX_BATCH};
+use crate::admin::{bounded_secs, Grants, MAX_BATCH};
 use crate::db::{col, Db, Param};
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::{ArchivedMessage, Message, QueueInfo, QueueStats, WorkerInfo};
@@ -571,6 +571,21 @@ impl Db {
         ];
         let row = one(self.run(None, Query::WorkerAlive, &params, None).await?, "worker_alive")?;
         Ok(Heartbeat { status: col(&row, "status")?, registered: col(&row, "registered")? })
+    }
+
+    /// `role_grant`: the GRANT statements giving `role` the privileges of
+    /// the kinds asked for (empty: no such role), run on `on` (the caller's
+    /// transaction, which runs them).
+    pub async fn role_grant(&self, on: &Client, role: &str, kinds: &Grants) -> Result<Vec<String>> {
+        let params: [Param<'_>; 5] = [
+            (&role, Type::TEXT),
+            (&kinds.producer, Type::BOOL),
+            (&kinds.consumer, Type::BOOL),
+            (&kinds.admin, Type::BOOL),
+            (&kinds.read_only, Type::BOOL),
+        ];
+        let rows = self.run(Some(on), Query::RoleGrant, &params, None).await?;
+        rows.iter().map(|r| col(r, "statement")).collect()
     }
 
     /// `worker_list`: every known worker, newest first.
