@@ -48,8 +48,9 @@ pub const FALLBACK_DSN_ENV_VAR: &str = "DATABASE_URL";
 /// ```
 /// # fn main() -> Result<(), pgqrs::Error> {
 /// let config = pgqrs::Config::from_dsn("postgresql://app@localhost/app")?
-///     .with_schema("jobs")?
-///     .with_pool_max_size(4)?;
+///     .with_schema("jobs")
+///     .with_pool_max_size(4);
+/// config.validate()?; // the clients run it too, when they are made
 /// assert_eq!(config.schema(), "jobs");
 /// # Ok(()) }
 /// ```

@@ -39,10 +39,10 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 ///     Ok(text.parse::<i64>()?) // ParseIntError: retried
 /// }
 /// fn with_anyhow() -> Result<(), JobError> {
-///     Err(anyhow_like())?; // Box<dyn Error + Send + Sync>, as anyhow::Error gives
+///     let r: anyhow::Result<()> = Err(anyhow::anyhow!("no route to host"));
+///     r?; // anyhow::Error: retried
 ///     Ok(())
 /// }
-/// # fn anyhow_like() -> Result<(), Box<dyn std::error::Error + Send + Sync>> { Err("x".into()) }
 /// assert!(parse("x").is_err());
 /// assert!(with_anyhow().is_err());
 /// // Explicit choices:
