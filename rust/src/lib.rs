@@ -97,6 +97,21 @@
 //! periodic `worker_reap`, and graceful shutdown on SIGINT/SIGTERM (messages
 //! fetched but not started go back with their attempt refunded). Its
 //! behaviour follows the Python worker; see the [`worker`] module.
+//!
+//! # Tasks
+//!
+//! A [`Task`] is a kind of job declared once, by a serde type, a name and a
+//! queue: [`Producer::enqueue_task`] sends it, [`Worker::task`] routes the
+//! messages naming it to a typed handler. The wire format (header
+//! `pgqrs-task`, payload = the arguments by name) is Python's too; see the
+//! [`task`] module.
+//!
+//! # Cargo features
+//!
+//! `tls` (default): TLS connections. `sqlx`: enqueue on an sqlx connection
+//! or transaction ([`Producer::enqueue_sqlx`](Producer)). `tracing`: spans
+//! for enqueues and handler calls. `otel`: the W3C trace context in message
+//! headers, and the worker's OpenTelemetry metrics (docs/telemetry.md).
 
 mod admin;
 mod calls;

@@ -25,7 +25,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! One handler serves every queue of the worker (`msg.queue` says which).
+//! One handler serves every queue of the worker (`msg.queue` says which);
+//! with tasks ([`Worker::task`], [`crate::task`]) each message naming a task
+//! goes to that task's typed handler instead, and [`Worker::run_tasks`] runs
+//! tasks alone.
 //! `concurrency` bounds the handlers running at once, shared by all the
 //! queues ([`WorkerOptions::queue_settings`] gives a queue its own, lower
 //! limit, visibility timeout or max_attempts: the Python worker's
