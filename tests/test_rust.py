@@ -57,6 +57,17 @@ def test_cargo_test(dsn: str, sql: psycopg.Connection[tuple[object, ...]]) -> No
         _drop_rust_test_schemas(sql)
 
 
+@pytest.mark.slow  # a build with sqlx
+def test_cargo_test_sqlx_feature(dsn: str, sql: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Feature ``sqlx``: transactional enqueue on an sqlx transaction (rust/tests/sqlx.rs)."""
+    try:
+        proc = cargo("test", "--features", "sqlx", "--test", "sqlx", env={"PGQRS_TEST_DSN": dsn})
+        assert proc.returncode == 0, f"cargo test (sqlx) failed:\n{proc.stdout}\n{proc.stderr}"
+        assert "1 passed" in proc.stdout, proc.stdout
+    finally:
+        _drop_rust_test_schemas(sql)
+
+
 SEED = RUST_DIR.parents[1] / "shared" / "seed" / "pgqrs-overview.md"
 SEED_DSN_LINE = '    let config = Config::from_dsn("postgresql://user:pass@localhost/mydb")?;'
 OUR_DSN_LINE = '    let config = Config::from_dsn(&std::env::var("PGQRS_DSN")?)?;'

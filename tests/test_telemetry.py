@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 pytest.importorskip("opentelemetry.sdk")
@@ -299,6 +300,48 @@ async def test_dead_and_interrupted_outcomes_are_errors(
         for p in otel.points("pgqrs.worker.messages")
     }
     assert outcomes == {"dead": 1, "interrupted": 1}
+
+
+async def test_lease_extensions_and_lost_leases_are_counted(
+    otel: Telemetry,
+    queue: str,
+    config: pgqrs.Config,
+    sql: psycopg.Connection[tuple[object, ...]],
+    schema: str,
+) -> None:
+    """The lease keeper's extensions, and a lease found gone when it came to
+    extend it, by queue (pgqrs.worker.lease_extensions / leases_lost)."""
+    async with pgqrs.aio.Producer(config, queue) as producer:
+        await producer.enqueue({"slow": True})
+    worker = pgqrs.aio.Worker(config, poll_interval=0.05)
+    release = asyncio.Event()
+
+    @worker.handler(queue, visibility_timeout=1)
+    async def handle(m: pgqrs.Message) -> None:
+        await release.wait()
+
+    def total(metric: str) -> int:
+        points = otel.points(metric)
+        for p in points:
+            assert p.attributes == {
+                "messaging.system": "pgqrs",
+                "messaging.destination.name": queue,
+            }
+        return sum(int(p.value) for p in points)
+
+    task = asyncio.create_task(worker.run())
+    try:
+        extended = worker.signals.lease_extended
+        await extended.wait(lambda: extended.count >= 2, timeout=15)
+        assert total("pgqrs.worker.lease_extensions") >= 2
+        # Another consumer's lease now (as after an expiry and a redelivery).
+        sql.execute(f'UPDATE "{schema}".messages SET lease = gen_random_uuid()')
+        await until(lambda: total("pgqrs.worker.leases_lost") == 1, what="the lost lease")
+    finally:
+        release.set()
+        await until(lambda: worker.counters.lease_lost == 1, what="the refused outcome")
+        worker.stop()
+        await asyncio.wait_for(task, 15)
 
 
 def test_uninstrumented_enqueue_adds_no_headers(queue: str, config: pgqrs.Config) -> None:

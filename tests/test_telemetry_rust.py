@@ -9,6 +9,7 @@ import re
 import subprocess
 from typing import Any
 
+import psycopg
 import pytest
 
 pytest.importorskip("opentelemetry.sdk")
@@ -17,7 +18,7 @@ from opentelemetry.trace import SpanKind
 
 import pgqrs
 import pgqrs.aio
-from test_rust import cargo
+from test_rust import _drop_rust_test_schemas, cargo
 from test_telemetry import Telemetry, otel, run_until  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
@@ -83,3 +84,14 @@ def test_crate_telemetry_unit_tests() -> None:
     proc = cargo("test", "--features", "otel", "--lib", "telemetry", env={})
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
     assert "1 passed" in proc.stdout, proc.stdout
+
+
+def test_rust_worker_metrics(dsn: str, sql: psycopg.Connection[tuple[object, ...]]) -> None:
+    """rust/tests/metrics.rs: the Rust worker's instruments and attributes
+    (Python's names) through the SDK's in-memory exporter."""
+    try:
+        proc = cargo("test", "--features", "otel", "--test", "metrics", env={"PGQRS_TEST_DSN": dsn})
+        assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+        assert "1 passed" in proc.stdout, proc.stdout
+    finally:
+        _drop_rust_test_schemas(sql)

@@ -99,7 +99,7 @@ fn message_json(m: &Message) -> Value {
 }
 
 async fn run(args: &Args) -> Result<Value, Fail> {
-    let config = Config::from_env()?.with_pool_min_size(0)?.with_pool_max_size(1)?;
+    let config = Config::from_env()?.with_pool_min_size(0).with_pool_max_size(1);
     let command = args.arg(0, "COMMAND")?;
     let queue = || args.arg(1, "QUEUE");
     Ok(match command {

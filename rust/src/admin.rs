@@ -21,6 +21,23 @@ pub const DEFAULT_WORKER_DEAD_AFTER: Duration = Duration::from_secs(60);
 /// Time after which stopped and dead worker rows are pruned.
 pub const DEFAULT_WORKER_PRUNE_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// What [`Admin::grant`] gives a role (the kinds combine), as Python's
+/// `Admin.grant(role, producer=, consumer=, admin=, read_only=)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Enqueue only.
+    pub producer: bool,
+    /// Dequeue and settle messages (archive, delete, extend, release, fail), run workers.
+    pub consumer: bool,
+    /// Everything, plus managing queues and the archive (not installing).
+    pub admin: bool,
+    /// List queues, stats, workers and the archive, peek at messages (dashboards, metrics).
+    pub read_only: bool,
+}
+
+/// Longest role name PostgreSQL keeps, in bytes.
+pub const MAX_ROLE_NAME_BYTES: usize = 63;
+
 /// Settings of a new queue, for [`Admin::create_queue_with`].
 #[derive(Debug, Clone)]
 pub struct QueueOptions {
@@ -417,6 +434,45 @@ impl Admin {
     /// Every known worker, newest first.
     pub async fn list_workers(&self) -> Result<Vec<WorkerInfo>> {
         self.db.worker_list().await
+    }
+
+    /// Give the existing role `role` least privileges on this schema (Python's
+    /// `Admin.grant`); return the GRANT statements run, in one transaction.
+    ///
+    /// A role acts only through pgqrs's server functions: USAGE on the
+    /// schema and EXECUTE on the functions of its job, never a privilege on
+    /// a table (admin and read-only may also read the migration ledgers, for
+    /// `verify`). See [`Grants`] for the kinds; idempotent. InvalidArgument
+    /// when the role does not exist or no kind is asked for.
+    pub async fn grant(&self, role: &str, kinds: Grants) -> Result<Vec<String>> {
+        if role.is_empty() || role.contains('\0') {
+            return Err(Error::invalid(format!("role must be a non-empty string without NUL, got {role:?}")));
+        }
+        if role.len() > MAX_ROLE_NAME_BYTES {
+            return Err(Error::invalid(format!(
+                "role {role:?} is {} bytes; PostgreSQL role names have at most {MAX_ROLE_NAME_BYTES}",
+                role.len()
+            )));
+        }
+        if kinds == Grants::default() {
+            return Err(Error::invalid(
+                "nothing to grant: set producer, consumer, admin and/or read_only in Grants",
+            ));
+        }
+        let mut client = self.db.conn().await?;
+        let tx = client.transaction().await.map_err(|e| self.db.translate(e))?;
+        let statements =
+            self.db.role_grant(tokio_postgres::GenericClient::client(&*tx), role, &kinds).await?;
+        if statements.is_empty() {
+            return Err(Error::invalid(format!(
+                "role {role:?} does not exist (create it first: CREATE ROLE ...)"
+            )));
+        }
+        for statement in &statements {
+            tx.batch_execute(statement).await.map_err(|e| self.db.translate(e))?;
+        }
+        tx.commit().await.map_err(|e| self.db.translate(e))?;
+        Ok(statements)
     }
 
     /// Mark workers silent for `dead_after` as dead and prune rows older than

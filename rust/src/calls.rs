@@ -20,7 +20,7 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Row};
 use uuid::Uuid;
 
-use crate::admin::{bounded_secs, MAX_BATCH};
+use crate::admin::{bounded_secs, Grants, MAX_BATCH};
 use crate::db::{col, Db, Param};
 use crate::error::{Error, ErrorKind, Result};
 use crate::flow::{QueueUpdate, RateLimit};
@@ -332,6 +332,37 @@ impl Db {
             .collect()
     }
 
+    /// `message_enqueue` on an sqlx executor (feature `sqlx`): the same
+    /// statement, its parameters bound by sqlx, sent unprepared (nothing
+    /// left on the caller's connection).
+    #[cfg(feature = "sqlx")]
+    pub async fn message_enqueue_sqlx<'c, E>(&self, executor: E, p: &Enqueue) -> Result<Vec<Message>>
+    where
+        E: sqlx::PgExecutor<'c>,
+    {
+        let rows = sqlx::query(self.sql(Query::MessageEnqueue))
+            .persistent(false)
+            .bind(&p.queue)
+            .bind(&p.payloads)
+            .bind(&p.priorities)
+            .bind(&p.delays)
+            .bind(&p.available_at)
+            .bind(&p.dedup_keys)
+            .bind(&p.headers)
+            .bind(&p.groups)
+            .fetch_all(executor)
+            .await
+            .map_err(|e| crate::error::translate_sqlx(e, self.config.schema(), Some(&p.queue)))?;
+        if rows.is_empty() {
+            return Err(Error::queue_not_found(&p.queue));
+        }
+        // The rows follow the input's order; the group is the one sent.
+        rows.iter()
+            .zip(&p.groups)
+            .map(|(r, g)| Message::from_sqlx_row(r).map(|m| Message { group: g.clone(), ..m }))
+            .collect()
+    }
+
     /// `message_extend`: keep the leases for `duration` more, fenced by lease.
     pub async fn message_extend(
         &self,
@@ -602,6 +633,21 @@ impl Db {
         ];
         let row = one(self.run(None, Query::WorkerAlive, &params, None).await?, "worker_alive")?;
         Ok(Heartbeat { status: col(&row, "status")?, registered: col(&row, "registered")? })
+    }
+
+    /// `role_grant`: the GRANT statements giving `role` the privileges of
+    /// the kinds asked for (empty: no such role), run on `on` (the caller's
+    /// transaction, which runs them).
+    pub async fn role_grant(&self, on: &Client, role: &str, kinds: &Grants) -> Result<Vec<String>> {
+        let params: [Param<'_>; 5] = [
+            (&role, Type::TEXT),
+            (&kinds.producer, Type::BOOL),
+            (&kinds.consumer, Type::BOOL),
+            (&kinds.admin, Type::BOOL),
+            (&kinds.read_only, Type::BOOL),
+        ];
+        let rows = self.run(Some(on), Query::RoleGrant, &params, None).await?;
+        rows.iter().map(|r| col(r, "statement")).collect()
     }
 
     /// `worker_list`: every known worker, newest first.

@@ -48,8 +48,9 @@ pub const FALLBACK_DSN_ENV_VAR: &str = "DATABASE_URL";
 /// ```
 /// # fn main() -> Result<(), pgqrs::Error> {
 /// let config = pgqrs::Config::from_dsn("postgresql://app@localhost/app")?
-///     .with_schema("jobs")?
-///     .with_pool_max_size(4)?;
+///     .with_schema("jobs")
+///     .with_pool_max_size(4);
+/// config.validate()?; // the clients run it too, when they are made
 /// assert_eq!(config.schema(), "jobs");
 /// # Ok(()) }
 /// ```
@@ -140,20 +141,20 @@ impl Config {
         };
         let mut config = Config::from_dsn(dsn)?;
         if let Some((_, v)) = get("schema") {
-            config = config.with_schema(v)?;
+            config = config.with_schema(v);
         }
         if let Some((var, v)) = get("pool_max_size") {
-            config = config.with_pool_max_size(parse_env(var, v, "pool_max_size", "int")?)?;
+            config = config.with_pool_max_size(parse_env(var, v, "pool_max_size", "int")?);
         }
         if let Some((var, v)) = get("pool_min_size") {
-            config = config.with_pool_min_size(parse_env(var, v, "pool_min_size", "int")?)?;
+            config = config.with_pool_min_size(parse_env(var, v, "pool_min_size", "int")?);
         }
         if let Some((var, v)) = get("connect_timeout") {
             let secs: f64 = parse_env(var, v, "connect_timeout", "float")?;
-            config = config.with_connect_timeout(seconds_to_duration(secs, "connect_timeout")?)?;
+            config = config.with_connect_timeout(seconds_to_duration(secs, "connect_timeout")?);
         }
         if let Some((var, v)) = get("max_payload_bytes") {
-            config = config.with_max_payload_bytes(parse_env(var, v, "max_payload_bytes", "int")?)?;
+            config = config.with_max_payload_bytes(parse_env(var, v, "max_payload_bytes", "int")?);
         }
         if let Some((var, v)) = get("prepare_statements") {
             let on = match v.trim().to_ascii_lowercase().as_str() {
@@ -170,45 +171,58 @@ impl Config {
         if let Some((_, v)) = get("application_name") {
             config = config.with_application_name(v);
         }
+        config.validate()?;
         Ok(config)
     }
 
     /// Use `schema` for pgqrs's tables (default [`DEFAULT_SCHEMA`]).
-    pub fn with_schema(mut self, schema: &str) -> Result<Config> {
-        self.schema = validate_schema_name(schema)?.to_string();
-        Ok(self)
+    ///
+    /// Every `with_*` builder returns the Config itself; the values are
+    /// checked together by [`Config::validate`], which every client runs when
+    /// it is made (so a bad value is a [`ErrorKind::Config`](crate::ErrorKind::Config)
+    /// error from `Admin::new`, `Producer::new`, ..., naming the value).
+    pub fn with_schema(mut self, schema: &str) -> Config {
+        self.schema = schema.to_string();
+        self
     }
 
     /// Connections opened when a client starts (default [`DEFAULT_POOL_MIN_SIZE`]).
-    pub fn with_pool_min_size(mut self, n: usize) -> Result<Config> {
+    pub fn with_pool_min_size(mut self, n: usize) -> Config {
         self.pool_min_size = n;
-        self.check_pool()?;
-        Ok(self)
+        self
     }
 
     /// Connections a pool opens at most (default [`DEFAULT_POOL_MAX_SIZE`]).
-    pub fn with_pool_max_size(mut self, n: usize) -> Result<Config> {
+    pub fn with_pool_max_size(mut self, n: usize) -> Config {
         self.pool_max_size = n;
-        self.check_pool()?;
-        Ok(self)
+        self
     }
 
-    /// Time to wait for a connection (default [`DEFAULT_CONNECT_TIMEOUT`]).
-    pub fn with_connect_timeout(mut self, timeout: Duration) -> Result<Config> {
-        if timeout.is_zero() {
+    /// Time to wait for a connection (default [`DEFAULT_CONNECT_TIMEOUT`]; must be > 0).
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Config {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Largest encoded payload accepted (default [`DEFAULT_MAX_PAYLOAD_BYTES`]; must be >= 1).
+    pub fn with_max_payload_bytes(mut self, n: usize) -> Config {
+        self.max_payload_bytes = n;
+        self
+    }
+
+    /// Check the values set by the `with_*` builders: the schema name, the
+    /// pool sizes, the connect timeout, the payload limit. Clients run it
+    /// when they are made; call it to check a Config earlier.
+    pub fn validate(&self) -> Result<()> {
+        validate_schema_name(&self.schema)?;
+        self.check_pool()?;
+        if self.connect_timeout.is_zero() {
             return Err(Error::config("connect_timeout must be > 0 seconds, got 0"));
         }
-        self.connect_timeout = timeout;
-        Ok(self)
-    }
-
-    /// Largest encoded payload accepted (default [`DEFAULT_MAX_PAYLOAD_BYTES`]).
-    pub fn with_max_payload_bytes(mut self, n: usize) -> Result<Config> {
-        if n < 1 {
+        if self.max_payload_bytes < 1 {
             return Err(Error::config("max_payload_bytes must be >= 1, got 0"));
         }
-        self.max_payload_bytes = n;
-        Ok(self)
+        Ok(())
     }
 
     /// Use named server-side prepared statements (not behind pgBouncer in
@@ -450,10 +464,13 @@ mod tests {
             assert_eq!(Config::from_dsn(dsn).unwrap_err().kind(), ErrorKind::Config, "{dsn}");
         }
         let c = Config::from_dsn("host=localhost").unwrap();
-        assert_eq!(c.clone().with_schema("Bad").unwrap_err().kind(), ErrorKind::Config);
-        assert!(c.clone().with_pool_max_size(0).is_err());
-        assert!(c.clone().with_connect_timeout(Duration::ZERO).is_err());
-        assert!(c.with_max_payload_bytes(0).is_err());
+        assert_eq!(c.clone().with_schema("Bad").validate().unwrap_err().kind(), ErrorKind::Config);
+        assert!(c.clone().with_pool_max_size(0).validate().is_err());
+        assert!(c.clone().with_connect_timeout(Duration::ZERO).validate().is_err());
+        assert!(c.clone().with_max_payload_bytes(0).validate().is_err());
+        // Checked together, so the order of the builders does not matter.
+        assert!(c.clone().with_pool_min_size(20).with_pool_max_size(30).validate().is_ok());
+        assert!(c.validate().is_ok());
     }
 
     #[test]

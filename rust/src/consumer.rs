@@ -194,9 +194,24 @@ impl Consumer {
         Ok(self.dequeue_batch_with(1, None).await?.into_iter().next())
     }
 
-    /// Lease the next message for `visibility_timeout` instead of the queue's default.
-    pub async fn dequeue_with_timeout(&self, visibility_timeout: Duration) -> Result<Option<Message>> {
+    /// Lease the next message for `visibility_timeout` instead of the
+    /// queue's default. Returns at once (None when nothing is ready): the
+    /// duration is how long the lease lasts, not a wait.
+    pub async fn dequeue_with_visibility_timeout(
+        &self,
+        visibility_timeout: Duration,
+    ) -> Result<Option<Message>> {
         Ok(self.dequeue_batch_with(1, Some(visibility_timeout)).await?.into_iter().next())
+    }
+
+    /// The former name of [`Consumer::dequeue_with_visibility_timeout`]: the
+    /// duration sets the lease, it is no wait.
+    #[deprecated(
+        since = "0.1.0",
+        note = "renamed dequeue_with_visibility_timeout: the duration sets the lease, it is not a wait"
+    )]
+    pub async fn dequeue_with_timeout(&self, visibility_timeout: Duration) -> Result<Option<Message>> {
+        self.dequeue_with_visibility_timeout(visibility_timeout).await
     }
 
     /// Lease up to `batch` messages (empty when nothing is ready).

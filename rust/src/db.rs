@@ -48,6 +48,7 @@ impl Db {
     /// A Db on `pool` (or a new one), with `pool_min_size` connections opened
     /// now so that a bad DSN fails here rather than on first use.
     pub async fn open(config: &Config, pool: Option<Pool>) -> Result<Db> {
+        config.validate()?;
         let owned = pool.is_none();
         let pool = match pool {
             Some(p) => p,

@@ -218,10 +218,41 @@ pub(crate) fn translate(err: tokio_postgres::Error, schema: &str, queue: Option<
         return Error::new(ErrorKind::Connection, format!("cannot talk to PostgreSQL: {text}"))
             .with_source(err);
     };
-    let text = first_line(db.message());
-    let constraint =
-        db.constraint().or_else(|| text.contains("queues_name_valid").then_some("queues_name_valid"));
-    let e = match error_kind(db.code().code(), constraint, queue.is_some()) {
+    from_server(db.code().code(), db.constraint(), db.message(), schema, queue).with_source(err)
+}
+
+/// The same translation for an sqlx error (feature `sqlx`).
+#[cfg(feature = "sqlx")]
+pub(crate) fn translate_sqlx(err: sqlx::Error, schema: &str, queue: Option<&str>) -> Error {
+    let translated = match &err {
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => from_server(&code, db.constraint(), db.message(), schema, queue),
+            None => {
+                Error::new(ErrorKind::Database, format!("PostgreSQL error: {}", first_line(db.message())))
+            }
+        },
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::ColumnNotFound(_) | sqlx::Error::Decode(_) => {
+            Error::new(ErrorKind::Database, format!("unexpected row from PostgreSQL: {err}"))
+        }
+        other => Error::new(
+            ErrorKind::Connection,
+            format!("cannot talk to PostgreSQL: {}", first_line(&other.to_string())),
+        ),
+    };
+    translated.with_source(err)
+}
+
+/// The error for a server error of SQLSTATE `code` with `message`.
+fn from_server(
+    code: &str,
+    constraint: Option<&str>,
+    message: &str,
+    schema: &str,
+    queue: Option<&str>,
+) -> Error {
+    let text = first_line(message);
+    let constraint = constraint.or_else(|| text.contains("queues_name_valid").then_some("queues_name_valid"));
+    match error_kind(code, constraint, queue.is_some()) {
         // A missing function or column: the schema predates the migration that added it.
         ErrorKind::SchemaNotInstalled => Error::new(
             ErrorKind::SchemaNotInstalled,
@@ -240,8 +271,7 @@ pub(crate) fn translate(err: tokio_postgres::Error, schema: &str, queue: Option<
             Error::new(ErrorKind::Connection, format!("cannot talk to PostgreSQL: {text}"))
         }
         _ => Error::new(ErrorKind::Database, format!("PostgreSQL error: {text}")),
-    };
-    e.with_source(err)
+    }
 }
 
 pub(crate) fn first_line(text: &str) -> String {

@@ -97,6 +97,21 @@
 //! periodic `worker_reap`, and graceful shutdown on SIGINT/SIGTERM (messages
 //! fetched but not started go back with their attempt refunded). Its
 //! behaviour follows the Python worker; see the [`worker`] module.
+//!
+//! # Tasks
+//!
+//! A [`Task`] is a kind of job declared once, by a serde type, a name and a
+//! queue: [`Producer::enqueue_task`] sends it, [`Worker::task`] routes the
+//! messages naming it to a typed handler. The wire format (header
+//! `pgqrs-task`, payload = the arguments by name) is Python's too; see the
+//! [`task`] module.
+//!
+//! # Cargo features
+//!
+//! `tls` (default): TLS connections. `sqlx`: enqueue on an sqlx connection
+//! or transaction ([`Producer::enqueue_sqlx`](Producer)). `tracing`: spans
+//! for enqueues and handler calls. `otel`: the W3C trace context in message
+//! headers, and the worker's OpenTelemetry metrics (docs/telemetry.md).
 
 mod admin;
 mod calls;
@@ -106,9 +121,11 @@ mod db;
 mod error;
 mod flow;
 mod message;
+mod metrics;
 mod payload;
 mod producer;
 mod queries;
+pub mod task;
 #[cfg(feature = "tracing")]
 mod telemetry;
 mod tls;
@@ -116,7 +133,8 @@ mod validate;
 pub mod worker;
 
 pub use admin::{
-    Admin, QueueOptions, DEFAULT_WORKER_DEAD_AFTER, DEFAULT_WORKER_PRUNE_AFTER, MAX_BATCH, MAX_SECONDS,
+    Admin, Grants, QueueOptions, DEFAULT_WORKER_DEAD_AFTER, DEFAULT_WORKER_PRUNE_AFTER, MAX_BATCH,
+    MAX_ROLE_NAME_BYTES, MAX_SECONDS,
 };
 pub use config::{
     Config, DEFAULT_APPLICATION_NAME, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_ATTEMPTS,
@@ -130,6 +148,7 @@ pub use flow::{QueueUpdate, RateLimit, MAX_GROUP_LENGTH, MAX_RATE_PERIOD};
 pub use message::{ArchivedMessage, Message, QueueInfo, QueueStats, VerifyReport, WorkerInfo};
 pub use producer::{EnqueueOptions, Producer, MAX_DEDUP_KEY_LENGTH};
 pub use queries::{functions, migrations, Function, Migration};
+pub use task::{Task, TaskHandler, TASK_HEADER};
 pub use tls::SslMode;
 pub use validate::{validate_queue_name, validate_schema_name, MAX_QUEUE_NAME_LENGTH};
 pub use worker::{

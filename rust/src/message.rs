@@ -65,6 +65,38 @@ impl Message {
         })
     }
 
+    /// The same columns read through sqlx (feature `sqlx`).
+    #[cfg(feature = "sqlx")]
+    pub(crate) fn from_sqlx_row(row: &sqlx::postgres::PgRow) -> Result<Message> {
+        use sqlx::Row as _;
+        fn get<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(
+            row: &'r sqlx::postgres::PgRow,
+            name: &str,
+        ) -> Result<T> {
+            row.try_get(name).map_err(|e| {
+                Error::new(crate::ErrorKind::Database, format!("cannot read column {name:?}: {e}"))
+            })
+        }
+        let has_inserted = row.columns().iter().any(|c| sqlx::Column::name(c) == "inserted");
+        Ok(Message {
+            id: get(row, "id")?,
+            queue: get(row, "queue")?,
+            payload: get(row, "payload")?,
+            priority: get(row, "priority")?,
+            attempts: get(row, "attempts")?,
+            enqueued_at: get(row, "enqueued_at")?,
+            dequeued_at: get(row, "dequeued_at")?,
+            visible_until: get(row, "visible_until")?,
+            headers: get::<Option<Value>>(row, "headers")?
+                .unwrap_or_else(|| Value::Object(Default::default())),
+            lease: get(row, "lease")?,
+            dedup_key: get(row, "dedup_key")?,
+            last_error: get(row, "last_error")?,
+            inserted: if has_inserted { get(row, "inserted")? } else { true },
+            group: None,
+        })
+    }
+
     /// The payload decoded into `T` through serde (a Payload error when it does not fit).
     pub fn payload_as<T: DeserializeOwned>(&self) -> Result<T> {
         serde_json::from_value(self.payload.clone()).map_err(|e| {

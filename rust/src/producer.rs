@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::flow::check_group;
 use crate::message::Message;
 use crate::payload::{encode, encode_headers};
+use crate::task::{task_message, Task};
 use crate::validate::validate_queue_name;
 
 /// Longest dedup key accepted, in characters.
@@ -165,6 +166,31 @@ impl Producer {
         first(self.run(params, Some(client)).await?)
     }
 
+    /// Enqueue task `args` (its [`Task::options`]): a message on this queue
+    /// with header `pgqrs-task` = [`Task::NAME`] and the arguments' fields as
+    /// the payload (see [`crate::task`]). This Producer's queue must be
+    /// [`Task::QUEUE`].
+    pub async fn enqueue_task<T: Task>(&self, args: &T) -> Result<Message> {
+        self.enqueue_task_with(args, &args.options()).await
+    }
+
+    /// [`Producer::enqueue_task`] with `options` instead of the task's own.
+    pub async fn enqueue_task_with<T: Task>(&self, args: &T, options: &EnqueueOptions) -> Result<Message> {
+        let (payload, options) = task_message(args, options, &self.queue)?;
+        self.enqueue_with(&payload, &options).await
+    }
+
+    /// [`Producer::enqueue_task_with`] on the caller's connection or transaction.
+    pub async fn enqueue_task_in<C: GenericClient, T: Task>(
+        &self,
+        client: &C,
+        args: &T,
+        options: &EnqueueOptions,
+    ) -> Result<Message> {
+        let (payload, options) = task_message(args, options, &self.queue)?;
+        self.enqueue_in(client, &payload, &options).await
+    }
+
     /// Enqueue many messages in one statement; results follow input order.
     pub async fn enqueue_batch<T: Serialize>(&self, payloads: &[T]) -> Result<Vec<Message>> {
         self.enqueue_batch_with(payloads, &EnqueueOptions::default()).await
@@ -271,24 +297,103 @@ impl Producer {
         })
     }
 
-    /// Send the statement, traced (feature `tracing`): see src/telemetry.rs.
+    /// Send the statement with `send`, traced (feature `tracing`): see src/telemetry.rs.
     #[cfg(feature = "tracing")]
-    async fn run<C: GenericClient>(&self, mut p: Enqueue, client: Option<&C>) -> Result<Vec<Message>> {
+    async fn traced<Fut>(&self, mut p: Enqueue, send: impl FnOnce(Enqueue) -> Fut) -> Result<Vec<Message>>
+    where
+        Fut: std::future::Future<Output = Result<Vec<Message>>>,
+    {
         use tracing::Instrument;
         let max = self.db.config.max_payload_bytes();
         let publish = crate::telemetry::Publish::start(&self.queue, &mut p.headers, max)?;
-        let result = self.send(&p, client).instrument(publish.send.clone()).await;
+        let result = send(p).instrument(publish.send.clone()).await;
         publish.finish(&result);
         result
     }
 
     #[cfg(not(feature = "tracing"))]
-    async fn run<C: GenericClient>(&self, p: Enqueue, client: Option<&C>) -> Result<Vec<Message>> {
-        self.send(&p, client).await
+    async fn traced<Fut>(&self, p: Enqueue, send: impl FnOnce(Enqueue) -> Fut) -> Result<Vec<Message>>
+    where
+        Fut: std::future::Future<Output = Result<Vec<Message>>>,
+    {
+        send(p).await
     }
 
-    async fn send<C: GenericClient>(&self, p: &Enqueue, client: Option<&C>) -> Result<Vec<Message>> {
-        self.db.message_enqueue(client.map(GenericClient::client), p).await
+    async fn run<C: GenericClient>(&self, p: Enqueue, client: Option<&C>) -> Result<Vec<Message>> {
+        self.traced(
+            p,
+            |p| async move { self.db.message_enqueue(client.map(GenericClient::client), &p).await },
+        )
+        .await
+    }
+
+    /// Send the statement on an sqlx executor.
+    #[cfg(feature = "sqlx")]
+    async fn run_sqlx<'c, E>(&self, p: Enqueue, executor: E) -> Result<Vec<Message>>
+    where
+        E: sqlx::PgExecutor<'c>,
+    {
+        self.traced(p, |p| async move { self.db.message_enqueue_sqlx(executor, &p).await }).await
+    }
+}
+
+#[cfg(feature = "sqlx")]
+impl Producer {
+    /// Enqueue one message on an sqlx connection or transaction (feature
+    /// `sqlx`): it commits or rolls back with the caller's own writes. The
+    /// statement is the same `message_enqueue` call as [`Producer::enqueue_in`]'s,
+    /// sent unprepared (no statement left on the connection, as pgqrs's own).
+    ///
+    /// ```no_run
+    /// # async fn f(producer: pgqrs::Producer, pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tx = pool.begin().await?;
+    /// sqlx::query("UPDATE accounts SET state = 'billing' WHERE id = 1").execute(&mut *tx).await?;
+    /// producer.enqueue_sqlx(&mut *tx, &serde_json::json!({"bill": 1}), &Default::default()).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn enqueue_sqlx<'c, E, T>(
+        &self,
+        executor: E,
+        payload: &T,
+        options: &EnqueueOptions,
+    ) -> Result<Message>
+    where
+        E: sqlx::PgExecutor<'c>,
+        T: Serialize + ?Sized,
+    {
+        let params = self.single(payload, options)?;
+        first(self.run_sqlx(params, executor).await?)
+    }
+
+    /// Like [`Producer::enqueue_batch_with`], on an sqlx connection or transaction.
+    pub async fn enqueue_batch_sqlx<'c, E, T>(
+        &self,
+        executor: E,
+        payloads: &[T],
+        options: &EnqueueOptions,
+    ) -> Result<Vec<Message>>
+    where
+        E: sqlx::PgExecutor<'c>,
+        T: Serialize,
+    {
+        let params = self.batch(payloads, options)?;
+        self.run_sqlx(params, executor).await
+    }
+
+    /// Like [`Producer::enqueue_task_with`], on an sqlx connection or transaction.
+    pub async fn enqueue_task_sqlx<'c, E, T>(
+        &self,
+        executor: E,
+        args: &T,
+        options: &EnqueueOptions,
+    ) -> Result<Message>
+    where
+        E: sqlx::PgExecutor<'c>,
+        T: Task,
+    {
+        let (payload, options) = task_message(args, options, &self.queue)?;
+        self.enqueue_sqlx(executor, &payload, &options).await
     }
 }
 

@@ -194,9 +194,9 @@ async fn stale_lease_is_refused_and_leaves_the_row() {
     let (db, admin, producer, first) = setup().await;
     let second = Consumer::new(&db.config, "tasks").await.unwrap();
     let sent = producer.enqueue(&json!({"n": 1})).await.unwrap();
-    let stale = first.dequeue_with_timeout(Duration::from_millis(300)).await.unwrap().unwrap();
+    let stale = first.dequeue_with_visibility_timeout(Duration::from_millis(300)).await.unwrap().unwrap();
     let taken: Message = eventually(WAIT, "lease expiry", || async {
-        second.dequeue_with_timeout(Duration::from_secs(30)).await.unwrap()
+        second.dequeue_with_visibility_timeout(Duration::from_secs(30)).await.unwrap()
     })
     .await;
     assert_eq!((taken.id, taken.attempts), (sent.id, 2));
@@ -361,7 +361,7 @@ async fn bad_input_gets_typed_errors() {
     let (db, _admin, producer, consumer) = setup().await;
     let err = producer.enqueue(&json!({"s": "nul \u{0} here"})).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Payload);
-    let small = db.config.clone().with_max_payload_bytes(10).unwrap();
+    let small = db.config.clone().with_max_payload_bytes(10);
     let p = Producer::new(&small, "tasks").await.unwrap();
     assert_eq!(p.enqueue(&json!("x".repeat(20))).await.unwrap_err().kind(), ErrorKind::Payload);
 
@@ -381,8 +381,7 @@ async fn bad_input_gets_typed_errors() {
 
     let unreachable = Config::from_dsn("postgresql://nobody@/db?host=/nonexistent/dir")
         .unwrap()
-        .with_connect_timeout(Duration::from_secs(2))
-        .unwrap();
+        .with_connect_timeout(Duration::from_secs(2));
     let err = Admin::new(&unreachable).await.err().expect("cannot connect");
     assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
     db.drop().await;
@@ -455,7 +454,7 @@ async fn no_named_prepared_statements_unless_asked() {
     let (db, admin) = TestDb::installed().await;
     admin.create_queue("tasks").await.unwrap();
     for (prepare, expect_named) in [(false, false), (true, true)] {
-        let config = db.config.clone().with_pool_max_size(1).unwrap().with_prepare_statements(prepare);
+        let config = db.config.clone().with_pool_max_size(1).with_prepare_statements(prepare);
         let pool = pgqrs::make_pool(&config).unwrap();
         let producer = Producer::with_pool(&config, "tasks", pool.clone()).await.unwrap();
         let consumer = Consumer::with_pool(&config, "tasks", pool.clone()).await.unwrap();

@@ -18,7 +18,7 @@ async fn a_sub_microsecond_duration_is_invalid_not_a_check_violation() {
     assert!(err.to_string().contains("at least 0.000001 seconds"), "{err}");
     admin.create_queue("tasks").await.unwrap();
     let consumer = Consumer::new(&db.config, "tasks").await.unwrap();
-    let err = consumer.dequeue_with_timeout(Duration::from_nanos(999)).await.unwrap_err();
+    let err = consumer.dequeue_with_visibility_timeout(Duration::from_nanos(999)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
     let one_us = QueueOptions { visibility_timeout: Duration::from_micros(1), ..QueueOptions::default() };
     admin.create_queue_with("vt", &one_us).await.unwrap();

@@ -75,7 +75,7 @@ async fn verify_full_with_the_right_ca_works_end_to_end() {
         env("PGQRS_TLS_PORT"),
     );
     let schema = format!("tls_{}", std::process::id());
-    let config = Config::from_dsn(&url).unwrap().with_schema(&schema).unwrap();
+    let config = Config::from_dsn(&url).unwrap().with_schema(&schema);
     assert!(uses_tls(&config).await.unwrap());
     let admin = Admin::new(&config).await.unwrap();
     admin.install().await.unwrap();

@@ -24,7 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         other => return Err(format!("MODE must be archive or delete, got {other}").into()),
     };
     let target: usize = args[5].parse()?;
-    let config = Config::from_dsn(&args[1])?.with_schema("pgqrs")?.with_pool_max_size(1)?;
+    let config = Config::from_dsn(&args[1])?.with_schema("pgqrs").with_pool_max_size(1);
 
     let mut clients = Vec::new();
     for _ in 0..consumers {

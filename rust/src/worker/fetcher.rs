@@ -259,7 +259,7 @@ impl Fetcher {
             }
             let got = messages.len();
             for m in &messages {
-                self.keeper.hold(m.id, m.lease.unwrap_or_default(), q.vt, sent);
+                self.keeper.hold(m, q.vt, sent);
             }
             // The first messages have slots; the rest (if any) wait for one.
             let mut messages = messages.into_iter();

@@ -3,12 +3,14 @@
 //! decision handed to the completer with the job, the outcome counted and
 //! emitted once written).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use serde::Serialize;
 use serde_json::Value;
@@ -22,7 +24,10 @@ use super::leases::LeaseKeeper;
 use super::options::Backoff;
 use super::outcome::{decide, JobError};
 use crate::db::Db;
+use crate::error::{Error, Result};
 use crate::message::Message;
+use crate::metrics::{outcome, WorkerMetrics};
+use crate::task::{decode_args, task_name, validate_task_name, Task, TaskHandler, TASK_HEADER};
 
 /// Everything a spawned job needs.
 pub(super) struct JobContext<F> {
@@ -39,6 +44,8 @@ pub(super) struct JobContext<F> {
     /// cuts them off).
     pub(super) table: JobTable,
     pub(super) completer: CompleterHandle,
+    /// OpenTelemetry instruments (feature `otel`).
+    pub(super) metrics: WorkerMetrics,
 }
 
 impl<F> JobContext<F> {
@@ -73,13 +80,16 @@ where
         let lease = msg.lease.unwrap_or_default();
         self.table.start(lease);
         self.emit(JobEventKind::Started, &msg, None, None);
+        self.metrics.started(&msg);
         let begun = tokio::time::Instant::now();
         let outcome = self.run_handler(&msg).await;
+        let error_type = outcome.as_ref().err().map_or("pgqrs.PayloadError", |e| e.kind);
         q.ahead.finished(begun.elapsed());
         let max_payload = self.db.config.max_payload_bytes();
         let decision =
             decide(outcome, msg.attempts, q.worker_max_attempts, self.backoff, max_payload, self.worker_id);
         if let Some(error) = decision.failed {
+            self.metrics.failed(&msg.queue, error_type);
             self.emit(JobEventKind::Failed, &msg, Some(error), None);
         }
         // The handler returned: its slot is free at once; the outcome waits
@@ -95,6 +105,7 @@ where
         let what = if error.is_some() { "failure" } else { "completion" };
         match outcome {
             Outcome::Ok => {
+                self.metrics.settled(&msg.queue, outcome::COMPLETED, begun.elapsed());
                 self.stats.completed.fetch_add(1, Ordering::SeqCst);
                 self.emit(JobEventKind::Completed, &msg, None, None);
             }
@@ -107,6 +118,7 @@ where
                     q.max_attempts,
                     error.as_deref().unwrap_or_default()
                 );
+                self.metrics.settled(&msg.queue, outcome::RETRIED, begun.elapsed());
                 self.stats.retried.fetch_add(1, Ordering::SeqCst);
                 self.emit(JobEventKind::Retried, &msg, error, delay);
             }
@@ -118,10 +130,12 @@ where
                     msg.attempts,
                     error.as_deref().unwrap_or_default()
                 );
+                self.metrics.settled(&msg.queue, outcome::DEAD, begun.elapsed());
                 self.stats.dead.fetch_add(1, Ordering::SeqCst);
                 self.emit(JobEventKind::Dead, &msg, error, None);
             }
             Outcome::LeaseLost => {
+                self.metrics.settled(&msg.queue, outcome::LEASE_LOST, begun.elapsed());
                 self.stats.lease_lost.fetch_add(1, Ordering::SeqCst);
                 self.emit(JobEventKind::LeaseLost, &msg, None, None);
                 log::warn!(
@@ -131,11 +145,15 @@ where
                     q.name
                 );
             }
-            Outcome::NotFound => log::warn!(
-                "pgqrs worker: message {} (queue {:?}) was gone before its {what} was written",
-                msg.id,
-                q.name
-            ),
+            Outcome::NotFound => {
+                // As Python counts it: the outcome was not written, the lease is gone.
+                self.metrics.settled(&msg.queue, outcome::LEASE_LOST, begun.elapsed());
+                log::warn!(
+                    "pgqrs worker: message {} (queue {:?}) was gone before its {what} was written",
+                    msg.id,
+                    q.name
+                )
+            }
             Outcome::Unwritten => {} // logged by the completer
         }
     }
@@ -167,6 +185,117 @@ where
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "handler panicked".to_string());
                 Err(JobError::failed("panic", text))
+            }
+        }
+    }
+}
+
+/// A handler with its types erased: a message in, its JSON result out.
+type Erased = Arc<dyn Fn(Message) -> BoxFuture<'static, std::result::Result<Value, JobError>> + Send + Sync>;
+
+/// The worker's tasks by name ([`Worker::task`](super::Worker::task)): the
+/// routing of messages by their `pgqrs-task` header (see [`crate::task`]).
+#[derive(Clone, Default)]
+pub(super) struct TaskRegistry {
+    tasks: BTreeMap<&'static str, (&'static str, Erased)>,
+    /// Names registered twice (an error at run).
+    twice: Vec<&'static str>,
+}
+
+impl TaskRegistry {
+    pub(super) fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// Register `handler` for task `T`.
+    pub(super) fn add<T: Task, H: TaskHandler<T>>(&mut self, handler: H) {
+        let handler = Arc::new(handler);
+        let erased: Erased = Arc::new(move |msg: Message| {
+            let handler = handler.clone();
+            async move {
+                let args = decode_args::<T>(&msg)?;
+                let out = handler.call(args, msg).await?;
+                serde_json::to_value(out).map_err(|e| {
+                    JobError::failed("pgqrs.PayloadError", format!("handler result is not JSON: {e}"))
+                })
+            }
+            .boxed()
+        });
+        if self.tasks.insert(T::NAME, (T::QUEUE, erased)).is_some() {
+            self.twice.push(T::NAME);
+        }
+    }
+
+    /// Every task valid and served by this worker.
+    pub(super) fn check(&self, queues: &[String]) -> Result<()> {
+        if let Some(name) = self.twice.first() {
+            return Err(Error::invalid(format!("task {name:?} is registered twice on this worker")));
+        }
+        for (name, (queue, _)) in &self.tasks {
+            validate_task_name(name)?;
+            if !queues.iter().any(|q| q == queue) {
+                return Err(Error::invalid(format!(
+                    "task {name:?} runs on queue {queue:?}, which this worker does not serve \
+                     ({queues:?}); add it to the queues of Worker::new"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// One handler for the runtime: a message naming a task goes to that
+    /// task's handler, one without the header to `plain` (none: dead).
+    pub(super) fn router<F, Fut, R>(
+        self,
+        plain: Option<F>,
+    ) -> impl Fn(Message) -> BoxFuture<'static, std::result::Result<Value, JobError>> + Send + Sync + 'static
+    where
+        F: Fn(Message) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<R, JobError>> + Send + 'static,
+        R: Serialize + Send + 'static,
+    {
+        let plain = plain.map(Arc::new);
+        let known = self.tasks.keys().copied().collect::<Vec<_>>().join(", ");
+        move |msg: Message| {
+            let name = match task_name(&msg) {
+                Ok(name) => name,
+                Err(e) => return futures_util::future::ready(Err(e)).boxed(),
+            };
+            match name {
+                Some(name) => match self.tasks.get(name) {
+                    Some((_, handler)) => handler(msg),
+                    None => {
+                        let e = JobError::unknown_task(format!(
+                            "message {} names task {name:?}, which has no handler on this worker \
+                             (queue {:?}; tasks: {known}); register it with Worker::task",
+                            msg.id, msg.queue
+                        ));
+                        futures_util::future::ready(Err(e)).boxed()
+                    }
+                },
+                None => match &plain {
+                    Some(plain) => {
+                        let fut = plain(msg);
+                        async move {
+                            let out = fut.await?;
+                            serde_json::to_value(out).map_err(|e| {
+                                JobError::failed(
+                                    "pgqrs.PayloadError",
+                                    format!("handler result is not JSON: {e}"),
+                                )
+                            })
+                        }
+                        .boxed()
+                    }
+                    None => {
+                        let e = JobError::unknown_task(format!(
+                            "message {} (queue {:?}) has no {TASK_HEADER:?} header and this worker \
+                             runs only tasks ({known}); run it with Worker::run and a plain handler",
+                            msg.id, msg.queue
+                        ));
+                        futures_util::future::ready(Err(e)).boxed()
+                    }
+                },
             }
         }
     }

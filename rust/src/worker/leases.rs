@@ -20,16 +20,28 @@ use uuid::Uuid;
 use super::reconnect::Reconnect;
 use crate::calls::Fence;
 use crate::db::Db;
+use crate::message::Message;
+use crate::metrics::WorkerMetrics;
 
 /// Shortest pause between two checks (very short leases).
 const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
 struct Held {
     id: i64,
+    /// Its queue (metric attribute).
+    queue: String,
     /// How long the lease lasts from `since`.
     vt: Duration,
     /// Just before the statement that set the lease.
     since: Instant,
+}
+
+/// The leases due for extension by the same duration.
+#[derive(Default)]
+struct Due {
+    ids: Vec<i64>,
+    leases: Vec<Uuid>,
+    queues: Vec<String>,
 }
 
 #[derive(Default)]
@@ -48,10 +60,17 @@ pub(super) struct LeaseKeeper {
     changed: Notify,
     /// The current pause, in nanoseconds.
     sleeping: AtomicU64,
+    /// Extensions and lost leases (feature `otel`).
+    metrics: WorkerMetrics,
 }
 
 impl LeaseKeeper {
-    pub(super) fn new(db: Db, extend_at: f64, check_interval: Duration) -> LeaseKeeper {
+    pub(super) fn new(
+        db: Db,
+        extend_at: f64,
+        check_interval: Duration,
+        metrics: WorkerMetrics,
+    ) -> LeaseKeeper {
         LeaseKeeper {
             db,
             extend_at,
@@ -59,19 +78,21 @@ impl LeaseKeeper {
             leases: Mutex::default(),
             changed: Notify::new(),
             sleeping: AtomicU64::new(u64::MAX),
+            metrics,
         }
     }
 
-    /// Keep `lease` of message `id`, set for `vt` by a statement sent at `since`.
-    pub(super) fn hold(&self, id: i64, lease: Uuid, vt: Duration, since: Instant) {
+    /// Keep the lease of `msg`, set for `vt` by a statement sent at `since`.
+    pub(super) fn hold(&self, msg: &Message, vt: Duration, since: Instant) {
+        let (id, lease) = (msg.id, msg.lease.unwrap_or_default());
         let mut l = self.leases.lock().unwrap();
         if let Some(older) = l.current.insert(id, lease).filter(|older| *older != lease) {
             // This worker got the message again: its earlier lease is gone.
             if l.held.remove(&older).is_some() {
-                lost(id);
+                self.lost(id, &msg.queue);
             }
         }
-        l.held.insert(lease, Held { id, vt, since });
+        l.held.insert(lease, Held { id, queue: msg.queue.clone(), vt, since });
         drop(l);
         if (self.pause_for(vt).as_nanos() as u64) < self.sleeping.load(Ordering::SeqCst) {
             self.changed.notify_one(); // a shorter lease: check sooner
@@ -115,18 +136,19 @@ impl LeaseKeeper {
 
     async fn extend_due(&self, reconnect: &mut Reconnect) {
         let now = Instant::now();
-        let mut by_vt: HashMap<Duration, (Vec<i64>, Vec<Uuid>)> = HashMap::new();
+        let mut by_vt: HashMap<Duration, Due> = HashMap::new();
         {
             let l = self.leases.lock().unwrap();
             for (lease, h) in &l.held {
                 if now >= h.since + h.vt.mul_f64(self.extend_at) {
                     let group = by_vt.entry(h.vt).or_default();
-                    group.0.push(h.id);
-                    group.1.push(*lease);
+                    group.ids.push(h.id);
+                    group.leases.push(*lease);
+                    group.queues.push(h.queue.clone());
                 }
             }
         }
-        for (vt, (ids, leases)) in by_vt {
+        for (vt, Due { ids, leases, queues }) in by_vt {
             let sent = Instant::now();
             let rows = match self.db.message_extend(&ids, &leases, vt, None).await {
                 Ok(rows) => rows,
@@ -146,23 +168,30 @@ impl LeaseKeeper {
             let ok: std::collections::HashSet<i64> =
                 rows.iter().filter(|r| r.outcome == Fence::Ok).map(|r| r.id).collect();
             let mut l = self.leases.lock().unwrap();
-            for (id, lease) in ids.into_iter().zip(leases) {
+            for ((id, lease), queue) in ids.into_iter().zip(leases).zip(queues) {
                 if ok.contains(&id) {
                     if let Some(h) = l.held.get_mut(&lease) {
                         h.since = sent;
                     }
+                    self.metrics.leases_extended(&queue, 1);
                     log::debug!("pgqrs worker: extended the lease of message {id} by {vt:?}");
                 } else if l.held.remove(&lease).is_some() {
                     if l.current.get(&id) == Some(&lease) {
                         l.current.remove(&id);
                     }
-                    lost(id);
+                    self.lost(id, &queue);
                 }
             }
         }
     }
 }
 
-fn lost(id: i64) {
-    log::warn!("pgqrs worker: lost the lease of message {id}: it expired and may be running elsewhere");
+impl LeaseKeeper {
+    fn lost(&self, id: i64, queue: &str) {
+        self.metrics.lease_lost(queue);
+        log::warn!(
+            "pgqrs worker: lost the lease of message {id} (queue {queue:?}): it expired and may be \
+             running elsewhere"
+        );
+    }
 }

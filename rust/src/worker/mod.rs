@@ -25,7 +25,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! One handler serves every queue of the worker (`msg.queue` says which).
+//! One handler serves every queue of the worker (`msg.queue` says which);
+//! with tasks ([`Worker::task`], [`crate::task`]) each message naming a task
+//! goes to that task's typed handler instead, and [`Worker::run_tasks`] runs
+//! tasks alone.
 //! `concurrency` bounds the handlers running at once, shared by all the
 //! queues ([`WorkerOptions::queue_settings`] gives a queue its own, lower
 //! limit, visibility timeout or max_attempts: the Python worker's
@@ -126,11 +129,14 @@ pub use self::events::{JobEvent, JobEventKind, WorkerStats, DEFAULT_EVENT_CAPACI
 pub use self::options::{
     Backoff, Prefetch, QueueSettings, Queues, WorkerOptions, DEFAULT_PREFETCH, MAX_COMPLETION_BACKLOG,
 };
+use self::handlers::TaskRegistry;
 pub use self::outcome::JobError;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::message::Message;
+use crate::metrics::WorkerMetrics;
+use crate::task::{Task, TaskHandler};
 use crate::validate::validate_queue_name;
 
 /// Asks a running worker to stop: the first call drains gracefully, the
@@ -155,6 +161,10 @@ pub struct Worker {
     stop: watch::Sender<u8>,
     stats: Arc<WorkerStats>,
     events: broadcast::Sender<JobEvent>,
+    /// The tasks registered with [`Worker::task`].
+    tasks: TaskRegistry,
+    /// OpenTelemetry instruments (feature `otel`; nothing without it).
+    metrics: WorkerMetrics,
 }
 
 impl Worker {
@@ -177,7 +187,7 @@ impl Worker {
                 "queue_settings names queue {other:?}, which this worker does not serve ({queues:?})"
             )));
         }
-        let config = config.clone().with_pool_max_size(config.pool_max_size().max(3))?;
+        let config = config.clone().with_pool_max_size(config.pool_max_size().max(3));
         Ok(Worker {
             db: Db::open(&config, None).await?,
             config,
@@ -186,6 +196,8 @@ impl Worker {
             stop: watch::channel(0).0,
             stats: Arc::new(WorkerStats::default()),
             events: broadcast::channel(DEFAULT_EVENT_CAPACITY).0,
+            tasks: TaskRegistry::default(),
+            metrics: WorkerMetrics::default(),
         })
     }
 
@@ -199,9 +211,26 @@ impl Worker {
         StopHandle(self.stop.clone())
     }
 
-    /// The worker's counters.
+    /// The worker's counters (Python's `worker.counters`).
+    pub fn counters(&self) -> Arc<WorkerStats> {
+        self.stats.clone()
+    }
+
+    /// The worker's counters: the same as [`Worker::counters`].
     pub fn stats(&self) -> Arc<WorkerStats> {
         self.stats.clone()
+    }
+
+    /// Record the worker's metrics on `provider` (feature `otel`) instead
+    /// of the global meter provider: the instruments of Python's
+    /// `pgqrs.otel` (docs/telemetry.md).
+    #[cfg(feature = "otel")]
+    pub fn with_meter_provider<P>(mut self, provider: &P) -> Worker
+    where
+        P: opentelemetry::metrics::MeterProvider + ?Sized,
+    {
+        self.metrics = WorkerMetrics::with_provider(provider);
+        self
     }
 
     /// Per-job events from now on (started, completed, failed, retried,
@@ -210,27 +239,63 @@ impl Worker {
         self.events.subscribe()
     }
 
+    /// Run task `T` with `handler` (any `Fn(T, Message) -> impl Future<Output
+    /// = Result<R, JobError>>`): the messages whose `pgqrs-task` header is
+    /// [`Task::NAME`] get their payload decoded into `T` and go to `handler`
+    /// (see [`crate::task`]). [`Task::QUEUE`] must be one of the worker's
+    /// queues (checked at run, as a name registered twice).
+    pub fn task<T: Task, H: TaskHandler<T>>(&mut self, handler: H) -> &mut Worker {
+        self.tasks.add::<T, H>(handler);
+        self
+    }
+
     /// Run `handler` until SIGINT (ctrl-c) or SIGTERM; a second signal stops at once.
+    /// With tasks ([`Worker::task`]), `handler` gets the messages that name no task.
     pub async fn run<F, Fut, R>(&self, handler: F) -> Result<()>
     where
         F: Fn(Message) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = std::result::Result<R, JobError>> + Send + 'static,
         R: Serialize + Send + 'static,
     {
-        let stop = self.stop_handle();
-        let signals = tokio::spawn(async move {
-            while shutdown_signal().await {
-                log::info!("pgqrs worker: shutdown signal received");
-                stop.stop();
-            }
-        });
-        let result = runtime::run(self, handler).await;
-        signals.abort();
-        result
+        self.run_until(handler, signals(self.stop_handle())).await
     }
 
     /// Run `handler` until `shutdown` completes (then drain gracefully).
+    /// With tasks ([`Worker::task`]), `handler` gets the messages that name no task.
     pub async fn run_until<F, Fut, R, S>(&self, handler: F, shutdown: S) -> Result<()>
+    where
+        F: Fn(Message) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<R, JobError>> + Send + 'static,
+        R: Serialize + Send + 'static,
+        S: Future<Output = ()> + Send + 'static,
+    {
+        if self.tasks.is_empty() {
+            self.serve(handler, shutdown).await
+        } else {
+            self.tasks.check(&self.queues)?;
+            self.serve(self.tasks.clone().router(Some(handler)), shutdown).await
+        }
+    }
+
+    /// Run the tasks registered with [`Worker::task`] until SIGINT or
+    /// SIGTERM. A message that names no task goes to the archive as `dead`.
+    pub async fn run_tasks(&self) -> Result<()> {
+        self.run_tasks_until(signals(self.stop_handle())).await
+    }
+
+    /// Run the tasks until `shutdown` completes (then drain gracefully).
+    pub async fn run_tasks_until<S>(&self, shutdown: S) -> Result<()>
+    where
+        S: Future<Output = ()> + Send + 'static,
+    {
+        if self.tasks.is_empty() {
+            return Err(Error::invalid("run_tasks needs at least one task: register them with Worker::task"));
+        }
+        self.tasks.check(&self.queues)?;
+        self.serve(self.tasks.clone().router(None::<NoPlainHandler>), shutdown).await
+    }
+
+    async fn serve<F, Fut, R, S>(&self, handler: F, shutdown: S) -> Result<()>
     where
         F: Fn(Message) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = std::result::Result<R, JobError>> + Send + 'static,
@@ -246,6 +311,19 @@ impl Worker {
         waiter.abort();
         result
     }
+}
+
+/// The plain handler of a worker that runs only tasks: none.
+type NoPlainHandler = fn(Message) -> std::future::Ready<std::result::Result<(), JobError>>;
+
+/// Stop steps on SIGINT/SIGTERM (each signal one step); pending forever when
+/// signals cannot be received.
+async fn signals(stop: StopHandle) {
+    while shutdown_signal().await {
+        log::info!("pgqrs worker: shutdown signal received");
+        stop.stop();
+    }
+    std::future::pending::<()>().await
 }
 
 /// Wait for SIGINT or SIGTERM; false when signals cannot be received.

@@ -19,14 +19,44 @@ use crate::payload::encode;
 /// The error "type" recorded for an explicit retry (Python's `pgqrs.Retry`).
 pub(super) const RETRY_KIND: &str = "pgqrs.Retry";
 
-/// Why a handler failed, and what to do about it. Any `std::error::Error`
-/// converts into a retryable JobError, so handlers can use `?`.
+/// The boxed error every conversion into [`JobError`] goes through.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a handler failed, and what to do about it.
+///
+/// Handlers can use `?` on almost anything: every `E: Into<BoxError>`
+/// converts into a JobError retried with the worker's backoff. That covers
+/// any `std::error::Error + Send + Sync + 'static`, a `Box<dyn Error + Send +
+/// Sync>`, `anyhow::Error` (anyhow converts itself into that box: no feature
+/// needed), a `String` or a `&str`. One exception, so that bad data is not
+/// retried for nothing: a [`pgqrs::Error`](crate::Error) of kind
+/// [`Payload`](crate::ErrorKind::Payload) (from [`Message::payload_as`](crate::Message::payload_as))
+/// gives up at once (the message goes to the archive as `dead`).
+///
+/// ```
+/// use pgqrs::JobError;
+/// fn parse(text: &str) -> Result<i64, JobError> {
+///     Ok(text.parse::<i64>()?) // ParseIntError: retried
+/// }
+/// fn with_anyhow() -> Result<(), JobError> {
+///     let r: anyhow::Result<()> = Err(anyhow::anyhow!("no route to host"));
+///     r?; // anyhow::Error: retried
+///     Ok(())
+/// }
+/// assert!(parse("x").is_err());
+/// assert!(with_anyhow().is_err());
+/// // Explicit choices:
+/// let _ = JobError::retry("the API said 503");
+/// let _ = JobError::give_up("no such customer");
+/// let _ = JobError::from("transient").into_give_up();
+/// ```
 #[derive(Debug)]
 pub struct JobError {
     pub(super) message: String,
     pub(super) retry: Retry,
     /// Recorded as the error's "type".
     pub(super) kind: &'static str,
+    source: Option<BoxError>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -36,26 +66,54 @@ pub(super) enum Retry {
     GiveUp,
 }
 
+/// The error "type" recorded for a payload that does not decode (as Python's).
+pub(super) const PAYLOAD_KIND: &str = "pgqrs.PayloadError";
+
 impl JobError {
+    fn new(message: impl std::fmt::Display, retry: Retry, kind: &'static str) -> JobError {
+        JobError { message: message.to_string(), retry, kind, source: None }
+    }
     /// Retry later, with the worker's backoff.
     pub fn retry(message: impl std::fmt::Display) -> JobError {
-        JobError { message: message.to_string(), retry: Retry::Backoff, kind: RETRY_KIND }
+        JobError::new(message, Retry::Backoff, RETRY_KIND)
     }
     /// Retry after exactly `delay` (still dead after max_attempts).
     pub fn retry_after(message: impl std::fmt::Display, delay: Duration) -> JobError {
-        JobError { message: message.to_string(), retry: Retry::After(delay), kind: RETRY_KIND }
+        JobError::new(message, Retry::After(delay), RETRY_KIND)
     }
     /// Do not retry: archive the message as `dead` now.
     pub fn give_up(message: impl std::fmt::Display) -> JobError {
-        JobError { message: message.to_string(), retry: Retry::GiveUp, kind: "pgqrs.Abort" }
+        JobError::new(message, Retry::GiveUp, "pgqrs.Abort")
+    }
+    /// This error, not retried: the message goes to the archive as `dead`
+    /// now (`Err(JobError::from(e).into_give_up())`). Its type is kept.
+    pub fn into_give_up(mut self) -> JobError {
+        self.retry = Retry::GiveUp;
+        self
     }
     /// The error text recorded on the message.
     pub fn message(&self) -> &str {
         &self.message
     }
+    /// True when the message is archived as dead without another attempt.
+    pub fn is_give_up(&self) -> bool {
+        self.retry == Retry::GiveUp
+    }
+    /// The error this one was converted from, if any.
+    pub fn source(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.source.as_deref()
+    }
     /// A failure of `kind` to be retried with the backoff.
     pub(super) fn failed(kind: &'static str, message: impl std::fmt::Display) -> JobError {
-        JobError { message: message.to_string(), retry: Retry::Backoff, kind }
+        JobError::new(message, Retry::Backoff, kind)
+    }
+    /// A task no handler knows: another attempt would find none either.
+    pub(super) fn unknown_task(message: impl std::fmt::Display) -> JobError {
+        JobError::new(message, Retry::GiveUp, "pgqrs.UnknownTask")
+    }
+    /// A payload that does not decode: the same payload would fail again.
+    pub(crate) fn bad_payload(message: impl std::fmt::Display) -> JobError {
+        JobError::new(message, Retry::GiveUp, PAYLOAD_KIND)
     }
 }
 
@@ -65,9 +123,39 @@ impl std::fmt::Display for JobError {
     }
 }
 
-impl<E: std::error::Error + Send + Sync + 'static> From<E> for JobError {
+/// Any error (or error text) is a failure retried with the backoff, except
+/// a pgqrs Payload error, which gives up (see [`JobError`]). The recorded
+/// type is the Rust type's name (`E`), or the pgqrs error's Python class.
+impl<E: Into<BoxError>> From<E> for JobError {
     fn from(e: E) -> Self {
-        JobError { message: e.to_string(), retry: Retry::Backoff, kind: std::any::type_name::<E>() }
+        let mut kind = std::any::type_name::<E>();
+        let source: BoxError = e.into();
+        let mut retry = Retry::Backoff;
+        if let Some(pgqrs) = source.downcast_ref::<crate::Error>() {
+            kind = pgqrs_kind(pgqrs.kind());
+            if pgqrs.kind() == crate::ErrorKind::Payload {
+                retry = Retry::GiveUp;
+            }
+        }
+        JobError { message: source.to_string(), retry, kind, source: Some(source) }
+    }
+}
+
+/// `pgqrs.<Python class>` for a pgqrs error kind (as the Python worker records it).
+fn pgqrs_kind(kind: crate::ErrorKind) -> &'static str {
+    use crate::ErrorKind as K;
+    match kind {
+        K::Config => "pgqrs.ConfigError",
+        K::InvalidArgument => "pgqrs.InvalidArgument",
+        K::Connection => "pgqrs.ConnectionFailed",
+        K::SchemaNotInstalled => "pgqrs.SchemaNotInstalled",
+        K::InvalidQueueName => "pgqrs.InvalidQueueName",
+        K::QueueNotFound => "pgqrs.QueueNotFound",
+        K::QueueExists => "pgqrs.QueueExists",
+        K::Payload => PAYLOAD_KIND,
+        K::LeaseExpired => "pgqrs.LeaseExpired",
+        K::LeaseNotHeld => "pgqrs.LeaseNotHeld",
+        _ => "pgqrs.DatabaseError",
     }
 }
 
@@ -220,6 +308,34 @@ mod tests {
         let d = decide(Err(JobError::give_up("no")), 1, None, B, MAX, 1);
         assert_eq!(fail(&d), (None, true));
         assert_eq!(d.failed.as_deref(), Some("no"));
+    }
+
+    #[test]
+    fn conversions_retry_except_a_payload_error() {
+        #[derive(Debug)]
+        struct Mine;
+        impl std::fmt::Display for Mine {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("mine")
+            }
+        }
+        impl std::error::Error for Mine {}
+        let e = JobError::from(Mine);
+        assert_eq!((e.message(), e.is_give_up()), ("mine", false));
+        assert!(e.kind.ends_with("Mine"), "{}", e.kind);
+        assert!(e.source().unwrap().downcast_ref::<Mine>().is_some());
+        let boxed: BoxError = "boxed".into();
+        assert_eq!(JobError::from(boxed).message(), "boxed");
+        assert_eq!(JobError::from(String::from("text")).message(), "text");
+        let payload = JobError::from(crate::Error::payload("does not decode"));
+        assert!(payload.is_give_up());
+        assert_eq!(payload.kind, PAYLOAD_KIND);
+        let other = JobError::from(crate::Error::invalid("x"));
+        assert!(!other.is_give_up());
+        assert_eq!(other.kind, "pgqrs.InvalidArgument");
+        assert!(JobError::retry("x").into_give_up().is_give_up());
+        let d = decide(Err(payload), 1, None, B, MAX, 1);
+        assert_eq!(fail(&d), (None, true), "a payload that does not decode is dead at once");
     }
 
     #[test]

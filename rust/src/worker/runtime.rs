@@ -117,8 +117,13 @@ where
     let (completer, completer_handle, completer_rx) =
         Completer::new(worker.db.clone(), opts.flush_interval, opts.flush_size, worker.stats.clone());
     let completer_task = tokio::spawn(completer.run(completer_rx));
-    let keeper =
-        Arc::new(LeaseKeeper::new(worker.db.clone(), opts.lease_extend_at, opts.lease_check_interval));
+    worker.metrics.observe(&worker.stats, me.id);
+    let keeper = Arc::new(LeaseKeeper::new(
+        worker.db.clone(),
+        opts.lease_extend_at,
+        opts.lease_check_interval,
+        worker.metrics.clone(),
+    ));
     let k = keeper.clone();
     let keeper_task = tokio::spawn(async move { k.run().await });
     let ctx = Arc::new(JobContext {
@@ -131,6 +136,7 @@ where
         stats: worker.stats.clone(),
         table: JobTable::default(),
         completer: completer_handle,
+        metrics: worker.metrics.clone(),
     });
     let stop_rx = worker.stop.subscribe();
     let mut background = JoinSet::new();

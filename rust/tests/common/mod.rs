@@ -22,8 +22,7 @@ impl TestDb {
             "set PGQRS_TEST_DSN to a PostgreSQL DSN (tests/test_rust.py does this with the pytest server)",
         );
         let schema = format!("r{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        let config =
-            Config::from_dsn(&dsn).unwrap().with_schema(&schema).unwrap().with_pool_max_size(4).unwrap();
+        let config = Config::from_dsn(&dsn).unwrap().with_schema(&schema).with_pool_max_size(4);
         TestDb { config, schema }
     }
 

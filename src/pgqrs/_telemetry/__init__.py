@@ -41,6 +41,13 @@ class WorkerStarted(Protocol):
     def __call__(self, events: Events, counters: Counters, runtime: Any) -> None: ...
 
 
+class LeaseObserver(Protocol):
+    """Told that ``n`` leases of ``queue`` were ``"extended"``, or found
+    ``"lost"`` (expired) when the worker came to extend them."""
+
+    def __call__(self, queue: str, event: str, n: int) -> None: ...
+
+
 class _Hooks:
     """Module-level slots (one attribute read on the hot path)."""
 

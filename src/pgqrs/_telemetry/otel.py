@@ -46,7 +46,7 @@ OUTCOME = "messaging.pgqrs.outcome"
 WORKER_ID = "messaging.pgqrs.worker.id"
 
 #: The events after which a delivery's span ends (its outcome is known).
-_FINAL = frozenset(("completed", "retried", "dead", "lease_lost", "interrupted"))
+_FINAL = frozenset(("completed", "retried", "dead", "lease_lost", "interrupted", "cancelled"))
 
 
 def _version() -> str:
@@ -131,7 +131,7 @@ class Instrumentation:
             "pgqrs.worker.messages",
             unit="{message}",
             description="Deliveries settled by a worker, by queue and outcome "
-            "(completed, retried, dead, lease_lost, interrupted).",
+            "(completed, retried, dead, lease_lost, interrupted, cancelled).",
         )
         self.failures = meter.create_counter(
             "pgqrs.worker.failures",
@@ -152,6 +152,12 @@ class Instrumentation:
             "pgqrs.worker.lease_extensions",
             unit="{lease}",
             description="Leases extended because a handler ran long.",
+        )
+        self.leases_lost = meter.create_counter(
+            "pgqrs.worker.leases_lost",
+            unit="{lease}",
+            description="Leases found expired when the worker came to extend them "
+            "(the message may be running elsewhere).",
         )
         self._runtimes: weakref.WeakSet[Any] = weakref.WeakSet()
         meter.create_observable_gauge(
@@ -216,6 +222,7 @@ class Instrumentation:
     def worker(self, events: Events, counters: Counters, runtime: Any) -> None:
         """Follow one worker: a span per delivery, metrics per outcome."""
         self._runtimes.add(runtime)
+        runtime.lease_observer = self._lease_event
         deliveries: dict[uuid.UUID, _Delivery] = {}
         tracer = self.tracer
 
@@ -258,6 +265,13 @@ class Instrumentation:
             self.duration.record(time.monotonic() - delivery.begun, attrs)
 
         events.subscribe(None, on_event)
+
+    def _lease_event(self, queue: str, event: str, n: int) -> None:
+        attrs = {SYSTEM_ATTR: SYSTEM, DESTINATION: queue}
+        if event == "extended":
+            self.lease_extensions.add(n, attrs)
+        else:
+            self.leases_lost.add(n, attrs)
 
     def _started(
         self,

@@ -58,15 +58,19 @@ class LeaseKeeper:
         extend_at: float,
         check_interval: float,
         holds: Callable[[Message], bool],
-        on_extended: Callable[[int], None] = lambda n: None,
+        on_extended: Callable[[list[Message]], None] = lambda messages: None,
+        on_lost: Callable[[Message], None] = lambda message: None,
     ) -> None:
         """``holds(message)``: the worker still holds that delivery.
-        ``on_extended(n)``: ``n`` leases were just extended."""
+        ``on_extended(messages)``: their leases were just extended.
+        ``on_lost(message)``: its lease had expired when the keeper came to
+        extend it (the worker still held it: it may be running elsewhere)."""
         self._db = db
         self._extend_at = extend_at
         self._check_interval = check_interval
         self._holds = holds
         self._on_extended = on_extended
+        self._on_lost = on_lost
         self._held: list[Held] = []
         #: Messages in ``_held`` (some perhaps no longer held), and the count
         #: at which ``hold`` prunes them: memory stays proportional to what
@@ -168,8 +172,9 @@ class LeaseKeeper:
                         m.id,
                         m.queue,
                     )
+                    self._on_lost(m)
             if extended:
                 self._held.append(Held(extended, duration, sent))
-                self._on_extended(len(extended))
+                self._on_extended(extended)
         self._held.extend(failed)  # retried at the next check
         self._tracked = sum(len(h.messages) for h in self._held)

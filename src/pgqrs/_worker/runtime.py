@@ -20,6 +20,7 @@ from pgqrs._async._db import Database
 from pgqrs._config import Config
 from pgqrs._errors import Error
 from pgqrs._models import Message
+from pgqrs._telemetry import LeaseObserver
 from pgqrs._telemetry import hooks as telemetry
 from pgqrs._worker.completer import Completer, database_writer
 from pgqrs._worker.events import Counters, Events, Signals
@@ -74,12 +75,29 @@ class Runtime:
         self.counters = Counters()
         self.signals = Signals()
         self.worker_id: int | None = None
+        #: Told of lease extensions and lost leases (set by ``pgqrs.otel``).
+        self.lease_observer: LeaseObserver | None = None
         if telemetry.worker is not None:  # pgqrs.otel.instrument() ran: it subscribes
             telemetry.worker(self.events, self.counters, self)
         self.stop = Stop(options.grace_period)
         self._running = False
         #: The LISTEN connection's state (None in poll_only mode).
         self.listener: Listener | None = None
+
+    def _leases_extended(self, messages: list[Message]) -> None:
+        self.signals.lease_extended.fire(len(messages))
+        observer = self.lease_observer
+        if observer is not None:
+            by_queue: dict[str, int] = {}
+            for m in messages:
+                by_queue[m.queue] = by_queue.get(m.queue, 0) + 1
+            for queue, n in by_queue.items():
+                observer(queue, "extended", n)
+
+    def _lease_lost(self, message: Message) -> None:
+        observer = self.lease_observer
+        if observer is not None:
+            observer(message.queue, "lost", 1)
 
     def request_stop(self, now: bool = False) -> None:
         """Begin a graceful stop (``now``: skip the grace period); any thread."""
@@ -186,7 +204,8 @@ class Runtime:
             extend_at=opts.lease_extend_at,
             check_interval=opts.lease_check_interval,
             holds=self.jobs.holds,
-            on_extended=self.signals.lease_extended.fire,
+            on_extended=self._leases_extended,
+            on_lost=self._lease_lost,
         )
 
         background: list[asyncio.Task[Any]] = [
