@@ -17,9 +17,19 @@ from pgqrs._errors import (
     PayloadError,
     QueueExists,
     QueueNotFound,
+    ScheduleExists,
+    ScheduleNotFound,
     SchemaNotInstalled,
 )
-from pgqrs._models import ArchivedMessage, Message, QueueInfo, QueueStats, VerifyReport, WorkerInfo
+from pgqrs._models import (
+    ArchivedMessage,
+    Message,
+    QueueInfo,
+    QueueStats,
+    ScheduleInfo,
+    VerifyReport,
+    WorkerInfo,
+)
 from pgqrs._sync._db import make_pool
 from pgqrs._sync.admin import Admin
 from pgqrs._sync.consumer import Consumer
@@ -57,6 +67,9 @@ __all__ = [
     "QueueNotFound",
     "QueueStats",
     "Retry",
+    "ScheduleExists",
+    "ScheduleInfo",
+    "ScheduleNotFound",
     "SchemaNotInstalled",
     "VerifyReport",
     "Worker",

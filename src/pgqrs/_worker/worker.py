@@ -6,6 +6,7 @@ Both wrap the one asyncio runtime; only ``run()`` differs.
 from __future__ import annotations
 
 import asyncio
+import datetime
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -13,6 +14,7 @@ from pgqrs._async.admin import DEFAULT_WORKER_DEAD_AFTER, DEFAULT_WORKER_PRUNE_A
 from pgqrs._config import Config, check_dsn
 from pgqrs._errors import ConfigError, InvalidArgument
 from pgqrs._ops import MAX_BATCH, Seconds, seconds
+from pgqrs._schedule import schedule_spec
 from pgqrs._validate import validate_queue_name
 from pgqrs._worker.defaults import (
     DEFAULT_BATCH_CAP,
@@ -33,6 +35,8 @@ from pgqrs._worker.defaults import (
     DEFAULT_PREFETCH_MAX_WAIT,
     DEFAULT_PREFETCH_PER_SLOT,
     DEFAULT_REAP_INTERVAL,
+    DEFAULT_SCHEDULE_CATCH_UP,
+    DEFAULT_SCHEDULE_TICK,
     DEFAULT_SHUTDOWN_WRITE_TIMEOUT,
 )
 from pgqrs._worker.events import Counters, JobEvent, Signals, check_kind
@@ -57,6 +61,12 @@ def _prefetch(value: int | Literal["auto"]) -> int | None:
         raise InvalidArgument(
             f'prefetch must be "auto" or an int from 0 to {MAX_BATCH}, got {value!r}'
         )
+    return value
+
+
+def _optional_bool(value: object, what: str) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise InvalidArgument(f"{what} must be True, False or None, got {value!r}")
     return value
 
 
@@ -92,6 +102,7 @@ class WorkerBase:
         reap_interval: Seconds = DEFAULT_REAP_INTERVAL,
         lease_extend_at: float = DEFAULT_LEASE_EXTEND_AT,
         handle_signals: bool = True,
+        run_schedules: bool | None = None,
     ) -> None:
         """Serve ``queues`` (default: every queue given a handler).
 
@@ -117,6 +128,8 @@ class WorkerBase:
         ``backoff``, ``max_attempts``, ``visibility_timeout``: defaults for
         every handler (the queue's own settings when None).
         ``handle_signals``: install SIGINT/SIGTERM handlers while running (main thread only).
+        ``run_schedules``: fire the schedules of the schema (docs/schedules.md);
+        None (the default): only when this worker declares some with ``schedule()``.
         """
         if not isinstance(config, Config):
             raise ConfigError(
@@ -176,6 +189,9 @@ class WorkerBase:
             max_attempts=max_attempts,
             visibility_timeout=vt,
             handle_signals=bool(handle_signals),
+            run_schedules=_optional_bool(run_schedules, "run_schedules"),
+            schedule_tick=DEFAULT_SCHEDULE_TICK,
+            schedule_catch_up=DEFAULT_SCHEDULE_CATCH_UP,
         )
         self._runtime = Runtime(config, queues, options)
 
@@ -246,6 +262,44 @@ class WorkerBase:
             return func
 
         return register
+
+    def schedule(
+        self,
+        name: str,
+        *,
+        queue: str,
+        payload: Any,
+        cron: str | None = None,
+        interval: Seconds | datetime.timedelta | None = None,
+        time_zone: str = "UTC",
+        missed: str = "skip",
+        headers: dict[str, Any] | None = None,
+        priority: int = 0,
+    ) -> None:
+        """Declare schedule ``name``: enqueue ``payload`` on ``queue`` at each slot
+        of ``cron`` (5 fields or @hourly/@daily/@weekly/@monthly/@yearly, in
+        ``time_zone``) or every ``interval`` seconds (docs/schedules.md).
+
+        Checked now; written when the worker starts (an upsert: restarting, or
+        many workers declaring it, changes nothing; a changed declaration
+        replaces the stored one). The worker then fires every due schedule,
+        together with the other workers that do: each slot is enqueued once.
+        """
+        spec = schedule_spec(
+            name,
+            queue=queue,
+            payload=payload,
+            cron=cron,
+            interval=interval,
+            time_zone=time_zone,
+            missed=missed,
+            headers=headers,
+            priority=priority,
+            max_bytes=self.config.max_payload_bytes,
+        )
+        if any(s.name == spec.name for s in self._runtime.schedules):
+            raise InvalidArgument(f"schedule {spec.name!r} is declared twice on this worker")
+        self._runtime.schedules.append(spec)
 
     def on(
         self, event: str | None = None
