@@ -32,8 +32,15 @@ def test_errors_share_one_root() -> None:
 
 
 #: Methods that are plain (not awaited) in both forms by design: decorators,
-#: and Worker.stop(), which signal handlers and other threads call.
-SYNC_IN_BOTH = {"Worker.handler", "Worker.on", "Worker.subscribe", "Worker.stop"}
+#: and Worker.stop(), which signal handlers and other threads call; Worker.schedule
+#: only declares (written when the worker starts).
+SYNC_IN_BOTH = {
+    "Worker.handler",
+    "Worker.on",
+    "Worker.schedule",
+    "Worker.subscribe",
+    "Worker.stop",
+}
 
 
 def test_asyncio_twin_has_the_same_names_and_signatures() -> None:
