@@ -108,6 +108,7 @@ mod message;
 mod payload;
 mod producer;
 mod queries;
+mod schedule;
 #[cfg(feature = "tracing")]
 mod telemetry;
 mod tls;
@@ -128,6 +129,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use message::{ArchivedMessage, Message, QueueInfo, QueueStats, VerifyReport, WorkerInfo};
 pub use producer::{EnqueueOptions, Producer, MAX_DEDUP_KEY_LENGTH};
 pub use queries::{functions, migrations, Function, Migration};
+pub use schedule::{Every, Missed, Schedule, ScheduleInfo};
 pub use tls::SslMode;
 pub use validate::{validate_queue_name, validate_schema_name, MAX_QUEUE_NAME_LENGTH};
 pub use worker::{
@@ -144,6 +146,7 @@ pub mod internal {
         MigrationRecord,
     };
     pub use crate::db::Db;
+    pub use crate::schedule::{plan, Timing};
 }
 
 /// Re-exported so callers can name the pool and driver types without a version clash.

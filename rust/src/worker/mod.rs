@@ -112,6 +112,7 @@ mod outcome;
 mod prefetch;
 mod reconnect;
 mod runtime;
+mod schedules;
 mod shutdown;
 mod slots;
 
@@ -155,6 +156,8 @@ pub struct Worker {
     stop: watch::Sender<u8>,
     stats: Arc<WorkerStats>,
     events: broadcast::Sender<JobEvent>,
+    /// Declared with `schedule`, upserted at start.
+    schedules: Vec<crate::schedule::ScheduleSpec>,
 }
 
 impl Worker {
@@ -186,7 +189,22 @@ impl Worker {
             stop: watch::channel(0).0,
             stats: Arc::new(WorkerStats::default()),
             events: broadcast::channel(DEFAULT_EVENT_CAPACITY).0,
+            schedules: Vec::new(),
         })
+    }
+
+    /// Declare a schedule (docs/schedules.md): checked now, upserted when the
+    /// worker starts (restarting, or many workers declaring it, changes
+    /// nothing; a changed declaration replaces the stored one). The worker
+    /// then fires every due schedule with the other workers that do: each
+    /// slot is enqueued once.
+    pub fn schedule(&mut self, schedule: crate::schedule::Schedule) -> Result<()> {
+        let spec = schedule.spec(self.config.max_payload_bytes())?;
+        if self.schedules.iter().any(|s| s.name == spec.name) {
+            return Err(Error::invalid(format!("schedule {:?} is declared twice on this worker", spec.name)));
+        }
+        self.schedules.push(spec);
+        Ok(())
     }
 
     /// The queues this worker serves.
