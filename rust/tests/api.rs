@@ -25,7 +25,7 @@ async fn install_is_idempotent_verified_and_uninstallable() {
     let report = admin.verify().await.unwrap();
     assert!(!report.installed && !report.ok());
     let migrations: Vec<String> = pgqrs::migrations().unwrap().iter().map(|m| m.label()).collect();
-    assert_eq!(migrations, ["0001_init"]);
+    assert_eq!(migrations[0], "0001_init");
     let functions: Vec<String> = pgqrs::functions().unwrap().iter().map(|f| f.label()).collect();
     assert!(functions.contains(&"function message_dequeue".to_string()), "{functions:?}");
     let shipped: Vec<String> = migrations.iter().chain(&functions).cloned().collect();
