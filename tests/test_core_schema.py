@@ -38,6 +38,8 @@ def test_install_creates_schema_and_records_versions(
             "messages",
             "archive",
             "workers",
+            "schedules",
+            "schedule_slots",
             "schema_migrations",
             "schema_functions",
         }

@@ -23,7 +23,7 @@ SET search_path = :"schema", pg_temp
 AS $function$
 #variable_conflict use_column
 DECLARE
-    v schedules%ROWTYPE;
+    v record;  -- the schedule row (not %ROWTYPE: the function may be created before its table)
     v_last timestamptz;
 BEGIN
     IF $1 IS NULL OR $2 IS NULL OR $3 IS NULL THEN
