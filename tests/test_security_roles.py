@@ -99,6 +99,7 @@ JOBS: dict[str, set[str]] = {
         "dashboard_oldest_ready",
         "dashboard_queues",
         "dashboard_running",
+        "dashboard_schedules",
         "dashboard_series_archived",
         "dashboard_series_enqueued_archive",
         "dashboard_series_enqueued_messages",
