@@ -252,7 +252,9 @@ def archive_list(
     return [ArchivedMessage.from_row(r) for r in rows]
 
 
-def archive_purge(db: Database, *, older_than: float, queue: str | None, status: str | None) -> int:
+def archive_purge(
+    db: Database, *, older_than: float, queue: str | None, status: str | None
+) -> int:
     """Delete archive rows older than ``older_than`` seconds; how many."""
     rows = db.fetch("archive_purge", [older_than, queue, status])
     return int(rows[0]["purged"])
@@ -390,7 +392,9 @@ def migration_installed(db: Database, *, connection: Connection | None = None) -
     return bool(rows[0]["installed"])
 
 
-def migration_list(db: Database, *, connection: Connection | None = None) -> list[AppliedMigration]:
+def migration_list(
+    db: Database, *, connection: Connection | None = None
+) -> list[AppliedMigration]:
     """The migrations recorded as applied, by version."""
     rows = db.fetch("migration_list", connection=connection)
     return [AppliedMigration(r["version"], r["name"], r["checksum"]) for r in rows]

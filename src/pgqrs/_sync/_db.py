@@ -106,7 +106,9 @@ class Database:
     def _explain_connect_failure(self) -> Error:
         """Connect once directly, to report the server's own reason."""
         try:
-            conn = psycopg.Connection.connect(self.config.dsn, **self.config.connect_kwargs())
+            conn = psycopg.Connection.connect(
+                self.config.dsn, **self.config.connect_kwargs()
+            )
         except psycopg.Error as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         else:

@@ -69,7 +69,9 @@ class Admin(Client):
                 )
                 applied.append(f"{migration.version:04d}_{migration.name}")
             shipped = functions()
-            recorded = calls.function_list(db, names=[f.name for f in shipped], connection=conn)
+            recorded = calls.function_list(
+                db, names=[f.name for f in shipped], connection=conn
+            )
             for function in shipped:
                 row = recorded[function.name]
                 if row.checksum == function.checksum and row.present:

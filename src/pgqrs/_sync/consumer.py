@@ -81,7 +81,9 @@ class Consumer(Client):
             return messages[0] if messages else None
         return messages
 
-    def archive(self, msg: MessageRef, status: str = "completed", *, result: Any = None) -> None:
+    def archive(
+        self, msg: MessageRef, status: str = "completed", *, result: Any = None
+    ) -> None:
         """Move the message to the archive with ``status`` and an optional JSON ``result``.
 
         Raises LeaseExpired (and changes nothing) when another consumer has
@@ -131,7 +133,9 @@ class Consumer(Client):
         """
         return (self.extend_batch([msg], seconds))[0]
 
-    def extend_batch(self, msgs: Sequence[MessageRef], seconds: Seconds) -> list[datetime.datetime]:
+    def extend_batch(
+        self, msgs: Sequence[MessageRef], seconds: Seconds
+    ) -> list[datetime.datetime]:
         ids, leases = self._leases.resolve(msgs, "extend")
         secs = to_seconds(seconds, "seconds", allow_zero=False)
         rows = calls.message_extend(self._db, ids=ids, leases=leases, seconds=secs)

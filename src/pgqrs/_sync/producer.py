@@ -25,7 +25,9 @@ from pgqrs._validate import validate_queue_name
 class Producer(Client):
     """Enqueues messages on ``queue``; every call is one statement."""
 
-    def __init__(self, config: Config, queue: str, *, pool: ConnectionPool | None = None) -> None:
+    def __init__(
+        self, config: Config, queue: str, *, pool: ConnectionPool | None = None
+    ) -> None:
         super().__init__(config, pool=pool)
         self.queue = validate_queue_name(queue)
 
