@@ -24,7 +24,7 @@ BEGIN
             EXECUTE format('DROP FUNCTION %s RESTRICT', f);
         END LOOP;
     END IF;
-    FOREACH t IN ARRAY ARRAY['flow_leases', 'flow_buckets', 'messages', 'archive', 'workers', 'queues',
+    FOREACH t IN ARRAY ARRAY['schedule_slots', 'schedules', 'flow_leases', 'flow_buckets', 'messages', 'archive', 'workers', 'queues',
                              'schema_functions', 'schema_migrations'] LOOP
         IF to_regclass(format('%I.%I', :'schema', t)) IS NOT NULL THEN
             EXECUTE format('DROP TABLE %I.%I RESTRICT', :'schema', t);

@@ -9,7 +9,7 @@ Lines on stdout are JSON events: {"event": "ready"} once serving, and one line
 per lease_lost job.
 
     python tests/_chaos_worker.py DSN SCHEMA QUEUE [--concurrency N] [--vt S]
-        [--poll-only] [--slow-first S]
+        [--poll-only] [--slow-first S] [--schedule NAME]
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ def main() -> None:
     ap.add_argument("--vt", type=float, default=3.0)
     ap.add_argument("--poll-only", action="store_true")
     ap.add_argument("--slow-first", type=float, default=0.0, help="first attempts sleep this long")
+    ap.add_argument("--schedule", help="declare this every-second schedule on QUEUE (and fire it)")
     args = ap.parse_args()
     # Lifecycle lines (serving, stopping, ...) and, on SIGUSR1, every thread's
     # stack: what a test prints when a worker does not stop in time.
@@ -94,6 +95,9 @@ def main() -> None:
         grace_period=5,
         heartbeat_interval=1,
     )
+
+    if args.schedule:
+        worker.schedule(args.schedule, interval=1, queue=args.queue, payload={"tick": True})
 
     @worker.handler(args.queue)
     def handle(msg: pgqrs.Message) -> dict[str, Any]:

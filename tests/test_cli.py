@@ -138,6 +138,50 @@ def test_queue_limits_commands(installed: Cli) -> None:
     assert [q["name"] for q in cli.json("queue", "list")] == ["jobs"]
 
 
+def test_schedule_commands(installed: Cli) -> None:
+    cli = installed
+    cli("queue", "create", "reports")
+    made = cli.json(
+        "schedule", "add", "nightly", "--queue", "reports", "--payload", '{"kind": "daily"}',
+        "--cron", "30 2 * * *", "--time-zone", "Europe/Berlin", "--missed", "latest",
+        "--headers", '{"team": "ops"}', "--priority", "2",
+    )  # fmt: skip
+    assert (made["name"], made["cron"], made["time_zone"], made["missed"]) == (
+        "nightly",
+        "30 2 * * *",
+        "Europe/Berlin",
+        "latest",
+    )
+    assert made["payload"] == {"kind": "daily"} and made["priority"] == 2
+    cli("schedule", "add", "tick", "--queue", "reports", "--payload", "1", "--interval", "5m")
+    assert "already exists" in cli.error(
+        "schedule", "add", "tick", "--queue", "reports", "--payload", "1", "--interval", "5", code=6
+    )
+    listed = cli.json("schedule", "list")
+    assert [(s["name"], s["interval"]) for s in listed] == [("nightly", None), ("tick", 300)]
+    assert "every 300s" in cli("schedule", "list").stdout
+    cli("schedule", "pause", "tick")
+    assert cli.json("schedule", "list")[1]["paused"] is True
+    cli("schedule", "resume", "tick")
+    assert cli.json("schedule", "list")[1]["paused"] is False
+    cli("schedule", "rm", "tick", "--yes")
+    assert [s["name"] for s in cli.json("schedule", "list")] == ["nightly"]
+    assert "'tick'" in cli.error("schedule", "pause", "tick", code=3)
+    bad = cli.error(
+        "schedule", "add", "x", "--queue", "reports", "--payload", "1", "--cron", "61 * * * *",
+        code=2,
+    )  # fmt: skip
+    assert "61 * * * *" in bad
+    assert "Mars/Olympus" in cli.error(
+        "schedule", "add", "x", "--queue", "reports", "--payload", "1", "--cron", "* * * * *",
+        "--time-zone", "Mars/Olympus", code=2,
+    )  # fmt: skip
+    assert "invalid JSON" in cli.error(
+        "schedule", "add", "x", "--queue", "reports", "--payload", "{no", "--interval", "5",
+        code=2,
+    )  # fmt: skip
+
+
 def test_queue_commands(installed: Cli) -> None:
     cli = installed
     created = cli.json(

@@ -30,6 +30,7 @@ README_MAX_BYTES = 8 * 1024
 #: The Rust worker's options, as named in the Rust source.
 OPTIONS_RS = ROOT / "rust" / "src" / "worker" / "options.rs"
 
+
 def _table_rows(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("| ")]
 

@@ -150,3 +150,65 @@ def test_rust_queue_python_settings_and_errors(rust: RustRun, admin: pgqrs.Admin
     with pytest.raises(RustError) as exc:
         rust("enqueue", "bad name", "1")
     assert exc.value.kind == "InvalidQueueName"
+
+
+def test_schedules_across_languages(rust: RustRun, admin: pgqrs.Admin, queue: str) -> None:
+    """A schedule made by one client reads the same from the other; the errors
+    have the same kinds (docs/schedules.md)."""
+    made = rust(
+        "create-schedule",
+        json.dumps(
+            {
+                "name": "nightly",
+                "cron": "30 2 * * *",
+                "time_zone": "Europe/Berlin",
+                "missed": "latest",
+                "queue": queue,
+                "payload": {"kind": "daily"},
+                "headers": {"team": "ops"},
+                "priority": 2,
+            }
+        ),
+    )
+    py = admin.list_schedules()[0]
+    assert (py.name, py.cron, py.time_zone, py.missed, py.priority) == (
+        made["name"],
+        made["cron"],
+        made["time_zone"],
+        made["missed"],
+        made["priority"],
+    )
+    assert py.payload == made["payload"] == {"kind": "daily"}
+    assert py.headers == made["headers"] == {"team": "ops"}
+    admin.create_schedule("tick", queue=queue, payload=[1, 2], interval=90)
+    listed = rust("list-schedules")
+    assert [(s["name"], s["interval"], s["payload"]) for s in listed] == [
+        ("nightly", None, {"kind": "daily"}),
+        ("tick", 90, [1, 2]),
+    ]
+    rust("pause-schedule", "tick")
+    assert admin.list_schedules()[1].paused
+    rust("pause-schedule", "tick", "--paused", "false")
+    assert not admin.list_schedules()[1].paused
+    bad = [
+        ({"name": "tick", "interval": 5}, "ScheduleExists", pgqrs.ScheduleExists),
+        ({"name": "x", "cron": "61 * * * *"}, "InvalidArgument", pgqrs.InvalidArgument),
+        ({"name": "x", "cron": "* * * * *", "time_zone": "Mars/Olympus"}, "InvalidArgument",
+         pgqrs.InvalidArgument),
+        ({"name": "x", "interval": 0}, "InvalidArgument", pgqrs.InvalidArgument),
+        ({"name": "x", "interval": 5, "queue": "missing"}, "QueueNotFound", pgqrs.QueueNotFound),
+    ]  # fmt: skip
+    for spec, kind, error in bad:
+        args = {"queue": queue, "payload": 1, **spec}
+        with pytest.raises(RustError) as exc:
+            rust("create-schedule", json.dumps(args))
+        assert exc.value.kind == kind, (spec, exc.value)
+        name = args.pop("name")
+        with pytest.raises(error):
+            admin.create_schedule(name, **args)
+    rust("delete-schedule", "tick")
+    with pytest.raises(RustError) as exc:
+        rust("delete-schedule", "tick")
+    assert exc.value.kind == "ScheduleNotFound"
+    with pytest.raises(pgqrs.ScheduleNotFound):
+        admin.delete_schedule("tick")

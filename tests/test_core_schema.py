@@ -40,6 +40,8 @@ def test_install_creates_schema_and_records_versions(
             "workers",
             "flow_leases",
             "flow_buckets",
+            "schedules",
+            "schedule_slots",
             "schema_migrations",
             "schema_functions",
         }

@@ -266,6 +266,28 @@ def test_pause_and_resume_a_queue(site: str, browser: WebDriver, admin: pgqrs.Ad
     assert not admin.get_queue("work").paused
 
 
+def test_schedules_page_shows_next_and_last_slot_and_paused(
+    site: str, browser: WebDriver, admin: pgqrs.Admin
+) -> None:
+    browser.get(site + "/schedules")
+    assert "No schedules" in text(browser, "main")
+    admin.create_queue("work")
+    admin.create_schedule(
+        "nightly", queue="work", payload=1, cron="30 2 * * *", time_zone="Europe/Berlin"
+    )
+    admin.create_schedule("tick", queue="work", payload=1, interval=60)
+    admin.pause_schedule("tick")
+    browser.get(site + "/schedules")
+    row = text(browser, "#schedule-nightly")
+    assert "30 2 * * *" in row and "Europe/Berlin" in row and "ACTIVE" in row
+    assert "not planned yet" in row and "never" in row
+    assert "every 60s" in text(browser, "#schedule-tick") and "PAUSED" in text(
+        browser, "#schedule-tick"
+    )
+    browser.find_element(By.CSS_SELECTOR, "#schedule-nightly a.chip").click()
+    wait_for(lambda: browser.current_url.endswith("/queues/work"))
+
+
 def test_retry_now_and_delete_a_message(
     site: str, browser: WebDriver, config: pgqrs.Config, admin: pgqrs.Admin
 ) -> None:

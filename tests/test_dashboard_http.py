@@ -153,7 +153,15 @@ def test_read_only_offers_no_action_and_refuses_posts(
 ) -> None:
     with serving(create_app(seeded, read_only=True)) as url, httpx.Client(base_url=url) as c:
         message_id = admin.peek("jobs")[0][0].id
-        for path in ("/", "/queues/jobs", f"/messages/{message_id}", "/archive", "/workers"):
+        pages = (
+            "/",
+            "/queues/jobs",
+            f"/messages/{message_id}",
+            "/archive",
+            "/workers",
+            "/schedules",
+        )
+        for path in pages:
             page = c.get(path)
             assert page.status_code == 200, path
             assert 'method="post"' not in page.text, path
@@ -202,6 +210,7 @@ def test_read_only_works_with_the_read_only_grant(
             "/archive",
             "/archive?queue=jobs&status=dead",
             "/workers",
+            "/schedules",
         ):
             page = client.get(path)
             assert page.status_code == 200, (path, page.text)

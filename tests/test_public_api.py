@@ -32,11 +32,13 @@ def test_errors_share_one_root() -> None:
 
 
 #: Methods that are plain (not awaited) in both forms by design: decorators,
-#: and Worker.stop(), which signal handlers and other threads call.
+#: and Worker.stop(), which signal handlers and other threads call; Worker.schedule
+#: only declares (written when the worker starts).
 SYNC_IN_BOTH = {
     "Worker.handler",
     "Worker.include",
     "Worker.on",
+    "Worker.schedule",
     "Worker.subscribe",
     "Worker.stop",
 }

@@ -36,7 +36,16 @@ from pgqrs._sql import functions
 _role_ids = itertools.count(1)
 RoleFactory = Callable[..., tuple[str, pgqrs.Config]]
 
-TABLES = ("queues", "messages", "archive", "workers", "schema_migrations", "schema_functions")
+TABLES = (
+    "queues",
+    "messages",
+    "archive",
+    "workers",
+    "schedules",
+    "schedule_slots",
+    "schema_migrations",
+    "schema_functions",
+)
 LEDGERS = ("schema_migrations", "schema_functions")
 #: One column of each table, for UPDATE statements.
 COLUMN = {
@@ -44,6 +53,8 @@ COLUMN = {
     "messages": "payload",
     "archive": "status",
     "workers": "status",
+    "schedules": "paused",
+    "schedule_slots": "slot",
     "schema_migrations": "checksum",
     "schema_functions": "checksum",
 }
@@ -64,6 +75,10 @@ JOBS: dict[str, set[str]] = {
         "worker_alive",
         "worker_stop",
         "worker_reap",
+        # A worker declares its schedules at start and fires them.
+        "schedule_upsert",
+        "schedule_due",
+        "schedule_fire",
     },
     "read_only": {
         "queue_get",
@@ -73,6 +88,7 @@ JOBS: dict[str, set[str]] = {
         "archive_list",
         "worker_list",
         "metrics_scrape",
+        "schedule_list",
         # The web dashboard's pages (its actions are admin's).
         "dashboard_archive_counts",
         "dashboard_archive_search",
@@ -85,6 +101,7 @@ JOBS: dict[str, set[str]] = {
         "dashboard_oldest_ready",
         "dashboard_queues",
         "dashboard_running",
+        "dashboard_schedules",
         "dashboard_series_archived",
         "dashboard_series_enqueued_archive",
         "dashboard_series_enqueued_messages",

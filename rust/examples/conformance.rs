@@ -16,7 +16,9 @@
 //! conformance delete | release QUEUE ID LEASE
 //! conformance extend QUEUE ID LEASE SECS
 //! conformance stats QUEUE
-//! conformance serve QUEUE [--options JSON]
+//! conformance serve QUEUE [--options JSON]   (options may hold "schedules": [{...}])
+//! conformance create-schedule JSON | list-schedules | delete-schedule NAME | pause-schedule NAME [--paused false]
+//! conformance slots < CASES_JSON   (no database: each case's slots, docs/schedules.md)
 //! ```
 //!
 //! `serve` runs a Worker (tests/_drivers.py's RustDriver) until its standard
@@ -36,9 +38,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use pgqrs::{
-    Admin, Backoff, Config, Consumer, EnqueueOptions, JobError, Message, MessageRef, Producer, QueueOptions,
-    Worker, WorkerOptions,
+    Admin, Backoff, Config, Consumer, EnqueueOptions, JobError, Message, MessageRef, Missed, Producer,
+    QueueOptions, Schedule, ScheduleInfo, Worker, WorkerOptions,
 };
+use pgqrs::internal::Timing;
 use pgqrs::worker::Prefetch;
 use serde_json::{json, Value};
 
@@ -98,7 +101,70 @@ fn message_json(m: &Message) -> Value {
     })
 }
 
+/// A schedule from its JSON form (the fields named as in Python).
+fn schedule_of(v: &Value) -> Result<Schedule, Fail> {
+    let text = |k: &str| v.get(k).and_then(Value::as_str);
+    let name = text("name").ok_or("schedule: name")?;
+    let queue = text("queue").unwrap_or("");
+    let payload = v.get("payload").cloned().unwrap_or(Value::Null);
+    let mut s = match (text("cron"), v.get("interval").and_then(Value::as_f64)) {
+        (Some(cron), _) => Schedule::cron(name, cron, queue, payload),
+        (None, Some(secs)) => {
+            Schedule::interval(name, Duration::from_secs_f64(secs.max(0.0)), queue, payload)
+        }
+        (None, None) => return Err("schedule: cron or interval".into()),
+    };
+    if let Some(tz) = text("time_zone") {
+        s = s.time_zone(tz);
+    }
+    if let Some(m) = text("missed") {
+        s = s.missed(Missed::parse(m)?);
+    }
+    if let Some(h) = v.get("headers") {
+        s = s.headers(h.clone());
+    }
+    if let Some(p) = v.get("priority").and_then(Value::as_i64) {
+        s = s.priority(p.try_into()?);
+    }
+    Ok(s)
+}
+
+fn schedule_json(s: &ScheduleInfo) -> Value {
+    json!({
+        "name": s.name, "queue": s.queue, "payload": s.payload, "headers": s.headers,
+        "priority": s.priority, "cron": s.cron, "interval": s.interval, "time_zone": s.time_zone,
+        "missed": s.missed, "paused": s.paused,
+        "next_slot": s.next_slot.map(|t| t.to_rfc3339()), "last_slot": s.last_slot.map(|t| t.to_rfc3339()),
+    })
+}
+
+/// `slots`: for each case {cron | interval, time_zone, after, count} of the
+/// JSON array on standard input, its slots (RFC 3339, UTC) or its error.
+fn slots() -> Result<Value, Fail> {
+    let cases: Vec<Value> = serde_json::from_reader(std::io::stdin().lock())?;
+    let mut out = Vec::new();
+    for case in &cases {
+        let after = chrono::DateTime::parse_from_rfc3339(case["after"].as_str().ok_or("after")?)?.to_utc();
+        let count = case["count"].as_u64().ok_or("count")? as usize;
+        let timing = Timing::new(
+            case["cron"].as_str(),
+            case["interval"].as_i64(),
+            case["time_zone"].as_str().unwrap_or("UTC"),
+        );
+        out.push(match timing.and_then(|t| t.slots(after, count)) {
+            Ok(slots) => {
+                json!(slots.iter().map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()).collect::<Vec<_>>())
+            }
+            Err(e) => json!({"error": e.kind().python_name(), "message": e.message()}),
+        });
+    }
+    Ok(json!(out))
+}
+
 async fn run(args: &Args) -> Result<Value, Fail> {
+    if args.positional.first().map(String::as_str) == Some("slots") {
+        return slots();
+    }
     let config = Config::from_env()?.with_pool_min_size(0).with_pool_max_size(1);
     let command = args.arg(0, "COMMAND")?;
     let queue = || args.arg(1, "QUEUE");
@@ -205,12 +271,40 @@ async fn run(args: &Args) -> Result<Value, Fail> {
             let until = consumer.extend(args.message_ref()?, Duration::from_secs_f64(secs)).await?;
             json!({"visible_until": until.to_rfc3339()})
         }
+        "create-schedule" => {
+            let s = schedule_of(&serde_json::from_str(args.arg(1, "JSON")?)?)?;
+            schedule_json(&Admin::new(&config).await?.create_schedule(&s).await?)
+        }
+        "list-schedules" => {
+            json!(Admin::new(&config)
+                .await?
+                .list_schedules()
+                .await?
+                .iter()
+                .map(schedule_json)
+                .collect::<Vec<_>>())
+        }
+        "delete-schedule" => {
+            Admin::new(&config).await?.delete_schedule(args.arg(1, "NAME")?).await?;
+            json!({"ok": true})
+        }
+        "pause-schedule" => {
+            let paused = args.flag("paused") != Some("false");
+            Admin::new(&config).await?.pause_schedule(args.arg(1, "NAME")?, paused).await?;
+            json!({"ok": true})
+        }
         "serve" => {
-            let options = match args.flag("options") {
-                Some(text) => worker_options(&serde_json::from_str(text)?)?,
-                None => WorkerOptions::default(),
+            let given: Value = match args.flag("options") {
+                Some(text) => serde_json::from_str(text)?,
+                None => json!({}),
             };
-            let worker = Worker::new(&config, queue()?, options).await?;
+            let mut plain = given.clone();
+            let declared = plain.as_object_mut().and_then(|o| o.remove("schedules"));
+            let options = worker_options(&plain)?;
+            let mut worker = Worker::new(&config, queue()?, options).await?;
+            for s in declared.as_ref().and_then(Value::as_array).into_iter().flatten() {
+                worker.schedule(schedule_of(s)?)?;
+            }
             let stats = worker.stats();
             let stop = worker.stop_handle();
             // The driver closes our standard input to ask for a graceful stop.
@@ -223,6 +317,7 @@ async fn run(args: &Args) -> Result<Value, Fail> {
                 "completed": stats.completed.load(Ordering::SeqCst),
                 "retried": stats.retried.load(Ordering::SeqCst),
                 "dead": stats.dead.load(Ordering::SeqCst),
+                "scheduled": stats.scheduled.load(Ordering::SeqCst),
             })
         }
         other => return Err(format!("unknown command {other:?}").into()),
@@ -243,6 +338,7 @@ fn worker_options(given: &Value) -> Result<WorkerOptions, Fail> {
             "grace_period" => o.grace_period = secs(v)?,
             "heartbeat_interval" => o.heartbeat_interval = secs(v)?,
             "poll_only" => o.poll_only = v.as_bool().ok_or("poll_only: a boolean")?,
+            "run_schedules" => o.run_schedules = v.as_bool(),
             "visibility_timeout" => o.visibility_timeout = Some(secs(v)?),
             "max_attempts" => {
                 o.max_attempts = Some(v.as_i64().ok_or("max_attempts: an integer")?.try_into()?)

@@ -10,6 +10,7 @@ use crate::db::Db;
 use crate::error::{Error, ErrorKind, Result};
 use crate::flow::{check_limit, QueueUpdate, RateLimit};
 use crate::message::{ArchivedMessage, Message, QueueInfo, QueueStats, VerifyReport, WorkerInfo};
+use crate::schedule::{valid_schedule_name, Schedule, ScheduleInfo};
 use crate::queries::{functions, migrations, render, SCHEMA_BOOTSTRAP, UNINSTALL};
 use crate::validate::{validate_queue_name, validate_status};
 
@@ -380,6 +381,49 @@ impl Admin {
         Ok(())
     }
 
+    /// Create a schedule (docs/schedules.md); ScheduleExists when its name is
+    /// taken (a worker's `schedule` declaration replaces instead). Running
+    /// workers that run schedules fire it.
+    pub async fn create_schedule(&self, schedule: &Schedule) -> Result<ScheduleInfo> {
+        let spec = schedule.spec(self.config().max_payload_bytes())?;
+        match self.db.schedule_upsert(&spec, false).await? {
+            Some((info, _)) => Ok(info),
+            None => Err(Error::new(
+                ErrorKind::ScheduleExists,
+                format!("schedule {:?} already exists (delete_schedule first to change it)", spec.name),
+            )),
+        }
+    }
+
+    /// Every schedule, by name, with its next and last slot.
+    pub async fn list_schedules(&self) -> Result<Vec<ScheduleInfo>> {
+        self.db.schedule_list().await
+    }
+
+    /// Delete a schedule (the messages it enqueued stay).
+    pub async fn delete_schedule(&self, name: &str) -> Result<()> {
+        valid_schedule_name(name)?;
+        if !self.db.schedule_delete(name).await? {
+            return Err(schedule_not_found(name));
+        }
+        Ok(())
+    }
+
+    /// Pause (`paused` true) or resume (false) a schedule; resuming starts at
+    /// its first slot after now.
+    pub async fn pause_schedule(&self, name: &str, paused: bool) -> Result<()> {
+        valid_schedule_name(name)?;
+        if !self.db.schedule_set_paused(name, paused).await? {
+            return Err(schedule_not_found(name));
+        }
+        Ok(())
+    }
+
+    /// Resume a paused schedule (`pause_schedule(name, false)`).
+    pub async fn resume_schedule(&self, name: &str) -> Result<()> {
+        self.pause_schedule(name, false).await
+    }
+
     /// Messages in delivery order with their state (ready, in_flight or
     /// delayed), without leasing them.
     pub async fn peek(&self, queue: &str, limit: usize) -> Result<Vec<(Message, String)>> {
@@ -480,4 +524,11 @@ impl Admin {
     pub async fn reap_workers(&self, dead_after: Duration, prune_after: Duration) -> Result<(i64, i64)> {
         self.db.worker_reap(dead_after, prune_after).await
     }
+}
+
+fn schedule_not_found(name: &str) -> Error {
+    Error::new(
+        ErrorKind::ScheduleNotFound,
+        format!("schedule {name:?} does not exist (see Admin::list_schedules)"),
+    )
 }

@@ -26,6 +26,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::flow::{QueueUpdate, RateLimit};
 use crate::message::{ArchivedMessage, Message, QueueInfo, QueueStats, WorkerInfo};
 use crate::queries::Query;
+use crate::schedule::{ScheduleInfo, ScheduleSpec};
 use crate::worker::Backoff;
 
 /// What a fenced statement (`message_archive`, `_release`, `_delete`,
@@ -75,6 +76,18 @@ pub struct Enqueue {
     pub headers: Vec<Option<String>>,
     /// Message groups (flow control).
     pub groups: Vec<Option<String>>,
+}
+
+/// A row of `schedule_due`: a schedule to fire or plan now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueSchedule {
+    pub name: String,
+    pub cron: Option<String>,
+    pub interval: Option<i64>,
+    pub time_zone: String,
+    pub missed: String,
+    pub next_slot: Option<DateTime<Utc>>,
+    pub last_slot: Option<DateTime<Utc>>,
 }
 
 /// One failed attempt to settle with [`Db::message_fail`].
@@ -685,5 +698,101 @@ impl Db {
     /// `worker_stop`: mark worker `id` stopped.
     pub async fn worker_stop(&self, id: i64) -> Result<()> {
         self.run(None, Query::WorkerStop, &[(&id, Type::INT8)], None).await.map(drop)
+    }
+
+    /// `schedule_upsert`: create the schedule (`replace`: or make it say
+    /// this); the row and whether it was created. None: it exists and
+    /// `replace` is false.
+    pub(crate) async fn schedule_upsert(
+        &self,
+        spec: &ScheduleSpec,
+        replace: bool,
+    ) -> Result<Option<(ScheduleInfo, bool)>> {
+        let missed = spec.missed.as_str();
+        let params: [Param<'_>; 10] = [
+            (&spec.name, Type::TEXT),
+            (&spec.queue, Type::TEXT),
+            (&spec.payload, Type::TEXT),
+            (&spec.headers, Type::TEXT),
+            (&spec.priority, Type::INT4),
+            (&spec.cron, Type::TEXT),
+            (&spec.interval, Type::INT8),
+            (&spec.time_zone, Type::TEXT),
+            (&missed, Type::TEXT),
+            (&replace, Type::BOOL),
+        ];
+        let rows = self.run(None, Query::ScheduleUpsert, &params, Some(&spec.queue)).await?;
+        match rows.first() {
+            None => Ok(None),
+            Some(r) => Ok(Some((ScheduleInfo::from_row(r)?, col(r, "created")?))),
+        }
+    }
+
+    /// `schedule_list`: every schedule, by name.
+    pub async fn schedule_list(&self) -> Result<Vec<ScheduleInfo>> {
+        let rows = self.run(None, Query::ScheduleList, &[], None).await?;
+        rows.iter().map(ScheduleInfo::from_row).collect()
+    }
+
+    /// `schedule_delete`: false when there is no such schedule.
+    pub async fn schedule_delete(&self, name: &str) -> Result<bool> {
+        let rows = self.run(None, Query::ScheduleDelete, &[(&name, Type::TEXT)], None).await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// `schedule_set_paused`: false when there is no such schedule.
+    pub async fn schedule_set_paused(&self, name: &str, paused: bool) -> Result<bool> {
+        let params: [Param<'_>; 2] = [(&name, Type::TEXT), (&paused, Type::BOOL)];
+        let rows = self.run(None, Query::ScheduleSetPaused, &params, None).await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// `schedule_due`: the schedules to fire or plan now, the database's
+    /// now(), and the earliest upcoming slot of the others.
+    pub async fn schedule_due(&self) -> Result<(Vec<DueSchedule>, DateTime<Utc>, Option<DateTime<Utc>>)> {
+        let rows = self.run(None, Query::ScheduleDue, &[], None).await?;
+        let mut due = Vec::new();
+        let mut now = None;
+        let mut upcoming = None;
+        for r in &rows {
+            let name: Option<String> = col(r, "name")?;
+            match name {
+                Some(name) => due.push(DueSchedule {
+                    name,
+                    cron: col(r, "cron")?,
+                    interval: col(r, "interval_seconds")?,
+                    time_zone: col(r, "time_zone")?,
+                    missed: col(r, "missed")?,
+                    next_slot: col(r, "next_slot")?,
+                    last_slot: col(r, "last_slot")?,
+                }),
+                None => {
+                    now = Some(col(r, "now")?);
+                    upcoming = col(r, "next_slot")?;
+                }
+            }
+        }
+        let now =
+            now.ok_or_else(|| Error::new(ErrorKind::Database, "schedule_due returned no summary row"))?;
+        Ok((due, now, upcoming))
+    }
+
+    /// `schedule_fire`: enqueue `slots` and plan `next_slot`, if the
+    /// schedule's next_slot is still `expected`; (slot, message id) per message.
+    pub async fn schedule_fire(
+        &self,
+        name: &str,
+        slots: &[DateTime<Utc>],
+        next_slot: DateTime<Utc>,
+        expected: Option<DateTime<Utc>>,
+    ) -> Result<Vec<(DateTime<Utc>, i64)>> {
+        let params: [Param<'_>; 4] = [
+            (&name, Type::TEXT),
+            (&slots, Type::TIMESTAMPTZ_ARRAY),
+            (&next_slot, Type::TIMESTAMPTZ),
+            (&expected, Type::TIMESTAMPTZ),
+        ];
+        let rows = self.run(None, Query::ScheduleFire, &params, None).await?;
+        rows.iter().map(|r| Ok((col(r, "slot")?, col(r, "message_id")?))).collect()
     }
 }

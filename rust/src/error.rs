@@ -36,6 +36,10 @@ pub enum ErrorKind {
     QueueExists,
     /// `PayloadError`: a payload or header cannot be stored as JSON.
     Payload,
+    /// `ScheduleNotFound`: no schedule has that name.
+    ScheduleNotFound,
+    /// `ScheduleExists`: `create_schedule` was asked for a name that is taken.
+    ScheduleExists,
     /// `LeaseExpired`: the lease ran out and another consumer owns the message now;
     /// the row was left untouched. See [`Error::ids`] and [`Error::succeeded`].
     LeaseExpired,
@@ -55,6 +59,8 @@ impl ErrorKind {
         ErrorKind::QueueNotFound,
         ErrorKind::QueueExists,
         ErrorKind::Payload,
+        ErrorKind::ScheduleNotFound,
+        ErrorKind::ScheduleExists,
         ErrorKind::LeaseExpired,
         ErrorKind::LeaseNotHeld,
     ];
@@ -71,6 +77,8 @@ impl ErrorKind {
             ErrorKind::QueueNotFound => "QueueNotFound",
             ErrorKind::QueueExists => "QueueExists",
             ErrorKind::Payload => "PayloadError",
+            ErrorKind::ScheduleNotFound => "ScheduleNotFound",
+            ErrorKind::ScheduleExists => "ScheduleExists",
             ErrorKind::LeaseExpired => "LeaseExpired",
             ErrorKind::LeaseNotHeld => "LeaseNotHeld",
         }

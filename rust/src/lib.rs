@@ -125,6 +125,7 @@ mod metrics;
 mod payload;
 mod producer;
 mod queries;
+mod schedule;
 pub mod task;
 #[cfg(feature = "tracing")]
 mod telemetry;
@@ -149,6 +150,7 @@ pub use message::{ArchivedMessage, Message, QueueInfo, QueueStats, VerifyReport,
 pub use producer::{EnqueueOptions, Producer, MAX_DEDUP_KEY_LENGTH};
 pub use queries::{functions, migrations, Function, Migration};
 pub use task::{Task, TaskHandler, TASK_HEADER};
+pub use schedule::{Every, Missed, Schedule, ScheduleInfo};
 pub use tls::SslMode;
 pub use validate::{validate_queue_name, validate_schema_name, MAX_QUEUE_NAME_LENGTH};
 pub use worker::{
@@ -165,6 +167,7 @@ pub mod internal {
         MigrationRecord,
     };
     pub use crate::db::Db;
+    pub use crate::schedule::{plan, Timing};
 }
 
 /// Re-exported so callers can name the pool and driver types without a version clash.

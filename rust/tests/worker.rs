@@ -1240,7 +1240,9 @@ async fn prefetch_is_checked() {
 /// generated from (tests/test_worker_defaults.py runs this).
 #[test]
 fn worker_options_default_is_the_data_file() {
-    use pgqrs::worker::{DEFAULT_RECONNECT_MAX, DEFAULT_RECONNECT_MIN};
+    use pgqrs::worker::{
+        DEFAULT_RECONNECT_MAX, DEFAULT_RECONNECT_MIN, DEFAULT_SCHEDULE_CATCH_UP, DEFAULT_SCHEDULE_TICK,
+    };
     let data: serde_json::Value =
         serde_json::from_str(include_str!("../../sql/worker_defaults.json")).unwrap();
     let entries = data["defaults"].as_array().unwrap();
@@ -1287,6 +1289,9 @@ fn worker_options_default_is_the_data_file() {
             "DEFAULT_RECONNECT_MIN" => secs(DEFAULT_RECONNECT_MIN),
             "DEFAULT_RECONNECT_MAX" => secs(DEFAULT_RECONNECT_MAX),
             "DEFAULT_SHUTDOWN_WRITE_TIMEOUT" => secs(o.shutdown_write_timeout),
+            // Constants of the schedule tick (docs/schedules.md), not options.
+            "DEFAULT_SCHEDULE_TICK" => secs(DEFAULT_SCHEDULE_TICK),
+            "DEFAULT_SCHEDULE_CATCH_UP" => secs(DEFAULT_SCHEDULE_CATCH_UP),
             other => panic!("{other} of the data file has no Rust option here: add it"),
         };
         let want = number(name);
@@ -1296,4 +1301,5 @@ fn worker_options_default_is_the_data_file() {
         );
     }
     assert_eq!((o.poll_only, o.listen_dsn, o.visibility_timeout, o.max_attempts), (false, None, None, None));
+    assert_eq!(o.run_schedules, None);
 }

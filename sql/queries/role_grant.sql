@@ -13,11 +13,13 @@
 -- Installing and migrating (CREATE in the schema) stays with the owner.
 --   producer:  enqueue (message_insert, message_enqueue).
 --   consumer:  dequeue, settle (archive, delete, extend, release, fail), read
---              a queue's settings, register, heartbeat, stop and reap workers.
+--              a queue's settings, register, heartbeat, stop and reap workers;
+--              declare schedules and fire them (a worker's ticks).
 --   read-only: list queues, their settings and stats, peek messages (lease
---              tokens hidden), list the archive and workers; the web
+--              tokens hidden), list the archive, workers and schedules; the web
 --              dashboard's reads (dashboard_*).
 --   admin:     all of the above, plus create, pause, purge and delete queues,
+--              pause, resume and delete schedules,
 --              purge and redrive the archive; the dashboard's actions (retry,
 --              remove a message or an archived one).
 WITH r AS (
@@ -37,6 +39,8 @@ jobs (kind, fn) AS (
            ('consumer', 'queue_get'), ('consumer', 'worker_register'),
            ('consumer', 'worker_alive'),
            ('consumer', 'worker_stop'), ('consumer', 'worker_reap'),
+           ('consumer', 'schedule_upsert'), ('consumer', 'schedule_due'),
+           ('consumer', 'schedule_fire'), ('read_only', 'schedule_list'),
            ('read_only', 'queue_get'), ('read_only', 'queue_list'),
            ('read_only', 'queue_stats'), ('read_only', 'message_peek'),
            ('read_only', 'archive_list'), ('read_only', 'worker_list'),
@@ -46,12 +50,14 @@ jobs (kind, fn) AS (
            ('read_only', 'dashboard_estimate_in_flight'), ('read_only', 'dashboard_estimate_ready'),
            ('read_only', 'dashboard_message'), ('read_only', 'dashboard_messages'),
            ('read_only', 'dashboard_oldest_ready'), ('read_only', 'dashboard_queues'),
-           ('read_only', 'dashboard_running'), ('read_only', 'dashboard_series_archived'),
+           ('read_only', 'dashboard_running'), ('read_only', 'dashboard_schedules'),
+           ('read_only', 'dashboard_series_archived'),
            ('read_only', 'dashboard_series_enqueued_archive'),
            ('read_only', 'dashboard_series_enqueued_messages'), ('read_only', 'dashboard_workers'),
            ('admin', 'queue_create'), ('admin', 'queue_delete'),
            ('admin', 'queue_purge'), ('admin', 'queue_set_paused'), ('admin', 'queue_update'),
            ('admin', 'archive_purge'), ('admin', 'archive_redrive'),
+           ('admin', 'schedule_delete'), ('admin', 'schedule_set_paused'),
            ('admin', 'dashboard_message_retry'), ('admin', 'dashboard_message_remove'),
            ('admin', 'dashboard_archive_remove')
 ),

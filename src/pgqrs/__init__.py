@@ -17,6 +17,8 @@ from pgqrs._errors import (
     PayloadError,
     QueueExists,
     QueueNotFound,
+    ScheduleExists,
+    ScheduleNotFound,
     SchemaNotInstalled,
 )
 from pgqrs._models import (
@@ -25,6 +27,7 @@ from pgqrs._models import (
     QueueInfo,
     QueueStats,
     RateLimit,
+    ScheduleInfo,
     VerifyReport,
     WorkerInfo,
 )
@@ -71,6 +74,9 @@ __all__ = [
     "QueueStats",
     "RateLimit",
     "Retry",
+    "ScheduleExists",
+    "ScheduleInfo",
+    "ScheduleNotFound",
     "SchemaNotInstalled",
     "Task",
     "TaskCall",

@@ -49,6 +49,15 @@ class QueueExists(Error):
     """``create_queue`` was asked for a name that is taken (pass ``exist_ok=True``)."""
 
 
+class ScheduleNotFound(Error, LookupError):
+    """No schedule has that name."""
+
+
+class ScheduleExists(Error):
+    """``create_schedule`` was asked for a name that is taken (a worker's
+    ``schedule()`` declaration replaces instead)."""
+
+
 class PayloadError(Error, ValueError):
     """A payload or header cannot be stored as JSON (invalid, too large, NUL, ...)."""
 
@@ -76,6 +85,10 @@ class LeaseExpired(LeaseError):
 
 class LeaseNotHeld(LeaseError):
     """A message id was given that this Consumer never dequeued (pass the Message)."""
+
+
+def schedule_not_found(name: str) -> ScheduleNotFound:
+    return ScheduleNotFound(f"schedule {name!r} does not exist (see Admin.list_schedules())")
 
 
 def queue_not_found(name: str) -> QueueNotFound:

@@ -121,6 +121,50 @@ class QueueInfo:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ScheduleInfo:
+    """A schedule (docs/schedules.md): what it enqueues, when, and where it stands."""
+
+    name: str
+    queue: str
+    payload: Any
+    headers: dict[str, Any]
+    priority: int
+    #: The cron expression as given (None for an interval schedule).
+    cron: str | None
+    #: Seconds between slots (None for a cron schedule).
+    interval: int | None
+    time_zone: str
+    #: What happens to slots missed while no worker ran: "skip" or "latest".
+    missed: str
+    paused: bool
+    #: The next slot to fire (None: not planned yet; a worker plans it at its next tick).
+    next_slot: datetime.datetime | None
+    #: The newest slot fired, and when.
+    last_slot: datetime.datetime | None
+    last_fired_at: datetime.datetime | None
+    created_at: datetime.datetime
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> ScheduleInfo:
+        return cls(
+            name=row["name"],
+            queue=row["queue"],
+            payload=row["payload"],
+            headers=row["headers"],
+            priority=row["priority"],
+            cron=row["cron"],
+            interval=row["interval_seconds"],
+            time_zone=row["time_zone"],
+            missed=row["missed"],
+            paused=row["paused"],
+            next_slot=row["next_slot"],
+            last_slot=row["last_slot"],
+            last_fired_at=row["last_fired_at"],
+            created_at=row["created_at"],
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class QueueStats:
     queue: str
     paused: bool

@@ -111,3 +111,11 @@ pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(5);
 /// still holds when the database is unreachable (after that the messages come
 /// back when their leases expire: nothing is lost).
 pub const DEFAULT_SHUTDOWN_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait, in seconds, between two schedule ticks of a worker that runs schedules:
+/// one statement (schedule_due) per tick when nothing is due, however many schedules
+/// there are. A tick sleeps less when a slot comes sooner.
+pub const DEFAULT_SCHEDULE_TICK: Duration = Duration::from_secs(1);
+/// A slot at most this many seconds old when a tick sees it is still fired (a slow
+/// tick, a database restart); an older one counts as missed while no worker ran and
+/// follows the schedule's `missed` policy (skip, or fire the latest once).
+pub const DEFAULT_SCHEDULE_CATCH_UP: Duration = Duration::from_secs(60);

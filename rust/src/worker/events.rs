@@ -25,6 +25,10 @@ pub struct WorkerStats {
     /// Outcomes given up on (logged as errors; the messages come back when
     /// their leases expire).
     pub unwritten: AtomicU64,
+    /// Messages this worker enqueued for schedules.
+    pub scheduled: AtomicU64,
+    /// Schedule ticks this worker ran.
+    pub schedule_ticks: AtomicU64,
 }
 
 /// Events kept for a subscriber that reads slower than jobs run; past that

@@ -115,6 +115,7 @@ mod outcome;
 mod prefetch;
 mod reconnect;
 mod runtime;
+mod schedules;
 mod shutdown;
 mod slots;
 
@@ -165,6 +166,8 @@ pub struct Worker {
     tasks: TaskRegistry,
     /// OpenTelemetry instruments (feature `otel`; nothing without it).
     metrics: WorkerMetrics,
+    /// Declared with `schedule`, upserted at start.
+    schedules: Vec<crate::schedule::ScheduleSpec>,
 }
 
 impl Worker {
@@ -198,7 +201,22 @@ impl Worker {
             events: broadcast::channel(DEFAULT_EVENT_CAPACITY).0,
             tasks: TaskRegistry::default(),
             metrics: WorkerMetrics::default(),
+            schedules: Vec::new(),
         })
+    }
+
+    /// Declare a schedule (docs/schedules.md): checked now, upserted when the
+    /// worker starts (restarting, or many workers declaring it, changes
+    /// nothing; a changed declaration replaces the stored one). The worker
+    /// then fires every due schedule with the other workers that do: each
+    /// slot is enqueued once.
+    pub fn schedule(&mut self, schedule: crate::schedule::Schedule) -> Result<()> {
+        let spec = schedule.spec(self.config.max_payload_bytes())?;
+        if self.schedules.iter().any(|s| s.name == spec.name) {
+            return Err(Error::invalid(format!("schedule {:?} is declared twice on this worker", spec.name)));
+        }
+        self.schedules.push(spec);
+        Ok(())
     }
 
     /// The queues this worker serves.

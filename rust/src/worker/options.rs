@@ -104,6 +104,9 @@ pub struct WorkerOptions {
     /// Settings of single queues, by name (as the Python worker's per-handler
     /// options); a queue not named here follows the options above.
     pub queue_settings: HashMap<String, QueueSettings>,
+    /// Fire the schema's due schedules (docs/schedules.md): None (the
+    /// default) only when the worker declares some with `Worker::schedule`.
+    pub run_schedules: Option<bool>,
 }
 
 /// Retry delay after a failed attempt: `base * 2^(attempt-1)`, capped at
@@ -207,6 +210,7 @@ impl Default for WorkerOptions {
             prefetch_duration_weight: DEFAULT_PREFETCH_DURATION_WEIGHT,
             prefetch_max_wait: DEFAULT_PREFETCH_MAX_WAIT,
             queue_settings: HashMap::new(),
+            run_schedules: None,
         }
     }
 }

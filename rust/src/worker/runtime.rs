@@ -105,6 +105,7 @@ where
         }
         (false, None) => Some((worker.config.pg_config(), worker.config.connector()?)),
     };
+    super::schedules::declare(&worker.db, &worker.schedules).await?;
     let me = register(&worker.db, &worker.queues, listen_to.is_some()).await?;
     log::info!(
         "pgqrs worker {} serving {} (concurrency {}, completion backlog {}, {})",
@@ -143,6 +144,9 @@ where
     if let Some((pg, connector)) = listen_to {
         let wakes = states.iter().map(|q| (q.name.clone(), q.wake.clone())).collect();
         background.spawn(listen(pg, connector, worker.config.schema().to_string(), wakes, stop_rx.clone()));
+    }
+    if opts.run_schedules.unwrap_or(!worker.schedules.is_empty()) {
+        background.spawn(super::schedules::run(worker.db.clone(), worker.stats.clone(), stop_rx.clone()));
     }
     let stopping = Arc::new(AtomicBool::new(false));
     let quit = Arc::new(Notify::new());

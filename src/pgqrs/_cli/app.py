@@ -21,6 +21,7 @@ from pgqrs._cli import (
     message_cmds,
     metrics_cmd,
     queue_cmds,
+    schedule_cmds,
     schema_cmds,
     worker_cmds,
 )
@@ -98,6 +99,7 @@ for _command in (
     message_cmds.peek,
     message_cmds.dequeue,
     archive_cmds.archive,
+    schedule_cmds.schedule,
     worker_cmds.worker,
     grant_cmd.grant,
     db_cmds.db,

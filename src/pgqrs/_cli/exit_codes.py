@@ -15,6 +15,8 @@ from pgqrs._errors import (
     PayloadError,
     QueueExists,
     QueueNotFound,
+    ScheduleExists,
+    ScheduleNotFound,
     SchemaNotInstalled,
 )
 
@@ -40,7 +42,7 @@ DESCRIPTIONS: dict[int, str] = {
     OK: "success",
     ERROR: "other failure (database error, refused operation)",
     USAGE: "bad usage or input (unknown option, invalid JSON, invalid name, malformed DSN)",
-    NOT_FOUND: "queue not found",
+    NOT_FOUND: "queue (or schedule) not found",
     SCHEMA_NOT_INSTALLED: "pgqrs schema not installed or not up to date (run `pgqrs install`)",
     CONNECTION_FAILED: "cannot connect to PostgreSQL (or start the embedded server)",
     ALREADY_EXISTS: "already exists (e.g. `queue create` of an existing queue)",
@@ -49,9 +51,11 @@ DESCRIPTIONS: dict[int, str] = {
 
 _BY_TYPE: list[tuple[type[Error], int]] = [
     (QueueNotFound, NOT_FOUND),
+    (ScheduleNotFound, NOT_FOUND),
     (SchemaNotInstalled, SCHEMA_NOT_INSTALLED),
     (ConnectionFailed, CONNECTION_FAILED),
     (QueueExists, ALREADY_EXISTS),
+    (ScheduleExists, ALREADY_EXISTS),
     (ConfigError, USAGE),
     (InvalidQueueName, USAGE),
     (InvalidArgument, USAGE),

@@ -133,6 +133,7 @@ def create_app(
         Route("/archive", dashboard.archive_page, name="archive"),
         Route("/archive/redrive", dashboard.redrive_many, methods=["POST"]),
         Route("/workers", dashboard.workers_page, name="workers"),
+        Route("/schedules", dashboard.schedules_page, name="schedules"),
         Route("/login", dashboard.login_page, methods=["GET", "POST"], name="login"),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
@@ -470,6 +471,13 @@ class Dashboard:
                 is_first=after is None,
                 page_size=PAGE_SIZE,
             )
+
+        return await self.guarded(request, run)
+
+    async def schedules_page(self, request: Request) -> Response:
+        async def run(request: Request) -> Response:
+            schedules = await self.data.schedules()
+            return self.render(request, "schedules.html", title="Schedules", schedules=schedules)
 
         return await self.guarded(request, run)
 

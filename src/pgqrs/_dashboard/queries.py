@@ -46,6 +46,8 @@ RUNNING_SCAN_LIMIT = 2_000
 PAGE_SIZE = 50
 #: Workers listed at most.
 WORKER_LIMIT = 200
+#: Schedules listed on their page (by name).
+SCHEDULE_LIMIT = 500
 #: The window, in seconds, of the queues page's per-minute rates.
 RATE_WINDOW = 300.0
 #: Message states of the waiting table, as the filter accepts them.
@@ -332,6 +334,9 @@ class Data:
             rows = rows[:limit]
             return rows, (rows[-1]["archived_at"], rows[-1]["id"])
         return rows, None
+
+    async def schedules(self) -> list[Row]:
+        return await self.fetch("schedules", [SCHEDULE_LIMIT])
 
     async def workers(self) -> list[Row]:
         workers = await self.fetch("workers", [WORKER_LIMIT])

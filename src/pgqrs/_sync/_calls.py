@@ -16,6 +16,7 @@ query on the caller's connection (a transaction) instead of the pool.
 
 from __future__ import annotations
 
+import datetime
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -23,7 +24,15 @@ from typing import Any
 import psycopg
 
 from pgqrs._sync._db import Database
-from pgqrs._models import ArchivedMessage, Message, QueueInfo, QueueStats, RateLimit, WorkerInfo
+from pgqrs._models import (
+    ArchivedMessage,
+    Message,
+    QueueInfo,
+    QueueStats,
+    RateLimit,
+    ScheduleInfo,
+    WorkerInfo,
+)
 from pgqrs._ops import (
     AppliedMigration,
     Dequeued,
@@ -43,6 +52,7 @@ from pgqrs._ops import (
     fenced_refs,
     optional_texts,
 )
+from pgqrs._schedule import DueSchedule
 
 Connection = psycopg.Connection[Any]
 
@@ -336,6 +346,70 @@ def worker_reap(db: Database, *, dead_after: float, prune_after: float) -> dict[
     ``prune_after`` seconds ago; the counts (``marked_dead``, ``pruned``)."""
     rows = db.fetch("worker_reap", [dead_after, prune_after])
     return {k: int(v) for k, v in rows[0].items()}
+
+
+# -- schedules ----------------------------------------------------------------------------------
+
+
+def schedule_upsert(
+    db: Database,
+    *,
+    name: str,
+    queue: str,
+    payload: str,
+    headers: str | None,
+    priority: int,
+    cron: str | None,
+    interval: int | None,
+    time_zone: str,
+    missed: str,
+    replace: bool,
+) -> tuple[ScheduleInfo, bool] | None:
+    """Create schedule ``name`` (``replace``: or make it say this); the row and
+    whether it was created. None: it exists and ``replace`` is False."""
+    rows = db.fetch(
+        "schedule_upsert",
+        [name, queue, payload, headers, priority, cron, interval, time_zone, missed, replace],
+        queue=queue,
+    )
+    return (ScheduleInfo.from_row(rows[0]), bool(rows[0]["created"])) if rows else None
+
+
+def schedule_list(db: Database) -> list[ScheduleInfo]:
+    return [ScheduleInfo.from_row(r) for r in db.fetch("schedule_list")]
+
+
+def schedule_delete(db: Database, *, name: str) -> bool:
+    """False when there is no such schedule."""
+    return bool(db.fetch("schedule_delete", [name]))
+
+
+def schedule_set_paused(db: Database, *, name: str, paused: bool) -> bool:
+    """False when there is no such schedule."""
+    return bool(db.fetch("schedule_set_paused", [name, paused]))
+
+
+def schedule_due(db: Database) -> tuple[list[DueSchedule], datetime.datetime, Any]:
+    """The schedules to fire or plan now, the database's now(), and the
+    earliest upcoming slot of the others (None: none)."""
+    rows = db.fetch_tuples("schedule_due")
+    due = [DueSchedule(*r[:7]) for r in rows if r[0] is not None]
+    summary = rows[-1]  # the row with name NULL comes last, always
+    return due, summary[7], summary[5]
+
+
+def schedule_fire(
+    db: Database,
+    *,
+    name: str,
+    slots: Sequence[datetime.datetime],
+    next_slot: datetime.datetime,
+    expected: datetime.datetime | None,
+) -> list[tuple[datetime.datetime, int]]:
+    """Enqueue ``slots`` and plan ``next_slot``, if the schedule's next_slot is
+    still ``expected``; (slot, message id) per message enqueued."""
+    rows = db.fetch_tuples("schedule_fire", [name, list(slots), next_slot, expected])
+    return [(r[0], int(r[1])) for r in rows]
 
 
 # -- schema: install, verify, grant ------------------------------------------------------------

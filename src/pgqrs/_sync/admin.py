@@ -5,22 +5,32 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 from pgqrs._sync import _calls as calls
 from pgqrs._sync._base import Client
 from pgqrs._config import DEFAULT_MAX_ATTEMPTS, DEFAULT_VISIBILITY_TIMEOUT
-from pgqrs._errors import DatabaseError, InvalidArgument, QueueExists, queue_not_found
+from pgqrs._errors import (
+    DatabaseError,
+    InvalidArgument,
+    QueueExists,
+    ScheduleExists,
+    queue_not_found,
+    schedule_not_found,
+)
 from pgqrs._models import (
     ArchivedMessage,
     Message,
     QueueInfo,
     QueueStats,
     RateLimit,
+    ScheduleInfo,
     VerifyReport,
     WorkerInfo,
 )
 from pgqrs._ops import UNSET, QueueLimits, Seconds, batch_size, seconds
 from pgqrs._ops import rate_limit as to_rate_limit
+from pgqrs._schedule import schedule_spec, valid_schedule_name
 from pgqrs._sql import functions, migrations, render, script
 from pgqrs._validate import (
     ArchiveStatus,
@@ -304,6 +314,78 @@ class Admin(Client):
         validate_status(status)
         self.get_queue(queue)
         return sorted(calls.archive_redrive(self._db, queue=queue, status=status, ids=ids))
+
+    def create_schedule(
+        self,
+        name: str,
+        *,
+        queue: str,
+        payload: Any,
+        cron: str | None = None,
+        interval: Seconds | datetime.timedelta | None = None,
+        time_zone: str = "UTC",
+        missed: str = "skip",
+        headers: dict[str, Any] | None = None,
+        priority: int = 0,
+    ) -> ScheduleInfo:
+        """Create schedule ``name``: enqueue ``payload`` on ``queue`` at each slot
+        of ``cron`` (5 fields or @hourly/@daily/@weekly/@monthly/@yearly, in
+        ``time_zone``) or every ``interval`` seconds; ``missed``: "skip" or
+        "latest" for slots missed while no worker ran (docs/schedules.md).
+
+        Running workers fire it (those that run schedules); ScheduleExists
+        when the name is taken (a worker's ``schedule()`` replaces instead)."""
+        spec = schedule_spec(
+            name,
+            queue=queue,
+            payload=payload,
+            cron=cron,
+            interval=interval,
+            time_zone=time_zone,
+            missed=missed,
+            headers=headers,
+            priority=priority,
+            max_bytes=self.config.max_payload_bytes,
+        )
+        done = calls.schedule_upsert(
+            self._db,
+            name=spec.name,
+            queue=spec.queue,
+            payload=spec.payload,
+            headers=spec.headers,
+            priority=spec.priority,
+            cron=spec.cron,
+            interval=spec.interval,
+            time_zone=spec.time_zone,
+            missed=spec.missed,
+            replace=False,
+        )
+        if done is None:
+            raise ScheduleExists(
+                f"schedule {name!r} already exists (delete_schedule({name!r}) first to change it)"
+            )
+        return done[0]
+
+    def list_schedules(self) -> list[ScheduleInfo]:
+        return calls.schedule_list(self._db)
+
+    def delete_schedule(self, name: str) -> None:
+        """Delete a schedule (the messages it enqueued stay)."""
+        valid_schedule_name(name)
+        if not calls.schedule_delete(self._db, name=name):
+            raise schedule_not_found(name)
+
+    def pause_schedule(self, name: str, paused: bool = True) -> None:
+        """Stop firing ``name`` (``paused=False``: resume it, from its next slot
+        after now: the slots of the pause never fire)."""
+        valid_schedule_name(name)
+        if not isinstance(paused, bool):
+            raise InvalidArgument(f"paused must be True or False, got {paused!r}")
+        if not calls.schedule_set_paused(self._db, name=name, paused=paused):
+            raise schedule_not_found(name)
+
+    def resume_schedule(self, name: str) -> None:
+        self.pause_schedule(name, paused=False)
 
     def list_workers(self) -> list[WorkerInfo]:
         return calls.worker_list(self._db)

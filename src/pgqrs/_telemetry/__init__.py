@@ -30,9 +30,7 @@ class Publish(Protocol):
     """Start the spans of one enqueue call of ``n`` messages sharing the
     ``headers`` JSON text; the span's ``headers`` are the texts to send."""
 
-    def __call__(
-        self, queue: str, n: int, headers: str | None, max_bytes: int
-    ) -> PublishSpan: ...
+    def __call__(self, queue: str, n: int, headers: str | None, max_bytes: int) -> PublishSpan: ...
 
 
 class WorkerStarted(Protocol):

@@ -126,3 +126,11 @@ DEFAULT_RECONNECT_MAX = 5.0
 #: still holds when the database is unreachable (after that the messages come
 #: back when their leases expire: nothing is lost).
 DEFAULT_SHUTDOWN_WRITE_TIMEOUT = 10.0
+#: Longest wait, in seconds, between two schedule ticks of a worker that runs schedules:
+#: one statement (schedule_due) per tick when nothing is due, however many schedules
+#: there are. A tick sleeps less when a slot comes sooner.
+DEFAULT_SCHEDULE_TICK = 1.0
+#: A slot at most this many seconds old when a tick sees it is still fired (a slow
+#: tick, a database restart); an older one counts as missed while no worker ran and
+#: follows the schedule's ``missed`` policy (skip, or fire the latest once).
+DEFAULT_SCHEDULE_CATCH_UP = 60.0

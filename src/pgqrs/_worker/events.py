@@ -266,6 +266,7 @@ class Signals:
     * ``lease_extended``: leases were extended (counted per message).
     * ``outcome_written``: a held message's outcome was written (completed,
       retried, dead or released), or found lost; the counters are updated first.
+    * ``schedule_tick``: a schedule tick ended (what was due is enqueued).
     * ``any``: fired with each of the others, to wait for a condition that
       any of them may bring about (e.g. on ``counters``).
     """
@@ -279,3 +280,4 @@ class Signals:
         self.idle = Signal("idle", self.any)
         self.lease_extended = Signal("lease_extended", self.any)
         self.outcome_written = Signal("outcome_written", self.any)
+        self.schedule_tick = Signal("schedule_tick", self.any)

@@ -79,3 +79,7 @@ class Options:
     max_attempts: int | None
     visibility_timeout: float | None
     handle_signals: bool
+    #: Tick schedules (None: only when the worker declares some).
+    run_schedules: bool | None = None
+    schedule_tick: float = 1.0
+    schedule_catch_up: float = 60.0

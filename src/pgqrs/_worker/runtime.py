@@ -20,6 +20,7 @@ from pgqrs._async._db import Database
 from pgqrs._config import Config
 from pgqrs._errors import Error
 from pgqrs._models import Message
+from pgqrs._schedule import ScheduleSpec
 from pgqrs._telemetry import LeaseObserver
 from pgqrs._telemetry import hooks as telemetry
 from pgqrs._worker.completer import Completer, database_writer
@@ -40,6 +41,7 @@ from pgqrs._worker.listener import Listener
 from pgqrs._worker.options import Options
 from pgqrs._worker.prefetch import Prefetch
 from pgqrs._worker.reconnect import retry_connection
+from pgqrs._worker.schedules import Scheduler, declare
 from pgqrs._worker.shutdown import HARD_STOP_WRITE_TIMEOUT, Stop, shutdown
 from pgqrs._worker.slots import Slots
 
@@ -71,6 +73,9 @@ class Runtime:
         self._until_empty = False
         #: until_empty: idle was seen once; every queue is fetched again to confirm.
         self._confirming = False
+        #: Declared with Worker.schedule(), upserted at start.
+        self.schedules: list[ScheduleSpec] = []
+        self.scheduler: Scheduler | None = None
         self.events = Events()
         self.counters = Counters()
         self.signals = Signals()
@@ -148,6 +153,7 @@ class Runtime:
             # a privilege) is fatal: retry_connection passes it on.
             await db.open()
             queues = [await load_queue(db, specs[n], opts) for n in names]
+            await declare(db, self.schedules)
             await heartbeat.register()
             return queues
 
@@ -221,6 +227,15 @@ class Runtime:
                 on_listening=self.signals.listening.fire,
             )
             background.append(asyncio.create_task(self.listener.run(), name="pgqrs-listen"))
+        if opts.run_schedules or (opts.run_schedules is None and self.schedules):
+            self.scheduler = Scheduler(
+                db,
+                tick=opts.schedule_tick,
+                catch_up=opts.schedule_catch_up,
+                stopped=lambda: self.stop.stopping,
+                on_tick=self.signals.schedule_tick.fire,
+            )
+            background.append(asyncio.create_task(self.scheduler.run(), name="pgqrs-schedules"))
         completer_task = asyncio.create_task(completer.run(), name="pgqrs-completer")
         fetchers = [
             asyncio.create_task(

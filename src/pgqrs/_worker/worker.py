@@ -6,6 +6,7 @@ Both wrap the one asyncio runtime; only ``run()`` differs.
 from __future__ import annotations
 
 import asyncio
+import datetime
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -14,6 +15,7 @@ from pgqrs._config import Config, check_dsn
 from pgqrs._errors import ConfigError, InvalidArgument
 from pgqrs._models import Message
 from pgqrs._ops import MAX_BATCH, Seconds, seconds
+from pgqrs._schedule import schedule_spec
 from pgqrs._validate import validate_queue_name
 from pgqrs._worker.defaults import (
     DEFAULT_BATCH_CAP,
@@ -34,6 +36,8 @@ from pgqrs._worker.defaults import (
     DEFAULT_PREFETCH_MAX_WAIT,
     DEFAULT_PREFETCH_PER_SLOT,
     DEFAULT_REAP_INTERVAL,
+    DEFAULT_SCHEDULE_CATCH_UP,
+    DEFAULT_SCHEDULE_TICK,
     DEFAULT_SHUTDOWN_WRITE_TIMEOUT,
 )
 from pgqrs._worker.events import Counters, EventKind, JobEvent, Signals, check_kind
@@ -64,6 +68,12 @@ def _prefetch(value: int | Literal["auto"]) -> int | None:
         raise InvalidArgument(
             f'prefetch must be "auto" or an int from 0 to {MAX_BATCH}, got {value!r}'
         )
+    return value
+
+
+def _optional_bool(value: object, what: str) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise InvalidArgument(f"{what} must be True, False or None, got {value!r}")
     return value
 
 
@@ -100,6 +110,7 @@ class WorkerBase:
         lease_extend_at: float = DEFAULT_LEASE_EXTEND_AT,
         handle_signals: bool | None = None,
         tasks: TaskRegistry | Sequence[TaskRegistry] | None = None,
+        run_schedules: bool | None = None,
     ) -> None:
         """Serve ``queues`` (default: every queue given a handler).
 
@@ -130,6 +141,8 @@ class WorkerBase:
         owns its process; False for ``pgqrs.aio.Worker``, which runs inside
         an application that has its own (uvicorn, ...).
         ``tasks``: a ``TaskRegistry`` (or several) to serve, as ``include``.
+        ``run_schedules``: fire the schedules of the schema (docs/schedules.md);
+        None (the default): only when this worker declares some with ``schedule()``.
         """
         if not isinstance(config, Config):
             raise ConfigError(
@@ -191,6 +204,9 @@ class WorkerBase:
             handle_signals=self._handle_signals_default
             if handle_signals is None
             else bool(handle_signals),
+            run_schedules=_optional_bool(run_schedules, "run_schedules"),
+            schedule_tick=DEFAULT_SCHEDULE_TICK,
+            schedule_catch_up=DEFAULT_SCHEDULE_CATCH_UP,
         )
         self._runtime = Runtime(config, queues, options)
         if tasks is not None:
@@ -280,6 +296,44 @@ class WorkerBase:
             return func
 
         return register
+
+    def schedule(
+        self,
+        name: str,
+        *,
+        queue: str,
+        payload: Any,
+        cron: str | None = None,
+        interval: Seconds | datetime.timedelta | None = None,
+        time_zone: str = "UTC",
+        missed: str = "skip",
+        headers: dict[str, Any] | None = None,
+        priority: int = 0,
+    ) -> None:
+        """Declare schedule ``name``: enqueue ``payload`` on ``queue`` at each slot
+        of ``cron`` (5 fields or @hourly/@daily/@weekly/@monthly/@yearly, in
+        ``time_zone``) or every ``interval`` seconds (docs/schedules.md).
+
+        Checked now; written when the worker starts (an upsert: restarting, or
+        many workers declaring it, changes nothing; a changed declaration
+        replaces the stored one). The worker then fires every due schedule,
+        together with the other workers that do: each slot is enqueued once.
+        """
+        spec = schedule_spec(
+            name,
+            queue=queue,
+            payload=payload,
+            cron=cron,
+            interval=interval,
+            time_zone=time_zone,
+            missed=missed,
+            headers=headers,
+            priority=priority,
+            max_bytes=self.config.max_payload_bytes,
+        )
+        if any(s.name == spec.name for s in self._runtime.schedules):
+            raise InvalidArgument(f"schedule {spec.name!r} is declared twice on this worker")
+        self._runtime.schedules.append(spec)
 
     def on(
         self, event: EventKind | None = None
