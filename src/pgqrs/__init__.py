@@ -5,6 +5,7 @@ The blocking API lives here; ``pgqrs.aio`` has the same classes for asyncio.
 
 from pgqrs._config import Config
 from pgqrs._errors import (
+    AlreadyArchived,
     ConfigError,
     ConnectionFailed,
     DatabaseError,
@@ -14,10 +15,12 @@ from pgqrs._errors import (
     LeaseError,
     LeaseExpired,
     LeaseNotHeld,
+    MessageNotFound,
     PayloadError,
     QueueExists,
     QueueNotFound,
     SchemaNotInstalled,
+    WaitTimeout,
 )
 from pgqrs._models import ArchivedMessage, Message, QueueInfo, QueueStats, VerifyReport, WorkerInfo
 from pgqrs._sync._db import make_pool
@@ -34,6 +37,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Abort",
     "Admin",
+    "AlreadyArchived",
     "ArchivedMessage",
     "Backoff",
     "Config",
@@ -49,6 +53,7 @@ __all__ = [
     "LeaseError",
     "LeaseExpired",
     "LeaseNotHeld",
+    "MessageNotFound",
     "Message",
     "PayloadError",
     "Producer",
@@ -58,6 +63,7 @@ __all__ = [
     "QueueStats",
     "Retry",
     "SchemaNotInstalled",
+    "WaitTimeout",
     "VerifyReport",
     "Worker",
     "WorkerInfo",

@@ -32,6 +32,46 @@ class Message:
     #: False when enqueue found a waiting message with the same dedup key and
     #: returned it instead of adding a new one.
     inserted: bool = True
+    #: What the running handler last recorded with ``set_progress`` (peek shows it).
+    progress: Any = None
+    #: Set by the worker when a cancellation of this message was requested
+    #: (read it through ``cancelled``).
+    _cancel_requested: bool = dataclasses.field(default=False, repr=False, compare=False)
+    #: The client that handed the message out and can act on it (set_progress,
+    #: wait): a worker, Consumer or Producer. None for a message from peek.
+    _owner: Any = dataclasses.field(default=None, repr=False, compare=False)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the worker learned that this message was cancelled
+        (``Admin.cancel``) while its handler runs: a ``def`` handler should stop
+        soon; what it returns is ignored and the message is archived as
+        ``cancelled``. (An ``async def`` handler's task is cancelled instead.)"""
+        return self._cancel_requested
+
+    def set_progress(self, progress: Any) -> Any:
+        """Record ``progress`` (a JSON value) on the message row, fenced by the
+        lease: ``LeaseExpired`` when it was lost. Peek, the dashboard and, once
+        archived, the archive show it. Returns whether a cancellation was
+        requested (True: stop). In ``pgqrs.aio`` and in an ``async def``
+        handler it returns an awaitable: ``await msg.set_progress({...})``."""
+        return self._need_owner("set_progress")._message_set_progress(self, progress)
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Wait until the message is archived and return its ``ArchivedMessage``
+        (as ``Admin.wait``); ``WaitTimeout`` after ``timeout`` seconds. For the
+        message ``enqueue`` returned. In ``pgqrs.aio`` it returns an awaitable."""
+        return self._need_owner("wait")._message_wait(self.id, timeout)
+
+    def _need_owner(self, what: str) -> Any:
+        if self._owner is None:
+            from pgqrs._errors import InvalidArgument
+
+            raise InvalidArgument(
+                f"message {self.id} cannot {what}: it did not come from a Producer, Consumer "
+                "or worker (a peeked message is a copy); use Admin.wait / Consumer.set_progress"
+            )
+        return self._owner
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Message:
@@ -49,6 +89,7 @@ class Message:
             dedup_key=row["dedup_key"],
             last_error=row["last_error"],
             inserted=row.get("inserted", True),
+            progress=row.get("progress"),
         )
 
 
@@ -120,10 +161,12 @@ class ArchivedMessage:
     status: str
     result: Any
     error: Any
+    #: The progress the handler last recorded (None: none).
+    progress: Any = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ArchivedMessage:
-        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
+        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls) if f.name in row})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

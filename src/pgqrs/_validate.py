@@ -37,11 +37,12 @@ def validate_schema_name(name: object) -> str:
     return name
 
 
-#: The archive statuses: what a worker writes (completed, dead) and what a
-#: consumer may say it did (failed). A fixed set, so a typo such as "donez" is
+#: The archive statuses: what a worker writes (completed, dead), what a
+#: consumer may say it did (failed), and what a cancellation ends as
+#: (cancelled: Admin.cancel, see docs/lifecycle.md). A fixed set, so a typo such as "donez" is
 #: refused instead of stored, where no filter would ever find it. Rust:
 #: ``validate::ARCHIVE_STATUSES``.
-ARCHIVE_STATUSES = ("completed", "failed", "dead")
+ARCHIVE_STATUSES = ("completed", "failed", "dead", "cancelled")
 
 
 def validate_status(status: object) -> str:

@@ -6,8 +6,16 @@ import datetime
 
 from pgqrs._async import _calls as calls
 from pgqrs._async._base import Client
+from pgqrs._async._wait import message_id, wait_archived, wait_timeout
 from pgqrs._config import DEFAULT_MAX_ATTEMPTS, DEFAULT_VISIBILITY_TIMEOUT
-from pgqrs._errors import DatabaseError, InvalidArgument, QueueExists, queue_not_found
+from pgqrs._errors import (
+    AlreadyArchived,
+    DatabaseError,
+    InvalidArgument,
+    MessageNotFound,
+    QueueExists,
+    queue_not_found,
+)
 from pgqrs._models import ArchivedMessage, Message, QueueInfo, QueueStats, VerifyReport, WorkerInfo
 from pgqrs._ops import Seconds, batch_size, seconds
 from pgqrs._sql import functions, migrations, render, script
@@ -139,9 +147,17 @@ class Admin(Client):
         visibility_timeout: Seconds = DEFAULT_VISIBILITY_TIMEOUT,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         exist_ok: bool = False,
+        archive_retention: Seconds | datetime.timedelta | None = None,
     ) -> QueueInfo:
-        """Create queue ``name``; with ``exist_ok`` return the existing one instead of raising."""
+        """Create queue ``name``; with ``exist_ok`` return the existing one instead of raising.
+
+        ``archive_retention`` (seconds or a timedelta; None: keep for ever):
+        running workers delete the queue's archived messages older than that
+        (see ``set_archive_retention``). With ``exist_ok`` and an existing
+        queue, a retention given is set on it too.
+        """
         validate_queue_name(name)
+        keep = _retention(archive_retention)
         vt = seconds(visibility_timeout, "visibility_timeout", allow_zero=False)
         if (
             isinstance(max_attempts, bool)
@@ -152,11 +168,70 @@ class Admin(Client):
         created = await calls.queue_create(
             self._db, name=name, visibility_timeout=vt, max_attempts=max_attempts
         )
-        if created is not None:
-            return created
-        if not exist_ok:
+        if created is None and not exist_ok:
             raise QueueExists(f"queue {name!r} already exists (pass exist_ok=True to reuse it)")
-        return await self.get_queue(name)
+        if keep is not None:
+            # A second statement (queue_create keeps its signature): idempotent.
+            await self.set_archive_retention(name, keep)
+        return created if created is not None else await self.get_queue(name)
+
+    async def set_archive_retention(
+        self, name: str, retention: Seconds | datetime.timedelta | None
+    ) -> None:
+        """Keep queue ``name``'s archived messages for ``retention`` (seconds or
+        a timedelta; None: for ever). Running workers enforce it: they delete
+        older archived messages in small batches (``archive_prune``), one
+        worker at a time per queue."""
+        validate_queue_name(name)
+        keep = _retention(retention)
+        if not await calls.queue_set_archive_retention(self._db, name=name, seconds=keep):
+            raise queue_not_found(name)
+
+    async def cancel(self, id: int) -> str:
+        """Cancel message ``id``; return what happened: ``"cancelled"`` (it was
+        waiting or delayed: archived now with status ``cancelled``) or
+        ``"cancel_requested"`` (it is running: its worker stops the handler and
+        archives it as ``cancelled``; ``wait(id)`` tells when).
+
+        ``AlreadyArchived`` (naming its status) when it already ended;
+        ``MessageNotFound`` for an unknown id.
+        """
+        outcome = (await self.cancel_batch([id]))[message_id(id)]
+        if outcome == "not_found":
+            raise MessageNotFound(f"no message {id}: nothing to cancel", id)
+        if outcome.startswith("archived:"):
+            status = outcome.split(":", 1)[1]
+            raise AlreadyArchived(
+                f"message {id} is already archived with status {status!r}: nothing to cancel",
+                id,
+                status,
+            )
+        return outcome
+
+    async def cancel_batch(self, ids: list[int]) -> dict[int, str]:
+        """Cancel messages ``ids`` in one statement; per id: ``"cancelled"``,
+        ``"cancel_requested"``, ``"archived:<status>"`` (it had already ended)
+        or ``"not_found"``. Never raises for one id's state."""
+        if not isinstance(ids, (list, tuple)):
+            raise InvalidArgument(f"ids must be a list of message ids, got {ids!r}")
+        checked = [message_id(i) for i in ids]
+        batch_size(max(len(checked), 1), "number of ids")
+        if not checked:
+            return {}
+        rows = await calls.message_cancel(self._db, ids=checked)
+        return {
+            i: (f"archived:{status}" if outcome == "archived" else outcome)
+            for i, outcome, status in rows
+        }
+
+    async def wait(self, id: int, *, timeout: float | None = None) -> ArchivedMessage:
+        """Wait until message ``id`` is archived and return its archived row
+        (status, result or error, progress). Woken by NOTIFY, with a poll
+        behind it (so it works through pgBouncer in transaction mode too).
+        ``WaitTimeout`` (a ``TimeoutError``) after ``timeout`` seconds; None
+        waits for ever. Waiting holds one connection of its own."""
+        checked = message_id(id)
+        return await wait_archived(self._db, checked, wait_timeout(timeout))
 
     async def get_queue(self, name: str) -> QueueInfo:
         validate_queue_name(name)
@@ -242,6 +317,9 @@ class Admin(Client):
         await self.get_queue(queue)
         return sorted(await calls.archive_redrive(self._db, queue=queue, status=status, ids=ids))
 
+    async def _message_wait(self, id: int, timeout: float | None) -> ArchivedMessage:
+        return await self.wait(id, timeout=timeout)
+
     async def list_workers(self) -> list[WorkerInfo]:
         return await calls.worker_list(self._db)
 
@@ -309,3 +387,10 @@ class Admin(Client):
             for statement in statements:
                 await self._db.run(conn, statement)
         return statements
+
+
+def _retention(value: Seconds | datetime.timedelta | None) -> float | None:
+    """An archive retention as seconds (> 0), None for "keep for ever"."""
+    if value is None:
+        return None
+    return seconds(value, "archive_retention", allow_zero=False)

@@ -46,7 +46,7 @@ OUTCOME = "messaging.pgqrs.outcome"
 WORKER_ID = "messaging.pgqrs.worker.id"
 
 #: The events after which a delivery's span ends (its outcome is known).
-_FINAL = frozenset(("completed", "retried", "dead", "lease_lost", "interrupted"))
+_FINAL = frozenset(("completed", "retried", "dead", "lease_lost", "interrupted", "cancelled"))
 
 
 def _version() -> str:

@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from pgqrs._async import _calls as calls
 from pgqrs._async._db import Database
@@ -59,6 +60,7 @@ class LeaseKeeper:
         check_interval: float,
         holds: Callable[[Message], bool],
         on_extended: Callable[[int], None] = lambda n: None,
+        on_cancelled: Callable[[list[tuple[int, Any]]], int] = lambda held: 0,
     ) -> None:
         """``holds(message)``: the worker still holds that delivery.
         ``on_extended(n)``: ``n`` leases were just extended."""
@@ -67,6 +69,7 @@ class LeaseKeeper:
         self._check_interval = check_interval
         self._holds = holds
         self._on_extended = on_extended
+        self._on_cancelled = on_cancelled
         self._held: list[Held] = []
         #: Messages in ``_held`` (some perhaps no longer held), and the count
         #: at which ``hold`` prunes them: memory stays proportional to what
@@ -155,9 +158,12 @@ class LeaseKeeper:
                 logger.info("lease extensions work again")
             by_id = outcomes(rows)
             extended: list[Message] = []
+            cancelled: list[tuple[int, Any]] = []
             for m in group:
                 outcome, until = by_id.get(m.id, ("not_found", None))
-                if outcome == "ok" and until is not None:
+                if outcome == "cancelled":  # extended, and Admin.cancel asked to stop it
+                    cancelled.append((m.id, m.lease))
+                if outcome in ("ok", "cancelled") and until is not None:
                     m.visible_until = until
                     extended.append(m)
                     logger.debug("extended the lease of message %s by %.1fs", m.id, duration)
@@ -168,6 +174,8 @@ class LeaseKeeper:
                         m.id,
                         m.queue,
                     )
+            if cancelled:
+                self._on_cancelled(cancelled)
             if extended:
                 self._held.append(Held(extended, duration, sent))
                 self._on_extended(len(extended))

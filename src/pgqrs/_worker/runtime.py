@@ -98,6 +98,7 @@ class Runtime:
             on_registered=lambda wid: setattr(self, "worker_id", wid),
             registered=self.signals.registered,
             beat=self.signals.heartbeat,
+            on_cancelled=lambda held: self._runner.cancel_held(held),
         )
 
         async def start() -> list[QueueState]:
@@ -155,6 +156,7 @@ class Runtime:
             worker_id=lambda: self.worker_id,
             free=self._free,
             written=self._written,
+            db=db,
         )
         self._keeper = LeaseKeeper(
             db,
@@ -162,6 +164,7 @@ class Runtime:
             check_interval=opts.lease_check_interval,
             holds=self.jobs.holds,
             on_extended=self.signals.lease_extended.fire,
+            on_cancelled=self._runner.cancel_held,
         )
 
         background: list[asyncio.Task[Any]] = [
