@@ -36,20 +36,30 @@ from pgqrs._sql import functions
 _role_ids = itertools.count(1)
 RoleFactory = Callable[..., tuple[str, pgqrs.Config]]
 
-TABLES = ("queues", "messages", "archive", "workers", "schema_migrations", "schema_functions")
+TABLES = (
+    "queues",
+    "messages",
+    "archive",
+    "archive_waiters",
+    "workers",
+    "schema_migrations",
+    "schema_functions",
+)
 LEDGERS = ("schema_migrations", "schema_functions")
 #: One column of each table, for UPDATE statements.
 COLUMN = {
     "queues": "paused",
     "messages": "payload",
     "archive": "status",
+    "archive_waiters": "expires_at",
     "workers": "status",
     "schema_migrations": "checksum",
     "schema_functions": "checksum",
 }
 #: The server functions each role kind may call (admin: all but queue_lock).
 JOBS: dict[str, set[str]] = {
-    "producer": {"message_insert", "message_enqueue"},
+    # A producer may wait for what it enqueued (Message.wait).
+    "producer": {"message_insert", "message_enqueue", "archive_get", "archive_wait"},
     "consumer": {
         "message_dequeue",
         "message_archive",
@@ -62,6 +72,10 @@ JOBS: dict[str, set[str]] = {
         "worker_alive",
         "worker_stop",
         "worker_reap",
+        # A running handler's progress, the worker's cancel poll, retention.
+        "message_set_progress",
+        "message_cancelled",
+        "archive_prune",
     },
     "read_only": {
         "queue_get",
@@ -69,6 +83,8 @@ JOBS: dict[str, set[str]] = {
         "queue_stats",
         "message_peek",
         "archive_list",
+        "archive_get",
+        "archive_wait",
         "worker_list",
         "metrics_scrape",
         # The web dashboard's pages (its actions are admin's).
@@ -89,7 +105,9 @@ JOBS: dict[str, set[str]] = {
         "dashboard_workers",
     },
 }
-JOBS["admin"] = {f.name for f in functions()} - {"queue_lock"}
+#: Internal: queue_lock (the enqueue functions call it), archive_notify (the
+#: archive's trigger function).
+JOBS["admin"] = {f.name for f in functions()} - {"queue_lock", "archive_notify"}
 KINDS = tuple(JOBS)
 
 
@@ -231,7 +249,7 @@ def test_every_function_belongs_to_a_job() -> None:
     queue_lock): role_grant names functions, and this list follows it."""
     sql_text = (Path(__file__).resolve().parents[1] / "sql/queries/role_grant.sql").read_text()
     for function in functions():
-        if function.name == "queue_lock":
+        if function.name in ("queue_lock", "archive_notify"):
             assert f"'{function.name}'" not in sql_text
             continue
         assert f"'{function.name}')" in sql_text, function.name
@@ -288,6 +306,14 @@ def test_a_role_cannot_point_a_function_at_its_own_tables(
         ("worker_reap('NaN', 1)", "dead_after"),
         ("message_peek('tasks', -1)", "limit"),
         ("archive_list(NULL, NULL, 0)", "limit"),
+        ("message_cancel(NULL)", "ids"),
+        ("message_cancel(ARRAY[NULL::bigint])", "ids"),
+        ("archive_get(NULL)", "ids"),
+        ("archive_wait(ARRAY[1::bigint], -1)", "seconds"),
+        ("archive_prune('tasks', 0)", "batch"),
+        ("queue_set_archive_retention('tasks', 0)", "archive_retention"),
+        ("message_set_progress(1, NULL, '{}')", "needs a message id"),
+        ("message_cancelled(NULL)", "worker id"),
         ("dashboard_messages('tasks', NULL, NULL, 10, 'gone', 5)", "state"),
         ("dashboard_messages('tasks', 1, NULL, 10, NULL, 5)", "keyset"),
         ("dashboard_queues(0, NULL)", "sample limit"),

@@ -41,6 +41,13 @@ pub enum ErrorKind {
     LeaseExpired,
     /// `LeaseNotHeld`: an id was given that this consumer never dequeued.
     LeaseNotHeld,
+    /// `MessageNotFound`: no waiting, in-flight or archived message has that id.
+    MessageNotFound,
+    /// `AlreadyArchived`: the message already ended (it cannot be cancelled);
+    /// the message names its status.
+    AlreadyArchived,
+    /// `WaitTimeout`: `Admin::wait` gave up before the message was archived.
+    WaitTimeout,
 }
 
 impl ErrorKind {
@@ -57,6 +64,9 @@ impl ErrorKind {
         ErrorKind::Payload,
         ErrorKind::LeaseExpired,
         ErrorKind::LeaseNotHeld,
+        ErrorKind::MessageNotFound,
+        ErrorKind::AlreadyArchived,
+        ErrorKind::WaitTimeout,
     ];
 
     /// The name of the matching Python exception class.
@@ -73,6 +83,9 @@ impl ErrorKind {
             ErrorKind::Payload => "PayloadError",
             ErrorKind::LeaseExpired => "LeaseExpired",
             ErrorKind::LeaseNotHeld => "LeaseNotHeld",
+            ErrorKind::MessageNotFound => "MessageNotFound",
+            ErrorKind::AlreadyArchived => "AlreadyArchived",
+            ErrorKind::WaitTimeout => "WaitTimeout",
         }
     }
 }

@@ -112,10 +112,12 @@ mod queries;
 mod telemetry;
 mod tls;
 mod validate;
+mod wait;
 pub mod worker;
 
 pub use admin::{
-    Admin, QueueOptions, DEFAULT_WORKER_DEAD_AFTER, DEFAULT_WORKER_PRUNE_AFTER, MAX_BATCH, MAX_SECONDS,
+    Admin, CancelOutcome, QueueOptions, DEFAULT_WORKER_DEAD_AFTER, DEFAULT_WORKER_PRUNE_AFTER, MAX_BATCH,
+    MAX_SECONDS,
 };
 pub use config::{
     Config, DEFAULT_APPLICATION_NAME, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_ATTEMPTS,

@@ -37,6 +37,51 @@ pub struct Message {
     /// False when enqueue found a waiting message with the same dedup key and
     /// returned it instead of adding a new one.
     pub inserted: bool,
+    /// What the running handler last recorded (`set_progress`); peek shows it.
+    pub progress: Option<Value>,
+    /// Set by the worker when a cancellation of this delivery was requested
+    /// (`Admin::cancel`); shared by the message's clones.
+    pub(crate) cancel: CancelFlag,
+}
+
+/// The worker's "this message was cancelled" flag, shared by a message's
+/// clones (the handler's copy sees it). Ignored by `==`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CancelFlag(std::sync::Arc<CancelInner>);
+
+#[derive(Debug, Default)]
+pub(crate) struct CancelInner {
+    set: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl PartialEq for CancelFlag {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl CancelFlag {
+    pub(crate) fn cancel(&self) -> bool {
+        let first = !self.0.set.swap(true, std::sync::atomic::Ordering::SeqCst);
+        self.0.notify.notify_waiters();
+        first
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.set.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Resolves once the flag is set (at once if it is).
+    pub(crate) async fn cancelled(&self) {
+        loop {
+            let notified = self.0.notify.notified();
+            if self.is_set() {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 impl Message {
@@ -57,7 +102,21 @@ impl Message {
             dedup_key: col(row, "dedup_key")?,
             last_error: col(row, "last_error")?,
             inserted: if has_inserted { col(row, "inserted")? } else { true },
+            progress: if row.columns().iter().any(|c| c.name() == "progress") {
+                col(row, "progress")?
+            } else {
+                None
+            },
+            cancel: CancelFlag::default(),
         })
+    }
+
+    /// True once the worker learned that this message was cancelled
+    /// (`Admin::cancel`) while its handler runs: the worker drops the
+    /// handler's future at its next await; a handler doing blocking work may
+    /// check this and stop. The message is archived as `cancelled`.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_set()
     }
 
     /// The payload decoded into `T` through serde (a Payload error when it does not fit).
@@ -154,6 +213,8 @@ pub struct ArchivedMessage {
     pub status: String,
     pub result: Option<Value>,
     pub error: Option<Value>,
+    /// The progress the handler last recorded (None: none).
+    pub progress: Option<Value>,
 }
 
 impl ArchivedMessage {
@@ -172,6 +233,7 @@ impl ArchivedMessage {
             status: col(row, "status")?,
             result: col(row, "result")?,
             error: col(row, "error")?,
+            progress: col(row, "progress")?,
         })
     }
 }

@@ -113,7 +113,12 @@ async fn queue_management() {
     let q = admin
         .create_queue_with(
             "emails",
-            &QueueOptions { visibility_timeout: Duration::from_secs(5), max_attempts: 3, exist_ok: false },
+            &QueueOptions {
+                visibility_timeout: Duration::from_secs(5),
+                max_attempts: 3,
+                exist_ok: false,
+                archive_retention: None,
+            },
         )
         .await
         .unwrap();

@@ -17,7 +17,10 @@ const WAIT: Duration = Duration::from_secs(15);
 async fn setup(max_attempts: i32, vt: Duration) -> (TestDb, Admin, Producer) {
     let (db, admin) = TestDb::installed().await;
     admin
-        .create_queue_with("jobs", &QueueOptions { visibility_timeout: vt, max_attempts, exist_ok: false })
+        .create_queue_with(
+            "jobs",
+            &QueueOptions { visibility_timeout: vt, max_attempts, exist_ok: false, archive_retention: None },
+        )
         .await
         .unwrap();
     let producer = Producer::new(&db.config, "jobs").await.unwrap();

@@ -20,7 +20,7 @@ use super::fetcher::QueueState;
 use super::jobs::JobTable;
 use super::leases::LeaseKeeper;
 use super::options::Backoff;
-use super::outcome::{decide, JobError};
+use super::outcome::{decide, Action, Decision, JobError};
 use crate::db::Db;
 use crate::message::Message;
 
@@ -74,11 +74,29 @@ where
         self.table.start(lease);
         self.emit(JobEventKind::Started, &msg, None, None);
         let begun = tokio::time::Instant::now();
-        let outcome = self.run_handler(&msg).await;
+        // Admin::cancel: the lease keeper or the heartbeat's cancel poll sets
+        // the message's flag; the handler's future is dropped at its next await.
+        self.keeper.cancels.add(lease, msg.cancel.clone());
+        let outcome = tokio::select! {
+            out = self.run_handler(&msg) => Some(out),
+            _ = msg.cancel.cancelled() => None,
+        };
+        self.keeper.cancels.remove(lease);
         q.ahead.finished(begun.elapsed());
         let max_payload = self.db.config.max_payload_bytes();
-        let decision =
-            decide(outcome, msg.attempts, q.worker_max_attempts, self.backoff, max_payload, self.worker_id);
+        let cancelled = outcome.is_none() || msg.is_cancelled();
+        let decision = match outcome {
+            // Cancelled: whatever the handler did, archive as cancelled.
+            _ if cancelled => Decision {
+                action: Action::Archive { status: "cancelled", result: None, error: None },
+                error: None,
+                failed: None,
+            },
+            Some(out) => {
+                decide(out, msg.attempts, q.worker_max_attempts, self.backoff, max_payload, self.worker_id)
+            }
+            None => unreachable!("a dropped handler is cancelled"),
+        };
         if let Some(error) = decision.failed {
             self.emit(JobEventKind::Failed, &msg, Some(error), None);
         }
@@ -93,7 +111,16 @@ where
         self.keeper.drop_lease(msg.id, lease);
         let error = decision.error;
         let what = if error.is_some() { "failure" } else { "completion" };
+        // Written as status cancelled: asked for (the handler was cancelled),
+        // or decided by the server (any settlement of a message whose cancel
+        // was requested is archived as cancelled).
+        let outcome = if cancelled && outcome == Outcome::Ok { Outcome::Cancelled } else { outcome };
         match outcome {
+            Outcome::Cancelled => {
+                self.stats.cancelled.fetch_add(1, Ordering::SeqCst);
+                log::info!("pgqrs worker: message {} (queue {:?}) cancelled", msg.id, q.name);
+                self.emit(JobEventKind::Cancelled, &msg, None, None);
+            }
             Outcome::Ok => {
                 self.stats.completed.fetch_add(1, Ordering::SeqCst);
                 self.emit(JobEventKind::Completed, &msg, None, None);

@@ -97,6 +97,8 @@ for _command in (
     message_cmds.enqueue,
     message_cmds.peek,
     message_cmds.dequeue,
+    message_cmds.cancel,
+    message_cmds.wait,
     archive_cmds.archive,
     worker_cmds.worker,
     grant_cmd.grant,

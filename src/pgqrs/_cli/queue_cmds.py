@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from pgqrs._cli.context import Ctx, confirm, duration_option, pass_ctx
+from pgqrs._cli.context import Ctx, confirm, duration_option, parse_duration, pass_ctx
 from pgqrs._config import DEFAULT_MAX_ATTEMPTS, DEFAULT_VISIBILITY_TIMEOUT
 from pgqrs._models import QueueStats
 
@@ -32,9 +32,20 @@ def queue() -> None:
     help="Deliveries before an unfinished message is archived as dead.",
 )
 @click.option("--exist-ok", is_flag=True, help="Succeed (and show it) if the queue exists already.")
+@click.option(
+    "--archive-retention",
+    type=str,
+    callback=duration_option,
+    help="Workers delete archived messages older than this (e.g. 7d); default: keep.",
+)
 @pass_ctx
 def create(
-    ctx: Ctx, name: str, visibility_timeout: float, max_attempts: int, exist_ok: bool
+    ctx: Ctx,
+    name: str,
+    visibility_timeout: float,
+    max_attempts: int,
+    exist_ok: bool,
+    archive_retention: float | None,
 ) -> None:
     """Create queue NAME."""
     with ctx.admin() as admin:
@@ -43,11 +54,29 @@ def create(
             visibility_timeout=visibility_timeout,
             max_attempts=max_attempts,
             exist_ok=exist_ok,
+            archive_retention=archive_retention,
         )
     ctx.emit(
         info,
         f"queue {info.name!r} ready (visibility timeout {info.visibility_timeout:g}s, "
         f"max attempts {info.max_attempts})",
+    )
+
+
+@queue.command()
+@click.argument("name")
+@click.argument("duration", metavar="DURATION|none")
+@pass_ctx
+def retention(ctx: Ctx, name: str, duration: str) -> None:
+    """Keep queue NAME's archived messages for DURATION (e.g. 7d); `none` keeps
+    them for ever. Running workers delete older ones in small batches."""
+    keep = None if duration.lower() == "none" else parse_duration(duration, "DURATION")
+    with ctx.admin() as admin:
+        admin.set_archive_retention(name, keep)
+    ctx.emit(
+        {"queue": name, "archive_retention": keep},
+        f"queue {name!r}: archived messages kept "
+        + ("for ever" if keep is None else f"for {keep:g}s"),
     )
 
 
