@@ -56,7 +56,12 @@ def test_message_fields_follow_the_dequeue_columns() -> None:
     """dequeue_result builds Message(*row[1:]) and enqueue_result Message(*row)."""
     fields = tuple(f.name for f in dataclasses.fields(pgqrs.Message))
     assert fields[: len(DEQUEUE_COLUMNS) - 1] == DEQUEUE_COLUMNS[1:]
-    assert fields == ENQUEUE_COLUMNS
+    assert fields[: len(ENQUEUE_COLUMNS)] == ENQUEUE_COLUMNS
+    # The fields after them (progress, the worker's cancel flag, the owner)
+    # are not in those rows: each has a default.
+    rest = dataclasses.fields(pgqrs.Message)[len(ENQUEUE_COLUMNS) :]
+    assert [f.name for f in rest] == ["progress", "_cancel_requested", "_owner"]
+    assert all(f.default is not dataclasses.MISSING for f in rest)
 
 
 def test_fail_outcome_fields_follow_the_fail_columns() -> None:
