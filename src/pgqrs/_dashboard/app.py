@@ -461,7 +461,9 @@ class Dashboard:
                 title="Archive",
                 rows=rows,
                 counts=counts,
-                statuses=sorted({s for st in counts.values() for s in st} | {"completed", "dead", "cancelled"}),
+                statuses=sorted(
+                    {s for st in counts.values() for s in st} | {"completed", "dead", "cancelled"}
+                ),
                 queue=queue,
                 status=status,
                 since=params.get("since", ""),
