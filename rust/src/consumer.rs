@@ -216,7 +216,11 @@ impl Consumer {
         // inside message_dequeue, which keeps taking rows until the batch is full.
         let got = self.db.message_dequeue(&self.queue, limit, visibility_timeout, self.worker_id).await?;
         self.leases.lock().unwrap().remember(&got.messages);
-        Ok(got.messages)
+        let mut messages = got.messages;
+        for m in &mut messages {
+            m.owner = crate::message::Owner(Some(self.db.clone())); // for Message::set_progress
+        }
+        Ok(messages)
     }
 
     /// Move the message to the archive with `status` (e.g. "completed").

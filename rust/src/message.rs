@@ -42,6 +42,24 @@ pub struct Message {
     /// Set by the worker when a cancellation of this delivery was requested
     /// (`Admin::cancel`); shared by the message's clones.
     pub(crate) cancel: CancelFlag,
+    /// The worker or consumer that leased it, for [`Message::set_progress`].
+    pub(crate) owner: Owner,
+}
+
+/// The client a leased message came from (None: enqueued or peeked). Ignored by `==`.
+#[derive(Clone, Default)]
+pub(crate) struct Owner(pub(crate) Option<crate::db::Db>);
+
+impl std::fmt::Debug for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Owner(leased)" } else { "Owner(none)" })
+    }
+}
+
+impl PartialEq for Owner {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
 }
 
 /// The worker's "this message was cancelled" flag, shared by a message's
@@ -108,7 +126,44 @@ impl Message {
                 None
             },
             cancel: CancelFlag::default(),
+            owner: Owner::default(),
         })
+    }
+
+    /// Record `progress` (any JSON value but null) on this leased message's
+    /// row, fenced by its lease (`LeaseExpired` when lost): from a worker's
+    /// handler, or a message a [`crate::Consumer`] dequeued. Peek, the
+    /// dashboard and, once archived, the archive show the latest. Returns true
+    /// when a cancellation was requested (stop: the message is archived as
+    /// `cancelled`).
+    pub async fn set_progress(&self, progress: &Value) -> Result<bool> {
+        let (Some(db), Some(lease)) = (&self.owner.0, self.lease) else {
+            return Err(Error::invalid(format!(
+                "message {} cannot set progress: it was not leased by a worker or Consumer",
+                self.id
+            )));
+        };
+        if progress.is_null() {
+            return Err(Error::invalid("progress must be a JSON value, not null"));
+        }
+        let text = crate::payload::encode(progress, "progress", db.config.max_payload_bytes())?;
+        match db.message_set_progress(self.id, lease, &text).await? {
+            crate::calls::Fence::Ok => Ok(false),
+            crate::calls::Fence::Cancelled => {
+                self.cancel.cancel();
+                Ok(true)
+            }
+            _ => Err(Error::lease(
+                crate::error::ErrorKind::LeaseExpired,
+                format!(
+                    "cannot set progress of message {}: the lease expired and the message was \
+                     redelivered, or archived since; nothing was changed",
+                    self.id
+                ),
+                vec![self.id],
+                vec![],
+            )),
+        }
     }
 
     /// True once the worker learned that this message was cancelled

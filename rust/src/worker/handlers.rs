@@ -77,6 +77,8 @@ where
         // Admin::cancel: the lease keeper or the heartbeat's cancel poll sets
         // the message's flag; the handler's future is dropped at its next await.
         self.keeper.cancels.add(lease, msg.cancel.clone());
+        let mut msg = msg;
+        msg.owner = crate::message::Owner(Some(self.db.clone()));
         let outcome = tokio::select! {
             out = self.run_handler(&msg) => Some(out),
             _ = msg.cancel.cancelled() => None,
