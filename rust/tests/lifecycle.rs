@@ -100,7 +100,7 @@ async fn worker_drops_a_cancelled_handler_and_archives_it_cancelled() {
                     let (s, d) = (s.clone(), d.clone());
                     async move {
                         let _guard = Guard(d);
-                        msg.set_progress(&json!({"step": 1})).await.map_err(|e| JobError::give_up(e))?;
+                        msg.set_progress(&json!({"step": 1})).await.map_err(JobError::give_up)?;
                         s.notify_one();
                         tokio::time::sleep(Duration::from_secs(3600)).await;
                         Ok::<_, JobError>(json!("never"))
