@@ -25,7 +25,10 @@ async fn install_is_idempotent_verified_and_uninstallable() {
     let report = admin.verify().await.unwrap();
     assert!(!report.installed && !report.ok());
     let migrations: Vec<String> = pgqrs::migrations().unwrap().iter().map(|m| m.label()).collect();
-    assert_eq!(migrations, ["0001_init"]);
+    assert_eq!(migrations[0], "0001_init");
+    for (i, m) in migrations.iter().enumerate() {
+        assert!(m.starts_with(&format!("{:04}_", i + 1)), "migrations are contiguous: {migrations:?}");
+    }
     let functions: Vec<String> = pgqrs::functions().unwrap().iter().map(|f| f.label()).collect();
     assert!(functions.contains(&"function message_dequeue".to_string()), "{functions:?}");
     let shipped: Vec<String> = migrations.iter().chain(&functions).cloned().collect();
