@@ -75,7 +75,10 @@ PAYLOADS: list[Any] = [
 
 def test_rust_install_then_python_verify(rust: RustRun, config: pgqrs.Config) -> None:
     assert rust("install") == {
-        "applied": ["0001_init", *(f"function {f.name}" for f in functions())]
+        "applied": [
+            *(f"{m.version:04d}_{m.name}" for m in migrations()),
+            *(f"function {f.name}" for f in functions()),
+        ]
     }
     with pgqrs.Admin(config) as admin:
         report = admin.verify()
