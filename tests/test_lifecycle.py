@@ -369,8 +369,10 @@ async def test_progress_is_fenced_and_visible_in_peek_and_archive(
             await c.set_progress(msg, {"done": 50})
         assert (await aadmin.peek("jobs"))[0][0].progress == {"done": 40, "of": 100}
     peeked_msg = (await aadmin.peek("jobs"))[0][0]
-    with pytest.raises(pgqrs.InvalidArgument, match="did not come from"):
+    with pytest.raises(pgqrs.InvalidArgument, match="cannot set_progress: only a message from"):
         peeked_msg.set_progress({"x": 1})
+    with pytest.raises(pgqrs.InvalidArgument, match="cannot wait: only a message from enqueue"):
+        msg.wait(timeout=1)
 
 
 async def test_worker_handler_progress_goes_to_the_archive(

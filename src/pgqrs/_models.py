@@ -55,23 +55,27 @@ class Message:
         archived, the archive show it. Returns whether a cancellation was
         requested (True: stop). In ``pgqrs.aio`` and in an ``async def``
         handler it returns an awaitable: ``await msg.set_progress({...})``."""
-        return self._need_owner("set_progress")._message_set_progress(self, progress)
+        return self._need_owner("set_progress", "_message_set_progress")(self, progress)
 
     def wait(self, timeout: float | None = None) -> Any:
         """Wait until the message is archived and return its ``ArchivedMessage``
         (as ``Admin.wait``); ``WaitTimeout`` after ``timeout`` seconds. For the
         message ``enqueue`` returned. In ``pgqrs.aio`` it returns an awaitable."""
-        return self._need_owner("wait")._message_wait(self.id, timeout)
+        return self._need_owner("wait", "_message_wait")(self.id, timeout)
 
-    def _need_owner(self, what: str) -> Any:
-        if self._owner is None:
+    def _need_owner(self, what: str, method: str) -> Any:
+        """The owner's ``method``: a Producer's message can wait, a leased one
+        (Consumer, worker) can record progress; anything else is refused."""
+        found = getattr(self._owner, method, None)
+        if found is None:
             from pgqrs._errors import InvalidArgument
 
+            source = {"wait": "enqueue", "set_progress": "a Consumer's dequeue or a worker"}[what]
             raise InvalidArgument(
-                f"message {self.id} cannot {what}: it did not come from a Producer, Consumer "
-                "or worker (a peeked message is a copy); use Admin.wait / Consumer.set_progress"
+                f"message {self.id} cannot {what}: only a message from {source} can "
+                "(a peeked message is a copy); use Admin.wait / Consumer.set_progress"
             )
-        return self._owner
+        return found
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Message:
