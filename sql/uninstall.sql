@@ -16,6 +16,10 @@ BEGIN
     IF to_regclass(format('%I.schema_migrations', :'schema')) IS NULL THEN
         RETURN;
     END IF;
+    -- The archive's trigger first: its function is dropped below, RESTRICT.
+    IF to_regclass(format('%I.archive', :'schema')) IS NOT NULL THEN
+        EXECUTE format('DROP TRIGGER IF EXISTS archive_notify ON %I.archive', :'schema');
+    END IF;
     IF to_regclass(format('%I.schema_functions', :'schema')) IS NOT NULL THEN
         FOR f IN EXECUTE format(
             'SELECT p.oid::regprocedure FROM pg_proc p JOIN %I.schema_functions s ON s.name = p.proname '
@@ -24,7 +28,7 @@ BEGIN
             EXECUTE format('DROP FUNCTION %s RESTRICT', f);
         END LOOP;
     END IF;
-    FOREACH t IN ARRAY ARRAY['schedule_slots', 'schedules', 'flow_leases', 'flow_buckets', 'messages', 'archive', 'workers', 'queues',
+    FOREACH t IN ARRAY ARRAY['schedule_slots', 'schedules', 'flow_leases', 'flow_buckets', 'messages', 'archive', 'archive_waiters', 'workers', 'queues',
                              'schema_functions', 'schema_migrations'] LOOP
         IF to_regclass(format('%I.%I', :'schema', t)) IS NOT NULL THEN
             EXECUTE format('DROP TABLE %I.%I RESTRICT', :'schema', t);

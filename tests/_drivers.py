@@ -151,6 +151,14 @@ class Driver(abc.ABC):
     def start_worker(self, queue: str, **options: Any) -> RunningWorker: ...
 
     @abc.abstractmethod
+    def cancel(self, msg_id: int) -> str:
+        """Admin.cancel: "cancelled" or "cancel_requested" (else DriverError)."""
+
+    @abc.abstractmethod
+    def wait(self, msg_id: int, timeout: float) -> dict[str, Any]:
+        """Admin.wait: the archived row's id, status, result and progress."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Free what the driver holds, and stop any worker a failed scenario left running."""
 
@@ -325,6 +333,15 @@ class PythonDriver(Driver):
     def delete(self, queue: str, msg: Msg) -> None:
         self._call(lambda: self._consumer(queue).delete(self._own(msg)))
 
+    def cancel(self, msg_id: int) -> str:
+        with pgqrs.Admin(self.config) as admin:
+            return str(self._call(lambda: admin.cancel(msg_id)))
+
+    def wait(self, msg_id: int, timeout: float) -> dict[str, Any]:
+        with pgqrs.Admin(self.config) as admin:
+            a = self._call(lambda: admin.wait(msg_id, timeout=timeout))
+        return {"id": a.id, "status": a.status, "result": a.result, "progress": a.progress}
+
     def start_worker(self, queue: str, **options: Any) -> RunningWorker:
         w = _PythonWorker(self.config, queue, options)
         self._workers.append(w)
@@ -461,6 +478,13 @@ class RustDriver(Driver):
 
     def delete(self, queue: str, msg: Msg) -> None:
         self.run("delete", queue, msg.id, msg.lease)
+
+    def cancel(self, msg_id: int) -> str:
+        return str(self.run("cancel", msg_id)["outcome"])
+
+    def wait(self, msg_id: int, timeout: float) -> dict[str, Any]:
+        got: dict[str, Any] = self.run("wait", msg_id, timeout)
+        return got
 
     def start_worker(self, queue: str, **options: Any) -> RunningWorker:
         proc = subprocess.Popen(

@@ -472,3 +472,22 @@ def test_help_version_and_python_m() -> None:
         timeout=60,
     )
     assert proc.returncode == 0 and "create" in proc.stdout and "stats" in proc.stdout
+
+
+def test_cancel_wait_and_retention_commands(installed: Cli, config: pgqrs.Config) -> None:
+    cli = installed
+    cli("queue", "create", "jobs", "--archive-retention", "7d")
+    with pgqrs.Producer(config, "jobs") as p:
+        a, b = (m.id for m in p.enqueue_batch([{"n": 1}, {"n": 2}]))
+    assert cli.json("cancel", str(a)) == [{"id": a, "outcome": "cancelled"}]
+    # Already archived: reported, exit code 1; unknown: exit code 3.
+    assert cli.json("cancel", str(a), code=1) == [{"id": a, "outcome": "archived:cancelled"}]
+    cli("cancel", "999999", code=3)
+    assert cli.json("wait", str(a), "--timeout", "5s")["status"] == "cancelled"
+    line = cli.error("wait", str(b), "--timeout", "0.2s", code=7)
+    assert f"message {b} was not archived within 0.2s" in line
+    assert "progress" in cli("peek", "jobs").stdout
+    assert "kept for 3600s" in cli("queue", "retention", "jobs", "1h").stdout
+    assert "for ever" in cli("queue", "retention", "jobs", "none").stdout
+    cli.error("queue", "retention", "jobs", "soon", code=2)
+    cli.error("queue", "retention", "nope", "1h", code=3)

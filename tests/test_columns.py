@@ -58,7 +58,12 @@ def test_message_fields_follow_the_dequeue_columns() -> None:
     fields = tuple(f.name for f in dataclasses.fields(pgqrs.Message))
     assert fields[:12] == DEQUEUE_COLUMNS[1:13]
     assert DEQUEUE_COLUMNS[13:] == ("group_key", "retry_after")
-    assert fields == (*ENQUEUE_COLUMNS, "group")
+    assert fields[: len(ENQUEUE_COLUMNS)] == ENQUEUE_COLUMNS
+    # The fields after them (the group, progress, the worker's cancel flag,
+    # the owner) are not in those rows: each has a default.
+    rest = dataclasses.fields(pgqrs.Message)[len(ENQUEUE_COLUMNS) :]
+    assert [f.name for f in rest] == ["group", "progress", "_cancel_requested", "_owner"]
+    assert all(f.default is not dataclasses.MISSING for f in rest)
 
 
 def test_fail_outcome_fields_follow_the_fail_columns() -> None:

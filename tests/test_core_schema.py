@@ -37,6 +37,7 @@ def test_install_creates_schema_and_records_versions(
             "queues",
             "messages",
             "archive",
+            "archive_waiters",
             "workers",
             "flow_leases",
             "flow_buckets",

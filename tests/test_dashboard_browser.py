@@ -313,6 +313,34 @@ def test_retry_now_and_delete_a_message(
     assert [m.id for m, _ in admin.peek("work")] == [later]
 
 
+def test_cancel_a_waiting_and_a_running_message_and_show_progress(
+    site: str, browser: WebDriver, config: pgqrs.Config, admin: pgqrs.Admin
+) -> None:
+    admin.create_queue("work")
+    with pgqrs.Producer(config, "work") as p:
+        waiting = p.enqueue({"n": 1}, delay=3600).id
+        running = p.enqueue({"n": 2}).id
+    browser.get(site + f"/messages/{waiting}")
+    browser.find_element(By.ID, "cancel").click()
+    browser.switch_to.alert.accept()
+    wait_for(lambda: f"Message {waiting} cancelled" in text(browser, ".flash"))
+    assert text(browser, "h1 .state") == "cancelled"
+    assert not browser.find_elements(By.ID, "cancel")  # archived: nothing to cancel
+    with pgqrs.Consumer(config, "work") as c:
+        msg = c.dequeue()
+        assert msg is not None and msg.id == running
+        c.set_progress(msg, {"done": 3, "of": 10})
+        browser.get(site + f"/messages/{running}")
+        assert '"done": 3' in text(browser, "#progress")
+        browser.find_element(By.ID, "cancel").click()
+        browser.switch_to.alert.accept()
+        wait_for(lambda: "requested" in text(browser, ".flash"))
+        assert "requested at" in text(browser, "#cancel-requested")
+        assert not browser.find_elements(By.ID, "cancel")
+        c.archive(msg)
+    assert [m.status for m in admin.list_archive("work", limit=5)] == ["cancelled", "cancelled"]
+
+
 def test_purge_asks_for_the_queue_name(
     site: str, browser: WebDriver, config: pgqrs.Config, admin: pgqrs.Admin
 ) -> None:

@@ -282,3 +282,42 @@ def test_flow_control_limits_hold_through_the_bouncer(
     with pgqrs.Consumer(bconfig, "flow") as c:
         assert len(c.dequeue(batch=10)) == 2
         assert c.dequeue(batch=10) == [] and c.retry_after is not None and c.retry_after > 10
+def test_wait_cancel_and_progress_through_bouncer(bconfig: pgqrs.Config) -> None:
+    """Admin.wait behind the bouncer: LISTEN hears nothing there, the poll
+    finds the archived row (issue 16); cancel and progress are single
+    statements and work as directly."""
+    with pgqrs.Admin(bconfig) as admin:
+        admin.install()
+        admin.create_queue("waited")
+        with pgqrs.Producer(bconfig, "waited") as p:
+            msg, other = p.enqueue_batch([{"n": 1}, {"n": 2}])
+        results: list[pgqrs.ArchivedMessage] = []
+        waiter = threading.Thread(target=lambda: results.append(msg.wait(timeout=60)))
+        waiter.start()
+        with pgqrs.Consumer(bconfig, "waited") as c:
+            got = c.dequeue()
+            assert got is not None and got.id == msg.id
+            assert c.set_progress(got, {"half": True}) is False
+            c.archive(got, result={"answer": 42})
+        waiter.join(90)
+        assert [(r.status, r.result, r.progress) for r in results] == [
+            ("completed", {"answer": 42}, {"half": True})
+        ]
+        with pytest.raises(pgqrs.WaitTimeout):
+            admin.wait(other.id, timeout=0.3)
+        assert admin.cancel(other.id) == "cancelled"
+        assert admin.wait(other.id, timeout=30).status == "cancelled"
+
+
+async def test_asyncio_wait_through_bouncer(bconfig: pgqrs.Config) -> None:
+    async with pgqrs.aio.Admin(bconfig) as admin:
+        await admin.install()
+        await admin.create_queue("waited")
+        async with pgqrs.aio.Producer(bconfig, "waited") as p:
+            msg = await p.enqueue({"n": 1})
+        waiting = asyncio.create_task(admin.wait(msg.id, timeout=60))
+        async with pgqrs.aio.Consumer(bconfig, "waited") as c:
+            got = await c.dequeue()
+            assert got is not None
+            await c.archive(got)
+        assert (await waiting).status == "completed"

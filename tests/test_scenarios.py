@@ -172,6 +172,36 @@ def test_round_trip_with_priority_headers_and_result(
 
 
 @pytest.mark.parametrize(("producer", "consumer"), PAIRS)
+def test_cancel_and_wait(
+    drivers: dict[str, Driver], db: Db, producer: str, consumer: str
+) -> None:
+    """Issue 16: the producer's language cancels and waits, the consumer's
+    settles: a waiting message is archived cancelled at once, a leased one
+    when its holder settles it (whatever status it asked for); cancelling it
+    again is AlreadyArchived; waiting times out with WaitTimeout."""
+    p, c = drivers[producer], drivers[consumer]
+    waiting = p.enqueue("tasks", {"n": 1}, delay=3600)
+    held = p.enqueue("tasks", {"n": 2})
+    assert p.cancel(waiting.id) == "cancelled"
+    assert p.wait(waiting.id, 30)["status"] == "cancelled"
+    got = c.dequeue("tasks")
+    assert got is not None and got.id == held.id
+    with pytest.raises(DriverError) as timeout:
+        p.wait(held.id, 0.2)
+    assert timeout.value.kind == "WaitTimeout"
+    assert p.cancel(held.id) == "cancel_requested"
+    c.archive("tasks", got, result={"ignored": True})
+    done = p.wait(held.id, 30)
+    assert (done["status"], done["result"]) == ("cancelled", None)
+    with pytest.raises(DriverError) as again:
+        c.cancel(held.id)
+    assert again.value.kind == "AlreadyArchived" and "cancelled" in str(again.value)
+    with pytest.raises(DriverError) as unknown:
+        c.cancel(999_999)
+    assert unknown.value.kind == "MessageNotFound"
+
+
+@pytest.mark.parametrize(("producer", "consumer"), PAIRS)
 def test_delivery_order_is_priority_then_id(
     drivers: dict[str, Driver], producer: str, consumer: str
 ) -> None:

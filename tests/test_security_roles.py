@@ -43,6 +43,9 @@ TABLES = (
     "workers",
     "schedules",
     "schedule_slots",
+    "archive_waiters",
+    "flow_leases",
+    "flow_buckets",
     "schema_migrations",
     "schema_functions",
 )
@@ -52,17 +55,21 @@ COLUMN = {
     "queues": "paused",
     "messages": "payload",
     "archive": "status",
+    "archive_waiters": "expires_at",
     "workers": "status",
     "schedules": "paused",
     "schedule_slots": "slot",
+    "flow_leases": "lease",
+    "flow_buckets": "tokens",
     "schema_migrations": "checksum",
     "schema_functions": "checksum",
 }
 #: Functions no role may call: only other pgqrs functions (running as the owner) do.
-INTERNAL = {"queue_lock", "message_dequeue_limited", "flow_check"}
+INTERNAL = {"queue_lock", "message_dequeue_limited", "flow_check", "archive_notify"}
 #: The server functions each role kind may call (admin: all but the internal ones).
 JOBS: dict[str, set[str]] = {
-    "producer": {"message_insert", "message_enqueue"},
+    # A producer may wait for what it enqueued (Message.wait).
+    "producer": {"message_insert", "message_enqueue", "archive_get", "archive_wait"},
     "consumer": {
         "message_dequeue",
         "message_archive",
@@ -79,6 +86,10 @@ JOBS: dict[str, set[str]] = {
         "schedule_upsert",
         "schedule_due",
         "schedule_fire",
+        # A running handler's progress, the worker's cancel poll, retention.
+        "message_set_progress",
+        "message_cancelled",
+        "archive_prune",
     },
     "read_only": {
         "queue_get",
@@ -86,6 +97,8 @@ JOBS: dict[str, set[str]] = {
         "queue_stats",
         "message_peek",
         "archive_list",
+        "archive_get",
+        "archive_wait",
         "worker_list",
         "metrics_scrape",
         "schedule_list",
@@ -197,6 +210,15 @@ def test_every_forbidden_statement_is_refused(
         denied(conn, f'ALTER FUNCTION "{schema}".queue_lock(text) SECURITY INVOKER')
         denied(conn, f'GRANT EXECUTE ON FUNCTION "{schema}".queue_lock(text) TO PUBLIC')
         for function in functions():
+            if function.name == "archive_notify":
+                # The archive's trigger function cannot be called at all; the
+                # role does not even hold EXECUTE on it.
+                held = conn.execute(
+                    "SELECT has_function_privilege(%s, 'EXECUTE')",
+                    (f'"{schema}".archive_notify()',),
+                ).fetchone()
+                assert held == (False,)
+                continue
             if function.name not in JOBS[kind]:
                 denied(conn, call_with_nulls(conn, schema, function.name))
         if ledger_readable:
@@ -314,6 +336,14 @@ def test_a_role_cannot_point_a_function_at_its_own_tables(
         ("worker_reap('NaN', 1)", "dead_after"),
         ("message_peek('tasks', -1)", "limit"),
         ("archive_list(NULL, NULL, 0)", "limit"),
+        ("message_cancel(NULL)", "ids"),
+        ("message_cancel(ARRAY[NULL::bigint])", "ids"),
+        ("archive_get(NULL)", "ids"),
+        ("archive_wait(ARRAY[1::bigint], -1)", "seconds"),
+        ("archive_prune('tasks', 0)", "batch"),
+        ("queue_set_archive_retention('tasks', 0)", "archive_retention"),
+        ("message_set_progress(1, NULL, '{}')", "needs a message id"),
+        ("message_cancelled(NULL)", "worker id"),
         ("dashboard_messages('tasks', NULL, NULL, 10, 'gone', 5)", "state"),
         ("dashboard_messages('tasks', 1, NULL, 10, NULL, 5)", "keyset"),
         ("dashboard_queues(0, NULL)", "sample limit"),

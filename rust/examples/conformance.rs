@@ -193,6 +193,23 @@ async fn run(args: &Args) -> Result<Value, Fail> {
             let q = Admin::new(&config).await?.create_queue_with(queue()?, &options).await?;
             json!({"name": q.name, "visibility_timeout": q.visibility_timeout, "max_attempts": q.max_attempts})
         }
+        "cancel" => {
+            // cancel ID: the outcome as Admin.cancel names it in Python.
+            let id: i64 = args.arg(1, "ID")?.parse()?;
+            let outcome = match Admin::new(&config).await?.cancel(id).await? {
+                pgqrs::CancelOutcome::Cancelled => "cancelled",
+                pgqrs::CancelOutcome::CancelRequested => "cancel_requested",
+                other => return Err(format!("unexpected cancel outcome {other:?}").into()),
+            };
+            json!({"outcome": outcome})
+        }
+        "wait" => {
+            // wait ID SECS: the archived row's status, result and progress.
+            let id: i64 = args.arg(1, "ID")?.parse()?;
+            let secs: f64 = args.arg(2, "SECS")?.parse()?;
+            let a = Admin::new(&config).await?.wait(id, Some(Duration::from_secs_f64(secs))).await?;
+            json!({"id": a.id, "status": a.status, "result": a.result, "progress": a.progress})
+        }
         "stats" => {
             let s = Admin::new(&config).await?.queue_stats(queue()?).await?;
             json!({"ready": s.ready, "in_flight": s.in_flight, "delayed": s.delayed, "archived": s.archived})

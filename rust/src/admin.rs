@@ -55,6 +55,9 @@ pub struct QueueOptions {
     pub group_concurrency: Option<i32>,
     /// Dequeues per period, across the fleet (per group with `RateLimit::per_group`).
     pub rate_limit: Option<RateLimit>,
+    /// Keep archived messages this long (None, the default: for ever);
+    /// running workers delete older ones (see [`Admin::set_archive_retention`]).
+    pub archive_retention: Option<Duration>,
 }
 
 impl Default for QueueOptions {
@@ -66,6 +69,7 @@ impl Default for QueueOptions {
             concurrency_limit: None,
             group_concurrency: None,
             rate_limit: None,
+            archive_retention: None,
         }
     }
 }
@@ -102,6 +106,19 @@ pub(crate) fn positive_secs(d: Duration, what: &str) -> Result<f64> {
         )));
     }
     bounded_secs(d, what)
+}
+
+/// What [`Admin::cancel_batch`] did with one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// It was waiting or delayed: archived now with status `cancelled`.
+    Cancelled,
+    /// It is leased: marked; its holder archives it as `cancelled`.
+    CancelRequested,
+    /// It had already ended, with this archive status: nothing was changed.
+    Archived(String),
+    /// No such message.
+    NotFound,
 }
 
 /// Schema and queue management. Safe to run through pgBouncer in transaction mode.
@@ -295,6 +312,9 @@ impl Admin {
         if let Some(rate) = &options.rate_limit {
             rate.check()?;
         }
+        if let Some(keep) = options.archive_retention {
+            positive_secs(keep, "archive_retention")?;
+        }
         let created = self
             .db
             .queue_create(
@@ -306,16 +326,87 @@ impl Admin {
                 options.rate_limit,
             )
             .await?;
-        if let Some(queue) = created {
-            return Ok(queue);
-        }
-        if !options.exist_ok {
+        if created.is_none() && !options.exist_ok {
             return Err(Error::new(
                 ErrorKind::QueueExists,
                 format!("queue {name:?} already exists (set QueueOptions::exist_ok to reuse it)"),
             ));
         }
-        self.get_queue(name).await
+        if options.archive_retention.is_some() {
+            // A second statement (queue_create keeps its signature): idempotent.
+            self.set_archive_retention(name, options.archive_retention).await?;
+        }
+        match created {
+            Some(queue) => Ok(queue),
+            None => self.get_queue(name).await,
+        }
+    }
+
+    /// Keep queue `name`'s archived messages for `retention` (None: for ever).
+    /// Running workers enforce it: batched deletes (`archive_prune`), one
+    /// worker at a time per queue.
+    pub async fn set_archive_retention(&self, name: &str, retention: Option<Duration>) -> Result<()> {
+        validate_queue_name(name)?;
+        let secs = retention.map(|d| positive_secs(d, "archive_retention")).transpose()?;
+        if !self.db.queue_set_archive_retention(name, secs).await? {
+            return Err(Error::queue_not_found(name));
+        }
+        Ok(())
+    }
+
+    /// Cancel message `id`: [`CancelOutcome::Cancelled`] (it was waiting or
+    /// delayed: archived now as `cancelled`) or [`CancelOutcome::CancelRequested`]
+    /// (it is running: its worker stops the handler and archives it as
+    /// `cancelled`). `AlreadyArchived` (naming its status) when it already
+    /// ended; `MessageNotFound` for an unknown id.
+    pub async fn cancel(&self, id: i64) -> Result<CancelOutcome> {
+        let outcome = self.cancel_batch(&[id]).await?.remove(&id).unwrap_or(CancelOutcome::NotFound);
+        match outcome {
+            CancelOutcome::NotFound => {
+                Err(Error::new(ErrorKind::MessageNotFound, format!("no message {id}: nothing to cancel")))
+            }
+            CancelOutcome::Archived(status) => Err(Error::new(
+                ErrorKind::AlreadyArchived,
+                format!("message {id} is already archived with status {status:?}: nothing to cancel"),
+            )),
+            other => Ok(other),
+        }
+    }
+
+    /// Cancel messages `ids` in one statement: what happened to each (never an
+    /// error for one id's state).
+    pub async fn cancel_batch(&self, ids: &[i64]) -> Result<HashMap<i64, CancelOutcome>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        batch_size(ids.len(), "number of ids")?;
+        if let Some(bad) = ids.iter().find(|i| **i < 1) {
+            return Err(Error::invalid(format!(
+                "message id must be a positive int (a message's id), got {bad}"
+            )));
+        }
+        let rows = self.db.message_cancel(ids).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, outcome, status)| {
+                let o = match outcome.as_str() {
+                    "cancelled" => CancelOutcome::Cancelled,
+                    "cancel_requested" => CancelOutcome::CancelRequested,
+                    "archived" => CancelOutcome::Archived(status.unwrap_or_default()),
+                    _ => CancelOutcome::NotFound,
+                };
+                (id, o)
+            })
+            .collect())
+    }
+
+    /// Wait until message `id` is archived and return its archived row
+    /// (status, result or error, progress); woken by NOTIFY, with a poll
+    /// behind it (works through pgBouncer in transaction mode too).
+    /// `WaitTimeout` after `timeout` (None: wait for ever). Holds one
+    /// connection of its own while it waits.
+    pub async fn wait(&self, id: i64, timeout: Option<Duration>) -> Result<ArchivedMessage> {
+        crate::wait::wait_archived(&self.db, &self.db.config, id, timeout).await
     }
 
     /// Change queue `name`'s flow-control limits (only those set in `change`;

@@ -39,6 +39,9 @@ pub enum Fence {
     LeaseLost,
     /// No such waiting or in-flight message.
     NotFound,
+    /// Done, and a cancellation of the message was requested (`Admin::cancel`):
+    /// an archive wrote status cancelled; an extend kept the lease.
+    Cancelled,
 }
 
 /// One row of a fenced statement's result.
@@ -117,6 +120,8 @@ pub enum FailKind {
     LeaseLost,
     /// No such waiting or in-flight message.
     NotFound,
+    /// A cancellation was requested: archived as cancelled instead.
+    Cancelled,
 }
 
 /// One row of `message_fail`'s result.
@@ -165,6 +170,7 @@ fn fenced(rows: &[Row]) -> Result<Vec<Fenced>> {
                 "ok" => Fence::Ok,
                 "lease_lost" => Fence::LeaseLost,
                 "not_found" => Fence::NotFound,
+                "cancelled" => Fence::Cancelled,
                 other => return Err(unexpected("outcome", other)),
             };
             Ok(Fenced { id: col(r, "id")?, outcome, visible_until: col(r, "visible_until")? })
@@ -206,6 +212,63 @@ impl Db {
         let params: [Param<'_>; 3] = [(&queue, Type::TEXT), (&status, Type::TEXT), (&limit, Type::INT8)];
         let rows = self.run(None, Query::ArchiveList, &params, None).await?;
         rows.iter().map(ArchivedMessage::from_row).collect()
+    }
+
+    /// `archive_get`: the archived rows of `ids` (those archived so far).
+    pub async fn archive_get(&self, on: Option<&Client>, ids: &[i64]) -> Result<Vec<ArchivedMessage>> {
+        let rows = self.run(on, Query::ArchiveGet, &[(&ids, Type::INT8_ARRAY)], None).await?;
+        rows.iter().map(ArchivedMessage::from_row).collect()
+    }
+
+    /// `archive_wait`: register interest in `ids` being archived for `secs`
+    /// (None: unregister), so the archive trigger NOTIFYs; their archived rows so far.
+    pub async fn archive_wait(
+        &self,
+        on: Option<&Client>,
+        ids: &[i64],
+        secs: Option<f64>,
+    ) -> Result<Vec<ArchivedMessage>> {
+        let params: [Param<'_>; 2] = [(&ids, Type::INT8_ARRAY), (&secs, Type::FLOAT8)];
+        let rows = self.run(on, Query::ArchiveWait, &params, None).await?;
+        rows.iter().map(ArchivedMessage::from_row).collect()
+    }
+
+    /// `archive_prune`: delete up to `batch` archived messages of `queue`
+    /// older than its retention; how many, or None (another session prunes
+    /// it now, or the queue keeps its archive).
+    pub async fn archive_prune(&self, queue: &str, batch: i32) -> Result<Option<i64>> {
+        let params: [Param<'_>; 2] = [(&queue, Type::TEXT), (&batch, Type::INT4)];
+        let rows = self.run(None, Query::ArchivePrune, &params, Some(queue)).await?;
+        col(&one(rows, "archive_prune")?, "pruned")
+    }
+
+    /// `message_cancel`: per distinct id (ascending), its outcome
+    /// ('cancelled', 'cancel_requested', 'archived', 'not_found') and archive status.
+    pub async fn message_cancel(&self, ids: &[i64]) -> Result<Vec<(i64, String, Option<String>)>> {
+        let rows = self.run(None, Query::MessageCancel, &[(&ids, Type::INT8_ARRAY)], None).await?;
+        rows.iter().map(|r| Ok((col(r, "id")?, col(r, "outcome")?, col(r, "status")?))).collect()
+    }
+
+    /// `message_cancelled`: the (id, lease) of the messages worker `worker_id`
+    /// holds whose cancellation was requested.
+    pub async fn message_cancelled(&self, worker_id: i64) -> Result<Vec<(i64, Uuid)>> {
+        let rows = self.run(None, Query::MessageCancelled, &[(&worker_id, Type::INT8)], None).await?;
+        rows.iter().map(|r| Ok((col(r, "id")?, col(r, "lease")?))).collect()
+    }
+
+    /// `message_set_progress`: record `progress` (a JSON text) of message
+    /// `id`, fenced by `lease`.
+    pub async fn message_set_progress(&self, id: i64, lease: Uuid, progress: &str) -> Result<Fence> {
+        let params: [Param<'_>; 3] = [(&id, Type::INT8), (&lease, Type::UUID), (&progress, Type::TEXT)];
+        let rows = self.run(None, Query::MessageSetProgress, &params, None).await?;
+        Ok(fenced(&rows)?.first().map(|f| f.outcome).unwrap_or(Fence::NotFound))
+    }
+
+    /// `queue_set_archive_retention`: keep `name`'s archive for `secs` (None:
+    /// for ever); false when the queue is missing.
+    pub async fn queue_set_archive_retention(&self, name: &str, secs: Option<f64>) -> Result<bool> {
+        let params: [Param<'_>; 2] = [(&name, Type::TEXT), (&secs, Type::FLOAT8)];
+        Ok(!self.run(None, Query::QueueSetArchiveRetention, &params, Some(name)).await?.is_empty())
     }
 
     /// `archive_purge`: delete the archive rows older than `older_than` (of
@@ -312,6 +375,8 @@ impl Db {
                     let secs: Option<f64> = col(row, "retry_after")?;
                     out.retry_after = secs.map(|s| Duration::from_secs_f64(s.max(0.0)));
                 }
+                // Its cancel was requested while leased: archived, not delivered.
+                "cancelled" => {}
                 "missing" => return Err(Error::queue_not_found(queue)),
                 other => return Err(unexpected("outcome", other)),
             }
@@ -439,6 +504,7 @@ impl Db {
                 let outcome = match outcome.as_str() {
                     "retried" => FailKind::Retried,
                     "dead" => FailKind::Dead,
+                    "cancelled" => FailKind::Cancelled,
                     "lease_lost" => FailKind::LeaseLost,
                     "not_found" => FailKind::NotFound,
                     other => return Err(unexpected("outcome", other)),

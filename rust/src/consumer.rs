@@ -234,7 +234,11 @@ impl Consumer {
         let got = self.db.message_dequeue(&self.queue, limit, visibility_timeout, self.worker_id).await?;
         *self.retry_after.lock().unwrap() = got.retry_after;
         self.leases.lock().unwrap().remember(&got.messages);
-        Ok(got.messages)
+        let mut messages = got.messages;
+        for m in &mut messages {
+            m.owner = crate::message::Owner(Some(self.db.clone())); // for Message::set_progress
+        }
+        Ok(messages)
     }
 
     /// After a dequeue: how long until the queue's rate limit gives its next
@@ -340,6 +344,26 @@ impl Consumer {
             .collect()
     }
 
+    /// Record `progress` (any JSON value but null) on the leased message's row,
+    /// fenced by its lease (`LeaseExpired` when lost). `Admin::peek`, the
+    /// dashboard and, once archived, the archive show the latest. Returns true
+    /// when a cancellation of the message was requested: stop, then archive
+    /// it (it is archived as `cancelled` whatever status is given).
+    pub async fn set_progress(&self, msg: &Message, progress: &Value) -> Result<bool> {
+        let (ids, leases) = self.resolve(&[MessageRef::from(msg)], "set progress of")?;
+        if progress.is_null() {
+            return Err(Error::invalid("progress must be a JSON value, not null"));
+        }
+        let text = encode(progress, "progress", self.db.config.max_payload_bytes())?;
+        let outcome = self.db.message_set_progress(ids[0], leases[0], &text).await?;
+        if outcome == Fence::Cancelled {
+            msg.cancel.cancel();
+        }
+        let row = Fenced { id: ids[0], outcome, visible_until: None };
+        self.check_fenced(&[row], "set progress of")?;
+        Ok(outcome == Fence::Cancelled)
+    }
+
     /// Give the message back to the queue, visible again at once.
     pub async fn release(&self, msg: impl Into<MessageRef>) -> Result<()> {
         self.release_batch_with([msg.into()], Duration::ZERO, None).await.map(drop)
@@ -416,7 +440,9 @@ impl Consumer {
         let mut until = HashMap::new();
         for r in rows {
             until.insert(r.id, r.visible_until);
-            if r.outcome == Fence::Ok {
+            // Cancelled: went through, and a cancellation was requested (an
+            // archive wrote status cancelled; an extend kept the lease).
+            if r.outcome == Fence::Ok || r.outcome == Fence::Cancelled {
                 done.push(r.id);
             } else {
                 if r.outcome == Fence::NotFound {

@@ -45,6 +45,13 @@ pub enum ErrorKind {
     LeaseExpired,
     /// `LeaseNotHeld`: an id was given that this consumer never dequeued.
     LeaseNotHeld,
+    /// `MessageNotFound`: no waiting, in-flight or archived message has that id.
+    MessageNotFound,
+    /// `AlreadyArchived`: the message already ended (it cannot be cancelled);
+    /// the message names its status.
+    AlreadyArchived,
+    /// `WaitTimeout`: `Admin::wait` gave up before the message was archived.
+    WaitTimeout,
 }
 
 impl ErrorKind {
@@ -63,6 +70,9 @@ impl ErrorKind {
         ErrorKind::ScheduleExists,
         ErrorKind::LeaseExpired,
         ErrorKind::LeaseNotHeld,
+        ErrorKind::MessageNotFound,
+        ErrorKind::AlreadyArchived,
+        ErrorKind::WaitTimeout,
     ];
 
     /// The name of the matching Python exception class.
@@ -81,6 +91,9 @@ impl ErrorKind {
             ErrorKind::ScheduleExists => "ScheduleExists",
             ErrorKind::LeaseExpired => "LeaseExpired",
             ErrorKind::LeaseNotHeld => "LeaseNotHeld",
+            ErrorKind::MessageNotFound => "MessageNotFound",
+            ErrorKind::AlreadyArchived => "AlreadyArchived",
+            ErrorKind::WaitTimeout => "WaitTimeout",
         }
     }
 }

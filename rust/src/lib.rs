@@ -131,11 +131,12 @@ pub mod task;
 mod telemetry;
 mod tls;
 mod validate;
+mod wait;
 pub mod worker;
 
 pub use admin::{
-    Admin, Grants, QueueOptions, DEFAULT_WORKER_DEAD_AFTER, DEFAULT_WORKER_PRUNE_AFTER, MAX_BATCH,
-    MAX_ROLE_NAME_BYTES, MAX_SECONDS,
+    Admin, CancelOutcome, Grants, QueueOptions, DEFAULT_WORKER_DEAD_AFTER, DEFAULT_WORKER_PRUNE_AFTER,
+    MAX_BATCH, MAX_ROLE_NAME_BYTES, MAX_SECONDS,
 };
 pub use config::{
     Config, DEFAULT_APPLICATION_NAME, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_ATTEMPTS,

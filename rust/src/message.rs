@@ -40,6 +40,69 @@ pub struct Message {
     pub inserted: bool,
     /// The message's group (flow control, docs/flow-control.md); None: no group.
     pub group: Option<String>,
+    /// What the running handler last recorded (`set_progress`); peek shows it.
+    pub progress: Option<Value>,
+    /// Set by the worker when a cancellation of this delivery was requested
+    /// (`Admin::cancel`); shared by the message's clones.
+    pub(crate) cancel: CancelFlag,
+    /// The worker or consumer that leased it, for [`Message::set_progress`].
+    pub(crate) owner: Owner,
+}
+
+/// The client a leased message came from (None: enqueued or peeked). Ignored by `==`.
+#[derive(Clone, Default)]
+pub(crate) struct Owner(pub(crate) Option<crate::db::Db>);
+
+impl std::fmt::Debug for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Owner(leased)" } else { "Owner(none)" })
+    }
+}
+
+impl PartialEq for Owner {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+/// The worker's "this message was cancelled" flag, shared by a message's
+/// clones (the handler's copy sees it). Ignored by `==`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CancelFlag(std::sync::Arc<CancelInner>);
+
+#[derive(Debug, Default)]
+pub(crate) struct CancelInner {
+    set: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl PartialEq for CancelFlag {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl CancelFlag {
+    pub(crate) fn cancel(&self) -> bool {
+        let first = !self.0.set.swap(true, std::sync::atomic::Ordering::SeqCst);
+        self.0.notify.notify_waiters();
+        first
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.set.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Resolves once the flag is set (at once if it is).
+    pub(crate) async fn cancelled(&self) {
+        loop {
+            let notified = self.0.notify.notified();
+            if self.is_set() {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 impl Message {
@@ -62,6 +125,13 @@ impl Message {
             last_error: col(row, "last_error")?,
             inserted: if has_inserted { col(row, "inserted")? } else { true },
             group: if has_group { col(row, "group_key")? } else { None },
+            progress: if row.columns().iter().any(|c| c.name() == "progress") {
+                col(row, "progress")?
+            } else {
+                None
+            },
+            cancel: CancelFlag::default(),
+            owner: Owner::default(),
         })
     }
 
@@ -94,7 +164,54 @@ impl Message {
             last_error: get(row, "last_error")?,
             inserted: if has_inserted { get(row, "inserted")? } else { true },
             group: None,
+            progress: None,
+            cancel: CancelFlag::default(),
+            owner: Owner::default(),
         })
+    }
+
+    /// Record `progress` (any JSON value but null) on this leased message's
+    /// row, fenced by its lease (`LeaseExpired` when lost): from a worker's
+    /// handler, or a message a [`crate::Consumer`] dequeued. Peek, the
+    /// dashboard and, once archived, the archive show the latest. Returns true
+    /// when a cancellation was requested (stop: the message is archived as
+    /// `cancelled`).
+    pub async fn set_progress(&self, progress: &Value) -> Result<bool> {
+        let (Some(db), Some(lease)) = (&self.owner.0, self.lease) else {
+            return Err(Error::invalid(format!(
+                "message {} cannot set progress: it was not leased by a worker or Consumer",
+                self.id
+            )));
+        };
+        if progress.is_null() {
+            return Err(Error::invalid("progress must be a JSON value, not null"));
+        }
+        let text = crate::payload::encode(progress, "progress", db.config.max_payload_bytes())?;
+        match db.message_set_progress(self.id, lease, &text).await? {
+            crate::calls::Fence::Ok => Ok(false),
+            crate::calls::Fence::Cancelled => {
+                self.cancel.cancel();
+                Ok(true)
+            }
+            _ => Err(Error::lease(
+                crate::error::ErrorKind::LeaseExpired,
+                format!(
+                    "cannot set progress of message {}: the lease expired and the message was \
+                     redelivered, or archived since; nothing was changed",
+                    self.id
+                ),
+                vec![self.id],
+                vec![],
+            )),
+        }
+    }
+
+    /// True once the worker learned that this message was cancelled
+    /// (`Admin::cancel`) while its handler runs: the worker drops the
+    /// handler's future at its next await; a handler doing blocking work may
+    /// check this and stop. The message is archived as `cancelled`.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_set()
     }
 
     /// The payload decoded into `T` through serde (a Payload error when it does not fit).
@@ -213,6 +330,8 @@ pub struct ArchivedMessage {
     pub status: String,
     pub result: Option<Value>,
     pub error: Option<Value>,
+    /// The progress the handler last recorded (None: none).
+    pub progress: Option<Value>,
 }
 
 impl ArchivedMessage {
@@ -231,6 +350,7 @@ impl ArchivedMessage {
             status: col(row, "status")?,
             result: col(row, "result")?,
             error: col(row, "error")?,
+            progress: col(row, "progress")?,
         })
     }
 }

@@ -16,6 +16,7 @@ pub(crate) mod outcome {
     pub(crate) const RETRIED: &str = "retried";
     pub(crate) const DEAD: &str = "dead";
     pub(crate) const LEASE_LOST: &str = "lease_lost";
+    pub(crate) const CANCELLED: &str = "cancelled";
 }
 
 #[cfg(not(feature = "otel"))]

@@ -44,12 +44,17 @@ macro_rules! queries {
 }
 
 queries! {
+    ArchiveGet => "archive_get",
     ArchiveList => "archive_list",
+    ArchivePrune => "archive_prune",
     ArchivePurge => "archive_purge",
     ArchiveRedrive => "archive_redrive",
+    ArchiveWait => "archive_wait",
     FunctionList => "function_list",
     FunctionRecord => "function_record",
     MessageArchive => "message_archive",
+    MessageCancel => "message_cancel",
+    MessageCancelled => "message_cancelled",
     MessageDelete => "message_delete",
     MessageDequeue => "message_dequeue",
     MessageEnqueue => "message_enqueue",
@@ -58,6 +63,7 @@ queries! {
     MessageInsert => "message_insert",
     MessagePeek => "message_peek",
     MessageRelease => "message_release",
+    MessageSetProgress => "message_set_progress",
     MetricsScrape => "metrics_scrape",
     MigrationInstalled => "migration_installed",
     MigrationList => "migration_list",
@@ -68,6 +74,7 @@ queries! {
     QueueGet => "queue_get",
     QueueList => "queue_list",
     QueuePurge => "queue_purge",
+    QueueSetArchiveRetention => "queue_set_archive_retention",
     QueueSetPaused => "queue_set_paused",
     QueueStats => "queue_stats",
     QueueUpdate => "queue_update",

@@ -11,7 +11,7 @@ const MAX_SCHEMA_NAME_LENGTH: usize = 48;
 /// consumer may say it did (failed). A fixed set, so that a typo such as
 /// "donez" is refused instead of stored where no filter finds it. Python:
 /// `pgqrs._validate.ARCHIVE_STATUSES`.
-pub const ARCHIVE_STATUSES: [&str; 3] = ["completed", "failed", "dead"];
+pub const ARCHIVE_STATUSES: [&str; 4] = ["completed", "failed", "dead", "cancelled"];
 
 /// `name` if it is a valid queue name (1 to 128 of `A-Za-z0-9_.:-`).
 pub fn validate_queue_name(name: &str) -> Result<&str> {

@@ -1281,6 +1281,8 @@ fn worker_options_default_is_the_data_file() {
             "DEFAULT_GRACE_PERIOD" => secs(o.grace_period),
             "DEFAULT_HEARTBEAT_INTERVAL" => secs(o.heartbeat_interval),
             "DEFAULT_REAP_INTERVAL" => secs(o.reap_interval),
+            "DEFAULT_ARCHIVE_PRUNE_INTERVAL" => secs(o.archive_prune_interval),
+            "DEFAULT_ARCHIVE_PRUNE_BATCH" => o.archive_prune_batch as f64,
             "DEFAULT_LEASE_EXTEND_AT" => o.lease_extend_at,
             "DEFAULT_LEASE_CHECK_INTERVAL" => secs(o.lease_check_interval),
             "DEFAULT_BACKOFF_BASE" => secs(o.backoff.base),

@@ -14,7 +14,8 @@ RETURNS TABLE (
     archived_at timestamptz,
     status text,
     result jsonb,
-    error jsonb
+    error jsonb,
+    progress jsonb
 )
 LANGUAGE plpgsql
 STABLE
@@ -29,7 +30,7 @@ BEGIN
     END IF;
     RETURN QUERY
     SELECT a.id, a.queue, a.payload, a.priority, a.attempts, a.enqueued_at, a.dequeued_at,
-           a.dedup_key, a.headers, a.archived_at, a.status, a.result, a.error
+           a.dedup_key, a.headers, a.archived_at, a.status, a.result, a.error, a.progress
     FROM archive a
     WHERE ($1 IS NULL OR a.queue = $1)
       AND ($2 IS NULL OR a.status = $2)

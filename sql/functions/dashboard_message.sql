@@ -25,7 +25,9 @@ RETURNS TABLE (
     worker_hostname text,
     worker_pid integer,
     worker_status text,
-    max_attempts integer
+    max_attempts integer,
+    progress jsonb,
+    cancel_requested_at timestamptz
 )
 LANGUAGE plpgsql
 STABLE
@@ -44,7 +46,8 @@ BEGIN
            CASE WHEN m.visible_at <= now() THEN 'ready'
                 WHEN m.lease IS NOT NULL THEN 'in_flight'
                 ELSE 'delayed' END,
-           w.hostname, w.pid, w.status, q.max_attempts
+           w.hostname, w.pid, w.status, q.max_attempts, m.progress,
+           m.cancel_requested_at
     FROM messages m
     LEFT JOIN workers w ON w.id = m.leased_by
     LEFT JOIN queues q ON q.name = m.queue
@@ -52,7 +55,8 @@ BEGIN
     UNION ALL
     SELECT 'archive', a.id, a.queue, a.payload, a.priority, a.attempts, a.enqueued_at,
            a.dequeued_at, NULL, false, NULL, a.dedup_key, a.headers, a.error, a.result, a.status,
-           a.archived_at, a.status, NULL, NULL, NULL, q.max_attempts
+           a.archived_at, a.status, NULL, NULL, NULL, q.max_attempts, a.progress,
+           NULL::timestamptz
     FROM archive a
     LEFT JOIN queues q ON q.name = a.queue
     WHERE a.id = $1;

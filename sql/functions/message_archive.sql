@@ -4,6 +4,9 @@
 -- Only a row whose current lease equals the given one moves; one result row
 -- per input: outcome 'ok', 'lease_lost' (the row is there under another
 -- lease, or none) or 'not_found' (no such waiting or in-flight message).
+-- A message whose cancellation was requested (message_cancel) is archived as
+-- 'cancelled' whatever status was given, its result dropped: outcome
+-- 'cancelled'. Its progress goes to the archive.
 CREATE OR REPLACE FUNCTION :"schema".message_archive(bigint[], uuid[], text[], text[], text[])
 RETURNS TABLE (
     id bigint,
@@ -34,15 +37,19 @@ BEGIN
     archived AS (
         INSERT INTO archive
             (id, queue, payload, priority, attempts, enqueued_at, dequeued_at, dedup_key, headers,
-             status, result, error, group_key)
+             status, result, error, progress, group_key)
         SELECT mv.id, mv.queue, mv.payload, mv.priority, mv.attempts, mv.enqueued_at, mv.dequeued_at,
-               mv.dedup_key, mv.headers, i.status, i.result::jsonb,
-               coalesce(i.error::jsonb, mv.last_error), mv.group_key
+               mv.dedup_key, mv.headers,
+               CASE WHEN mv.cancel_requested_at IS NULL THEN i.status ELSE 'cancelled' END,
+               CASE WHEN mv.cancel_requested_at IS NULL THEN i.result::jsonb END,
+               coalesce(i.error::jsonb, mv.last_error), mv.progress, mv.group_key
         FROM moved mv JOIN input i ON i.id = mv.id
-        RETURNING id
+        RETURNING id, status
     )
     SELECT i.id,
-           CASE WHEN a.id IS NOT NULL THEN 'ok'
+           CASE WHEN a.id IS NOT NULL THEN
+                    CASE WHEN a.status = 'cancelled' AND i.status <> 'cancelled' THEN 'cancelled'
+                         ELSE 'ok' END
                 WHEN EXISTS (SELECT 1 FROM messages m WHERE m.id = i.id) THEN 'lease_lost'
                 ELSE 'not_found' END AS outcome,
            NULL::timestamptz AS visible_until

@@ -9,6 +9,11 @@
 --     holder), attempts + 1, and visible_at = now() + the lease length;
 --   * a picked row already delivered max_attempts times (its last lease ran
 --     out) moves to the archive as 'dead' instead of being delivered again.
+-- [issue 16, cancellation] a picked row whose cancellation was requested
+-- (message_cancel marked it while leased; its holder died or released it) is
+-- archived as 'cancelled', never delivered again; it counts like a dead row
+-- (outcome 'cancelled'). Marked: the `cancelled` column of candidates and the
+-- CASEs in dead/dead_archived and the result.
 -- When dead rows took places in the batch and more rows were ready, the
 -- function runs another round for the places left, so the batch is full
 -- whenever enough ready rows exist: no client loops on "all dead". Each
@@ -83,7 +88,8 @@ BEGIN
     END IF;
     LOOP
         WITH candidates AS MATERIALIZED (
-            SELECT m.id, m.attempts >= q.max_attempts AS exhausted
+            SELECT m.id,
+                   m.attempts >= q.max_attempts OR m.cancel_requested_at IS NOT NULL AS exhausted
             FROM messages m
             WHERE m.queue = $1
               AND m.visible_at <= now()
@@ -99,13 +105,16 @@ BEGIN
         dead_archived AS (
             INSERT INTO archive
                 (id, queue, payload, priority, attempts, enqueued_at, dequeued_at, dedup_key, headers,
-                 status, error, group_key)
+                 status, error, progress, group_key)
             SELECT (d.msg).id, (d.msg).queue, (d.msg).payload, (d.msg).priority, (d.msg).attempts,
-                   (d.msg).enqueued_at, (d.msg).dequeued_at, (d.msg).dedup_key, (d.msg).headers, 'dead',
-                   jsonb_build_object('reason', 'max_attempts exceeded',
-                                      'max_attempts', q.max_attempts,
-                                      'last_error', (d.msg).last_error),
-                   (d.msg).group_key
+                   (d.msg).enqueued_at, (d.msg).dequeued_at, (d.msg).dedup_key, (d.msg).headers,
+                   CASE WHEN (d.msg).cancel_requested_at IS NULL THEN 'dead' ELSE 'cancelled' END,
+                   CASE WHEN (d.msg).cancel_requested_at IS NULL THEN
+                       jsonb_build_object('reason', 'max_attempts exceeded',
+                                          'max_attempts', q.max_attempts,
+                                          'last_error', (d.msg).last_error)
+                   ELSE (d.msg).last_error END,
+                   (d.msg).progress, (d.msg).group_key
             FROM dead d
             RETURNING id
         ),
@@ -137,7 +146,8 @@ BEGIN
            l.group_key, NULL::float8
     FROM unnest(all_leased) l
     UNION ALL
-    SELECT 'dead', d.id, d.queue, NULL, d.priority, d.attempts, d.enqueued_at,
+    SELECT CASE WHEN d.cancel_requested_at IS NULL THEN 'dead' ELSE 'cancelled' END,
+           d.id, d.queue, NULL, d.priority, d.attempts, d.enqueued_at,
            d.dequeued_at, NULL, NULL, NULL, NULL, NULL, d.group_key, NULL
     FROM unnest(all_dead) d
     ORDER BY 5 DESC, 2;  -- priority DESC, id: delivery order across rounds

@@ -201,7 +201,10 @@ BEGIN
             -- Dequeues of this queue are serialised: no SKIP LOCKED, so a row
             -- being archived or released right now is waited for and
             -- re-checked, never passed over (that would break group order).
-            SELECT m.id, m.attempts >= q.max_attempts AS exhausted
+            -- [issue 16, cancellation] a row whose cancel was requested while
+            -- its lease ran out goes to the archive as 'cancelled', with the dead.
+            SELECT m.id,
+                   m.attempts >= q.max_attempts OR m.cancel_requested_at IS NOT NULL AS exhausted
             FROM messages m
             WHERE m.id = ANY (chosen)
               AND m.visible_at <= now()
@@ -215,13 +218,16 @@ BEGIN
         dead_archived AS (
             INSERT INTO archive
                 (id, queue, payload, priority, attempts, enqueued_at, dequeued_at, dedup_key, headers,
-                 status, error, group_key)
+                 status, error, progress, group_key)
             SELECT (d.msg).id, (d.msg).queue, (d.msg).payload, (d.msg).priority, (d.msg).attempts,
-                   (d.msg).enqueued_at, (d.msg).dequeued_at, (d.msg).dedup_key, (d.msg).headers, 'dead',
-                   jsonb_build_object('reason', 'max_attempts exceeded',
-                                      'max_attempts', q.max_attempts,
-                                      'last_error', (d.msg).last_error),
-                   (d.msg).group_key
+                   (d.msg).enqueued_at, (d.msg).dequeued_at, (d.msg).dedup_key, (d.msg).headers,
+                   CASE WHEN (d.msg).cancel_requested_at IS NULL THEN 'dead' ELSE 'cancelled' END,
+                   CASE WHEN (d.msg).cancel_requested_at IS NULL THEN
+                       jsonb_build_object('reason', 'max_attempts exceeded',
+                                          'max_attempts', q.max_attempts,
+                                          'last_error', (d.msg).last_error)
+                   ELSE (d.msg).last_error END,
+                   (d.msg).progress, (d.msg).group_key
             FROM dead d
             RETURNING id
         ),
@@ -285,7 +291,8 @@ BEGIN
                l.last_error, l.group_key, NULL::float8 AS retry_after
         FROM unnest(all_leased) l
         UNION ALL
-        SELECT 'dead', d.id, d.queue, NULL, d.priority, d.attempts, d.enqueued_at,
+        SELECT CASE WHEN d.cancel_requested_at IS NULL THEN 'dead' ELSE 'cancelled' END,
+               d.id, d.queue, NULL, d.priority, d.attempts, d.enqueued_at,
                d.dequeued_at, NULL, NULL, NULL, NULL, NULL, d.group_key, NULL
         FROM unnest(all_dead) d
         UNION ALL

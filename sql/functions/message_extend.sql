@@ -1,7 +1,9 @@
 -- message_extend: keep leases: visible_at = now() + $3 seconds, fenced by lease.
 --   $1 ids bigint[], $2 leases uuid[], $3 seconds float8
 -- A lease that expired but was not taken over is renewed. One result row per
--- input, as message_archive, with the new visible_until.
+-- input, as message_archive, with the new visible_until; outcome 'cancelled'
+-- (the lease is extended too) when a cancellation was requested: the holder
+-- stops the handler and archives the message (as 'cancelled').
 CREATE OR REPLACE FUNCTION :"schema".message_extend(bigint[], uuid[], float8)
 RETURNS TABLE (
     id bigint,
@@ -27,10 +29,11 @@ BEGIN
         SET visible_at = now() + make_interval(secs => $3::float8)
         FROM input i
         WHERE m.id = i.id AND m.lease = i.lease
-        RETURNING m.id, m.visible_at
+        RETURNING m.id, m.visible_at, m.cancel_requested_at
     )
     SELECT i.id,
-           CASE WHEN e.id IS NOT NULL THEN 'ok'
+           CASE WHEN e.id IS NOT NULL THEN
+                    CASE WHEN e.cancel_requested_at IS NULL THEN 'ok' ELSE 'cancelled' END
                 WHEN EXISTS (SELECT 1 FROM messages m WHERE m.id = i.id) THEN 'lease_lost'
                 ELSE 'not_found' END AS outcome,
            e.visible_at AS visible_until

@@ -15,7 +15,9 @@
 --   random() per message, so jobs failing together do not return together),
 --   and capped at max again.
 -- The attempt count stays (it was counted at dequeue).
--- One result row per input, in input order: outcome 'retried', 'dead',
+-- A message whose cancellation was requested (message_cancel) is archived as
+-- 'cancelled' instead (outcome 'cancelled'): it is not retried.
+-- One result row per input, in input order: outcome 'retried', 'dead', 'cancelled',
 -- 'lease_lost' (the row is there under another lease, or none) or
 -- 'not_found' (no such waiting or in-flight message); for 'retried' the delay
 -- used, in seconds; for 'retried' and 'dead' the attempts made.
@@ -51,7 +53,9 @@ BEGIN
     decided AS MATERIALIZED (
         -- The rows still held under the given lease, locked, with the decision.
         SELECT m.id, m.attempts, i.error,
-               coalesce(i.force_dead, false) OR m.attempts >= q.max_attempts AS dead,
+               coalesce(i.force_dead, false) OR m.attempts >= q.max_attempts
+                   OR m.cancel_requested_at IS NOT NULL AS dead,
+               m.cancel_requested_at IS NOT NULL AS cancelled,
                coalesce(i.delay,
                         greatest(0::float8, least($7::float8,
                             least($7::float8,
@@ -66,14 +70,15 @@ BEGIN
         DELETE FROM messages m
         USING decided d
         WHERE m.id = d.id AND d.dead
-        RETURNING m.*, d.error AS fail_error
+        RETURNING m.*, d.error AS fail_error, d.cancelled
     ),
     archived AS (
         INSERT INTO archive
             (id, queue, payload, priority, attempts, enqueued_at, dequeued_at, dedup_key, headers,
-             status, error, group_key)
+             status, error, progress, group_key)
         SELECT x.id, x.queue, x.payload, x.priority, x.attempts, x.enqueued_at, x.dequeued_at,
-               x.dedup_key, x.headers, 'dead', coalesce(x.fail_error::jsonb, x.last_error), x.group_key
+               x.dedup_key, x.headers, CASE WHEN x.cancelled THEN 'cancelled' ELSE 'dead' END,
+               coalesce(x.fail_error::jsonb, x.last_error), x.progress, x.group_key
         FROM dead x
         RETURNING id
     ),
@@ -88,7 +93,8 @@ BEGIN
         RETURNING m.id
     )
     SELECT i.id,
-           CASE WHEN d.id IS NOT NULL THEN CASE WHEN d.dead THEN 'dead' ELSE 'retried' END
+           CASE WHEN d.id IS NOT NULL THEN
+                    CASE WHEN d.cancelled THEN 'cancelled' WHEN d.dead THEN 'dead' ELSE 'retried' END
                 WHEN EXISTS (SELECT 1 FROM messages m WHERE m.id = i.id) THEN 'lease_lost'
                 ELSE 'not_found' END AS outcome,
            CASE WHEN NOT d.dead THEN d.wait END AS delay,

@@ -1,7 +1,8 @@
 -- message_peek: up to $2 messages of queue $1 in delivery order, without
 -- leasing them (for operators, dashboards and debugging); state is ready,
 -- in_flight or delayed. Lease tokens are never shown (NULL): a reader must
--- not be able to settle another consumer's message.
+-- not be able to settle another consumer's message. progress: what the
+-- running handler last recorded (message_set_progress).
 CREATE OR REPLACE FUNCTION :"schema".message_peek(text, bigint)
 RETURNS TABLE (
     id bigint,
@@ -16,7 +17,8 @@ RETURNS TABLE (
     lease uuid,
     dedup_key text,
     last_error jsonb,
-    state text
+    state text,
+    progress jsonb
 )
 LANGUAGE plpgsql
 STABLE
@@ -34,7 +36,8 @@ BEGIN
            m.visible_at, m.headers, NULL::uuid, m.dedup_key, m.last_error,
            CASE WHEN m.visible_at <= now() THEN 'ready'
                 WHEN m.lease IS NOT NULL THEN 'in_flight'
-                ELSE 'delayed' END
+                ELSE 'delayed' END,
+           m.progress
     FROM messages m
     WHERE m.queue = $1
     ORDER BY m.priority DESC, m.id

@@ -11,17 +11,21 @@
 -- function does. The one exception: admin and read-only may SELECT the two
 -- ledgers (versions and checksums, no message data), for verify.
 -- Installing and migrating (CREATE in the schema) stays with the owner.
---   producer:  enqueue (message_insert, message_enqueue).
+--   producer:  enqueue (message_insert, message_enqueue); wait for a result
+--              (archive_get, archive_wait: a producer waits for what it enqueued).
 --   consumer:  dequeue, settle (archive, delete, extend, release, fail), read
 --              a queue's settings, register, heartbeat, stop and reap workers;
---              declare schedules and fire them (a worker's ticks).
+--              declare schedules and fire them (a worker's ticks); record
+--              progress, poll for cancellations, prune archives by their
+--              retention.
 --   read-only: list queues, their settings and stats, peek messages (lease
 --              tokens hidden), list the archive, workers and schedules; the web
 --              dashboard's reads (dashboard_*).
 --   admin:     all of the above, plus create, pause, purge and delete queues,
 --              pause, resume and delete schedules,
---              purge and redrive the archive; the dashboard's actions (retry,
---              remove a message or an archived one).
+--              purge and redrive the archive, cancel messages, set a queue's
+--              archive retention; the dashboard's actions (retry, remove, cancel
+--              a message, remove an archived one).
 WITH r AS (
     SELECT rolname FROM pg_roles WHERE rolname = $1::text
 ),
@@ -33,6 +37,11 @@ kinds (kind, wanted) AS (
 ),
 jobs (kind, fn) AS (
     VALUES ('producer', 'message_insert'), ('producer', 'message_enqueue'),
+           ('producer', 'archive_get'), ('producer', 'archive_wait'),
+           ('consumer', 'message_set_progress'), ('consumer', 'message_cancelled'),
+           ('consumer', 'archive_prune'),
+           ('read_only', 'archive_get'), ('read_only', 'archive_wait'),
+           ('admin', 'message_cancel'), ('admin', 'queue_set_archive_retention'),
            ('consumer', 'message_dequeue'), ('consumer', 'message_archive'),
            ('consumer', 'message_delete'), ('consumer', 'message_extend'),
            ('consumer', 'message_release'), ('consumer', 'message_fail'),

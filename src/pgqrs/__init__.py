@@ -5,6 +5,7 @@ The blocking API lives here; ``pgqrs.aio`` has the same classes for asyncio.
 
 from pgqrs._config import Config
 from pgqrs._errors import (
+    AlreadyArchived,
     ConfigError,
     ConnectionFailed,
     DatabaseError,
@@ -14,12 +15,14 @@ from pgqrs._errors import (
     LeaseError,
     LeaseExpired,
     LeaseNotHeld,
+    MessageNotFound,
     PayloadError,
     QueueExists,
     QueueNotFound,
     ScheduleExists,
     ScheduleNotFound,
     SchemaNotInstalled,
+    WaitTimeout,
 )
 from pgqrs._models import (
     ArchivedMessage,
@@ -47,6 +50,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Abort",
     "Admin",
+    "AlreadyArchived",
     "ArchiveStatus",
     "ArchivedMessage",
     "Backoff",
@@ -66,6 +70,7 @@ __all__ = [
     "LeaseExpired",
     "LeaseNotHeld",
     "Message",
+    "MessageNotFound",
     "PayloadError",
     "Producer",
     "QueueExists",
@@ -84,6 +89,7 @@ __all__ = [
     "TaskHandle",
     "TaskRegistry",
     "VerifyReport",
+    "WaitTimeout",
     "Worker",
     "WorkerInfo",
     "__version__",

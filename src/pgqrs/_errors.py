@@ -91,6 +91,35 @@ def schedule_not_found(name: str) -> ScheduleNotFound:
     return ScheduleNotFound(f"schedule {name!r} does not exist (see Admin.list_schedules())")
 
 
+class MessageNotFound(Error, LookupError):
+    """No waiting, in-flight or archived message has this id (Admin.cancel)."""
+
+    def __init__(self, message: str, id: int) -> None:
+        super().__init__(message)
+        self.id = id
+
+
+class AlreadyArchived(Error):
+    """The message is already archived: it cannot be cancelled any more.
+
+    ``status`` says how it ended (completed, failed, dead, cancelled).
+    """
+
+    def __init__(self, message: str, id: int, status: str) -> None:
+        super().__init__(message)
+        self.id = id
+        self.status = status
+
+
+class WaitTimeout(Error, TimeoutError):
+    """Admin.wait / Message.wait gave up: the message was not archived in time."""
+
+    def __init__(self, message: str, id: int, timeout: float) -> None:
+        super().__init__(message)
+        self.id = id
+        self.timeout = timeout
+
+
 def queue_not_found(name: str) -> QueueNotFound:
     return QueueNotFound(
         f"queue {name!r} does not exist (create it with Admin.create_queue({name!r}))"

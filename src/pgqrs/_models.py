@@ -34,6 +34,50 @@ class Message:
     inserted: bool = True
     #: The message's group (flow control, docs/flow-control.md); None: no group.
     group: str | None = None
+    #: What the running handler last recorded with ``set_progress`` (peek shows it).
+    progress: Any = None
+    #: Set by the worker when a cancellation of this message was requested
+    #: (read it through ``cancelled``).
+    _cancel_requested: bool = dataclasses.field(default=False, repr=False, compare=False)
+    #: The client that handed the message out and can act on it (set_progress,
+    #: wait): a worker, Consumer or Producer. None for a message from peek.
+    _owner: Any = dataclasses.field(default=None, repr=False, compare=False)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the worker learned that this message was cancelled
+        (``Admin.cancel``) while its handler runs: a ``def`` handler should stop
+        soon; what it returns is ignored and the message is archived as
+        ``cancelled``. (An ``async def`` handler's task is cancelled instead.)"""
+        return self._cancel_requested
+
+    def set_progress(self, progress: Any) -> Any:
+        """Record ``progress`` (a JSON value) on the message row, fenced by the
+        lease: ``LeaseExpired`` when it was lost. Peek, the dashboard and, once
+        archived, the archive show it. Returns whether a cancellation was
+        requested (True: stop). In ``pgqrs.aio`` and in an ``async def``
+        handler it returns an awaitable: ``await msg.set_progress({...})``."""
+        return self._need_owner("set_progress", "_message_set_progress")(self, progress)
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Wait until the message is archived and return its ``ArchivedMessage``
+        (as ``Admin.wait``); ``WaitTimeout`` after ``timeout`` seconds. For the
+        message ``enqueue`` returned. In ``pgqrs.aio`` it returns an awaitable."""
+        return self._need_owner("wait", "_message_wait")(self.id, timeout)
+
+    def _need_owner(self, what: str, method: str) -> Any:
+        """The owner's ``method``: a Producer's message can wait, a leased one
+        (Consumer, worker) can record progress; anything else is refused."""
+        found = getattr(self._owner, method, None)
+        if found is None:
+            from pgqrs._errors import InvalidArgument
+
+            source = {"wait": "enqueue", "set_progress": "a Consumer's dequeue or a worker"}[what]
+            raise InvalidArgument(
+                f"message {self.id} cannot {what}: only a message from {source} can "
+                "(a peeked message is a copy); use Admin.wait / Consumer.set_progress"
+            )
+        return found
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Message:
@@ -52,6 +96,7 @@ class Message:
             last_error=row["last_error"],
             inserted=row.get("inserted", True),
             group=row.get("group_key"),
+            progress=row.get("progress"),
         )
 
 
@@ -220,10 +265,12 @@ class ArchivedMessage:
     status: str
     result: Any
     error: Any
+    #: The progress the handler last recorded (None: none).
+    progress: Any = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ArchivedMessage:
-        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
+        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls) if f.name in row})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -346,6 +346,8 @@ def dequeue_result(rows: list[tuple[Any, ...]], queue: str) -> Dequeued:
             dead += 1
         elif outcome == "throttled":
             retry_after = float(row[14])
+        elif outcome == "cancelled":
+            pass  # its cancel was requested while leased: archived, not delivered
         else:
             raise queue_not_found(queue)
     return Dequeued(messages, dead, retry_after)
@@ -504,8 +506,10 @@ def check_fenced(rows: list[tuple[Any, ...]], action: str, leases: Leases) -> li
 
     Rows are FENCED_COLUMNS.
     """
-    done = [r[0] for r in rows if r[1] == "ok"]
-    lost = [r[0] for r in rows if r[1] != "ok"] if len(done) < len(rows) else []
+    # 'cancelled': went through, and the message's cancellation was requested
+    # (an archive wrote status cancelled; an extend kept the lease).
+    done = [r[0] for r in rows if r[1] in ("ok", "cancelled")]
+    lost = [r[0] for r in rows if r[1] not in ("ok", "cancelled")] if len(done) < len(rows) else []
     # An extended lease is still held; every other action ends the lease.
     leases.forget(lost if action == "extend" else [r[0] for r in rows])
     if action in ("archive", "delete"):

@@ -38,13 +38,14 @@ def validate_schema_name(name: object) -> str:
     return name
 
 
-#: The archive statuses: what a worker writes (completed, dead) and what a
-#: consumer may say it did (failed). A fixed set, so a typo such as "donez" is
+#: The archive statuses: what a worker writes (completed, dead), what a
+#: consumer may say it did (failed), and what a cancellation ends as
+#: (cancelled: Admin.cancel, see docs/lifecycle.md). A fixed set, so a typo such as "donez" is
 #: refused instead of stored, where no filter would ever find it. Rust:
 #: ``validate::ARCHIVE_STATUSES``.
-ARCHIVE_STATUSES = ("completed", "failed", "dead")
+ARCHIVE_STATUSES = ("completed", "failed", "dead", "cancelled")
 #: The same set as a type, for the type checker (tests check they match).
-ArchiveStatus = Literal["completed", "failed", "dead"]
+ArchiveStatus = Literal["completed", "failed", "dead", "cancelled"]
 
 
 def validate_status(status: object) -> ArchiveStatus:

@@ -62,6 +62,8 @@ pub(crate) enum Outcome {
     /// Given up on (stopping with the database unreachable, or refused
     /// [`MAX_REFUSALS`] times): the message comes back when its lease expires.
     Unwritten,
+    /// Written as status cancelled (a cancel was requested while held).
+    Cancelled,
 }
 
 /// One message's outcome on its way to the database.
@@ -384,6 +386,7 @@ impl Completer {
                     FailKind::Dead => Outcome::Dead,
                     FailKind::LeaseLost => Outcome::LeaseLost,
                     FailKind::NotFound => Outcome::NotFound,
+                    FailKind::Cancelled => Outcome::Cancelled,
                 };
                 (r.id, outcome)
             });
@@ -427,6 +430,7 @@ fn fence(f: Fence) -> Outcome {
         Fence::Ok => Outcome::Ok,
         Fence::LeaseLost => Outcome::LeaseLost,
         Fence::NotFound => Outcome::NotFound,
+        Fence::Cancelled => Outcome::Cancelled,
     }
 }
 

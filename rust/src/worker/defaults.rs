@@ -87,6 +87,13 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 /// Seconds between `worker_reap` runs by each worker (marks silent workers
 /// dead and prunes old rows; correctness never depends on it).
 pub const DEFAULT_REAP_INTERVAL: Duration = Duration::from_secs(60);
+/// Seconds between a worker's enforcements of its queues' `archive_retention`
+/// (`archive_prune`: batched deletes, one worker at a time per queue; a queue
+/// without a retention, or nothing old enough, costs one cheap statement).
+pub const DEFAULT_ARCHIVE_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+/// Most archived messages one `archive_prune` statement deletes; the worker
+/// repeats it while a statement deleted that many (short transactions).
+pub const DEFAULT_ARCHIVE_PRUNE_BATCH: usize = 1000;
 // When reaping, workers use the defaults of Admin's reap_workers
 // (DEFAULT_WORKER_DEAD_AFTER and DEFAULT_WORKER_PRUNE_AFTER of the admin module).
 /// Fraction of a lease after which a still-running handler's lease is extended

@@ -20,6 +20,8 @@ pub struct WorkerStats {
     pub in_flight: AtomicU64,
     /// Outcomes refused by the fence: the lease had passed to another consumer.
     pub lease_lost: AtomicU64,
+    /// Messages archived as cancelled (`Admin::cancel` while held).
+    pub cancelled: AtomicU64,
     /// Messages dequeued ahead of a free slot (see [`WorkerOptions::prefetch`](super::WorkerOptions::prefetch)).
     pub prefetched: AtomicU64,
     /// Outcomes given up on (logged as errors; the messages come back when
@@ -51,6 +53,9 @@ pub enum JobEventKind {
     Dead,
     /// The outcome was refused: the lease had passed to another consumer.
     LeaseLost,
+    /// The message was archived as `cancelled` (`Admin::cancel` while this
+    /// worker held it: the handler's future was dropped, or its result ignored).
+    Cancelled,
 }
 
 /// One job event. Completed, Retried and Dead are sent once the outcome is

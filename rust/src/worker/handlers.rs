@@ -22,7 +22,7 @@ use super::fetcher::QueueState;
 use super::jobs::JobTable;
 use super::leases::LeaseKeeper;
 use super::options::Backoff;
-use super::outcome::{decide, JobError};
+use super::outcome::{decide, Action, Decision, JobError};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::message::Message;
@@ -82,12 +82,35 @@ where
         self.emit(JobEventKind::Started, &msg, None, None);
         self.metrics.started(&msg);
         let begun = tokio::time::Instant::now();
-        let outcome = self.run_handler(&msg).await;
-        let error_type = outcome.as_ref().err().map_or("pgqrs.PayloadError", |e| e.kind);
+        // Admin::cancel: the lease keeper or the heartbeat's cancel poll sets
+        // the message's flag; the handler's future is dropped at its next await.
+        self.keeper.cancels.add(lease, msg.cancel.clone());
+        let mut msg = msg;
+        msg.owner = crate::message::Owner(Some(self.db.clone()));
+        let outcome = tokio::select! {
+            out = self.run_handler(&msg) => Some(out),
+            _ = msg.cancel.cancelled() => None,
+        };
+        self.keeper.cancels.remove(lease);
+        let error_type = match &outcome {
+            Some(Err(e)) => e.kind,
+            _ => "pgqrs.PayloadError",
+        };
         q.ahead.finished(begun.elapsed());
         let max_payload = self.db.config.max_payload_bytes();
-        let decision =
-            decide(outcome, msg.attempts, q.worker_max_attempts, self.backoff, max_payload, self.worker_id);
+        let cancelled = outcome.is_none() || msg.is_cancelled();
+        let decision = match outcome {
+            // Cancelled: whatever the handler did, archive as cancelled.
+            _ if cancelled => Decision {
+                action: Action::Archive { status: "cancelled", result: None, error: None },
+                error: None,
+                failed: None,
+            },
+            Some(out) => {
+                decide(out, msg.attempts, q.worker_max_attempts, self.backoff, max_payload, self.worker_id)
+            }
+            None => unreachable!("a dropped handler is cancelled"),
+        };
         if let Some(error) = decision.failed {
             self.metrics.failed(&msg.queue, error_type);
             self.emit(JobEventKind::Failed, &msg, Some(error), None);
@@ -103,7 +126,17 @@ where
         self.keeper.drop_lease(msg.id, lease);
         let error = decision.error;
         let what = if error.is_some() { "failure" } else { "completion" };
+        // Written as status cancelled: asked for (the handler was cancelled),
+        // or decided by the server (any settlement of a message whose cancel
+        // was requested is archived as cancelled).
+        let outcome = if cancelled && outcome == Outcome::Ok { Outcome::Cancelled } else { outcome };
         match outcome {
+            Outcome::Cancelled => {
+                self.metrics.settled(&msg.queue, outcome::CANCELLED, begun.elapsed());
+                self.stats.cancelled.fetch_add(1, Ordering::SeqCst);
+                log::info!("pgqrs worker: message {} (queue {:?}) cancelled", msg.id, q.name);
+                self.emit(JobEventKind::Cancelled, &msg, None, None);
+            }
             Outcome::Ok => {
                 self.metrics.settled(&msg.queue, outcome::COMPLETED, begun.elapsed());
                 self.stats.completed.fetch_add(1, Ordering::SeqCst);

@@ -48,6 +48,26 @@ pub(super) async fn heartbeat_once(db: &Db, me: &Registration, status: &str) -> 
     Ok(())
 }
 
+/// Enforce the served queues' archive retention: `archive_prune` in batches,
+/// again while a batch was full. Another worker pruning a queue (the
+/// function's try-lock) or no retention: one statement, no wait.
+pub(super) async fn prune_archives(db: &Db, queues: &[String], batch: usize) -> Result<()> {
+    let batch = i32::try_from(batch).unwrap_or(i32::MAX);
+    let mut total = 0;
+    for queue in queues {
+        while let Some(pruned) = db.archive_prune(queue, batch).await? {
+            total += pruned;
+            if pruned < i64::from(batch) {
+                break;
+            }
+        }
+    }
+    if total > 0 {
+        log::info!("pgqrs worker: pruned {total} archived message(s) past their queue's retention");
+    }
+    Ok(())
+}
+
 /// Heartbeat every `heartbeat_interval` and run `worker_reap` every
 /// `reap_interval`, until `quit` is notified.
 pub(super) async fn heartbeat(
@@ -56,6 +76,7 @@ pub(super) async fn heartbeat(
     opts: WorkerOptions,
     stopping: Arc<AtomicBool>,
     quit: Arc<Notify>,
+    cancels: super::jobs::Cancels,
 ) {
     let ticker = |every: Duration| {
         let mut t = tokio::time::interval_at(Instant::now() + every, every);
@@ -63,15 +84,30 @@ pub(super) async fn heartbeat(
         t
     };
     let (mut beat, mut reap) = (ticker(opts.heartbeat_interval), ticker(opts.reap_interval));
+    // The first heartbeat tick prunes (as in Python), then every interval.
+    let mut prune =
+        tokio::time::interval_at(Instant::now() + opts.heartbeat_interval, opts.archive_prune_interval);
+    prune.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut reconnect = Reconnect::default();
     loop {
         let (what, result) = tokio::select! {
             _ = quit.notified() => return,
             _ = beat.tick() => {
                 let status = if stopping.load(Ordering::SeqCst) { "stopping" } else { "running" };
-                let result = heartbeat_once(&db, &me, status).await;
+                let mut result = heartbeat_once(&db, &me, status).await;
+                if result.is_ok() {
+                    // The cancel poll: this worker's held messages whose
+                    // cancellation was requested (an index probe of a partial
+                    // index that is almost always empty).
+                    result = db.message_cancelled(me.id).await.map(|held| {
+                        for (id, lease) in held {
+                            cancels.cancel(id, lease);
+                        }
+                    });
+                }
                 ("heartbeat", result)
             }
+            _ = prune.tick() => ("archive_prune", prune_archives(&db, &me.queues, opts.archive_prune_batch).await),
             _ = reap.tick() => {
                 let result = db.worker_reap(opts.worker_dead_after, opts.worker_prune_after).await.map(|(marked, pruned)| {
                     if marked + pruned > 0 {

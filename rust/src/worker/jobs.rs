@@ -152,6 +152,31 @@ impl Drop for Job {
     }
 }
 
+/// The cancel flags of the messages whose handler runs, by lease: the lease
+/// keeper (an extend answering cancelled) and the heartbeat's cancel poll
+/// set them; the job drops its handler's future.
+#[derive(Clone, Default)]
+pub(crate) struct Cancels(Arc<Mutex<HashMap<Uuid, crate::message::CancelFlag>>>);
+
+impl Cancels {
+    pub(crate) fn add(&self, lease: Uuid, flag: crate::message::CancelFlag) {
+        self.0.lock().unwrap().insert(lease, flag);
+    }
+
+    pub(crate) fn remove(&self, lease: Uuid) {
+        self.0.lock().unwrap().remove(&lease);
+    }
+
+    /// Flag the delivery holding `lease`; true if one here runs and was not flagged yet.
+    pub(crate) fn cancel(&self, id: i64, lease: Uuid) -> bool {
+        let flagged = self.0.lock().unwrap().get(&lease).map(|f| f.cancel()).unwrap_or(false);
+        if flagged {
+            log::info!("pgqrs worker: cancelling message {id}");
+        }
+        flagged
+    }
+}
+
 /// The Ready and Running jobs, by lease (unique per delivery, unlike the
 /// message id), with their message ids.
 #[derive(Default)]

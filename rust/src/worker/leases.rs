@@ -62,6 +62,8 @@ pub(super) struct LeaseKeeper {
     sleeping: AtomicU64,
     /// Extensions and lost leases (feature `otel`).
     metrics: WorkerMetrics,
+    /// Flags a running delivery whose extend answered cancelled.
+    pub(super) cancels: super::jobs::Cancels,
 }
 
 impl LeaseKeeper {
@@ -79,6 +81,7 @@ impl LeaseKeeper {
             changed: Notify::new(),
             sleeping: AtomicU64::new(u64::MAX),
             metrics,
+            cancels: super::jobs::Cancels::default(),
         }
     }
 
@@ -165,10 +168,19 @@ impl LeaseKeeper {
             if reconnect.succeeded() {
                 log::info!("pgqrs worker: lease extensions work again");
             }
-            let ok: std::collections::HashSet<i64> =
-                rows.iter().filter(|r| r.outcome == Fence::Ok).map(|r| r.id).collect();
+            // Cancelled: extended, and Admin::cancel asked to stop the handler.
+            let ok: std::collections::HashSet<i64> = rows
+                .iter()
+                .filter(|r| r.outcome == Fence::Ok || r.outcome == Fence::Cancelled)
+                .map(|r| r.id)
+                .collect();
+            let cancelled: std::collections::HashSet<i64> =
+                rows.iter().filter(|r| r.outcome == Fence::Cancelled).map(|r| r.id).collect();
             let mut l = self.leases.lock().unwrap();
             for ((id, lease), queue) in ids.into_iter().zip(leases).zip(queues) {
+                if cancelled.contains(&id) {
+                    self.cancels.cancel(id, lease);
+                }
                 if ok.contains(&id) {
                     if let Some(h) = l.held.get_mut(&lease) {
                         h.since = sent;

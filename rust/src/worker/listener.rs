@@ -68,9 +68,9 @@ pub(crate) async fn listen(
     }
 }
 
-type Listening = (Client, mpsc::UnboundedReceiver<String>, JoinHandle<()>);
+pub(crate) type Listening = (Client, mpsc::UnboundedReceiver<String>, JoinHandle<()>);
 
-async fn connect(
+pub(crate) async fn connect(
     pg: &tokio_postgres::Config,
     connector: &Connector,
 ) -> Result<Listening, tokio_postgres::Error> {

@@ -109,7 +109,7 @@ mod handlers;
 mod heartbeat;
 mod jobs;
 mod leases;
-mod listener;
+pub(crate) mod listener;
 mod options;
 mod outcome;
 mod prefetch;

@@ -72,6 +72,11 @@ pub struct WorkerOptions {
     pub flush_size: usize,
     /// Period of `worker_reap` ([`DEFAULT_REAP_INTERVAL`]).
     pub reap_interval: Duration,
+    /// Period of the enforcement of the served queues' archive retention
+    /// (`archive_prune`, [`DEFAULT_ARCHIVE_PRUNE_INTERVAL`]).
+    pub archive_prune_interval: Duration,
+    /// Most archived messages one `archive_prune` deletes ([`DEFAULT_ARCHIVE_PRUNE_BATCH`]).
+    pub archive_prune_batch: usize,
     /// Silence after which reaping marks a worker dead
     /// ([`DEFAULT_WORKER_DEAD_AFTER`], as `Admin::reap_workers`).
     pub worker_dead_after: Duration,
@@ -198,6 +203,8 @@ impl Default for WorkerOptions {
             flush_interval: DEFAULT_FLUSH_INTERVAL,
             flush_size: DEFAULT_FLUSH_SIZE,
             reap_interval: DEFAULT_REAP_INTERVAL,
+            archive_prune_interval: DEFAULT_ARCHIVE_PRUNE_INTERVAL,
+            archive_prune_batch: DEFAULT_ARCHIVE_PRUNE_BATCH,
             worker_dead_after: DEFAULT_WORKER_DEAD_AFTER,
             worker_prune_after: DEFAULT_WORKER_PRUNE_AFTER,
             shutdown_write_timeout: DEFAULT_SHUTDOWN_WRITE_TIMEOUT,
@@ -247,10 +254,17 @@ impl WorkerOptions {
                 self.flush_size
             )));
         }
+        if !(1..=100_000).contains(&self.archive_prune_batch) {
+            return Err(Error::invalid(format!(
+                "archive_prune_batch must be 1 to 100000, got {}",
+                self.archive_prune_batch
+            )));
+        }
         for (name, d) in [
             ("poll_interval", self.poll_interval),
             ("heartbeat_interval", self.heartbeat_interval),
             ("reap_interval", self.reap_interval),
+            ("archive_prune_interval", self.archive_prune_interval),
             ("lease_check_interval", self.lease_check_interval),
             ("prefetch_max_wait", self.prefetch_max_wait),
         ] {

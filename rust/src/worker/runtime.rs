@@ -150,8 +150,14 @@ where
     }
     let stopping = Arc::new(AtomicBool::new(false));
     let quit = Arc::new(Notify::new());
-    let heartbeat_task =
-        tokio::spawn(heartbeat(worker.db.clone(), me.clone(), opts.clone(), stopping.clone(), quit.clone()));
+    let heartbeat_task = tokio::spawn(heartbeat(
+        worker.db.clone(),
+        me.clone(),
+        opts.clone(),
+        stopping.clone(),
+        quit.clone(),
+        keeper.cancels.clone(),
+    ));
     let (fetch_tx, fetch_rx) = mpsc::unbounded_channel();
     let fetcher = Arc::new(Fetcher {
         db: worker.db.clone(),

@@ -198,6 +198,26 @@ async def message_fail(
     return fail_result(await db.fetch_tuples("message_fail", params))
 
 
+async def message_cancel(db: Database, *, ids: Sequence[int]) -> list[tuple[int, str, str | None]]:
+    """Cancel messages: per distinct id (ascending) its outcome ('cancelled',
+    'cancel_requested', 'archived', 'not_found') and archive status."""
+    rows = await db.fetch_tuples("message_cancel", [array_literal(ids)])
+    return [(int(r[0]), str(r[1]), r[2]) for r in rows]
+
+
+async def message_set_progress(db: Database, *, id: int, lease: uuid.UUID, progress: str) -> str:
+    """Record progress (JSON text), fenced by lease: 'ok', 'cancelled' (recorded;
+    a cancel was requested), 'lease_lost' or 'not_found'."""
+    rows = await db.fetch_tuples("message_set_progress", [id, lease, progress])
+    return str(rows[0][1])
+
+
+async def message_cancelled(db: Database, *, worker_id: int) -> list[tuple[int, uuid.UUID]]:
+    """The messages worker ``worker_id`` holds whose cancellation was requested."""
+    rows = await db.fetch_tuples("message_cancelled", [worker_id])
+    return [(int(r[0]), r[1]) for r in rows]
+
+
 async def message_peek(db: Database, *, queue: str, limit: int) -> list[tuple[Message, str]]:
     """Messages in delivery order with their state, without leasing them."""
     rows = await db.fetch("message_peek", [queue, limit], queue=queue)
@@ -282,6 +302,39 @@ async def archive_list(
     """Archived messages (of ``queue``, with ``status``; None: all), newest first."""
     rows = await db.fetch("archive_list", [queue, status, limit])
     return [ArchivedMessage.from_row(r) for r in rows]
+
+
+async def archive_get(
+    db: Database, *, ids: Sequence[int], connection: Connection | None = None
+) -> list[ArchivedMessage]:
+    """The archived rows of ``ids`` (those archived so far)."""
+    rows = await db.fetch("archive_get", [array_literal(ids)], connection=connection)
+    return [ArchivedMessage.from_row(r) for r in rows]
+
+
+async def archive_wait(
+    db: Database,
+    *,
+    ids: Sequence[int],
+    seconds: float | None,
+    connection: Connection | None = None,
+) -> list[ArchivedMessage]:
+    """Register interest in ``ids`` being archived for ``seconds`` (None:
+    unregister), so the archive trigger NOTIFYs; their archived rows so far."""
+    rows = await db.fetch("archive_wait", [array_literal(ids), seconds], connection=connection)
+    return [ArchivedMessage.from_row(r) for r in rows]
+
+
+async def archive_prune(db: Database, *, queue: str, batch: int) -> int | None:
+    """Delete up to ``batch`` archived messages of ``queue`` older than its
+    retention; how many, or None (another session prunes it, or no retention)."""
+    rows = await db.fetch_tuples("archive_prune", [queue, batch], queue=queue)
+    return None if rows[0][0] is None else int(rows[0][0])
+
+
+async def queue_set_archive_retention(db: Database, *, name: str, seconds: float | None) -> bool:
+    """False when the queue is missing."""
+    return bool(await db.fetch("queue_set_archive_retention", [name, seconds], queue=name))
 
 
 async def archive_purge(

@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 from pgqrs._async import _calls as calls
 from pgqrs._async._base import Client
 from pgqrs._config import Config
+from pgqrs._errors import InvalidArgument
 from pgqrs._models import Message
 from pgqrs._ops import (
     Leases,
@@ -126,6 +127,8 @@ class Consumer(Client):
             await self._wait_for_enqueue(min(remaining, pause, WAIT_POLL_INTERVAL))
             pause *= 2
         self._leases.remember(messages)
+        for m in messages:
+            m._owner = self  # msg.set_progress() goes through this consumer
         if batch is None:
             return messages[0] if messages else None
         return messages
@@ -212,6 +215,30 @@ class Consumer(Client):
             errors=None if errors is None else encode_each(errors, n, "error", max_bytes),
         )
         return check_fenced(rows, "archive", self._leases)
+
+    async def set_progress(self, msg: Message, progress: Any) -> bool:
+        """Record ``progress`` (a JSON value, e.g. ``{"done": 40, "of": 100}``) on
+        the leased message's row, fenced by its lease (``LeaseExpired`` when
+        lost). ``Admin.peek``, the dashboard and, once archived, the archive
+        show the latest. Returns True when a cancellation of the message was
+        requested (``Admin.cancel``): stop, then archive it (it is archived as
+        ``cancelled`` whatever status is given)."""
+        ids, leases = self._leases.resolve([msg], "set progress of")
+        text = encode_each([progress], 1, "progress", self.config.max_payload_bytes)[0]
+        if text is None:
+            raise InvalidArgument("progress must be a JSON value, not None")
+        outcome = await calls.message_set_progress(
+            self._db, id=ids[0], lease=leases[0], progress=text
+        )
+        if outcome not in ("ok", "cancelled"):
+            check_fenced([(ids[0], outcome, None)], "set progress of", self._leases)
+        msg.progress = progress
+        if outcome == "cancelled":
+            msg._cancel_requested = True
+        return outcome == "cancelled"
+
+    async def _message_set_progress(self, msg: Message, progress: Any) -> bool:
+        return await self.set_progress(msg, progress)
 
     async def delete(self, msg: MessageRef) -> None:
         """Delete the message outright (no archive row), fenced by its lease."""

@@ -12,9 +12,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from pgqrs._async import _calls as calls
 from pgqrs._async._base import Client
+from pgqrs._async._wait import message_id, wait_archived, wait_timeout
 from pgqrs._config import Config
 from pgqrs._errors import queue_not_found
-from pgqrs._models import Message
+from pgqrs._models import ArchivedMessage, Message
 from pgqrs._ops import Enqueue, Seconds, enqueue_params, insert_result, payload_array
 from pgqrs._telemetry import hooks as telemetry
 from pgqrs._validate import validate_queue_name
@@ -96,7 +97,7 @@ class Producer(Client):
         )
         publish = telemetry.publish  # None unless pgqrs.otel.instrument() ran
         if publish is None:
-            return await self._send(sent, None, connection)
+            return self._own(await self._send(sent, None, connection))
         span = publish(self.queue, len(sent.payloads), sent.headers, self.config.max_payload_bytes)
         try:
             messages = await self._send(sent, span.headers, connection)
@@ -104,7 +105,16 @@ class Producer(Client):
             span.fail(exc)
             raise
         span.done(messages)
+        return self._own(messages)
+
+    def _own(self, messages: list[Message]) -> list[Message]:
+        for m in messages:
+            m._owner = self  # msg.wait() goes through this producer
         return messages
+
+    async def _message_wait(self, id: int, timeout: float | None) -> ArchivedMessage:
+        """Message.wait: as Admin.wait (archive_wait/archive_get are a producer's)."""
+        return await wait_archived(self._db, message_id(id), wait_timeout(timeout))
 
     async def _send(
         self,

@@ -98,6 +98,8 @@ for _command in (
     message_cmds.enqueue,
     message_cmds.peek,
     message_cmds.dequeue,
+    message_cmds.cancel,
+    message_cmds.wait,
     archive_cmds.archive,
     schedule_cmds.schedule,
     worker_cmds.worker,

@@ -19,7 +19,7 @@ def archive() -> None:
 
 @archive.command("list")
 @click.option("--queue", "-q", help="Only this queue's messages.")
-@click.option("--status", "-s", help="Only this status (completed, dead, ...).")
+@click.option("--status", "-s", help="Only this status (completed, failed, dead, cancelled).")
 @click.option(
     "--limit",
     type=click.IntRange(1, MAX_BATCH),

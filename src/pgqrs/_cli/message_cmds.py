@@ -187,14 +187,86 @@ def peek(ctx: Ctx, queue: str, limit: int) -> None:
         lambda: (
             ctx.table(
                 None,
-                ["id", "state", "priority", "attempts", "enqueued at", "visible at", "payload"],
                 [
-                    [m.id, s, m.priority, m.attempts, m.enqueued_at, m.visible_until, m.payload]
+                    "id",
+                    "state",
+                    "priority",
+                    "attempts",
+                    "enqueued at",
+                    "visible at",
+                    "payload",
+                    "progress",
+                ],
+                [
+                    [
+                        m.id,
+                        s,
+                        m.priority,
+                        m.attempts,
+                        m.enqueued_at,
+                        m.visible_until,
+                        m.payload,
+                        m.progress,
+                    ]
                     for m, s in rows
                 ],
             )
             if rows
             else ctx.note(f"queue {queue!r} is empty")
+        ),
+    )
+
+
+@click.command()
+@click.argument("ids", nargs=-1, required=True, type=click.IntRange(1), metavar="ID...")
+@pass_ctx
+def cancel(ctx: Ctx, ids: tuple[int, ...]) -> None:
+    """Cancel messages by id: a waiting or delayed one is archived as cancelled
+    at once; a running one is marked, and its worker stops the handler and
+    archives it as cancelled. An already archived or unknown id is reported and
+    makes the exit code non-zero (1 archived, 3 not found)."""
+    with ctx.admin() as admin:
+        outcomes = admin.cancel_batch(list(ids))
+    ordered = [(i, outcomes[i]) for i in dict.fromkeys(ids)]
+    ctx.emit(
+        [{"id": i, "outcome": o} for i, o in ordered],
+        lambda: ctx.table(None, ["id", "outcome"], [[i, o] for i, o in ordered]),
+    )
+    if any(o == "not_found" for _, o in ordered):
+        raise SystemExit(exit_codes.NOT_FOUND)
+    if any(o.startswith("archived:") for _, o in ordered):
+        raise SystemExit(exit_codes.ERROR)
+
+
+@click.command()
+@click.argument("id", type=click.IntRange(1))
+@click.option(
+    "--timeout",
+    type=str,
+    callback=duration_option,
+    help="Give up after this long (exit code 7); default: wait for ever.",
+)
+@pass_ctx
+def wait(ctx: Ctx, id: int, timeout: float | None) -> None:
+    """Wait until message ID is archived; show its status, result or error."""
+    with ctx.admin() as admin:
+        done = admin.wait(id, timeout=timeout)
+    ctx.emit(
+        done,
+        lambda: ctx.table(
+            None,
+            ["id", "queue", "status", "attempts", "archived at", "result / error", "progress"],
+            [
+                [
+                    done.id,
+                    done.queue,
+                    done.status,
+                    done.attempts,
+                    done.archived_at,
+                    done.result if done.error is None else done.error,
+                    done.progress,
+                ]
+            ],
         ),
     )
 
@@ -272,4 +344,5 @@ def _message_dict(m: Message) -> dict[str, Any]:
         "dedup_key": m.dedup_key,
         "last_error": m.last_error,
         "group": m.group,
+        "progress": m.progress,
     }

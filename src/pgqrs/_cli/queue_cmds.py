@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import click
 
-from pgqrs._cli.context import Ctx, confirm, duration_option, pass_ctx
+from pgqrs._cli.context import Ctx, confirm, duration_option, parse_duration, pass_ctx
 from pgqrs._config import DEFAULT_MAX_ATTEMPTS, DEFAULT_VISIBILITY_TIMEOUT
 from pgqrs._errors import InvalidArgument
 from pgqrs._models import QueueInfo, QueueStats, RateLimit
@@ -112,6 +112,12 @@ def queue() -> None:
 )
 @click.option("--exist-ok", is_flag=True, help="Succeed (and show it) if the queue exists already.")
 @_limit_options
+@click.option(
+    "--archive-retention",
+    type=str,
+    callback=duration_option,
+    help="Workers delete archived messages older than this (e.g. 7d); default: keep.",
+)
 @pass_ctx
 def create(
     ctx: Ctx,
@@ -123,6 +129,7 @@ def create(
     group_concurrency: Any,
     rate_limit: Any,
     rate_per_group: bool,
+    archive_retention: float | None,
 ) -> None:
     """Create queue NAME."""
     rate = _with_per_group(rate_limit, rate_per_group)
@@ -135,6 +142,7 @@ def create(
             concurrency_limit=None if concurrency_limit is UNSET else concurrency_limit,
             group_concurrency=None if group_concurrency is UNSET else group_concurrency,
             rate_limit=None if rate is UNSET else rate,
+            archive_retention=archive_retention,
         )
     limits = limits_text(info)
     ctx.emit(
@@ -175,6 +183,23 @@ def update(
             rate_limit=rate,
         )
     ctx.emit(info, f"queue {info.name!r} limits: {limits_text(info)}")
+
+
+@queue.command()
+@click.argument("name")
+@click.argument("duration", metavar="DURATION|none")
+@pass_ctx
+def retention(ctx: Ctx, name: str, duration: str) -> None:
+    """Keep queue NAME's archived messages for DURATION (e.g. 7d); `none` keeps
+    them for ever. Running workers delete older ones in small batches."""
+    keep = None if duration.lower() == "none" else parse_duration(duration, "DURATION")
+    with ctx.admin() as admin:
+        admin.set_archive_retention(name, keep)
+    ctx.emit(
+        {"queue": name, "archive_retention": keep},
+        f"queue {name!r}: archived messages kept "
+        + ("for ever" if keep is None else f"for {keep:g}s"),
+    )
 
 
 @queue.command("list")

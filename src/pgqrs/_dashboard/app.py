@@ -129,6 +129,7 @@ def create_app(
         Route("/messages/{id:int}", dashboard.message_page, name="message"),
         Route("/messages/{id:int}/retry", dashboard.retry, methods=["POST"]),
         Route("/messages/{id:int}/delete", dashboard.delete, methods=["POST"]),
+        Route("/messages/{id:int}/cancel", dashboard.cancel, methods=["POST"]),
         Route("/messages/{id:int}/redrive", dashboard.redrive_one, methods=["POST"]),
         Route("/archive", dashboard.archive_page, name="archive"),
         Route("/archive/redrive", dashboard.redrive_many, methods=["POST"]),
@@ -461,7 +462,9 @@ class Dashboard:
                 title="Archive",
                 rows=rows,
                 counts=counts,
-                statuses=sorted({s for st in counts.values() for s in st} | {"completed", "dead"}),
+                statuses=sorted(
+                    {s for st in counts.values() for s in st} | {"completed", "dead", "cancelled"}
+                ),
                 queue=queue,
                 status=status,
                 since=params.get("since", ""),
@@ -576,6 +579,31 @@ class Dashboard:
             return self.done(
                 request, f"/messages/{message_id}", f"Message {message_id} is ready now."
             )
+
+        return await self.guarded(request, run)
+
+    async def cancel(self, request: Request) -> Response:
+        """Admin.cancel from the message page: archived as cancelled at once, or
+        (running) marked for its worker to stop."""
+
+        async def run(request: Request) -> Response:
+            await self.action_form(request)
+            message_id = int(request.path_params["id"])
+            outcome, status = await self.data.cancel(message_id)
+            if outcome == "not_found":
+                raise Refused(404, f"no message {message_id}: nothing to cancel")
+            if outcome == "archived":
+                raise Refused(
+                    409,
+                    f"message {message_id} is already archived with status {status}: "
+                    "nothing to cancel",
+                )
+            note = (
+                f"Message {message_id} cancelled."
+                if outcome == "cancelled"
+                else f"Cancellation of message {message_id} requested: its worker stops it."
+            )
+            return self.done(request, f"/messages/{message_id}", note)
 
         return await self.guarded(request, run)
 

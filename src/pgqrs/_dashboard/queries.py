@@ -359,6 +359,12 @@ class Data:
     async def retry(self, message_id: int) -> bool:
         return bool(await self.fetch("message_retry", [message_id]))
 
+    async def cancel(self, message_id: int) -> tuple[str, str | None]:
+        """pgqrs's message_cancel: ('cancelled' | 'cancel_requested' | 'archived'
+        | 'not_found', the archive status)."""
+        rows = await self.fetch("message_cancel", [[message_id]], pgqrs=True)
+        return (rows[0]["outcome"], rows[0]["status"]) if rows else ("not_found", None)
+
     async def delete(self, message_id: int, *, archived: bool) -> bool:
         return bool(
             await self.fetch("archive_remove" if archived else "message_remove", [message_id])

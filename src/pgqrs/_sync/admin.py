@@ -9,10 +9,13 @@ from typing import Any
 
 from pgqrs._sync import _calls as calls
 from pgqrs._sync._base import Client
+from pgqrs._sync._wait import message_id, wait_archived, wait_timeout
 from pgqrs._config import DEFAULT_MAX_ATTEMPTS, DEFAULT_VISIBILITY_TIMEOUT
 from pgqrs._errors import (
+    AlreadyArchived,
     DatabaseError,
     InvalidArgument,
+    MessageNotFound,
     QueueExists,
     ScheduleExists,
     queue_not_found,
@@ -169,6 +172,7 @@ class Admin(Client):
         concurrency_limit: int | None = None,
         group_concurrency: int | None = None,
         rate_limit: str | RateLimit | None = None,
+        archive_retention: Seconds | datetime.timedelta | None = None,
     ) -> QueueInfo:
         """Create queue ``name``; with ``exist_ok`` return the existing one instead of raising.
 
@@ -176,11 +180,17 @@ class Admin(Client):
         every consumer and worker: ``concurrency_limit`` messages leased at
         once at most, ``group_concurrency`` per message group, and a
         ``rate_limit`` such as ``"100/s"`` or ``RateLimit(100, 1, per_group=True)``.
+
+        ``archive_retention`` (seconds or a timedelta; None: keep for ever):
+        running workers delete the queue's archived messages older than that
+        (see ``set_archive_retention``). With ``exist_ok`` and an existing
+        queue, a retention given is set on it too.
         """
         validate_queue_name(name)
         limit = validate_limit(concurrency_limit, "concurrency_limit")
         per_group = validate_limit(group_concurrency, "group_concurrency")
         rate = to_rate_limit(rate_limit)
+        keep = _retention(archive_retention)
         vt = seconds(visibility_timeout, "visibility_timeout", allow_zero=False)
         if (
             isinstance(max_attempts, bool)
@@ -197,11 +207,70 @@ class Admin(Client):
             group_concurrency=per_group,
             rate_limit=rate,
         )
-        if created is not None:
-            return created
-        if not exist_ok:
+        if created is None and not exist_ok:
             raise QueueExists(f"queue {name!r} already exists (pass exist_ok=True to reuse it)")
-        return self.get_queue(name)
+        if keep is not None:
+            # A second statement (queue_create keeps its signature): idempotent.
+            self.set_archive_retention(name, keep)
+        return created if created is not None else self.get_queue(name)
+
+    def set_archive_retention(
+        self, name: str, retention: Seconds | datetime.timedelta | None
+    ) -> None:
+        """Keep queue ``name``'s archived messages for ``retention`` (seconds or
+        a timedelta; None: for ever). Running workers enforce it: they delete
+        older archived messages in small batches (``archive_prune``), one
+        worker at a time per queue."""
+        validate_queue_name(name)
+        keep = _retention(retention)
+        if not calls.queue_set_archive_retention(self._db, name=name, seconds=keep):
+            raise queue_not_found(name)
+
+    def cancel(self, id: int) -> str:
+        """Cancel message ``id``; return what happened: ``"cancelled"`` (it was
+        waiting or delayed: archived now with status ``cancelled``) or
+        ``"cancel_requested"`` (it is running: its worker stops the handler and
+        archives it as ``cancelled``; ``wait(id)`` tells when).
+
+        ``AlreadyArchived`` (naming its status) when it already ended;
+        ``MessageNotFound`` for an unknown id.
+        """
+        outcome = (self.cancel_batch([id]))[message_id(id)]
+        if outcome == "not_found":
+            raise MessageNotFound(f"no message {id}: nothing to cancel", id)
+        if outcome.startswith("archived:"):
+            status = outcome.split(":", 1)[1]
+            raise AlreadyArchived(
+                f"message {id} is already archived with status {status!r}: nothing to cancel",
+                id,
+                status,
+            )
+        return outcome
+
+    def cancel_batch(self, ids: list[int]) -> dict[int, str]:
+        """Cancel messages ``ids`` in one statement; per id: ``"cancelled"``,
+        ``"cancel_requested"``, ``"archived:<status>"`` (it had already ended)
+        or ``"not_found"``. Never raises for one id's state."""
+        if not isinstance(ids, (list, tuple)):
+            raise InvalidArgument(f"ids must be a list of message ids, got {ids!r}")
+        checked = [message_id(i) for i in ids]
+        batch_size(max(len(checked), 1), "number of ids")
+        if not checked:
+            return {}
+        rows = calls.message_cancel(self._db, ids=checked)
+        return {
+            i: (f"archived:{status}" if outcome == "archived" else outcome)
+            for i, outcome, status in rows
+        }
+
+    def wait(self, id: int, *, timeout: float | None = None) -> ArchivedMessage:
+        """Wait until message ``id`` is archived and return its archived row
+        (status, result or error, progress). Woken by NOTIFY, with a poll
+        behind it (so it works through pgBouncer in transaction mode too).
+        ``WaitTimeout`` (a ``TimeoutError``) after ``timeout`` seconds; None
+        waits for ever. Waiting holds one connection of its own."""
+        checked = message_id(id)
+        return wait_archived(self._db, checked, wait_timeout(timeout))
 
     def update_queue(
         self,
@@ -210,13 +279,17 @@ class Admin(Client):
         concurrency_limit: int | None = UNSET,
         group_concurrency: int | None = UNSET,
         rate_limit: str | RateLimit | None = UNSET,
+        archive_retention: Seconds | datetime.timedelta | None = UNSET,
     ) -> QueueInfo:
-        """Change queue ``name``'s flow-control limits; return its settings.
+        """Change queue ``name``'s flow-control limits (and its archive
+        retention); return its settings.
 
-        Only the limits passed change; ``None`` removes one. Takes effect at
-        the next dequeue; messages already leased count against a new limit.
+        Only the settings passed change; ``None`` removes one. Limits take
+        effect at the next dequeue; messages already leased count against a
+        new limit. ``archive_retention`` as in ``set_archive_retention``.
         """
         validate_queue_name(name)
+        keep = UNSET if archive_retention is UNSET else _retention(archive_retention)
         changes = QueueLimits(
             concurrency_limit=concurrency_limit
             if concurrency_limit is UNSET
@@ -226,6 +299,8 @@ class Admin(Client):
             else validate_limit(group_concurrency, "group_concurrency"),
             rate_limit=rate_limit if rate_limit is UNSET else to_rate_limit(rate_limit),
         )
+        if keep is not UNSET:
+            self.set_archive_retention(name, keep)
         info = calls.queue_update(self._db, name=name, changes=changes)
         if info is None:
             raise queue_not_found(name)
@@ -386,6 +461,8 @@ class Admin(Client):
 
     def resume_schedule(self, name: str) -> None:
         self.pause_schedule(name, paused=False)
+    def _message_wait(self, id: int, timeout: float | None) -> ArchivedMessage:
+        return self.wait(id, timeout=timeout)
 
     def list_workers(self) -> list[WorkerInfo]:
         return calls.worker_list(self._db)
@@ -454,3 +531,10 @@ class Admin(Client):
             for statement in statements:
                 self._db.run(conn, statement)
         return statements
+
+
+def _retention(value: Seconds | datetime.timedelta | None) -> float | None:
+    """An archive retention as seconds (> 0), None for "keep for ever"."""
+    if value is None:
+        return None
+    return seconds(value, "archive_retention", allow_zero=False)

@@ -41,8 +41,10 @@ MAX_REFUSALS = 5
 #: 'dead' as message_fail decided), refused by the fence ('lease_lost'), the
 #: message is gone ('not_found'), or given up on while stopping with the
 #: database unreachable ('unwritten': the lease expires and the message is
-#: delivered again).
-Outcome = Literal["ok", "retried", "dead", "lease_lost", "not_found", "unwritten"]
+#: delivered again). 'cancelled': written, but as status cancelled (a cancel
+#: was requested while the message was held: message_archive and message_fail
+#: archive it so).
+Outcome = Literal["ok", "retried", "dead", "cancelled", "lease_lost", "not_found", "unwritten"]
 
 
 #: Called once with a settlement's outcome, on the event loop, as soon as it is known.
@@ -277,7 +279,9 @@ def _resolve_failed(settlements: list[Settlement], results: list[FailOutcome]) -
     """
     for s, result in zip(settlements, results, strict=True):
         outcome = result.outcome
-        if outcome in ("retried", "dead"):
+        if outcome == "cancelled":
+            pass
+        elif outcome in ("retried", "dead"):
             s.delay = result.delay
             s.attempts = result.attempts
         elif s.sent > 1:

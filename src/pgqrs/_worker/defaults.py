@@ -102,6 +102,13 @@ DEFAULT_HEARTBEAT_INTERVAL = 10.0
 #: Seconds between ``worker_reap`` runs by each worker (marks silent workers
 #: dead and prunes old rows; correctness never depends on it).
 DEFAULT_REAP_INTERVAL = 60.0
+#: Seconds between a worker's enforcements of its queues' ``archive_retention``
+#: (``archive_prune``: batched deletes, one worker at a time per queue; a queue
+#: without a retention, or nothing old enough, costs one cheap statement).
+DEFAULT_ARCHIVE_PRUNE_INTERVAL = 60.0
+#: Most archived messages one ``archive_prune`` statement deletes; the worker
+#: repeats it while a statement deleted that many (short transactions).
+DEFAULT_ARCHIVE_PRUNE_BATCH = 1000
 # When reaping, workers use the defaults of Admin's reap_workers
 # (DEFAULT_WORKER_DEAD_AFTER and DEFAULT_WORKER_PRUNE_AFTER of the admin module).
 #: Fraction of a lease after which a still-running handler's lease is extended

@@ -17,7 +17,7 @@ from pgqrs._models import Message
 logger = logging.getLogger("pgqrs.worker")
 
 EventKind = Literal[
-    "started", "completed", "failed", "retried", "dead", "lease_lost", "interrupted"
+    "started", "completed", "failed", "retried", "dead", "lease_lost", "interrupted", "cancelled"
 ]
 #: The event kinds, in the order a job can go through them.
 EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
@@ -36,6 +36,8 @@ class JobEvent:
       another consumer took the message); this worker's outcome was not written.
     * ``interrupted``: the worker stopped before the handler returned (grace
       period over, or a second signal): the message is released.
+    * ``cancelled``: the message was archived as cancelled (``Admin.cancel``
+      while it was held: the handler was cancelled, or its result ignored).
     """
 
     kind: EventKind
@@ -63,6 +65,8 @@ class Counters:
     retried: int = 0
     #: Messages archived as dead.
     dead: int = 0
+    #: Messages archived as cancelled (Admin.cancel while this worker held them).
+    cancelled: int = 0
     #: Outcomes not written because the lease was lost.
     lease_lost: int = 0
     #: Messages dequeued ahead of a free slot (prefetched: they waited, leased, for one).

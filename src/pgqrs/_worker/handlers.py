@@ -18,8 +18,9 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from pgqrs._async import _calls as calls
 from pgqrs._async._db import Database
-from pgqrs._errors import Error, InvalidArgument, PayloadError
+from pgqrs._errors import Error, InvalidArgument, LeaseExpired, PayloadError
 from pgqrs._models import Message
 from pgqrs._ops import seconds
 from pgqrs._payload import encode_json
@@ -30,6 +31,7 @@ from pgqrs._worker.fetcher import QueueState, fetch_queue
 from pgqrs._worker.jobs import Job, JobTable
 from pgqrs._worker.options import Backoff, Options
 from pgqrs._worker.outcome import (
+    Cancelled,
     Decision,
     HandlerOutcome,
     Raised,
@@ -357,6 +359,7 @@ class Runner:
         worker_id: Callable[[], int | None],
         free: Callable[[Job], None],
         written: Callable[[], None],
+        db: Database | None = None,
     ) -> None:
         """``free(job)``: the handler is over, its slot is free (the runtime
         starts what waits). ``written()``: an outcome was written."""
@@ -372,6 +375,7 @@ class Runner:
         self._worker_id = worker_id
         self._free = free
         self._written = written
+        self._progress = None if db is None else Progress(db, max_bytes)
 
     def spawn(self, job: Job) -> None:
         """Start the RUNNING job's handler, in a task of its own."""
@@ -402,16 +406,24 @@ class Runner:
         """
         q, m = job.queue, job.message
         spec = self._handlers[q.name]
-        if self._events.active:
-            self._events.emit_now("started", m, self._worker_id())
-        begun = time.monotonic()
         outcome: HandlerOutcome
-        try:
-            outcome = await call(spec, m, self._threads, self._max_bytes)
-            self._prefetch.finished(q, time.monotonic() - begun)
-        except asyncio.CancelledError:
-            # The grace period ended (or a second signal): give the message back.
-            outcome = Stopped()
+        if m._cancel_requested:  # cancelled while it waited for a slot: never started
+            outcome = Cancelled()
+        else:
+            if self._progress is not None:
+                m._owner = self._progress.owner(spec.is_async)
+            if self._events.active:
+                self._events.emit_now("started", m, self._worker_id())
+            begun = time.monotonic()
+            try:
+                outcome = await call(spec, m, self._threads, self._max_bytes)
+                self._prefetch.finished(q, time.monotonic() - begun)
+            except asyncio.CancelledError:
+                # Admin.cancel (cancel_held cancelled the task), or the grace
+                # period ended (or a second signal): give the message back.
+                outcome = Cancelled() if m._cancel_requested else Stopped()
+            if m._cancel_requested:  # whatever the handler did: it was cancelled
+                outcome = Cancelled()
         decision = decide(outcome, m.attempts, q.own_max_attempts)
         settlement = self._settlement(job, outcome, decision, spec.backoff or self._backoff)
         self._free(job)
@@ -433,6 +445,9 @@ class Runner:
                 message=m, kind="archive", result=outcome.result_json, on_done=self._settled
             )
         q, c, max_bytes, wid = job.queue, self._counters, self._max_bytes, self._worker_id()
+        if isinstance(outcome, Cancelled):
+            job.kind = "cancelled"
+            return Settlement(message=m, kind="archive", status="cancelled", on_done=self._settled)
         if isinstance(outcome, Stopped):
             job.kind = "released"
             if self._events.active:
@@ -470,7 +485,13 @@ class Runner:
         m = s.message
         job = self._jobs.remove(m)
         kind, after = (job.kind, job.after) if job is not None else (None, None)
-        if kind == "released":  # released at shutdown, handler still running
+        if outcome == "cancelled" or (kind == "cancelled" and outcome == "ok"):
+            # Archived as cancelled (the server turns any settlement of a
+            # message whose cancel was requested into status cancelled).
+            self._counters.cancelled += 1
+            logger.info("message %s (queue %r) cancelled", m.id, m.queue)
+            self._events.emit_now("cancelled", m, self._worker_id())
+        elif kind == "released":  # released at shutdown, handler still running
             if outcome == "ok":
                 logger.info("released message %s (handler still running at shutdown)", m.id)
         elif outcome == "ok":
@@ -493,6 +514,32 @@ class Runner:
             )
             self._events.emit_now("lease_lost", m, self._worker_id())
         self._written()
+
+    def cancel_held(self, held: list[tuple[int, Any]]) -> int:
+        """The cancellation of these messages (id, lease) was requested: flag
+        each one this worker still holds under that lease (``msg.cancelled``
+        becomes true; a ``def`` handler may stop), cancel an ``async def``
+        handler's task; a prefetched one never starts. Its settlement then
+        archives it as cancelled. Returns how many were held."""
+        found = 0
+        for msg_id, lease in held:
+            job = self._jobs.by_lease(lease)
+            if job is None or job.message.id != msg_id or job.message._cancel_requested:
+                continue
+            found += 1
+            m = job.message
+            m._cancel_requested = True
+            logger.info("cancelling message %s (queue %r)", m.id, m.queue)
+            spec = self._handlers.get(job.queue.name)
+            if (
+                job.task is not None
+                and spec is not None
+                and spec.is_async
+                and job.kind is None  # the handler has not returned yet
+                and not job.task.done()
+            ):
+                job.task.cancel()
+        return found
 
     def _failed_written(self, s: Settlement, outcome: str, decision: Decision | None) -> None:
         """message_fail retried the message or archived it as dead: count it, log
@@ -533,3 +580,56 @@ def _log_failure(q: QueueState, m: Message, outcome: Raised) -> None:
             exc,
             exc_info=logger.isEnabledFor(logging.DEBUG),
         )
+
+
+class Progress:
+    """``msg.set_progress`` for the worker's handlers: one fenced statement
+    (message_set_progress) on the worker's pool. An ``async def`` handler
+    awaits it; a ``def`` handler (on a thread) blocks on it, run on the loop."""
+
+    def __init__(self, db: Database, max_bytes: int) -> None:
+        self._db = db
+        self._max_bytes = max_bytes
+        self._loop = asyncio.get_running_loop()
+        self._async = _AsyncProgress(self)
+        self._thread = _ThreadProgress(self)
+
+    def owner(self, is_async: bool) -> Any:
+        return self._async if is_async else self._thread
+
+    async def write(self, m: Message, progress: Any) -> bool:
+        if m.lease is None:
+            raise InvalidArgument(f"message {m.id} is not leased: no progress to record")
+        text = encode_json(progress, "progress", self._max_bytes)
+        if text is None:
+            raise InvalidArgument("progress must be a JSON value, not None")
+        outcome = await calls.message_set_progress(self._db, id=m.id, lease=m.lease, progress=text)
+        if outcome not in ("ok", "cancelled"):
+            raise LeaseExpired(
+                f"cannot set progress of message {m.id}: the lease expired and the message was "
+                "redelivered, or archived since; nothing was changed",
+                [m.id],
+            )
+        m.progress = progress
+        if outcome == "cancelled":
+            m._cancel_requested = True
+        return outcome == "cancelled"
+
+
+class _AsyncProgress:
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+
+    def _message_set_progress(self, m: Message, progress: Any) -> Any:
+        return self._progress.write(m, progress)
+
+
+class _ThreadProgress:
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+
+    def _message_set_progress(self, m: Message, progress: Any) -> bool:
+        future = asyncio.run_coroutine_threadsafe(
+            self._progress.write(m, progress), self._progress._loop
+        )
+        return future.result()

@@ -17,6 +17,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from typing import Any
 
 from pgqrs._async import _calls as calls
 from pgqrs._async._db import Database
@@ -39,7 +40,10 @@ class Heartbeat:
         on_registered: Callable[[int], None],
         registered: Signal,
         beat: Signal,
+        on_cancelled: Callable[[list[tuple[int, Any]]], int] | None = None,
     ) -> None:
+        """``on_cancelled(held)``: the cancel poll found these (id, lease) of
+        this worker's messages marked cancelled (Admin.cancel)."""
         self._db = db
         self._queues = queues
         self._options = options
@@ -47,6 +51,7 @@ class Heartbeat:
         self._on_registered = on_registered
         self._registered = registered
         self._beat = beat
+        self._on_cancelled = on_cancelled
         self._hostname = socket.gethostname()
         self._pid = os.getpid()
         self.worker_id: int | None = None
@@ -80,6 +85,33 @@ class Heartbeat:
             logger.warning("worker row %s was pruned; registered again", self.worker_id)
             self._registered.fire()
 
+    async def poll_cancelled(self) -> None:
+        """The cancel poll: this worker's held messages whose cancellation was
+        requested (an index probe of an almost always empty partial index)."""
+        if self._on_cancelled is None or self.worker_id is None:
+            return
+        held = await calls.message_cancelled(self._db, worker_id=self.worker_id)
+        if held:
+            self._on_cancelled(held)
+
+    async def prune_archives(self) -> int:
+        """Enforce the served queues' archive_retention: ``archive_prune`` in
+        batches, again while a batch was full. Another worker pruning a queue
+        (the function's try-lock) or no retention: one statement, no wait."""
+        total = 0
+        batch = self._options.archive_prune_batch
+        for queue in self._queues:
+            while True:
+                pruned = await calls.archive_prune(self._db, queue=queue, batch=batch)
+                if pruned is None:
+                    break
+                total += pruned
+                if pruned < batch:
+                    break
+        if total:
+            logger.info("pruned %d archived message(s) past their queue's retention", total)
+        return total
+
     async def stopped(self) -> None:
         """Mark the worker's row stopped (its last write)."""
         await calls.worker_stop(self._db, worker_id=self.worker_id)
@@ -88,10 +120,15 @@ class Heartbeat:
         opts = self._options
         reconnect = Reconnect()
         last_reap = time.monotonic()
+        last_prune = 0.0  # the first heartbeat prunes
         while True:
             await asyncio.sleep(opts.heartbeat_interval)
             try:
                 await self.alive("stopping" if self._stopping() else "running")
+                await self.poll_cancelled()
+                if time.monotonic() - last_prune >= opts.archive_prune_interval:
+                    last_prune = time.monotonic()
+                    await self.prune_archives()
                 if time.monotonic() - last_reap >= opts.reap_interval:
                     last_reap = time.monotonic()
                     await calls.worker_reap(

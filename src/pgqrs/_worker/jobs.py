@@ -91,6 +91,10 @@ class JobTable:
     def holds(self, m: Message) -> bool:
         return m.lease in self._jobs
 
+    def by_lease(self, lease: uuid.UUID) -> Job | None:
+        """The job holding the delivery with this lease (a cancel names the lease)."""
+        return self._jobs.get(lease)
+
     def count(self, state: JobState) -> int:
         return int(getattr(self._slots, state.value))
 

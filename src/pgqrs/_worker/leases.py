@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from pgqrs._async import _calls as calls
 from pgqrs._async._db import Database
@@ -60,17 +61,22 @@ class LeaseKeeper:
         holds: Callable[[Message], bool],
         on_extended: Callable[[list[Message]], None] = lambda messages: None,
         on_lost: Callable[[Message], None] = lambda message: None,
+        on_cancelled: Callable[[list[tuple[int, Any]]], int] = lambda held: 0,
     ) -> None:
         """``holds(message)``: the worker still holds that delivery.
         ``on_extended(messages)``: their leases were just extended.
         ``on_lost(message)``: its lease had expired when the keeper came to
-        extend it (the worker still held it: it may be running elsewhere)."""
+        extend it (the worker still held it: it may be running elsewhere).
+        ``on_cancelled(held)``: ``Admin.cancel`` asked to stop these ``(id,
+        lease)`` deliveries (their extension said so); returns how many the
+        worker still ran."""
         self._db = db
         self._extend_at = extend_at
         self._check_interval = check_interval
         self._holds = holds
         self._on_extended = on_extended
         self._on_lost = on_lost
+        self._on_cancelled = on_cancelled
         self._held: list[Held] = []
         #: Messages in ``_held`` (some perhaps no longer held), and the count
         #: at which ``hold`` prunes them: memory stays proportional to what
@@ -159,9 +165,12 @@ class LeaseKeeper:
                 logger.info("lease extensions work again")
             by_id = outcomes(rows)
             extended: list[Message] = []
+            cancelled: list[tuple[int, Any]] = []
             for m in group:
                 outcome, until = by_id.get(m.id, ("not_found", None))
-                if outcome == "ok" and until is not None:
+                if outcome == "cancelled":  # extended, and Admin.cancel asked to stop it
+                    cancelled.append((m.id, m.lease))
+                if outcome in ("ok", "cancelled") and until is not None:
                     m.visible_until = until
                     extended.append(m)
                     logger.debug("extended the lease of message %s by %.1fs", m.id, duration)
@@ -173,6 +182,8 @@ class LeaseKeeper:
                         m.queue,
                     )
                     self._on_lost(m)
+            if cancelled:
+                self._on_cancelled(cancelled)
             if extended:
                 self._held.append(Held(extended, duration, sent))
                 self._on_extended(extended)

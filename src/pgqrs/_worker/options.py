@@ -70,6 +70,8 @@ class Options:
     grace_period: float
     heartbeat_interval: float
     reap_interval: float
+    archive_prune_interval: float
+    archive_prune_batch: int
     worker_dead_after: float
     worker_prune_after: float
     lease_extend_at: float

@@ -43,7 +43,13 @@ class Stopped:
     """The worker stopped before the handler finished (the grace period ended)."""
 
 
-HandlerOutcome = Returned | Raised | Stopped
+@dataclasses.dataclass(frozen=True, slots=True)
+class Cancelled:
+    """A cancellation of the message was requested (Admin.cancel) while it was
+    held: the handler was cancelled, never started, or its result is ignored."""
+
+
+HandlerOutcome = Returned | Raised | Stopped | Cancelled
 
 
 class Settle(enum.Enum):
@@ -54,6 +60,7 @@ class Settle(enum.Enum):
     #: decides which (max_attempts) and computes the backoff.
     FAIL = "fail"
     RELEASED = "released"  # message_release at once: the worker stopped first
+    CANCELLED = "cancelled"  # message_archive, status cancelled
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -76,6 +83,7 @@ class Decision:
 #: The decisions that carry nothing of the attempt (made once, not per job).
 COMPLETED = Decision(Settle.COMPLETED)
 RELEASED = Decision(Settle.RELEASED)
+CANCELLED = Decision(Settle.CANCELLED)
 
 
 def decide(outcome: HandlerOutcome, attempt: int, own_limit: int | None) -> Decision:
@@ -89,6 +97,8 @@ def decide(outcome: HandlerOutcome, attempt: int, own_limit: int | None) -> Deci
         return COMPLETED
     if isinstance(outcome, Stopped):
         return RELEASED
+    if isinstance(outcome, Cancelled):
+        return CANCELLED
     return Decision(
         Settle.FAIL,
         delay=outcome.delay,

@@ -146,6 +146,7 @@ class Runtime:
             on_registered=lambda wid: setattr(self, "worker_id", wid),
             registered=self.signals.registered,
             beat=self.signals.heartbeat,
+            on_cancelled=lambda held: self._runner.cancel_held(held),
         )
 
         async def start() -> list[QueueState]:
@@ -204,6 +205,7 @@ class Runtime:
             worker_id=lambda: self.worker_id,
             free=self._free,
             written=self._written,
+            db=db,
         )
         self._keeper = LeaseKeeper(
             db,
@@ -212,6 +214,7 @@ class Runtime:
             holds=self.jobs.holds,
             on_extended=self._leases_extended,
             on_lost=self._lease_lost,
+            on_cancelled=self._runner.cancel_held,
         )
 
         background: list[asyncio.Task[Any]] = [

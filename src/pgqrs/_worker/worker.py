@@ -18,6 +18,8 @@ from pgqrs._ops import MAX_BATCH, Seconds, seconds
 from pgqrs._schedule import schedule_spec
 from pgqrs._validate import validate_queue_name
 from pgqrs._worker.defaults import (
+    DEFAULT_ARCHIVE_PRUNE_BATCH,
+    DEFAULT_ARCHIVE_PRUNE_INTERVAL,
     DEFAULT_BATCH_CAP,
     DEFAULT_COMPLETION_BACKLOG,
     DEFAULT_CONCURRENCY,
@@ -107,6 +109,7 @@ class WorkerBase:
         prefetch: int | Literal["auto"] = DEFAULT_PREFETCH,
         heartbeat_interval: Seconds = DEFAULT_HEARTBEAT_INTERVAL,
         reap_interval: Seconds = DEFAULT_REAP_INTERVAL,
+        archive_prune_interval: Seconds = DEFAULT_ARCHIVE_PRUNE_INTERVAL,
         lease_extend_at: float = DEFAULT_LEASE_EXTEND_AT,
         handle_signals: bool | None = None,
         tasks: TaskRegistry | Sequence[TaskRegistry] | None = None,
@@ -193,6 +196,8 @@ class WorkerBase:
             grace_period=_secs(grace_period, "grace_period", allow_zero=True),
             heartbeat_interval=_secs(heartbeat_interval, "heartbeat_interval"),
             reap_interval=_secs(reap_interval, "reap_interval"),
+            archive_prune_interval=_secs(archive_prune_interval, "archive_prune_interval"),
+            archive_prune_batch=DEFAULT_ARCHIVE_PRUNE_BATCH,
             worker_dead_after=DEFAULT_WORKER_DEAD_AFTER,
             worker_prune_after=DEFAULT_WORKER_PRUNE_AFTER,
             lease_extend_at=float(lease_extend_at),
