@@ -342,8 +342,6 @@ def test_enqueue_options_reach_the_message(
 def test_handle_wait_returns_the_archived_row(
     config: pgqrs.Config, queue: str, admin: pgqrs.Admin
 ) -> None:
-    if not hasattr(pgqrs.Admin, "wait"):
-        pytest.skip("Admin.wait (the lifecycle issue) is not on this branch")
     tasks, _, _, _, add = registry_with_tasks(config)
     try:
         handle = add.enqueue(20, b=22)

@@ -586,14 +586,6 @@ def _inline_archive(task: Task[Any, Any], payload: Any, result: Any) -> Archived
     )
 
 
-def _admin_wait(admin: Any) -> Any:
-    """``Admin.wait`` (the lifecycle's result waiting), named when it is missing."""
-    wait = getattr(admin, "wait", None)
-    if wait is None:
-        raise Error("waiting for a task's result needs Admin.wait, which this pgqrs lacks")
-    return wait
-
-
 @dataclasses.dataclass
 class _HandleBase:
     task: Task[Any, Any]
@@ -621,8 +613,7 @@ class TaskHandle(_HandleBase):
         if self.eager is not None:
             return self.eager
         assert self.message is not None
-        wait = _admin_wait(self.task.registry.clients().admin)
-        return cast(ArchivedMessage, wait(self.message.id, timeout=timeout))
+        return self.task.registry.clients().admin.wait(self.message.id, timeout=timeout)
 
     def result(self, *, timeout: float | None = None) -> Any:
         """Wait, then the result typed as the task's return hint says;
@@ -637,8 +628,8 @@ class AsyncTaskHandle(_HandleBase):
         if self.eager is not None:
             return self.eager
         assert self.message is not None
-        wait = _admin_wait((await self.task.registry.aclients()).admin)
-        return cast(ArchivedMessage, await wait(self.message.id, timeout=timeout))
+        admin = (await self.task.registry.aclients()).admin
+        return await admin.wait(self.message.id, timeout=timeout)
 
     async def result(self, *, timeout: float | None = None) -> Any:
         return self._result(await self.wait(timeout=timeout))
