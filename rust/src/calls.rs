@@ -23,7 +23,7 @@ use uuid::Uuid;
 use crate::admin::{bounded_secs, MAX_BATCH};
 use crate::db::{col, Db, Param};
 use crate::error::{Error, ErrorKind, Result};
-use crate::message::{ArchivedMessage, Message, QueueInfo, QueueStats, WorkerInfo};
+use crate::message::{ArchivedMessage, Message, QueueInfo, QueueStats, Undecodable, WorkerInfo};
 use crate::queries::Query;
 use crate::worker::Backoff;
 
@@ -54,6 +54,9 @@ pub struct Fenced {
 pub struct Dequeued {
     pub messages: Vec<Message>,
     pub dead: usize,
+    /// Leased rows this client cannot decode (or that break the payload
+    /// rules): the caller dead-letters them (`consumer::bury_undecodable`).
+    pub(crate) undecodable: Vec<Undecodable>,
 }
 
 /// The parameters of `message_enqueue`, one array element per message.
@@ -283,11 +286,14 @@ impl Db {
         let params: [Param<'_>; 4] =
             [(&queue, Type::TEXT), (&limit, Type::INT8), (&vt, Type::FLOAT8), (&worker_id, Type::INT8)];
         let rows = self.run(None, Query::MessageDequeue, &params, Some(queue)).await?;
-        let mut out = Dequeued { messages: Vec::new(), dead: 0 };
+        let mut out = Dequeued { messages: Vec::new(), dead: 0, undecodable: Vec::new() };
         for row in &rows {
             let outcome: String = col(row, "outcome")?;
             match outcome.as_str() {
-                "leased" => out.messages.push(Message::from_row(row)?),
+                "leased" => match Message::from_row_checked(row)? {
+                    Ok(m) => out.messages.push(m),
+                    Err(u) => out.undecodable.push(u),
+                },
                 "dead" => out.dead += 1,
                 "missing" => return Err(Error::queue_not_found(queue)),
                 other => return Err(unexpected("outcome", other)),

@@ -14,7 +14,7 @@ use crate::calls::{Fence, Fenced};
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::{Error, ErrorKind, Result};
-use crate::message::Message;
+use crate::message::{Message, Undecodable};
 use crate::payload::encode;
 use crate::validate::{validate_queue_name, validate_status};
 
@@ -64,6 +64,45 @@ impl From<&Message> for MessageRef {
 impl From<Message> for MessageRef {
     fn from(m: Message) -> Self {
         MessageRef::from(&m)
+    }
+}
+
+/// Archive as dead, each with a `PayloadError` record saying why, the rows
+/// of a dequeue this client cannot decode (written by other means than
+/// pgqrs's functions, against the payload rules), so that they do not come
+/// back at every lease expiry and the rest of their batch is delivered.
+/// Logged; a failed write is only logged too: the rows then come back after
+/// their lease, and the next dequeue tries again.
+pub(crate) async fn bury_undecodable(db: &Db, queue: &str, rows: &[Undecodable], worker_id: Option<i64>) {
+    let rows: Vec<&Undecodable> = rows.iter().filter(|u| u.lease.is_some()).collect();
+    if rows.is_empty() {
+        return;
+    }
+    for u in &rows {
+        log::warn!(
+            "pgqrs: message {} of {queue:?} cannot be read ({}); archived as dead with a PayloadError",
+            u.id,
+            u.reason
+        );
+    }
+    let ids: Vec<i64> = rows.iter().map(|u| u.id).collect();
+    let leases: Vec<Uuid> = rows.iter().filter_map(|u| u.lease).collect();
+    let statuses = vec!["dead".to_string(); rows.len()];
+    let results = vec![None; rows.len()];
+    let errors: Vec<Option<String>> = rows
+        .iter()
+        .map(|u| {
+            let record = serde_json::json!({
+                "type": "pgqrs.PayloadError",
+                "message": format!("the message cannot be read: {}", u.reason),
+                "attempt": u.attempts,
+                "worker_id": worker_id,
+            });
+            Some(record.to_string())
+        })
+        .collect();
+    if let Err(e) = db.message_archive(&ids, &leases, &statuses, &results, &errors, Some(queue)).await {
+        log::warn!("pgqrs: could not archive unreadable message(s) {ids:?} of {queue:?} as dead: {e}");
     }
 }
 
@@ -216,6 +255,7 @@ impl Consumer {
         // inside message_dequeue, which keeps taking rows until the batch is full.
         let got = self.db.message_dequeue(&self.queue, limit, visibility_timeout, self.worker_id).await?;
         self.leases.lock().unwrap().remember(&got.messages);
+        bury_undecodable(&self.db, &self.queue, &got.undecodable, self.worker_id).await;
         Ok(got.messages)
     }
 

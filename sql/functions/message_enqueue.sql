@@ -45,9 +45,10 @@ BEGIN
     ),
     written AS (
         INSERT INTO messages AS m (queue, payload, priority, visible_at, dedup_key, headers)
-        SELECT q.name, i.payload::jsonb, i.priority,
+        -- json_check: the payload rules (sql/functions/json_check.sql).
+        SELECT q.name, json_check(i.payload::jsonb, 'payload'), i.priority,
                greatest(now(), coalesce(i.available_at, now()) + make_interval(secs => coalesce(i.delay, 0))),
-               i.dedup_key, coalesce(i.headers::jsonb, '{}'::jsonb)
+               i.dedup_key, coalesce(json_check(i.headers::jsonb, 'headers'), '{}'::jsonb)
         FROM q, input i
         WHERE q.name IS NOT NULL
         ORDER BY i.ord

@@ -14,7 +14,13 @@ from typing import Any, overload
 
 from pgqrs._errors import InvalidArgument, LeaseExpired, LeaseNotHeld, queue_not_found
 from pgqrs._models import Message
-from pgqrs._payload import decode_json, encode_headers, encode_json, encode_payload
+from pgqrs._payload import (
+    Undecodable,
+    decode_json,
+    encode_headers,
+    encode_json,
+    encode_payload,
+)
 from pgqrs._validate import check_available_at, validate_dedup_key
 
 #: A Message, or the id of one this Consumer dequeued.
@@ -72,6 +78,10 @@ class Dequeued:
 
     messages: list[Message]
     dead: int
+    #: Leased rows this client cannot decode or that break the payload rules
+    #: (written by other means): the caller archives them as dead
+    #: (``undecodable_errors``), the batch's others are delivered.
+    undecodable: list[Message] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -255,16 +265,48 @@ def dequeue_result(rows: list[tuple[Any, ...]], queue: str) -> Dequeued:
     Rows are DEQUEUE_COLUMNS: the outcome, then a Message's fields in order.
     """
     messages: list[Message] = []
+    undecodable: list[Message] = []
     dead = 0
     for row in rows:
         outcome = row[0]
         if outcome == "leased":
-            messages.append(Message(*row[1:]))
+            # The loader gives an Undecodable, never raises (pgqrs._payload):
+            # such a row is set aside alone.
+            if type(row[3]) is Undecodable or type(row[9]) is Undecodable or (
+                type(row[12]) is Undecodable
+            ):
+                undecodable.append(Message(*row[1:]))
+            else:
+                messages.append(Message(*row[1:]))
         elif outcome == "dead":
             dead += 1
         else:
             raise queue_not_found(queue)
-    return Dequeued(messages, dead)
+    return Dequeued(messages, dead, undecodable)
+
+
+def undecodable_errors(messages: Sequence[Message], worker_id: int | None) -> list[str | None]:
+    """The error records (JSON texts) archiving unreadable messages as dead:
+    a ``PayloadError`` saying which column and why."""
+    records: list[str | None] = []
+    for m in messages:
+        reasons = [
+            f"{name} {value.reason}"
+            for name, value in (
+                ("payload", m.payload),
+                ("headers", m.headers),
+                ("last_error", m.last_error),
+            )
+            if isinstance(value, Undecodable)
+        ]
+        record = {
+            "type": "pgqrs.PayloadError",
+            "message": "the message cannot be read: " + "; ".join(reasons),
+            "attempt": m.attempts,
+            "worker_id": worker_id,
+        }
+        records.append(encode_json(record, "error", 1 << 30))
+    return records
 
 
 class Leases:

@@ -33,6 +33,7 @@ from collections.abc import Callable
 
 from pgqrs._async import _calls as calls
 from pgqrs._async._db import Database
+from pgqrs._async.consumer import bury_undecodable
 from pgqrs._errors import Error, queue_not_found
 from pgqrs._models import Message
 from pgqrs._worker.prefetch import Prefetch
@@ -192,6 +193,9 @@ class Fetcher:
         if self._reconnect.failures and self._reconnect.succeeded():
             logger.info("dequeue from %r works again", q.name)
         messages, dead = dequeued.messages, dequeued.dead
+        if dequeued.undecodable:
+            # Rows that cannot be read go to the archive alone; the others run.
+            await bury_undecodable(self._db, q.name, dequeued.undecodable, self._worker_id())
         started = min(len(messages), free)
         # The messages brought are counted by state from here (the job table).
         slots.unreserve(q, free, extra, unused=free - started)
