@@ -46,7 +46,10 @@ pub struct Message {
 pub(crate) struct JsonText<'a>(pub &'a str);
 
 impl<'a> FromSql<'a> for JsonText<'a> {
-    fn from_sql(ty: &Type, raw: &'a [u8]) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+    fn from_sql(
+        ty: &Type,
+        raw: &'a [u8],
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
         // jsonb's binary form is a version byte (1) and the JSON text.
         let text = if *ty == Type::JSONB {
             match raw.split_first() {
@@ -85,8 +88,7 @@ pub(crate) struct Undecodable {
 
 impl Message {
     pub(crate) fn from_row(row: &Row) -> Result<Message> {
-        Self::from_row_checked(row)?
-            .map_err(|u| Error::payload(format!("message {}: {}", u.id, u.reason)))
+        Self::from_row_checked(row)?.map_err(|u| Error::payload(format!("message {}: {}", u.id, u.reason)))
     }
 
     /// The message, or what makes it [`Undecodable`] (an error only for a
@@ -96,7 +98,12 @@ impl Message {
         let id: i64 = col(row, "id")?;
         let lease: Option<Uuid> = col(row, "lease")?;
         let attempts: i32 = col(row, "attempts")?;
-        let bad = |what: &str, reason: String| Undecodable { id, lease, attempts, reason: format!("{what} {reason}") };
+        let bad = |what: &str, reason: String| Undecodable {
+            id,
+            lease,
+            attempts,
+            reason: format!("{what} {reason}"),
+        };
         let payload = match json_col(row, "payload")? {
             Some(Ok(v)) => v,
             Some(Err(reason)) => return Ok(Err(bad("payload", reason))),

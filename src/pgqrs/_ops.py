@@ -272,8 +272,10 @@ def dequeue_result(rows: list[tuple[Any, ...]], queue: str) -> Dequeued:
         if outcome == "leased":
             # The loader gives an Undecodable, never raises (pgqrs._payload):
             # such a row is set aside alone.
-            if type(row[3]) is Undecodable or type(row[9]) is Undecodable or (
-                type(row[12]) is Undecodable
+            if (
+                type(row[3]) is Undecodable
+                or type(row[9]) is Undecodable
+                or (type(row[12]) is Undecodable)
             ):
                 undecodable.append(Message(*row[1:]))
             else:

@@ -36,10 +36,10 @@ _SURROGATE_PAIR = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a
 MAX_DEPTH = 64
 #: Integer digits from which a number may be too large (1e308 has 309).
 MAX_SAFE_DIGITS = 308
-_LONG_DIGITS = re.compile(r"\d{%d}" % (MAX_SAFE_DIGITS + 1))
+_LONG_DIGITS = re.compile(r"\d{309}")
 #: Every byte but brackets (bytes.translate deletes them).
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
-_LONG_NUMBER = re.compile(r"(?<![\d.eE+-])-?\d{%d,}(?:\.\d+)?(?:[eE][-+]?\d+)?" % (MAX_SAFE_DIGITS + 1))
+_LONG_NUMBER = re.compile(r"(?<![\d.eE+-])-?\d{309,}(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
 
 def rule_problem(text: str) -> str | None:

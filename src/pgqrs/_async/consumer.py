@@ -28,7 +28,6 @@ from pgqrs._ops import (
 from pgqrs._ops import seconds as to_seconds
 from pgqrs._validate import validate_queue_name, validate_status
 
-
 logger = logging.getLogger("pgqrs")
 
 
@@ -44,9 +43,7 @@ async def bury_undecodable(
     ids = [m.id for m in messages]
     records = undecodable_errors(messages, worker_id)
     for m, record in zip(messages, records, strict=True):
-        logger.warning(
-            "message %s of %r cannot be read; archived as dead: %s", m.id, queue, record
-        )
+        logger.warning("message %s of %r cannot be read; archived as dead: %s", m.id, queue, record)
     try:
         await calls.message_archive(
             db,

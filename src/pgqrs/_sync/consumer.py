@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import Sequence
 from typing import Any, overload
 
@@ -12,7 +13,9 @@ from psycopg_pool import ConnectionPool
 
 from pgqrs._sync import _calls as calls
 from pgqrs._sync._base import Client
+from pgqrs._sync._db import Database
 from pgqrs._config import Config
+from pgqrs._errors import Error
 from pgqrs._models import Message
 from pgqrs._ops import (
     Leases,
@@ -22,9 +25,37 @@ from pgqrs._ops import (
     check_fenced,
     encode_each,
     outcomes,
+    undecodable_errors,
 )
 from pgqrs._ops import seconds as to_seconds
 from pgqrs._validate import validate_queue_name, validate_status
+
+logger = logging.getLogger("pgqrs")
+
+
+def bury_undecodable(
+    db: Database, queue: str, messages: list[Message], worker_id: int | None
+) -> None:
+    """Archive as dead, each with a ``PayloadError`` record saying why, the
+    leased rows this client cannot decode (written by other means than pgqrs's
+    functions, against the payload rules), so that they do not come back at
+    every lease expiry and the rest of their batch is delivered. A failed
+    write is logged: the rows come back after their lease and are tried again.
+    """
+    ids = [m.id for m in messages]
+    records = undecodable_errors(messages, worker_id)
+    for m, record in zip(messages, records, strict=True):
+        logger.warning("message %s of %r cannot be read; archived as dead: %s", m.id, queue, record)
+    try:
+        calls.message_archive(
+            db,
+            ids=ids,
+            leases=[m.lease for m in messages if m.lease is not None],
+            statuses=["dead"] * len(ids),
+            errors=records,
+        )
+    except Error as exc:
+        logger.warning("could not archive unreadable message(s) %s of %r: %s", ids, queue, exc)
 
 
 class Consumer(Client):
@@ -67,16 +98,17 @@ class Consumer(Client):
         """
         limit = 1 if batch is None else batch_size(batch)
         vt = to_seconds(visibility_timeout, "visibility_timeout", allow_zero=False)
-        messages = (
-            calls.message_dequeue(
-                self._db,
-                queue=self.queue,
-                limit=limit,
-                visibility_timeout=vt,
-                worker_id=self._worker_id,
-            )
-        ).messages
+        dequeued = calls.message_dequeue(
+            self._db,
+            queue=self.queue,
+            limit=limit,
+            visibility_timeout=vt,
+            worker_id=self._worker_id,
+        )
+        messages = dequeued.messages
         self._leases.remember(messages)
+        if dequeued.undecodable:
+            bury_undecodable(self._db, self.queue, dequeued.undecodable, self._worker_id)
         if batch is None:
             return messages[0] if messages else None
         return messages
