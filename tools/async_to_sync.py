@@ -29,6 +29,8 @@ RENAMES = [
     ("pgqrs._async", "pgqrs._sync"),
     ("asyncio.Lock", "threading.Lock"),
     ("import asyncio", "import threading"),
+    # pgqrs._cancel: a cancelled asyncio call ends its round trip; a blocking one is never cut.
+    ("shielded", "unshielded"),
 ]
 REWRITES = [
     (re.compile(r"\basync def\b"), "def"),

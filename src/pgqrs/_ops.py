@@ -377,6 +377,16 @@ class Leases:
                     f"expected a Message or a message id (int), got {type(ref).__name__} "
                     f"{short_repr(ref)}"
                 )
+        if unknown and all(i in self.settled for i in unknown):
+            # Settled here already: say so (an id alone; a Message gets the
+            # same answer from the server's not_found, see check_fenced).
+            done = {self.settled[i] for i in unknown}
+            raise LeaseExpired(
+                f"cannot {action} message(s) {unknown}: already "
+                f"{' or '.join(sorted(a + 'd' for a in done))} by this consumer; "
+                "nothing was changed",
+                unknown,
+            )
         if unknown:
             raise LeaseNotHeld(
                 f"cannot {action} message(s) {unknown}: this Consumer holds no lease on them; "

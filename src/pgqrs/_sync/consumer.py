@@ -4,9 +4,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, overload
 
 from psycopg_pool import ConnectionPool
@@ -14,10 +15,13 @@ from psycopg_pool import ConnectionPool
 from pgqrs._sync import _calls as calls
 from pgqrs._sync._base import Client
 from pgqrs._sync._db import Database
+from pgqrs._cancel import unshielded
 from pgqrs._config import Config
-from pgqrs._errors import Error
+from pgqrs._errors import Error, LeaseExpired
 from pgqrs._models import Message
 from pgqrs._ops import (
+    Dequeued,
+    FencedRow,
     Leases,
     MessageRef,
     Seconds,
@@ -98,12 +102,18 @@ class Consumer(Client):
         """
         limit = 1 if batch is None else batch_size(batch)
         vt = to_seconds(visibility_timeout, "visibility_timeout", allow_zero=False)
-        dequeued = calls.message_dequeue(
-            self._db,
-            queue=self.queue,
-            limit=limit,
-            visibility_timeout=vt,
-            worker_id=self._worker_id,
+        # Cancel-safe (pgqrs._cancel): a caller cancelled meanwhile gets
+        # CancelledError, and what the round trip leased goes back at once
+        # with its attempt refunded, not stranded until the lease expires.
+        dequeued = unshielded(
+            calls.message_dequeue(
+                self._db,
+                queue=self.queue,
+                limit=limit,
+                visibility_timeout=vt,
+                worker_id=self._worker_id,
+            ),
+            self._give_back,
         )
         messages = dequeued.messages
         self._leases.remember(messages)
@@ -139,13 +149,16 @@ class Consumer(Client):
         ids, leases = self._leases.resolve(msgs, "archive")
         validate_status(status)
         n, max_bytes = len(ids), self.config.max_payload_bytes
-        rows = calls.message_archive(
-            self._db,
-            ids=ids,
-            leases=leases,
-            statuses=[status] * n,
-            results=None if results is None else encode_each(results, n, "result", max_bytes),
-            errors=None if errors is None else encode_each(errors, n, "error", max_bytes),
+        rows = unshielded(
+            calls.message_archive(
+                self._db,
+                ids=ids,
+                leases=leases,
+                statuses=[status] * n,
+                results=None if results is None else encode_each(results, n, "result", max_bytes),
+                errors=None if errors is None else encode_each(errors, n, "error", max_bytes),
+            ),
+            self._settled_late("archive"),
         )
         return check_fenced(rows, "archive", self._leases)
 
@@ -155,8 +168,42 @@ class Consumer(Client):
 
     def delete_batch(self, msgs: Sequence[MessageRef]) -> list[int]:
         ids, leases = self._leases.resolve(msgs, "delete")
-        rows = calls.message_delete(self._db, ids=ids, leases=leases)
+        rows = unshielded(
+            calls.message_delete(self._db, ids=ids, leases=leases), self._settled_late("delete")
+        )
         return check_fenced(rows, "delete", self._leases)
+
+    def _give_back(self, dequeued: Dequeued) -> None:
+        """A dequeue whose caller was cancelled: release what it leased, the
+        attempt refunded, visible again at once."""
+        held = [m for m in [*dequeued.messages, *dequeued.undecodable] if m.lease is not None]
+        if not held:
+            return
+        try:
+            calls.message_release(
+                self._db,
+                ids=[m.id for m in held],
+                leases=[m.lease for m in held if m.lease is not None],
+                delays=[0.0] * len(held),
+                refunds=[True] * len(held),
+            )
+        except Error as exc:
+            logger.warning(
+                "a cancelled dequeue leased message(s) %s; giving them back failed (they come back "
+                "when their lease expires): %s",
+                [m.id for m in held],
+                exc,
+            )
+
+    def _settled_late(self, action: str) -> Callable[[list[FencedRow]], None]:
+        """What an archive or delete whose caller was cancelled did, recorded:
+        a retry then says "already archived by this consumer", not a lost lease."""
+
+        def record(rows: list[FencedRow]) -> None:
+            with contextlib.suppress(LeaseExpired):
+                check_fenced(rows, action, self._leases)
+
+        return record
 
     def extend(self, msg: MessageRef, seconds: Seconds) -> datetime.datetime:
         """Keep the lease for ``seconds`` more from now; return the new visible_until.

@@ -182,11 +182,20 @@ class Fetcher:
                 visibility_timeout=q.visibility_timeout,
                 worker_id=self._worker_id(),
             )
-        except Error as exc:
+        except Exception as exc:
+            # An Error (the connection, the server) is waited out; anything
+            # else (a bug, a row no one foresaw) too, with its traceback: the
+            # fetcher never dies of it, its reserved slots are given back.
             slots.unreserve(q, free, extra, unused=free)
             wait = self._reconnect.failed()
             log = logger.warning if self._reconnect.failures == 1 else logger.debug
-            log("dequeue from %r failed, polling again in %.2fs: %s", q.name, wait, exc)
+            log(
+                "dequeue from %r failed, polling again in %.2fs: %s",
+                q.name,
+                wait,
+                exc,
+                exc_info=not isinstance(exc, Error),
+            )
             q.more = False
             q.next_poll = time.monotonic() + wait
             return
