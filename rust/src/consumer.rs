@@ -67,6 +67,46 @@ impl From<Message> for MessageRef {
     }
 }
 
+/// Messages a dequeue leased, until its caller takes them: dropped unread
+/// (the caller's future was dropped meanwhile), they go back to the queue at
+/// once with their attempt refunded instead of waiting for their lease to end.
+struct Unclaimed {
+    messages: Option<Vec<Message>>,
+    db: Db,
+    queue: String,
+}
+
+impl Drop for Unclaimed {
+    fn drop(&mut self) {
+        let Some(messages) = self.messages.take().filter(|m| !m.is_empty()) else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let (db, queue) = (self.db.clone(), std::mem::take(&mut self.queue));
+        runtime.spawn(async move {
+            let held: Vec<&Message> = messages.iter().filter(|m| m.lease.is_some()).collect();
+            let ids: Vec<i64> = held.iter().map(|m| m.id).collect();
+            let leases: Vec<Uuid> = held.iter().filter_map(|m| m.lease).collect();
+            let n = ids.len();
+            let refunds = vec![true; n];
+            let given_back = db
+                .message_release(
+                    &ids,
+                    &leases,
+                    &vec![Duration::ZERO; n],
+                    &vec![None; n],
+                    Some(&refunds),
+                    Some(&queue),
+                )
+                .await;
+            if let Err(e) = given_back {
+                log::warn!(
+                    "pgqrs: a dropped dequeue leased message(s) {ids:?} of {queue:?}; giving them back \
+                     failed (they come back when their lease expires): {e}"
+                );
+            }
+        });
+    }
+}
+
 /// Archive as dead, each with a `PayloadError` record saying why, the rows
 /// of a dequeue this client cannot decode (written by other means than
 /// pgqrs's functions, against the payload rules), so that they do not come
@@ -253,10 +293,24 @@ impl Consumer {
         }
         // Rows already delivered max_attempts times go to the archive as dead
         // inside message_dequeue, which keeps taking rows until the batch is full.
-        let got = self.db.message_dequeue(&self.queue, limit, visibility_timeout, self.worker_id).await?;
-        self.leases.lock().unwrap().remember(&got.messages);
-        bury_undecodable(&self.db, &self.queue, &got.undecodable, self.worker_id).await;
-        Ok(got.messages)
+        //
+        // Cancel-safe: the round trip runs in a task of its own, so a caller
+        // dropping this future (tokio::select!, timeout) does not cut it; what
+        // it leased comes back in a guard that, dropped unread, gives the
+        // messages back with their attempt refunded (`Unclaimed`).
+        let (db, queue, worker_id) = (self.db.clone(), self.queue.clone(), self.worker_id);
+        let round_trip = tokio::spawn(async move {
+            let got = db.message_dequeue(&queue, limit, visibility_timeout, worker_id).await?;
+            bury_undecodable(&db, &queue, &got.undecodable, worker_id).await;
+            Ok::<_, Error>(Unclaimed { messages: Some(got.messages), db, queue })
+        });
+        let mut got = match round_trip.await {
+            Ok(got) => got?,
+            Err(e) => return Err(Error::new(ErrorKind::Database, format!("the dequeue task failed: {e}"))),
+        };
+        let messages = got.messages.take().unwrap_or_default();
+        self.leases.lock().unwrap().remember(&messages);
+        Ok(messages)
     }
 
     /// Move the message to the archive with `status` (e.g. "completed").
