@@ -46,7 +46,8 @@ def rows(sql: Conn, schema: str) -> list[tuple[int, int, bool]]:
     """(id, attempts, ready now) of every message, by id."""
     return sql.execute(
         f'SELECT id, attempts, lease IS NULL AND visible_at <= now() FROM "{schema}".messages '
-        "ORDER BY id"
+        "ORDER BY id",
+        prepare=False,
     ).fetchall()
 
 

@@ -54,6 +54,7 @@ def insert_raw(sql: Conn, schema: str, queue: str, texts: list[str]) -> list[int
         row = sql.execute(
             f'INSERT INTO "{schema}".messages (queue, payload) VALUES (%s, %s::jsonb) RETURNING id',
             (queue, text),
+            prepare=False,  # through pgBouncer (transaction mode): no prepared statements
         ).fetchone()
         assert row is not None
         ids.append(row[0])
@@ -62,7 +63,9 @@ def insert_raw(sql: Conn, schema: str, queue: str, texts: list[str]) -> list[int
 
 def archived(sql: Conn, schema: str, ids: list[int]) -> dict[int, tuple[str, Any]]:
     rows = sql.execute(
-        f'SELECT id, status, error FROM "{schema}".archive WHERE id = ANY(%s)', (ids,)
+        f'SELECT id, status, error FROM "{schema}".archive WHERE id = ANY(%s)',
+        (ids,),
+        prepare=False,
     ).fetchall()
     return {r[0]: (r[1], r[2]) for r in rows}
 
