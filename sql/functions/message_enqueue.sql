@@ -48,7 +48,8 @@ BEGIN
         -- json_check: the payload rules (sql/functions/json_check.sql).
         SELECT q.name, json_check(i.payload::jsonb, 'payload'), i.priority,
                greatest(now(), coalesce(i.available_at, now()) + make_interval(secs => coalesce(i.delay, 0))),
-               i.dedup_key, coalesce(json_check(i.headers::jsonb, 'headers'), '{}'::jsonb)
+               i.dedup_key,
+               CASE WHEN i.headers IS NULL THEN '{}'::jsonb ELSE json_check(i.headers::jsonb, 'headers') END
         FROM q, input i
         WHERE q.name IS NOT NULL
         ORDER BY i.ord
