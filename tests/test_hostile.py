@@ -268,10 +268,13 @@ def test_deeply_nested_objects(admin: pgqrs.Admin, queue: str, unchanged_catalog
     with pgqrs.Producer(admin.config, queue) as p:
         with pytest.raises(pgqrs.PayloadError):
             p.enqueue(deep)
+        # The payload rules (docs/payloads.md): 64 levels at most.
         fine: Any = 1
-        for _ in range(500):
+        for _ in range(64):
             fine = {"n": fine}
         assert p.enqueue(fine).payload == fine
+        with pytest.raises(pgqrs.PayloadError, match="64 levels"):
+            p.enqueue({"n": fine})
 
 
 def test_huge_payload_within_the_limit_round_trips(admin: pgqrs.Admin, queue: str) -> None:

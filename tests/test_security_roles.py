@@ -65,7 +65,7 @@ COLUMN = {
     "schema_functions": "checksum",
 }
 #: Functions no role may call: only other pgqrs functions (running as the owner) do.
-INTERNAL = {"queue_lock", "message_dequeue_limited", "flow_check", "archive_notify"}
+INTERNAL = {"queue_lock", "message_dequeue_limited", "flow_check", "archive_notify", "json_check"}
 #: The server functions each role kind may call (admin: all but the internal ones).
 JOBS: dict[str, set[str]] = {
     # A producer may wait for what it enqueued (Message.wait).

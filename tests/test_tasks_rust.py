@@ -59,3 +59,31 @@ def test_a_task_enqueued_from_rust_is_the_wire_format(
     assert msg is not None and msg.id == int(found.group(1))
     assert msg.headers == {"pgqrs-task": "add"}
     assert msg.payload == {"a": 40, "b": 2}
+
+
+def test_tasks_run_both_ways_between_python_and_rust(
+    admin: pgqrs.Admin, config: pgqrs.Config
+) -> None:
+    """The whole path, both ways: a Python task's ``enqueue`` runs in the Rust
+    worker's typed task of the same name, and a task the Rust producer
+    enqueued (``enqueue_task``) runs in a Python worker serving a registry."""
+    admin.create_queue("math")
+    tasks = pgqrs.TaskRegistry(config)
+
+    @tasks.task(queue="math")
+    def add(a: int, b: int = 2) -> int:
+        return a + b
+
+    try:
+        sent = add.enqueue(a=2, b=3)
+        assert example("work", "1", config=config).stdout.strip() == "done"
+        assert sent.result(timeout=30) == 5  # run by Rust, read back as the task's type
+        out = example("enqueue", "40", "1", config=config).stdout
+        found = re.search(r"message=(\d+)", out)
+        assert found, out
+        worker = pgqrs.Worker(config, tasks=tasks)
+        worker.run(until_empty=True)
+        row = admin.wait(int(found.group(1)), timeout=30)
+        assert (row.status, row.result) == ("completed", 41)  # run by Python
+    finally:
+        tasks.close()

@@ -8,18 +8,29 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
+import logging
 import uuid
 from typing import Any
 
 import pytest
 
 import pgqrs
-from pgqrs._errors import ConnectionFailed, PayloadError
+from pgqrs._errors import ConnectionFailed
 from pgqrs._models import Message
+from pgqrs._payload import encode_json
 from pgqrs._worker.completer import Completer, Settlement, fail_groups
 from pgqrs._worker.events import Counters, Signal
 from pgqrs._worker.fetcher import QueueState
-from pgqrs._worker.handlers import DaemonThreads, call, make_spec
+from pgqrs._worker.handlers import (
+    MAX_ERROR_MESSAGE,
+    MAX_TRACEBACK,
+    DaemonThreads,
+    call,
+    error_json,
+    error_record,
+    make_spec,
+)
 from pgqrs._worker.jobs import MOVES, JobState, JobStateError, JobTable
 from pgqrs._worker.outcome import Raised, Returned, Settle, Stopped, decide
 from pgqrs._worker.prefetch import Prefetch
@@ -297,7 +308,7 @@ async def test_calling_a_handler_names_how_it_ended() -> None:
         if kind == "raise":
             raise KeyError("k")
         if kind == "big":
-            return "x" * 100
+            return "x" * 400
         return {"n": 1}
 
     spec = make_spec(
@@ -314,8 +325,11 @@ async def test_calling_a_handler_names_how_it_ended() -> None:
         raised = await call(spec, msg(kind="raise"), threads, 50)
         assert isinstance(raised, Raised) and isinstance(raised.error, KeyError)
         assert not (raised.retry or raised.abort)
-        big = await call(spec, msg(kind="big"), threads, 50)  # the result is refused
-        assert isinstance(big, Raised) and isinstance(big.error, PayloadError)
+        # The result is refused: still a success, recorded as unstorable, never re-run.
+        big = await call(spec, msg(kind="big"), threads, 300)
+        assert isinstance(big, Returned) and big.result == "x" * 400
+        assert big.result_json is not None
+        assert json.loads(big.result_json)["unstorable"] == "str"
         sync_spec = make_spec(
             "tasks",
             lambda m: m.payload["n"] * 2,
@@ -475,3 +489,37 @@ def test_a_signal_can_be_awaited_from_another_thread() -> None:
     firer.start()
     sig.wait_blocking(lambda: sig.count >= 3, timeout=10)
     firer.join()
+
+
+def test_an_error_record_is_always_storable(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 15, fault 2: a handler error of 600 KB, with a NUL and a lone
+    surrogate, gives a record PostgreSQL accepts, cut to the documented sizes,
+    and a log line says so."""
+    try:
+        raise ValueError("a\x00b\ud800c" + "x" * 600_000)
+    except ValueError as exc:
+        err = exc
+    with caplog.at_level(logging.WARNING, logger="pgqrs.worker"):
+        record = error_record(err, 1, 7)
+    assert "cut" in caplog.text
+    text = error_json(record, 1_048_576)
+    assert text is not None
+    encode_json(json.loads(text), "error", 1_048_576)  # the client's own checks pass
+    stored = json.loads(text)
+    assert stored["message"].startswith("a\ufffdb\ufffdc")
+    assert len(stored["message"]) < MAX_ERROR_MESSAGE + 50
+    assert len(stored["traceback"]) < MAX_TRACEBACK + 50
+    assert "test_an_error_record_is_always_storable" in stored["traceback"]  # its frames kept
+    assert stored["traceback"].rstrip().endswith("characters cut]")
+    # A tiny max_payload_bytes: the record shrinks rather than being refused.
+    small = error_json(record, 400)
+    assert small is not None and json.loads(small)["traceback"] is None
+
+
+def test_an_exception_whose_str_raises_still_gives_a_record() -> None:
+    class Nasty(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    record = error_record(Nasty(), 1, None)
+    assert "str() of the exception failed" in record["message"]

@@ -24,7 +24,7 @@ use crate::admin::{bounded_secs, Grants, MAX_BATCH};
 use crate::db::{col, Db, Param};
 use crate::error::{Error, ErrorKind, Result};
 use crate::flow::{QueueUpdate, RateLimit};
-use crate::message::{ArchivedMessage, Message, QueueInfo, QueueStats, WorkerInfo};
+use crate::message::{ArchivedMessage, Message, QueueInfo, QueueStats, Undecodable, WorkerInfo};
 use crate::queries::Query;
 use crate::schedule::{ScheduleInfo, ScheduleSpec};
 use crate::worker::Backoff;
@@ -62,6 +62,9 @@ pub struct Dequeued {
     /// When the queue's rate limit kept the batch short: how long until its
     /// next token is due (a 'throttled' row); else None.
     pub retry_after: Option<Duration>,
+    /// Leased rows this client cannot decode (or that break the payload
+    /// rules): the caller dead-letters them (`consumer::bury_undecodable`).
+    pub(crate) undecodable: Vec<Undecodable>,
 }
 
 /// The parameters of `message_enqueue`, one array element per message.
@@ -365,11 +368,14 @@ impl Db {
         let params: [Param<'_>; 4] =
             [(&queue, Type::TEXT), (&limit, Type::INT8), (&vt, Type::FLOAT8), (&worker_id, Type::INT8)];
         let rows = self.run(None, Query::MessageDequeue, &params, Some(queue)).await?;
-        let mut out = Dequeued { messages: Vec::new(), dead: 0, retry_after: None };
+        let mut out = Dequeued { messages: Vec::new(), dead: 0, retry_after: None, undecodable: Vec::new() };
         for row in &rows {
             let outcome: String = col(row, "outcome")?;
             match outcome.as_str() {
-                "leased" => out.messages.push(Message::from_row(row)?),
+                "leased" => match Message::from_row_checked(row)? {
+                    Ok(m) => out.messages.push(m),
+                    Err(u) => out.undecodable.push(u),
+                },
                 "dead" => out.dead += 1,
                 "throttled" => {
                     let secs: Option<f64> = col(row, "retry_after")?;

@@ -14,7 +14,7 @@ use crate::calls::{Fence, Fenced};
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::{Error, ErrorKind, Result};
-use crate::message::Message;
+use crate::message::{Message, Undecodable};
 use crate::payload::encode;
 use crate::validate::{validate_queue_name, validate_status};
 
@@ -64,6 +64,85 @@ impl From<&Message> for MessageRef {
 impl From<Message> for MessageRef {
     fn from(m: Message) -> Self {
         MessageRef::from(&m)
+    }
+}
+
+/// Messages a dequeue leased, until its caller takes them: dropped unread
+/// (the caller's future was dropped meanwhile), they go back to the queue at
+/// once with their attempt refunded instead of waiting for their lease to end.
+struct Unclaimed {
+    messages: Option<Vec<Message>>,
+    db: Db,
+    queue: String,
+}
+
+impl Drop for Unclaimed {
+    fn drop(&mut self) {
+        let Some(messages) = self.messages.take().filter(|m| !m.is_empty()) else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let (db, queue) = (self.db.clone(), std::mem::take(&mut self.queue));
+        runtime.spawn(async move {
+            let held: Vec<&Message> = messages.iter().filter(|m| m.lease.is_some()).collect();
+            let ids: Vec<i64> = held.iter().map(|m| m.id).collect();
+            let leases: Vec<Uuid> = held.iter().filter_map(|m| m.lease).collect();
+            let n = ids.len();
+            let refunds = vec![true; n];
+            let given_back = db
+                .message_release(
+                    &ids,
+                    &leases,
+                    &vec![Duration::ZERO; n],
+                    &vec![None; n],
+                    Some(&refunds),
+                    Some(&queue),
+                )
+                .await;
+            if let Err(e) = given_back {
+                log::warn!(
+                    "pgqrs: a dropped dequeue leased message(s) {ids:?} of {queue:?}; giving them back \
+                     failed (they come back when their lease expires): {e}"
+                );
+            }
+        });
+    }
+}
+
+/// Archive as dead, each with a `PayloadError` record saying why, the rows
+/// of a dequeue this client cannot decode (written by other means than
+/// pgqrs's functions, against the payload rules), so that they do not come
+/// back at every lease expiry and the rest of their batch is delivered.
+/// Logged; a failed write is only logged too: the rows then come back after
+/// their lease, and the next dequeue tries again.
+pub(crate) async fn bury_undecodable(db: &Db, queue: &str, rows: &[Undecodable], worker_id: Option<i64>) {
+    let rows: Vec<&Undecodable> = rows.iter().filter(|u| u.lease.is_some()).collect();
+    if rows.is_empty() {
+        return;
+    }
+    for u in &rows {
+        log::warn!(
+            "pgqrs: message {} of {queue:?} cannot be read ({}); archived as dead with a PayloadError",
+            u.id,
+            u.reason
+        );
+    }
+    let ids: Vec<i64> = rows.iter().map(|u| u.id).collect();
+    let leases: Vec<Uuid> = rows.iter().filter_map(|u| u.lease).collect();
+    let statuses = vec!["dead".to_string(); rows.len()];
+    let results = vec![None; rows.len()];
+    let errors: Vec<Option<String>> = rows
+        .iter()
+        .map(|u| {
+            let record = serde_json::json!({
+                "type": "pgqrs.PayloadError",
+                "message": format!("the message cannot be read: {}", u.reason),
+                "attempt": u.attempts,
+                "worker_id": worker_id,
+            });
+            Some(record.to_string())
+        })
+        .collect();
+    if let Err(e) = db.message_archive(&ids, &leases, &statuses, &results, &errors, Some(queue)).await {
+        log::warn!("pgqrs: could not archive unreadable message(s) {ids:?} of {queue:?} as dead: {e}");
     }
 }
 
@@ -231,10 +310,24 @@ impl Consumer {
         }
         // Rows already delivered max_attempts times go to the archive as dead
         // inside message_dequeue, which keeps taking rows until the batch is full.
-        let got = self.db.message_dequeue(&self.queue, limit, visibility_timeout, self.worker_id).await?;
-        *self.retry_after.lock().unwrap() = got.retry_after;
-        self.leases.lock().unwrap().remember(&got.messages);
-        let mut messages = got.messages;
+        //
+        // Cancel-safe: the round trip runs in a task of its own, so a caller
+        // dropping this future (tokio::select!, timeout) does not cut it; what
+        // it leased comes back in a guard that, dropped unread, gives the
+        // messages back with their attempt refunded (`Unclaimed`).
+        let (db, queue, worker_id) = (self.db.clone(), self.queue.clone(), self.worker_id);
+        let round_trip = tokio::spawn(async move {
+            let got = db.message_dequeue(&queue, limit, visibility_timeout, worker_id).await?;
+            bury_undecodable(&db, &queue, &got.undecodable, worker_id).await;
+            Ok::<_, Error>((Unclaimed { messages: Some(got.messages), db, queue }, got.retry_after))
+        });
+        let (mut got, retry_after) = match round_trip.await {
+            Ok(got) => got?,
+            Err(e) => return Err(Error::new(ErrorKind::Database, format!("the dequeue task failed: {e}"))),
+        };
+        *self.retry_after.lock().unwrap() = retry_after;
+        let mut messages = got.messages.take().unwrap_or_default();
+        self.leases.lock().unwrap().remember(&messages);
         for m in &mut messages {
             m.owner = crate::message::Owner(Some(self.db.clone())); // for Message::set_progress
         }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -105,24 +106,99 @@ impl CancelFlag {
     }
 }
 
+/// A json/jsonb column's text, not decoded yet: [`crate::payload::decode`]
+/// checks the payload rules and decodes it, so that a row breaking them can
+/// be set aside alone instead of failing the whole result.
+pub(crate) struct JsonText<'a>(pub &'a str);
+
+impl<'a> FromSql<'a> for JsonText<'a> {
+    fn from_sql(
+        ty: &Type,
+        raw: &'a [u8],
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        // jsonb's binary form is a version byte (1) and the JSON text.
+        let text = if *ty == Type::JSONB {
+            match raw.split_first() {
+                Some((1, rest)) => rest,
+                _ => return Err("unsupported jsonb binary version".into()),
+            }
+        } else {
+            raw
+        };
+        Ok(JsonText(std::str::from_utf8(text)?))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSON || *ty == Type::JSONB
+    }
+}
+
+/// A json/jsonb column, decoded: `Err(reason)` when it breaks the payload
+/// rules or does not decode.
+fn json_col(row: &Row, name: &str) -> Result<Option<std::result::Result<Value, String>>> {
+    Ok(col::<Option<JsonText<'_>>>(row, name)?.map(|t| crate::payload::decode(t.0)))
+}
+
+/// A leased row whose payload, headers or last error this client cannot
+/// decode or that breaks the payload rules (written by other means than
+/// pgqrs's functions): a dequeue archives it as dead with a PayloadError
+/// record and delivers the rest of the batch.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Undecodable {
+    pub id: i64,
+    pub lease: Option<Uuid>,
+    pub attempts: i32,
+    /// e.g. "payload is nested deeper than 64 levels ...".
+    pub reason: String,
+}
+
 impl Message {
     pub(crate) fn from_row(row: &Row) -> Result<Message> {
+        Self::from_row_checked(row)?.map_err(|u| Error::payload(format!("message {}: {}", u.id, u.reason)))
+    }
+
+    /// The message, or what makes it [`Undecodable`] (an error only for a
+    /// column of the wrong type).
+    pub(crate) fn from_row_checked(row: &Row) -> Result<std::result::Result<Message, Undecodable>> {
         let has_inserted = row.columns().iter().any(|c| c.name() == "inserted");
         let has_group = row.columns().iter().any(|c| c.name() == "group_key");
-        Ok(Message {
-            id: col(row, "id")?,
+        let id: i64 = col(row, "id")?;
+        let lease: Option<Uuid> = col(row, "lease")?;
+        let attempts: i32 = col(row, "attempts")?;
+        let bad = |what: &str, reason: String| Undecodable {
+            id,
+            lease,
+            attempts,
+            reason: format!("{what} {reason}"),
+        };
+        let payload = match json_col(row, "payload")? {
+            Some(Ok(v)) => v,
+            Some(Err(reason)) => return Ok(Err(bad("payload", reason))),
+            None => Value::Null,
+        };
+        let headers = match json_col(row, "headers")? {
+            Some(Ok(v)) => v,
+            Some(Err(reason)) => return Ok(Err(bad("headers", reason))),
+            None => Value::Object(Default::default()),
+        };
+        let last_error = match json_col(row, "last_error")? {
+            Some(Ok(v)) => Some(v),
+            Some(Err(reason)) => return Ok(Err(bad("last_error", reason))),
+            None => None,
+        };
+        Ok(Ok(Message {
+            id,
             queue: col(row, "queue")?,
-            payload: col(row, "payload")?,
+            payload,
             priority: col(row, "priority")?,
-            attempts: col(row, "attempts")?,
+            attempts,
             enqueued_at: col(row, "enqueued_at")?,
             dequeued_at: col(row, "dequeued_at")?,
             visible_until: col(row, "visible_until")?,
-            headers: col::<Option<Value>>(row, "headers")?
-                .unwrap_or_else(|| Value::Object(Default::default())),
-            lease: col(row, "lease")?,
+            headers,
+            lease,
             dedup_key: col(row, "dedup_key")?,
-            last_error: col(row, "last_error")?,
+            last_error,
             inserted: if has_inserted { col(row, "inserted")? } else { true },
             group: if has_group { col(row, "group_key")? } else { None },
             progress: if row.columns().iter().any(|c| c.name() == "progress") {
@@ -132,7 +208,7 @@ impl Message {
             },
             cancel: CancelFlag::default(),
             owner: Owner::default(),
-        })
+        }))
     }
 
     /// The same columns read through sqlx (feature `sqlx`).

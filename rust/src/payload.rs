@@ -8,6 +8,89 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
+/// The payload rules (docs/payloads.md), the same in Python (`_payload.py`)
+/// and in the server (`sql/functions/json_check.sql`), so that what one
+/// client stores every client reads: arrays and objects nest at most
+/// `MAX_DEPTH` levels (serde_json stops at 128, Python near its recursion
+/// limit), and every number is finite as a 64-bit float (at most 309
+/// integer digits; Python refuses integers over 4,300 digits and reads
+/// `1e5000` as infinity).
+pub const MAX_DEPTH: usize = 64;
+/// Characters from which a number token may be out of range (1e308 has 309 digits).
+const MAX_SAFE_DIGITS: usize = 308;
+
+/// What in the JSON `text` breaks the payload rules ("is nested ...", "holds
+/// the number ..."), or None. One pass over the bytes, no allocation.
+pub(crate) fn rule_problem(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(format!(
+                        "is nested deeper than {MAX_DEPTH} levels (the limit, so that every client can decode it)"
+                    ));
+                }
+                i += 1;
+            }
+            b']' | b'}' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                // Without an exponent, a number under 309 characters is in range.
+                let mut plain = true;
+                i += 1;
+                while i < bytes.len() && matches!(bytes[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') {
+                    plain &= !matches!(bytes[i], b'e' | b'E');
+                    i += 1;
+                }
+                let number = &text[start..i];
+                if (!plain || number.len() > MAX_SAFE_DIGITS)
+                    && !number.parse::<f64>().map(f64::is_finite).unwrap_or(true)
+                {
+                    return Some(too_large(number));
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+fn too_large(number: &str) -> String {
+    let shown = if number.len() <= 20 {
+        number.to_string()
+    } else {
+        format!("{}... ({} characters)", &number[..12], number.len())
+    };
+    format!(
+        "holds the number {shown}, beyond the range of a 64-bit float (the limit, so that every \
+         client reads it as a finite number); send it as a string"
+    )
+}
+
+/// Decode a json/jsonb column's text, checking the payload rules first:
+/// the reason when it breaks one or does not decode (a row written by other
+/// means than pgqrs's functions), so a dequeue can dead-letter that row alone.
+pub(crate) fn decode(text: &str) -> std::result::Result<Value, String> {
+    if let Some(problem) = rule_problem(text) {
+        return Err(problem);
+    }
+    serde_json::from_str(text).map_err(|e| format!("cannot be decoded ({e})"))
+}
+
 /// JSON text for `value` (`what` names it in errors: payload, result, error...).
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, what: &str, max_bytes: usize) -> Result<String> {
     let text = serde_json::to_string(value).map_err(|e| {
@@ -37,6 +120,9 @@ fn check(text: String, what: &str, max_bytes: usize) -> Result<String> {
              data elsewhere and enqueue a reference, or raise Config::with_max_payload_bytes",
             text.len()
         )));
+    }
+    if let Some(problem) = rule_problem(&text) {
+        return Err(Error::payload(format!("{what} {problem}")));
     }
     if has_nul_escape(&text) {
         return Err(Error::payload(format!(
@@ -85,6 +171,24 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::Payload);
         assert!(encode(&json!({"a": "x\\u0000y"}), "payload", 1000).is_ok());
         assert!(encode(&json!({"a": "x\\\u{0}"}), "payload", 1000).is_err());
+    }
+
+    #[test]
+    fn enforces_the_depth_and_number_rules() {
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(rule_problem(&nested(64)).is_none());
+        assert!(rule_problem(&nested(65)).unwrap().contains("nested deeper than 64"));
+        // Brackets inside strings do not count.
+        assert!(rule_problem(&format!("{{\"s\":\"{}\\\"\"}}", "[".repeat(100))).is_none());
+        assert!(rule_problem(&format!("[{}]", "9".repeat(308))).is_none());
+        assert!(rule_problem("[1e308, -1.7976931348623157e308]").is_none());
+        assert!(rule_problem(&format!("[{}]", "9".repeat(400))).unwrap().contains("64-bit float"));
+        assert!(rule_problem("{\"n\": 1e5000}").unwrap().contains("1e5000"));
+        assert!(rule_problem("[-2e308]").is_some());
+        let v: Value = serde_json::from_str(&format!("[{}]", "1".repeat(400))).unwrap();
+        assert_eq!(encode(&v, "payload", 100_000).unwrap_err().kind(), ErrorKind::Payload);
+        assert!(decode(&nested(200)).unwrap_err().contains("nested"));
+        assert_eq!(decode("[1,{\"a\":2}]").unwrap(), json!([1, {"a": 2}]));
     }
 
     #[test]

@@ -470,3 +470,42 @@ async fn no_named_prepared_statements_unless_asked() {
     }
     db.drop().await;
 }
+
+/// Issue 15, fault 11: a `dequeue()` future dropped in `tokio::time::timeout`
+/// (or `select!`) while its statement waits on a lock. Before: the statement
+/// still ran once the lock was gone, and its messages stayed leased, their
+/// attempt charged, until the lease expired. Now the round trip finishes in a
+/// task of its own and gives what it leased back, the attempt refunded.
+#[tokio::test]
+async fn a_dropped_dequeue_gives_its_messages_back_with_the_attempt_refunded() {
+    let (db, _admin, producer, consumer) = setup().await;
+    producer.enqueue_batch(&[json!({"n": 1}), json!({"n": 2})]).await.unwrap();
+    let raw = db.raw().await;
+    raw.batch_execute(&format!("BEGIN; LOCK TABLE \"{}\".queues IN ACCESS EXCLUSIVE MODE", db.schema))
+        .await
+        .unwrap();
+    let cut = tokio::time::timeout(
+        Duration::from_millis(300),
+        consumer.dequeue_batch_with(2, Some(Duration::from_secs(300))),
+    )
+    .await;
+    assert!(cut.is_err(), "the dequeue waits on the lock");
+    raw.batch_execute("COMMIT").await.unwrap();
+    let sql = format!(
+        "SELECT count(*) FROM \"{}\".messages WHERE lease IS NULL AND attempts = 0 AND visible_at <= now() \
+         AND dequeued_at IS NOT NULL",
+        db.schema
+    );
+    // Leased once the lock is gone, then given back.
+    let leased_then_given_back = format!("SELECT count(*) FROM \"{}\".archive", db.schema);
+    eventually(WAIT, "both messages ready again, attempts refunded", || async {
+        let n: i64 = raw.query_one(&sql, &[]).await.unwrap().get(0);
+        (n == 2).then_some(())
+    })
+    .await;
+    let archived: i64 = raw.query_one(&leased_then_given_back, &[]).await.unwrap().get(0);
+    assert_eq!(archived, 0);
+    let again = consumer.dequeue_batch(2).await.unwrap();
+    assert_eq!(again.iter().map(|m| m.attempts).collect::<Vec<_>>(), [1, 1]);
+    db.drop().await;
+}

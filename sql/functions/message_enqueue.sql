@@ -50,9 +50,12 @@ BEGIN
     ),
     written AS (
         INSERT INTO messages AS m (queue, payload, priority, visible_at, dedup_key, headers, group_key)
-        SELECT q.name, i.payload::jsonb, i.priority,
+        -- json_check: the payload rules (sql/functions/json_check.sql).
+        SELECT q.name, json_check(i.payload::jsonb, 'payload'), i.priority,
                greatest(now(), coalesce(i.available_at, now()) + make_interval(secs => coalesce(i.delay, 0))),
-               i.dedup_key, coalesce(i.headers::jsonb, '{}'::jsonb), i.group_key
+               i.dedup_key,
+               CASE WHEN i.headers IS NULL THEN '{}'::jsonb ELSE json_check(i.headers::jsonb, 'headers') END,
+               i.group_key
         FROM q, input i
         WHERE q.name IS NOT NULL
         ORDER BY i.ord

@@ -40,8 +40,9 @@ BEGIN
     SELECT q.name, p.payload, $3::integer,
            greatest(now(), coalesce($5::timestamptz, now())
                            + make_interval(secs => coalesce($4::float8, 0))),
-           coalesce($6::text::jsonb, '{}'::jsonb), $7::text
-    FROM q, jsonb_array_elements($2::text::jsonb) WITH ORDINALITY AS p(payload, ord)
+           coalesce(json_check($6::text::jsonb, 'headers'), '{}'::jsonb), $7::text
+    -- json_check: the payload rules, for the whole batch in one call.
+    FROM q, jsonb_array_elements(json_check($2::text::jsonb, 'payload', true)) WITH ORDINALITY AS p(payload, ord)
     WHERE q.name IS NOT NULL
     ORDER BY p.ord
     RETURNING id, enqueued_at, visible_at AS visible_until,

@@ -14,7 +14,13 @@ from typing import Any, overload
 
 from pgqrs._errors import InvalidArgument, LeaseExpired, LeaseNotHeld, queue_not_found
 from pgqrs._models import Message, RateLimit
-from pgqrs._payload import decode_json, encode_headers, encode_json, encode_payload
+from pgqrs._payload import (
+    Undecodable,
+    decode_json,
+    encode_headers,
+    encode_json,
+    encode_payload,
+)
 from pgqrs._validate import check_available_at, validate_dedup_key, validate_group
 
 #: A Message, or the id of one this Consumer dequeued.
@@ -77,6 +83,10 @@ class Dequeued:
     #: Seconds until the queue's rate limit gives its next token, when the
     #: rate limit kept the batch short (a 'throttled' row); else None.
     retry_after: float | None = None
+    #: Leased rows this client cannot decode or that break the payload rules
+    #: (written by other means): the caller archives them as dead
+    #: (``undecodable_errors``), the batch's others are delivered.
+    undecodable: list[Message] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -334,14 +344,24 @@ def dequeue_result(rows: list[tuple[Any, ...]], queue: str) -> Dequeued:
     Rows are DEQUEUE_COLUMNS: the outcome, then a Message's fields in order.
     """
     messages: list[Message] = []
+    undecodable: list[Message] = []
     dead = 0
     retry_after = None
     for row in rows:
         outcome = row[0]
         if outcome == "leased":
+            # The loader gives an Undecodable, never raises (pgqrs._payload):
+            # such a row is set aside alone.
             m = Message(*row[1:13])
             m.group = row[13]
-            messages.append(m)
+            if (
+                type(row[3]) is Undecodable
+                or type(row[9]) is Undecodable
+                or (type(row[12]) is Undecodable)
+            ):
+                undecodable.append(m)
+            else:
+                messages.append(m)
         elif outcome == "dead":
             dead += 1
         elif outcome == "throttled":
@@ -350,7 +370,31 @@ def dequeue_result(rows: list[tuple[Any, ...]], queue: str) -> Dequeued:
             pass  # its cancel was requested while leased: archived, not delivered
         else:
             raise queue_not_found(queue)
-    return Dequeued(messages, dead, retry_after)
+    return Dequeued(messages, dead, retry_after, undecodable)
+
+
+def undecodable_errors(messages: Sequence[Message], worker_id: int | None) -> list[str | None]:
+    """The error records (JSON texts) archiving unreadable messages as dead:
+    a ``PayloadError`` saying which column and why."""
+    records: list[str | None] = []
+    for m in messages:
+        reasons = [
+            f"{name} {value.reason}"
+            for name, value in (
+                ("payload", m.payload),
+                ("headers", m.headers),
+                ("last_error", m.last_error),
+            )
+            if isinstance(value, Undecodable)
+        ]
+        record = {
+            "type": "pgqrs.PayloadError",
+            "message": "the message cannot be read: " + "; ".join(reasons),
+            "attempt": m.attempts,
+            "worker_id": worker_id,
+        }
+        records.append(encode_json(record, "error", 1 << 30))
+    return records
 
 
 class Leases:
@@ -419,6 +463,16 @@ class Leases:
                     f"expected a Message or a message id (int), got {type(ref).__name__} "
                     f"{short_repr(ref)}"
                 )
+        if unknown and all(i in self.settled for i in unknown):
+            # Settled here already: say so (an id alone; a Message gets the
+            # same answer from the server's not_found, see check_fenced).
+            done = {self.settled[i] for i in unknown}
+            raise LeaseExpired(
+                f"cannot {action} message(s) {unknown}: already "
+                f"{' or '.join(sorted(a + 'd' for a in done))} by this consumer; "
+                "nothing was changed",
+                unknown,
+            )
         if unknown:
             raise LeaseNotHeld(
                 f"cannot {action} message(s) {unknown}: this Consumer holds no lease on them; "

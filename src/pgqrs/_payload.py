@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import json.scanner
+import math
 import re
 from typing import Any, cast
 
@@ -22,6 +23,112 @@ _BAD_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u(0000|[dD][89a-fA-F][0-9a-fA-F]{2}
 _SURROGATE_PAIR = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 
 
+#: The payload rules (docs/payloads.md), the same in the Rust crate
+#: (src/payload.rs) and in the server (sql/functions/json_check.sql), so that
+#: what one client stores every client reads:
+#:
+#: * arrays and objects nest at most MAX_DEPTH levels: serde_json stops at
+#:   128, Python's decoder at its recursion limit (~1,000, less in a deep stack);
+#: * every number is finite as a 64-bit float, so its magnitude is below
+#:   ``2**1024 - 2**970`` (what rounds to the largest double): at most 309
+#:   integer digits, far under Python's 4,300-digit limit for ``int``, and
+#:   no number a Python decoder turns into ``inf``.
+MAX_DEPTH = 64
+#: Integer digits from which a number may be too large (1e308 has 309).
+MAX_SAFE_DIGITS = 308
+_LONG_DIGITS = re.compile(r"\d{309}")
+#: Every byte but brackets (bytes.translate deletes them).
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_LONG_NUMBER = re.compile(r"(?<![\d.eE+-])-?\d{309,}(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
+def rule_problem(text: str) -> str | None:
+    """What in the JSON ``text`` breaks the payload rules ("is nested ...",
+    "holds the number ..."), or None.
+
+    Cheap for the usual payload: text with at most MAX_DEPTH brackets cannot
+    nest too deeply and text without 309 digits in a row cannot hold a number
+    too large (PostgreSQL writes numbers without exponents; JSON text sent as
+    is gets its exponents checked by ``encode_payload``), so only a large
+    payload pays for a scan, in C-level passes.
+    """
+    n = len(text)
+    deep = n > 2 * MAX_DEPTH and text.count("[") + text.count("{") > MAX_DEPTH
+    long = n > MAX_SAFE_DIGITS and _LONG_DIGITS.search(text) is not None
+    if not (deep or long):
+        return None
+    # What is outside strings: escaped backslashes and quotes dropped, every
+    # other quote opens or closes a string.
+    unescaped = text.replace("\\\\", "").replace('\\"', "") if "\\" in text else text
+    outside = "".join(unescaped.split('"')[::2])
+    if deep:
+        # Only brackets, then peel the innermost pairs off, one level a pass.
+        brackets = outside.encode("utf-8", "surrogatepass").translate(None, _NOT_BRACKET)
+        depth = 0
+        while brackets:
+            inner = brackets.replace(b"[]", b"").replace(b"{}", b"")
+            if inner == brackets:
+                break  # not JSON: the decoder will say so
+            brackets = inner
+            depth += 1
+            if depth > MAX_DEPTH:
+                return (
+                    f"is nested deeper than {MAX_DEPTH} levels (the limit, so that every "
+                    "client can decode it)"
+                )
+    if long:
+        for number in _LONG_NUMBER.findall(outside):
+            if not math.isfinite(float(number)):
+                return _too_large(number)
+    return None
+
+
+def _too_large(number: str) -> str:
+    shown = number if len(number) <= 20 else f"{number[:12]}... ({len(number)} characters)"
+    return (
+        f"holds the number {shown}, beyond the range of a 64-bit float (the limit, so that "
+        "every client reads it as a finite number); send it as a string"
+    )
+
+
+class _NotFinite(ValueError):
+    pass
+
+
+def _finite_float(text: str) -> float:
+    """json.loads's parse_float for JSON text sent as is: 1e5000 would become inf."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(_too_large(text))
+    return value
+
+
+def _no_constant(text: str) -> Any:
+    """json.loads accepts NaN and Infinity; JSON (and jsonb) does not."""
+    raise _NotFinite(f"holds {text}, which is not JSON; send a finite number or a string")
+
+
+class Undecodable:
+    """Stands for a json/jsonb value this client cannot decode, or that breaks
+    the payload rules (a row written by other means than pgqrs's functions).
+
+    Decoding returns it instead of raising, so that one row never fails a
+    whole result: a dequeue dead-letters the message (``PayloadError``) and
+    delivers the others; listings show it in place of the value.
+    """
+
+    __slots__ = ("reason", "size")
+
+    def __init__(self, reason: str, size: int) -> None:
+        #: Why it cannot be read, e.g. "is nested deeper than 64 levels".
+        self.reason = reason
+        #: The JSON text's length, in characters.
+        self.size = size
+
+    def __repr__(self) -> str:
+        return f"<undecodable JSON of {self.size} characters: {self.reason}>"
+
+
 def encode_payload(payload: Any, max_bytes: int) -> str:
     """JSON text for ``payload``.
 
@@ -29,10 +136,17 @@ def encode_payload(payload: Any, max_bytes: int) -> str:
     everything else is encoded with ``json.dumps``.
     """
     if isinstance(payload, str):
+        # The rules first: a 5,000-digit integer or JSON nested 1,000 deep would
+        # make json.loads itself fail, with a message that hides the reason.
+        problem = rule_problem(payload)
+        if problem is not None:
+            raise PayloadError(f"payload {problem}") from None
         try:
-            json.loads(payload)
+            json.loads(payload, parse_float=_finite_float, parse_constant=_no_constant)
         except RecursionError:
-            raise PayloadError("payload is JSON text nested too deeply to store") from None
+            raise PayloadError(f"payload is nested deeper than {MAX_DEPTH} levels") from None
+        except _NotFinite as exc:
+            raise PayloadError(f"payload {exc}") from None
         except ValueError as exc:
             shown = payload if len(payload) <= 40 else payload[:37] + "..."
             raise PayloadError(
@@ -82,15 +196,26 @@ def decode_json(data: str | Buffer) -> Any:
     per-call work (~1 us a message, measured): the empty object (every
     message's default headers) without parsing; otherwise the decoder's scanner
     alone, falling back to the whole decoder (leading or trailing whitespace, a
-    json column's text, or an error to report)."""
+    json column's text, or an error to report).
+
+    Never raises for the text's content: text that breaks the payload rules or
+    cannot be decoded gives an ``Undecodable``, so that one row written by
+    other means never fails a whole batch."""
     if data == b"{}" or data == "{}":
         return {}
     text = data if isinstance(data, str) else str(data, "utf-8")
+    if len(text) > 2 * MAX_DEPTH and (problem := rule_problem(text)) is not None:
+        return Undecodable(problem, len(text))
     try:
-        value, end = _SCAN(text, 0)
-    except StopIteration:
-        return _DECODE(text)
-    return value if end == len(text) else _DECODE(text)
+        try:
+            value, end = _SCAN(text, 0)
+        except StopIteration:
+            return _DECODE(text)
+        return value if end == len(text) else _DECODE(text)
+    except RecursionError:
+        return Undecodable(f"is nested deeper than {MAX_DEPTH} levels", len(text))
+    except ValueError as exc:  # e.g. an integer over Python's digit limit
+        return Undecodable(f"cannot be decoded ({exc})", len(text))
 
 
 class JsonTextLoader(Loader):
@@ -166,6 +291,8 @@ def _check(text: str, what: str, max_bytes: int) -> str:
             f"{what} is {size} bytes of JSON, over the limit of {max_bytes} bytes; store large "
             "data elsewhere and enqueue a reference, or raise Config.max_payload_bytes"
         )
+    if size > 2 * MAX_DEPTH and (problem := rule_problem(text)) is not None:
+        raise PayloadError(f"{what} {problem}")
     if "\\u" in text:
         for match in _BAD_ESCAPE.finditer(text):
             if match[1] == "0000":

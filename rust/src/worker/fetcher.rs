@@ -95,6 +95,8 @@ async fn dequeue(
 ) -> Result<(Vec<Message>, Option<Duration>)> {
     let vt = Some(q.vt).filter(|v| !v.is_zero());
     let got = db.message_dequeue(&q.name, n as i64, vt, Some(worker_id)).await?;
+    // Rows that cannot be read go to the archive alone; the batch's others run.
+    crate::consumer::bury_undecodable(db, &q.name, &got.undecodable, Some(worker_id)).await;
     if got.dead > 0 {
         log::warn!(
             "pgqrs worker: {} message(s) of {:?} had used up their attempts and went to the archive as dead",

@@ -207,9 +207,27 @@ where
             Ok(Ok(_)) => {}
         }
         match out {
-            Ok(Ok(r)) => serde_json::to_value(r).map_err(|e| {
-                JobError::failed("pgqrs.PayloadError", format!("handler result is not JSON: {e}"))
-            }),
+            // The handler succeeded: a result that cannot be stored never
+            // makes it run again (its side effects happened); it is archived
+            // as completed with a record saying so, and one warning.
+            Ok(Ok(r)) => {
+                let max_payload = self.db.config.max_payload_bytes();
+                let refused = match serde_json::to_value(&r) {
+                    Ok(value) => match crate::payload::encode(&value, "result", max_payload) {
+                        Ok(_) => return Ok(value),
+                        Err(e) => e.to_string(),
+                    },
+                    Err(e) => format!("result cannot be encoded as JSON: {e}"),
+                };
+                let kind = std::any::type_name::<R>();
+                log::warn!(
+                    "pgqrs worker: message {} (queue {:?}): the handler returned a result that cannot be \
+                     stored ({kind}: {refused}); archived as completed with {{\"unstorable\": ...}} instead",
+                    msg.id,
+                    msg.queue
+                );
+                Ok(super::outcome::unstorable_result(kind, &refused))
+            }
             Ok(Err(e)) => Err(e),
             Err(panic) => {
                 let text = panic

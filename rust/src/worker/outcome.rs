@@ -213,13 +213,21 @@ pub(super) fn decide(
             let action = Action::Archive { status: "completed", result: None, error: None };
             return Decision { action, error: None, failed: None };
         }
-        Ok(value) => match encode(&value, "result", max_payload) {
-            Ok(result) => {
-                let action = Action::Archive { status: "completed", result: Some(result), error: None };
-                return Decision { action, error: None, failed: None };
-            }
-            Err(e) => JobError::failed("pgqrs.PayloadError", e),
-        },
+        Ok(value) => {
+            // A handler's success is never re-run because of its result
+            // (the worker checked and replaced it already; this is the net).
+            let result = encode(&value, "result", max_payload).ok().or_else(|| {
+                let kind = match &value {
+                    Value::Object(_) => "object",
+                    Value::Array(_) => "array",
+                    Value::String(_) => "string",
+                    _ => "value",
+                };
+                encode(&unstorable_result(kind, "too large or not storable"), "result", max_payload).ok()
+            });
+            let action = Action::Archive { status: "completed", result, error: None };
+            return Decision { action, error: None, failed: None };
+        }
         Err(e) => e,
     };
     let error = error_json(&failed, attempt, worker_id, max_payload);
@@ -236,16 +244,58 @@ pub(super) fn decide(
     }
 }
 
+/// What is archived as the `result` of a handler that returned a value that
+/// cannot be stored (docs/worker.md): its type and why, as in Python.
+pub(super) fn unstorable_result(kind: &str, reason: &str) -> Value {
+    json!({"unstorable": kind, "reason": storable_text(reason, MAX_ERROR_MESSAGE).0})
+}
+
+/// Longest error message stored, in characters (as in Python's worker):
+/// longer ones are cut, with a note saying how much.
+pub(crate) const MAX_ERROR_MESSAGE: usize = 4_000;
+
+/// `text` as PostgreSQL can store it in jsonb: NUL replaced by U+FFFD (Rust
+/// strings hold no lone surrogate), cut to `limit` characters with a note;
+/// true when it was changed.
+pub(crate) fn storable_text(text: &str, limit: usize) -> (String, bool) {
+    let mut changed = false;
+    let mut out = if text.contains('\0') {
+        changed = true;
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text.to_string()
+    };
+    let count = out.chars().count();
+    if count > limit {
+        changed = true;
+        let cut: String = out.chars().take(limit).collect();
+        out = format!("{cut}... [{} characters cut]", count - limit);
+    }
+    (out, changed)
+}
+
 /// The message's error record: the same fields as the Python worker's (Rust
-/// has no traceback to add); None if it cannot be stored.
+/// has no traceback to add). Always storable: the message is cleaned and cut
+/// (with a log line); if even that is refused (a tiny max_payload_bytes),
+/// the message is left out.
 fn error_json(e: &JobError, attempt: i32, worker_id: i64, max_payload: usize) -> Option<String> {
+    let (message, changed) = storable_text(&e.message, MAX_ERROR_MESSAGE);
+    if changed {
+        log::warn!(
+            "pgqrs worker: a handler's error message was cleaned (NUL) or cut to {MAX_ERROR_MESSAGE} \
+             characters to be stored"
+        );
+    }
     let record = json!({
         "type": e.kind,
-        "message": e.message,
+        "message": message,
         "attempt": attempt,
         "worker_id": worker_id,
     });
-    encode(&record, "error", max_payload).ok()
+    encode(&record, "error", max_payload).ok().or_else(|| {
+        let short = json!({"type": e.kind, "message": "(too large to store)", "attempt": attempt, "worker_id": worker_id});
+        encode(&short, "error", max_payload).ok()
+    })
 }
 
 /// The error record of a job cut off by the worker's stop.
@@ -273,6 +323,25 @@ mod tests {
             }
             other => panic!("not a failure: {other:?}"),
         }
+    }
+
+    #[test]
+    fn an_unstorable_result_is_completed_with_a_record_not_retried() {
+        let d = decide(Ok(json!({"big": "x".repeat(100)})), 1, None, B, 80, 1);
+        match d.action {
+            Action::Archive { status: "completed", result: Some(r), .. } => {
+                assert!(r.contains("\"unstorable\":\"object\""), "{r}")
+            }
+            other => panic!("not completed: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_error_record_is_always_storable() {
+        let e = JobError::failed("boom", format!("a\0b{}", "x".repeat(10_000)));
+        let text = error_json(&e, 1, 1, MAX).unwrap();
+        assert!(!text.contains("\\u0000") && text.contains("characters cut]"), "{text}");
+        assert!(text.len() < MAX_ERROR_MESSAGE + 200);
     }
 
     #[test]
@@ -339,11 +408,12 @@ mod tests {
     }
 
     #[test]
-    fn a_result_too_large_is_a_failure() {
+    fn a_result_too_large_is_still_a_completion() {
+        // The handler ran: never again because of its result (issue 15, fault 10).
         let big = Value::String("x".repeat(100));
         let d = decide(Ok(big), 1, None, B, 10, 1);
-        assert_eq!(fail(&d), (None, false));
-        // Even its error record is too large: None keeps the last_error.
-        assert!(matches!(&d.action, Action::Fail { error: None, .. }));
+        // Even the record saying so is too large here: completed without a result.
+        assert!(matches!(&d.action, Action::Archive { status: "completed", result: None, .. }));
+        assert!(d.error.is_none() && d.failed.is_none());
     }
 }

@@ -6,7 +6,7 @@ import asyncio  # sleep
 import contextlib
 import datetime
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from time import monotonic
 from typing import Any, overload
 
@@ -16,10 +16,14 @@ from psycopg_pool import AsyncConnectionPool
 
 from pgqrs._async import _calls as calls
 from pgqrs._async._base import Client
+from pgqrs._async._db import Database
+from pgqrs._cancel import shielded
 from pgqrs._config import Config
-from pgqrs._errors import InvalidArgument
+from pgqrs._errors import Error, InvalidArgument, LeaseExpired
 from pgqrs._models import Message
 from pgqrs._ops import (
+    Dequeued,
+    FencedRow,
     Leases,
     MessageRef,
     Seconds,
@@ -27,6 +31,7 @@ from pgqrs._ops import (
     check_fenced,
     encode_each,
     outcomes,
+    undecodable_errors,
 )
 from pgqrs._ops import seconds as to_seconds
 from pgqrs._validate import ArchiveStatus, validate_queue_name, validate_status
@@ -40,6 +45,33 @@ logger = logging.getLogger("pgqrs.consumer")
 #: or through pgBouncer's transaction mode.
 WAIT_FIRST_POLL = 0.05
 WAIT_POLL_INTERVAL = 1.0
+
+logger = logging.getLogger("pgqrs")
+
+
+async def bury_undecodable(
+    db: Database, queue: str, messages: list[Message], worker_id: int | None
+) -> None:
+    """Archive as dead, each with a ``PayloadError`` record saying why, the
+    leased rows this client cannot decode (written by other means than pgqrs's
+    functions, against the payload rules), so that they do not come back at
+    every lease expiry and the rest of their batch is delivered. A failed
+    write is logged: the rows come back after their lease and are tried again.
+    """
+    ids = [m.id for m in messages]
+    records = undecodable_errors(messages, worker_id)
+    for m, record in zip(messages, records, strict=True):
+        logger.warning("message %s of %r cannot be read; archived as dead: %s", m.id, queue, record)
+    try:
+        await calls.message_archive(
+            db,
+            ids=ids,
+            leases=[m.lease for m in messages if m.lease is not None],
+            statuses=["dead"] * len(ids),
+            errors=records,
+        )
+    except Error as exc:
+        logger.warning("could not archive unreadable message(s) %s of %r: %s", ids, queue, exc)
 
 
 class Consumer(Client):
@@ -108,15 +140,23 @@ class Consumer(Client):
         deadline = None if patience is None else monotonic() + patience
         pause = WAIT_FIRST_POLL
         while True:
-            got = await calls.message_dequeue(
-                self._db,
-                queue=self.queue,
-                limit=limit,
-                visibility_timeout=vt,
-                worker_id=self._worker_id,
+            # Cancel-safe (pgqrs._cancel): a caller cancelled meanwhile gets
+            # CancelledError, and what the round trip leased goes back at once
+            # with its attempt refunded, not stranded until the lease expires.
+            got = await shielded(
+                calls.message_dequeue(
+                    self._db,
+                    queue=self.queue,
+                    limit=limit,
+                    visibility_timeout=vt,
+                    worker_id=self._worker_id,
+                ),
+                self._give_back,
             )
             messages = got.messages
             self.retry_after = got.retry_after
+            if got.undecodable:
+                await bury_undecodable(self._db, self.queue, got.undecodable, self._worker_id)
             remaining = 0.0 if deadline is None else deadline - monotonic()
             if messages or remaining <= 0:
                 break
@@ -206,13 +246,16 @@ class Consumer(Client):
         ids, leases = self._leases.resolve(msgs, "archive")
         validate_status(status)
         n, max_bytes = len(ids), self.config.max_payload_bytes
-        rows = await calls.message_archive(
-            self._db,
-            ids=ids,
-            leases=leases,
-            statuses=[status] * n,
-            results=None if results is None else encode_each(results, n, "result", max_bytes),
-            errors=None if errors is None else encode_each(errors, n, "error", max_bytes),
+        rows = await shielded(
+            calls.message_archive(
+                self._db,
+                ids=ids,
+                leases=leases,
+                statuses=[status] * n,
+                results=None if results is None else encode_each(results, n, "result", max_bytes),
+                errors=None if errors is None else encode_each(errors, n, "error", max_bytes),
+            ),
+            self._settled_late("archive"),
         )
         return check_fenced(rows, "archive", self._leases)
 
@@ -246,8 +289,42 @@ class Consumer(Client):
 
     async def delete_batch(self, msgs: Sequence[MessageRef]) -> list[int]:
         ids, leases = self._leases.resolve(msgs, "delete")
-        rows = await calls.message_delete(self._db, ids=ids, leases=leases)
+        rows = await shielded(
+            calls.message_delete(self._db, ids=ids, leases=leases), self._settled_late("delete")
+        )
         return check_fenced(rows, "delete", self._leases)
+
+    async def _give_back(self, dequeued: Dequeued) -> None:
+        """A dequeue whose caller was cancelled: release what it leased, the
+        attempt refunded, visible again at once."""
+        held = [m for m in [*dequeued.messages, *dequeued.undecodable] if m.lease is not None]
+        if not held:
+            return
+        try:
+            await calls.message_release(
+                self._db,
+                ids=[m.id for m in held],
+                leases=[m.lease for m in held if m.lease is not None],
+                delays=[0.0] * len(held),
+                refunds=[True] * len(held),
+            )
+        except Error as exc:
+            logger.warning(
+                "a cancelled dequeue leased message(s) %s; giving them back failed (they come back "
+                "when their lease expires): %s",
+                [m.id for m in held],
+                exc,
+            )
+
+    def _settled_late(self, action: str) -> Callable[[list[FencedRow]], None]:
+        """What an archive or delete whose caller was cancelled did, recorded:
+        a retry then says "already archived by this consumer", not a lost lease."""
+
+        def record(rows: list[FencedRow]) -> None:
+            with contextlib.suppress(LeaseExpired):
+                check_fenced(rows, action, self._leases)
+
+        return record
 
     async def extend(self, msg: MessageRef, seconds: Seconds) -> datetime.datetime:
         """Keep the lease for ``seconds`` more from now; return the new visible_until.

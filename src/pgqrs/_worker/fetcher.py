@@ -33,6 +33,7 @@ from collections.abc import Callable
 
 from pgqrs._async import _calls as calls
 from pgqrs._async._db import Database
+from pgqrs._async.consumer import bury_undecodable
 from pgqrs._errors import Error, queue_not_found
 from pgqrs._models import Message
 from pgqrs._worker.prefetch import Prefetch
@@ -187,17 +188,29 @@ class Fetcher:
                 visibility_timeout=q.visibility_timeout,
                 worker_id=self._worker_id(),
             )
-        except Error as exc:
+        except Exception as exc:
+            # An Error (the connection, the server) is waited out; anything
+            # else (a bug, a row no one foresaw) too, with its traceback: the
+            # fetcher never dies of it, its reserved slots are given back.
             slots.unreserve(q, free, extra, unused=free)
             wait = self._reconnect.failed()
             log = logger.warning if self._reconnect.failures == 1 else logger.debug
-            log("dequeue from %r failed, polling again in %.2fs: %s", q.name, wait, exc)
+            log(
+                "dequeue from %r failed, polling again in %.2fs: %s",
+                q.name,
+                wait,
+                exc,
+                exc_info=not isinstance(exc, Error),
+            )
             q.more = False
             q.next_poll = time.monotonic() + wait
             return
         if self._reconnect.failures and self._reconnect.succeeded():
             logger.info("dequeue from %r works again", q.name)
         messages, dead = dequeued.messages, dequeued.dead
+        if dequeued.undecodable:
+            # Rows that cannot be read go to the archive alone; the others run.
+            await bury_undecodable(self._db, q.name, dequeued.undecodable, self._worker_id())
         started = min(len(messages), free)
         # The messages brought are counted by state from here (the job table).
         slots.unreserve(q, free, extra, unused=free - started)

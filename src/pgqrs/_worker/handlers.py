@@ -12,6 +12,7 @@ import datetime
 import inspect
 import logging
 import queue as queue_module
+import re
 import threading
 import time
 import traceback
@@ -223,7 +224,6 @@ async def call(
             result = await func(m)
         else:
             result = await threads.run(func, m)
-        return Returned(result, encode_json(result, "result", max_bytes))
     except Retry as exc:
         return Raised(exc, retry=True, delay=exc.delay)
     except Abort as exc:
@@ -232,24 +232,123 @@ async def call(
         raise
     except BaseException as exc:  # SystemExit or KeyboardInterrupt in a handler thread too
         return Raised(exc)
+    # The handler succeeded: its result never makes it run again (its side
+    # effects happened). One that cannot be stored is archived as completed
+    # with a record of its type and why, and one warning.
+    try:
+        return Returned(result, encode_json(result, "result", max_bytes))
+    except PayloadError as exc:
+        kind = type_name(type(result))
+        logger.warning(
+            "message %s (queue %r): the handler returned a result that cannot be stored (%s: %s); "
+            'archived as completed with {"unstorable": ...} instead',
+            m.id,
+            m.queue,
+            kind,
+            exc,
+        )
+        return Returned(result, unstorable_result(kind, str(exc), max_bytes))
+
+
+def type_name(kind: type) -> str:
+    """A type's name as error records show it: builtins bare, pgqrs's public
+    name, others with their module."""
+    if kind.__module__ == "builtins":
+        return kind.__qualname__
+    if kind.__module__.startswith("pgqrs."):
+        return f"pgqrs.{kind.__qualname__}"  # the public name, not the private module
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def unstorable_result(kind: str, reason: str, max_bytes: int) -> str | None:
+    """The archived ``result`` of a handler whose result cannot be stored:
+    ``{"unstorable": "<type>", "reason": "..."}`` (None if even that is refused,
+    with a max_payload_bytes below ~200 bytes)."""
+    record = {"unstorable": kind, "reason": storable_text(reason, MAX_ERROR_MESSAGE)[0]}
+    try:
+        return encode_json(record, "result", max_bytes)
+    except PayloadError:
+        return None
+
+
+#: Longest error message stored, in characters; longer ones are cut, with a
+#: note saying how much (docs/worker.md). The same in the Rust worker.
+MAX_ERROR_MESSAGE = 4_000
+#: Longest traceback stored, in characters: its end is kept (the innermost
+#: frames and the exception), its start cut with a note.
+MAX_TRACEBACK = 16_000
+_UNSTORABLE_CHARS = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(text: str, limit: int, *, keep_end: bool = False) -> tuple[str, bool]:
+    """``text`` as PostgreSQL can store it in jsonb: NUL and lone surrogates
+    replaced by U+FFFD, cut to ``limit`` characters with a note (the end kept
+    when ``keep_end``); and whether it was changed."""
+    changed = False
+    if _UNSTORABLE_CHARS.search(text):
+        text, changed = _UNSTORABLE_CHARS.sub("\ufffd", text), True
+    if len(text) > limit:
+        cut = len(text) - limit
+        if keep_end:
+            text = f"[{cut} characters cut] ...{text[-limit:]}"
+        else:
+            text = f"{text[:limit]}... [{cut} characters cut]"
+        changed = True
+    return text, changed
 
 
 def error_record(exc: BaseException, attempt: int, worker_id: int | None) -> dict[str, Any]:
-    """What is stored as the message's error: type, message and traceback."""
+    """What is stored as the message's error: type, message and traceback,
+    always storable: NUL and lone surrogates replaced, cut to MAX_ERROR_MESSAGE
+    and MAX_TRACEBACK characters, with a log line when that happens (a record
+    the database refuses would leave the message held, its lease extended
+    forever)."""
     kind = type(exc)
-    if kind.__module__ == "builtins":
-        name = kind.__qualname__
-    elif kind.__module__.startswith("pgqrs."):
-        name = f"pgqrs.{kind.__qualname__}"  # the public name, not the private module
-    else:
-        name = f"{kind.__module__}.{kind.__qualname__}"
+    try:
+        message = str(exc)
+    except Exception as str_failed:  # a __str__ that raises
+        message = f"(str() of the exception failed: {type(str_failed).__name__})"
+    try:
+        # Each piece cut alone first: the exception's line repeats its message.
+        trace = "".join(
+            storable_text(piece, MAX_ERROR_MESSAGE)[0]
+            for piece in traceback.format_exception(kind, exc, exc.__traceback__)
+        )
+    except Exception as format_failed:
+        trace = f"(the traceback could not be formatted: {type(format_failed).__name__})"
+    message, cut_message = storable_text(message, MAX_ERROR_MESSAGE)
+    trace, cut_trace = storable_text(trace, MAX_TRACEBACK, keep_end=True)
+    if cut_message or cut_trace:
+        logger.warning(
+            "a handler's %s error was cleaned (NUL, lone surrogates) or cut (message to %d, "
+            "traceback to %d characters) to be stored",
+            type_name(kind),
+            MAX_ERROR_MESSAGE,
+            MAX_TRACEBACK,
+        )
     return {
-        "type": name,
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(kind, exc, exc.__traceback__)),
+        "type": type_name(kind),
+        "message": message,
+        "traceback": trace,
         "attempt": attempt,
         "worker_id": worker_id,
     }
+
+
+def error_json(record: dict[str, Any], max_bytes: int) -> str | None:
+    """The error record's JSON text; when even the cleaned and cut record is
+    refused (max_payload_bytes below ~20 KB), without its traceback, then
+    with its message cut short, then None (message_fail keeps the last one)."""
+    for attempt in (
+        record,
+        {**record, "traceback": None},
+        {**record, "traceback": None, "message": storable_text(record["message"], 200)[0]},
+    ):
+        try:
+            return encode_json(attempt, "error", max_bytes)
+        except PayloadError:
+            continue
+    return None
 
 
 class DaemonThreads:
@@ -424,8 +523,17 @@ class Runner:
                 outcome = Cancelled() if m._cancel_requested else Stopped()
             if m._cancel_requested:  # whatever the handler did: it was cancelled
                 outcome = Cancelled()
-        decision = decide(outcome, m.attempts, q.own_max_attempts)
-        settlement = self._settlement(job, outcome, decision, spec.backoff or self._backoff)
+        try:
+            decision = decide(outcome, m.attempts, q.own_max_attempts)
+            settlement = self._settlement(job, outcome, decision, spec.backoff or self._backoff)
+        except Exception:
+            # Never a job left holding its slot and lease for ever: give the
+            # message back (the attempt counts), and say why.
+            logger.exception(
+                "message %s (queue %r): its outcome could not be settled; released", m.id, q.name
+            )
+            job.kind = "released"
+            settlement = Settlement(message=m, kind="release", on_done=self._settled)
         self._free(job)
         self._completer.submit(settlement)
 
@@ -470,7 +578,7 @@ class Runner:
         job.kind = "failed"
         job.decision = decision
         assert decision.error is not None
-        error = encode_json(error_record(decision.error, m.attempts, wid), "error", max_bytes)
+        error = error_json(error_record(decision.error, m.attempts, wid), max_bytes)
         return Settlement(
             message=m,
             kind="fail",

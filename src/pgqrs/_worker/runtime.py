@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from pgqrs._async._db import Database
@@ -217,9 +218,12 @@ class Runtime:
             on_cancelled=self._runner.cancel_held,
         )
 
+        def stopping() -> bool:
+            return self.stop.stopping
+
         background: list[asyncio.Task[Any]] = [
-            asyncio.create_task(self._keeper.run(), name="pgqrs-leases"),
-            asyncio.create_task(heartbeat.run(), name="pgqrs-heartbeat"),
+            _task(self._keeper.run, "pgqrs-leases", stopping),
+            _task(heartbeat.run, "pgqrs-heartbeat", stopping),
         ]
         if not opts.poll_only:
             self.listener = Listener(
@@ -229,7 +233,7 @@ class Runtime:
                 queues=queues,
                 on_listening=self.signals.listening.fire,
             )
-            background.append(asyncio.create_task(self.listener.run(), name="pgqrs-listen"))
+            background.append(_task(self.listener.run, "pgqrs-listen", stopping))
         if opts.run_schedules or (opts.run_schedules is None and self.schedules):
             self.scheduler = Scheduler(
                 db,
@@ -238,10 +242,10 @@ class Runtime:
                 stopped=lambda: self.stop.stopping,
                 on_tick=self.signals.schedule_tick.fire,
             )
-            background.append(asyncio.create_task(self.scheduler.run(), name="pgqrs-schedules"))
-        completer_task = asyncio.create_task(completer.run(), name="pgqrs-completer")
+            background.append(_task(self.scheduler.run, "pgqrs-schedules", stopping))
+        completer_task = _task(completer.run, "pgqrs-completer", lambda: False)
         fetchers = [
-            asyncio.create_task(
+            _task(
                 Fetcher(
                     db,
                     q,
@@ -253,8 +257,9 @@ class Runtime:
                     worker_id=lambda: self.worker_id,
                     stopping=lambda: self.stop.stopping,
                     on_fetched=self._on_fetched,
-                ).run(),
-                name=f"pgqrs-fetch-{q.name}",
+                ).run,
+                f"pgqrs-fetch-{q.name}",
+                stopping,
             )
             for q in queues
         ]
@@ -399,3 +404,34 @@ class Runtime:
             q.found = None
             q.notified = True
             q.attention.set()
+
+
+#: Longest wait before a task that failed unexpectedly runs again, in seconds.
+RESTART_MAX_WAIT = 30.0
+
+
+def _task(
+    run: Callable[[], Awaitable[None]], name: str, stopping: Callable[[], bool]
+) -> asyncio.Task[None]:
+    """``run()`` in a task that outlives its unexpected errors: the worker
+    never dies of an error that is not a connection failure (those are each
+    task's own to wait out). The error is logged with its traceback and the
+    task runs again after a growing wait; it ends when ``run`` returns, or
+    when an error comes while ``stopping()``."""
+
+    async def keep_running() -> None:
+        failures = 0
+        while True:
+            try:
+                await run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                logger.exception("worker task %s failed unexpectedly; it runs again", name)
+                if stopping():
+                    return
+                await asyncio.sleep(min(RESTART_MAX_WAIT, 0.05 * 2**failures))
+
+    return asyncio.create_task(keep_running(), name=name)
