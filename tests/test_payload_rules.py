@@ -121,15 +121,15 @@ def test_the_server_functions_refuse_payloads_breaking_the_rules(
     """For callers other than the clients (a role calling the functions itself)."""
     calls = [
         (
-            f'SELECT * FROM "{schema}".message_insert(%s, %s, 0, NULL, NULL, NULL)',
+            f'SELECT * FROM "{schema}".message_insert(%s, %s, 0, NULL, NULL, NULL, NULL)',
             (queue, f"[{text}]"),
         ),
         (
-            f'SELECT * FROM "{schema}".message_enqueue(%s, %s, %s, NULL, NULL, NULL, NULL)',
+            f'SELECT * FROM "{schema}".message_enqueue(%s, %s, %s, NULL, NULL, NULL, NULL, NULL)',
             (queue, [text], [0]),
         ),
         (
-            f'SELECT * FROM "{schema}".message_insert(%s, %s, 0, NULL, NULL, %s)',
+            f'SELECT * FROM "{schema}".message_insert(%s, %s, 0, NULL, NULL, %s, NULL)',
             (queue, "[1]", '{"h": ' + text + "}"),
         ),
     ]
@@ -145,7 +145,7 @@ def test_the_server_accepts_payloads_at_the_limits(sql: Conn, schema: str, queue
         '{"n": 1e308, "m": -' + "9" * 308 + ', "s": "' + "9" * 400 + '"}',
     ]
     rows = sql.execute(
-        f'SELECT * FROM "{schema}".message_insert(%s, %s, 0, NULL, NULL, NULL)',
+        f'SELECT * FROM "{schema}".message_insert(%s, %s, 0, NULL, NULL, NULL, NULL)',
         (queue, "[" + ",".join(at_limits) + "]"),
     ).fetchall()
     assert len(rows) == 2

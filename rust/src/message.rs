@@ -246,6 +246,21 @@ impl Message {
         })
     }
 
+    /// Wait until this message is archived and return its row (as
+    /// [`Admin::wait`](crate::Admin::wait)): for the message a
+    /// [`Producer`](crate::Producer)'s enqueue returned. `WaitTimeout` after
+    /// `timeout` (None: wait for ever).
+    pub async fn wait(&self, timeout: Option<std::time::Duration>) -> Result<ArchivedMessage> {
+        let Some(db) = &self.owner.0 else {
+            return Err(Error::invalid(format!(
+                "message {} cannot wait: only a message from a Producer's enqueue or a Consumer's \
+                 dequeue can (use Admin::wait)",
+                self.id
+            )));
+        };
+        crate::wait::wait_archived(db, &db.config, self.id, timeout).await
+    }
+
     /// Record `progress` (any JSON value but null) on this leased message's
     /// row, fenced by its lease (`LeaseExpired` when lost): from a worker's
     /// handler, or a message a [`crate::Consumer`] dequeued. Peek, the

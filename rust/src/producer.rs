@@ -325,6 +325,15 @@ impl Producer {
             |p| async move { self.db.message_enqueue(client.map(GenericClient::client), &p).await },
         )
         .await
+        .map(|ms| self.owned(ms))
+    }
+
+    /// The enqueued messages, each able to [`Message::wait`] through this producer's pool.
+    fn owned(&self, mut messages: Vec<Message>) -> Vec<Message> {
+        for m in &mut messages {
+            m.owner = crate::message::Owner(Some(self.db.clone()));
+        }
+        messages
     }
 
     /// Send the statement on an sqlx executor.
@@ -333,7 +342,9 @@ impl Producer {
     where
         E: sqlx::PgExecutor<'c>,
     {
-        self.traced(p, |p| async move { self.db.message_enqueue_sqlx(executor, &p).await }).await
+        self.traced(p, |p| async move { self.db.message_enqueue_sqlx(executor, &p).await })
+            .await
+            .map(|ms| self.owned(ms))
     }
 }
 

@@ -69,11 +69,16 @@ async fn progress_is_fenced_and_a_leased_cancel_archives_cancelled() {
     assert!(consumer.set_progress(&msg, &json!({"done": 2})).await.unwrap());
     assert!(msg.is_cancelled());
     consumer.archive(&msg, "completed").await.unwrap();
-    let done = admin.wait(sent.id, Some(WAIT)).await.unwrap();
+    // The message enqueue returned waits for its own outcome (as Admin::wait).
+    let done = sent.wait(Some(WAIT)).await.unwrap();
     assert_eq!((done.status.as_str(), done.progress), ("cancelled", Some(json!({"done": 2}))));
     // A peeked (not leased) message cannot record progress.
     let other = producer.enqueue(&json!({"n": 2})).await.unwrap();
     assert_eq!(other.set_progress(&json!({})).await.unwrap_err().kind(), ErrorKind::InvalidArgument);
+    let timed_out = other.wait(Some(Duration::from_millis(200))).await.unwrap_err();
+    assert_eq!(timed_out.kind(), ErrorKind::WaitTimeout);
+    let copy = admin.peek("jobs", 10).await.unwrap().remove(0).0;
+    assert_eq!(copy.wait(None).await.unwrap_err().kind(), ErrorKind::InvalidArgument);
     db.drop().await;
 }
 

@@ -26,6 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 from pgqrs._async._db import make_pool
 from pgqrs._config import Config
 from pgqrs._errors import translate
+from pgqrs._models import RateLimit
 from pgqrs._sql import queries as pgqrs_queries
 from pgqrs._sql import render
 
@@ -198,7 +199,7 @@ class Data:
                 oldest = (await self.fetch("oldest_ready", [name, SCAN_LIMIT]))[0][
                     "oldest_ready_age"
                 ]
-            settings = dict(r["settings"])
+            settings = _readable_settings(dict(r["settings"]))
             result.append(
                 QueueRow(
                     name=name,
@@ -373,3 +374,19 @@ class Data:
     async def redrive(self, queue: str, status: str, ids: list[int] | None) -> list[int]:
         rows = await self.fetch("archive_redrive", [queue, status, ids], pgqrs=True)
         return sorted(int(r["id"]) for r in rows)
+
+
+def _readable_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """A queue row's settings as the pages show them: the rate limit's three
+    columns as one ("100/s per group"), as the CLI prints it."""
+    if "rate_count" not in settings:
+        return settings
+    count = settings.pop("rate_count")
+    period = settings.pop("rate_period", None)
+    per_group = settings.pop("rate_per_group", None)
+    settings["rate_limit"] = (
+        None
+        if count is None or period is None
+        else str(RateLimit(count, period, per_group=bool(per_group)))
+    )
+    return settings
