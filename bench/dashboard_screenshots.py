@@ -41,11 +41,28 @@ def fill(dsn: str) -> dict[str, int]:
         conn.execute(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE')
     with pgqrs.Admin(config) as admin:
         admin.install()
-        admin.create_queue("emails", max_attempts=5)
-        admin.create_queue("billing.invoices", max_attempts=3, visibility_timeout=120)
-        admin.create_queue("thumbnails", visibility_timeout=60)
-        admin.create_queue("reports", max_attempts=2)
+        admin.create_queue("emails", max_attempts=5, rate_limit="100/s")
+        admin.create_queue(
+            "billing.invoices", max_attempts=3, visibility_timeout=120, concurrency_limit=8
+        )
+        admin.create_queue("thumbnails", visibility_timeout=60, group_concurrency=1)
+        admin.create_queue("reports", max_attempts=2, archive_retention=7 * 86400)
         admin.pause_queue("reports")
+        admin.create_schedule(
+            "nightly-report",
+            queue="reports",
+            payload={"report": "daily"},
+            cron="30 2 * * *",
+            time_zone="Europe/Berlin",
+            missed="latest",
+        )
+        admin.create_schedule(
+            "invoice-sweep", queue="billing.invoices", payload={"sweep": True}, interval=300
+        )
+        admin.create_schedule(
+            "thumbnail-gc", queue="thumbnails", payload={"gc": True}, cron="@hourly"
+        )
+        admin.pause_schedule("thumbnail-gc")
     s = f'"{SCHEMA}"'
     seq = f"pg_get_serial_sequence('{s}.messages', 'id')"
     error = {
@@ -191,6 +208,7 @@ def main() -> None:
         ("message", f"/messages/{found['dead']}"),
         ("archive", "/archive?status=dead"),
         ("workers", "/workers"),
+        ("schedules", "/schedules"),
     ]
     try:
         with serving(create_app(config)) as url:

@@ -329,3 +329,22 @@ def test_the_public_module_exports_create_app() -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_limits_show_in_the_clis_words(open_dashboard: str, admin: pgqrs.Admin) -> None:
+    """Flow-control limits and the archive retention on the queues and queue
+    pages, as `pgqrs queue list` words them; a queue without any shows "-"."""
+    admin.create_queue(
+        "limited",
+        concurrency_limit=8,
+        group_concurrency=1,
+        rate_limit="100/s",
+        archive_retention=7 * 86400,
+    )
+    with httpx.Client(base_url=open_dashboard) as client:
+        listing = client.get("/").text
+        assert "concurrency 8, per group 1, rate 100/s" in listing
+        assert "7d 0h" in listing
+        assert "concurrency 8, per group 1, rate 100/s" in client.get("/queues/limited").text
+        admin.update_queue("limited", concurrency_limit=None, group_concurrency=None)
+        assert ">rate 100/s<" in client.get("/queues/limited").text.replace("\n", "")

@@ -371,7 +371,7 @@ class Dashboard:
                 queues=queues,
                 totals=_totals(queues),
                 exact_limit=EXACT_COUNT_LIMIT,
-                limit_columns=_limit_columns(queues),
+                limit_columns=_limit_columns(queues, brief=True),
             )
 
         return await self.guarded(request, run)
@@ -746,12 +746,18 @@ def _totals(queues: list[QueueRow]) -> dict[str, Count]:
 _KNOWN_COLUMNS = {"name", "paused", "created_at"}
 
 
-def _limit_columns(queues: list[QueueRow]) -> list[str]:
-    """The queues table's other columns (visibility timeout, max attempts, limits)."""
+#: Settings the queue page lists but the (wide) queues table leaves out.
+_QUEUE_PAGE_ONLY = {"visibility_timeout", "max_attempts"}
+
+
+def _limit_columns(queues: list[QueueRow], *, brief: bool = False) -> list[str]:
+    """The settings columns: every one on a queue's page (visibility timeout,
+    max attempts, retention, limits); ``brief``, for the queues table, only
+    those an operator scans across queues (retention, limits)."""
     seen: dict[str, None] = {}
     for q in queues:
         for key in q.settings:
-            if key not in _KNOWN_COLUMNS:
+            if key not in _KNOWN_COLUMNS and not (brief and key in _QUEUE_PAGE_ONLY):
                 seen[key] = None
     return list(seen)
 

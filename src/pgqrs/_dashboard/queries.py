@@ -377,16 +377,22 @@ class Data:
 
 
 def _readable_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """A queue row's settings as the pages show them: the rate limit's three
-    columns as one ("100/s per group"), as the CLI prints it."""
-    if "rate_count" not in settings:
+    """A queue row's settings as the pages show them: the flow-control limits
+    (five columns) as one setting, in the CLI's words ("concurrency 8, per
+    group 1, rate 100/s"), so the queues table stays narrow."""
+    if not {"concurrency_limit", "group_concurrency", "rate_count"} & settings.keys():
         return settings
-    count = settings.pop("rate_count")
+    concurrency = settings.pop("concurrency_limit", None)
+    per_group = settings.pop("group_concurrency", None)
+    count = settings.pop("rate_count", None)
     period = settings.pop("rate_period", None)
-    per_group = settings.pop("rate_per_group", None)
-    settings["rate_limit"] = (
-        None
-        if count is None or period is None
-        else str(RateLimit(count, period, per_group=bool(per_group)))
-    )
+    rate_per_group = settings.pop("rate_per_group", None)
+    parts = []
+    if concurrency is not None:
+        parts.append(f"concurrency {concurrency}")
+    if per_group is not None:
+        parts.append(f"per group {per_group}")
+    if count is not None and period is not None:
+        parts.append(f"rate {RateLimit(count, period, per_group=bool(rate_per_group))}")
+    settings["limits"] = ", ".join(parts) or None
     return settings
