@@ -151,6 +151,7 @@ def pages(dsn: str) -> list[tuple[str, str]]:
             "/archive?since=" + _days_ago(10) + "&until=" + _days_ago(9),
         ),
         ("Workers", "/workers"),
+        ("Schedules", "/schedules"),
     ]
 
 
