@@ -202,7 +202,10 @@ DEQUEUE_LOG = """
 CREATE TABLE {s}.dequeue_log (at timestamptz NOT NULL, id bigint NOT NULL);
 CREATE FUNCTION {s}.log_dequeue() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO {s}.dequeue_log VALUES (clock_timestamp(), NEW.id);
+    -- dequeued_at is the buckets' clock on a limited queue (read under the
+    -- queue's lock): the clock the allowance is defined on. clock_timestamp()
+    -- here would be later by however long the statement ran until this row.
+    INSERT INTO {s}.dequeue_log VALUES (NEW.dequeued_at, NEW.id);
     RETURN NEW;
 END $$;
 CREATE TRIGGER log_dequeue AFTER UPDATE OF lease ON {s}.messages

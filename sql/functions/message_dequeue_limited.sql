@@ -236,7 +236,8 @@ BEGIN
             SET lease = gen_random_uuid(),
                 leased_by = $4,
                 attempts = m.attempts + 1,
-                dequeued_at = now(),
+                -- The buckets' clock: the moment the rate limit counted it.
+                dequeued_at = clock,
                 visible_at = now() + lease_for
             WHERE m.id = ANY (ARRAY(SELECT c.id FROM candidates c WHERE NOT c.exhausted))
             RETURNING m AS msg
