@@ -10,9 +10,19 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 S = TypeVar("S")
+
+
+class Timing(NamedTuple):
+    """A timed run: operations done, wall seconds, and this process's CPU
+    seconds over the same span (the client's cost: the server is another
+    process)."""
+
+    ops: int
+    seconds: float
+    cpu: float
 
 
 class Quota:
@@ -36,8 +46,8 @@ def threads(
     make: Callable[[int], S],
     work: Callable[[S], int],
     close: Callable[[S], Any],
-) -> tuple[int, float]:
-    """Run ``work`` on ``n`` threads at once; return (total ops, seconds)."""
+) -> Timing:
+    """Run ``work`` on ``n`` threads at once."""
     states = [make(i) for i in range(n)]
     barrier = threading.Barrier(n + 1)
     counts = [0] * n
@@ -54,15 +64,15 @@ def threads(
     for t in pool:
         t.start()
     barrier.wait()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for t in pool:
         t.join()
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     for s in states:
         close(s)
     if errors:
         raise errors[0]
-    return sum(counts), elapsed
+    return Timing(sum(counts), elapsed, cpu)
 
 
 def tasks(
@@ -70,18 +80,18 @@ def tasks(
     make: Callable[[int], Awaitable[S]],
     work: Callable[[S], Awaitable[int]],
     close: Callable[[S], Awaitable[Any]],
-) -> tuple[int, float]:
-    """Run ``work`` as ``n`` asyncio tasks on one event loop; return (total ops, seconds)."""
+) -> Timing:
+    """Run ``work`` as ``n`` asyncio tasks on one event loop."""
 
-    async def main() -> tuple[int, float]:
+    async def main() -> Timing:
         states = [await make(i) for i in range(n)]
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         try:
             counts = await asyncio.gather(*(work(s) for s in states))
-            elapsed = time.perf_counter() - start
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         finally:
             for s in states:
                 await close(s)
-        return sum(counts), elapsed
+        return Timing(sum(counts), elapsed, cpu)
 
     return asyncio.run(main())

@@ -65,11 +65,11 @@ def listening_worker(dsn: str) -> Iterator[None]:
 # --- enqueue -----------------------------------------------------------------
 
 
-def enqueue(system: str, dsn: str, clients: int, batch: int, seconds: float) -> tuple[int, float]:
-    """Enqueue for ``seconds`` (one job, or ``batch`` jobs, per statement); return (jobs, s)."""
+def enqueue(system: str, dsn: str, clients: int, batch: int, seconds: float) -> harness.Timing:
+    """Enqueue for ``seconds`` (one job, or ``batch`` jobs, per statement)."""
     batch_payloads = [payload(i) for i in range(batch)]
 
-    if system in ("hand", "hand+notify", "hand-unprepared"):
+    if system in ("hand", "hand+notify", "hand-unprepared", "hand-param", "hand-copy"):
 
         def make_h(i: int) -> HandClient:
             return HandClient(
@@ -81,6 +81,10 @@ def enqueue(system: str, dsn: str, clients: int, batch: int, seconds: float) -> 
             while time.perf_counter() < end:
                 if batch == 1:
                     c.enqueue(payload(n))
+                elif system == "hand-param":
+                    c.enqueue_batch_param(batch_payloads)
+                elif system == "hand-copy":
+                    c.enqueue_copy(batch_payloads)
                 else:
                     c.enqueue_batch(batch_payloads)
                 n += batch
@@ -142,8 +146,9 @@ def enqueue(system: str, dsn: str, clients: int, batch: int, seconds: float) -> 
 
 def drain(
     system: str, dsn: str, clients: int, batch: int, complete: str, target: int
-) -> tuple[int, float]:
-    """Dequeue and ``complete`` ('archive' or 'delete') ``target`` jobs; return (jobs, s)."""
+) -> harness.Timing:
+    """Dequeue and ``complete`` ('archive' or 'delete') ``target`` jobs (the
+    Rust client's CPU time is not measured: NaN)."""
     quota = harness.Quota(target)
 
     if system == "pgqrs-rust":
@@ -157,7 +162,7 @@ def drain(
         if out.returncode != 0:
             raise RuntimeError(f"pgqrs-bench (Rust) failed:\n{out.stderr[-2000:]}")
         data = json.loads(out.stdout.strip().splitlines()[-1])
-        return int(data["jobs"]), float(data["seconds"])
+        return harness.Timing(int(data["jobs"]), float(data["seconds"]), float("nan"))
 
     if system in ("hand", "hand-unprepared"):
 

@@ -1,4 +1,4 @@
-"""The targets of issue 7, checked against a run's medians."""
+"""The targets of issues 7 and 21, checked against a run's medians."""
 
 from __future__ import annotations
 
@@ -62,14 +62,47 @@ def check(results: list[Result]) -> list[dict[str, Any]]:
                         goal,
                         lambda v, g=goal: v >= g,
                     )
+
+    # Issue 21: against the strongest simple references.
+    def vs(workload: str, case: str, system: str, ref: str) -> float | None:
+        r = _get(results, workload, case, system)
+        return None if r is None else ratio(results, r, ref)
+
+    for system in ("pgqrs-sync", "pgqrs-async"):
+        for case, ref in (
+            ("batch=100 producers=1", "hand-param"),
+            ("batch=100 producers=4", "hand-param"),
+            ("batch=1000 producers=1", "hand-copy"),
+        ):
+            add(
+                f"W2 {case} {system} vs {ref} >= 0.8x",
+                vs("W2", case, system, ref),
+                0.8,
+                lambda v: v >= 0.8,
+            )
+        for clients in (1, 4):
+            case = f"archive batch=100 consumers={clients}"
+            add(
+                f"W3 {case} {system} vs hand (fenced archiving client) >= 0.8x",
+                vs("W3", case, system, "hand"),
+                0.8,
+                lambda v: v >= 0.8,
+            )
+    w4_fleet = _get(results, "W4", "workers=4 concurrency=100", "pgqrs-worker")
     w3b = _get(results, "W3", "archive batch=100 consumers=4", "pgqrs-sync")
+    add(
+        "W4 4 workers c=100 vs W3 archive batch=100 consumers=4 (sync consumer API) >= 0.8x",
+        None if (w3b is None or w4_fleet is None) else w4_fleet.median / w3b.median,
+        0.8,
+        lambda v: v >= 0.8,
+    )
     w3one = _get(results, "W3", "archive batch=100 consumers=1", "pgqrs-sync")
     w4 = _get(results, "W4", "concurrency=16", "pgqrs-worker")
     add(
-        "W4 c=16 vs W3 archive batch=100 consumers=1 (one sync client, as one worker) >= 0.7x",
+        "W4 c=16 vs W3 archive batch=100 consumers=1 (one sync client, as one worker) >= 0.8x",
         None if (w3one is None or w4 is None) else w4.median / w3one.median,
-        0.7,
-        lambda v: v >= 0.7,
+        0.8,
+        lambda v: v >= 0.8,
     )
     add(
         "W4 c=16 vs W3 archive batch=100 consumers=4 (sync) >= 0.7x",

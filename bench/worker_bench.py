@@ -95,48 +95,68 @@ class RunningWorker:
 def w4(ctx: Ctx) -> Iterator[Result]:
     """W4: the worker runtime draining 50,000 jobs with a no-op handler, concurrency 1/16/64.
 
-    Every point runs at the worker's defaults (prefetch="auto"), except one at
-    concurrency 16 with prefetch=0 (a message leased only when a handler can
-    start it; the default before "auto"), for comparison. Concurrency 1
+    Every point runs at the worker's defaults (prefetch="auto", batch_size
+    100), except one at concurrency 16 with prefetch=0 (a message leased only
+    when a handler can start it; the default before "auto"), for comparison,
+    and one with four workers at concurrency 100 (each on its own thread and
+    event loop in this process, as W3's four consumers are threads): the
+    worker's reference is the consumer API's batch drain at the same
+    concurrency (W3 archive batch=100, one and four consumers). Concurrency 1
     drains 5,000 (a few jobs per round trip pair at most); the sync-handler
     points (a thread hop per job) drain 25,000, once. The points run in
     interleaved rounds (each point once per round), so a noisy neighbour
     weighs on all of them alike.
     """
     full = 5_000 if ctx.quick else 50_000
-    # (handler, concurrency, Worker(prefetch=...) or None for the default, jobs, runs)
-    points: list[tuple[str, int, int | None, int, int]] = [
-        ("async", 1, None, full // 10, ctx.reps),
-        ("async", 16, None, full, ctx.reps),
-        ("async", 64, None, full, ctx.reps),
-        ("sync", 16, None, full // 2, 1),
-        ("sync", 64, None, full // 2, 1),
-        ("async", 16, 0, full, ctx.reps),
+    # (workers, handler, concurrency, Worker(prefetch=...) or None for the default, jobs, runs)
+    points: list[tuple[int, str, int, int | None, int, int]] = [
+        (1, "async", 1, None, full // 10, ctx.reps),
+        (1, "async", 16, None, full, ctx.reps),
+        (1, "async", 64, None, full, ctx.reps),
+        (1, "sync", 16, None, full // 2, 1),
+        (1, "sync", 64, None, full // 2, 1),
+        (1, "async", 16, 0, full, ctx.reps),
+        (4, "async", 100, None, full, ctx.reps),
     ]
     results: list[Result] = []
-    for kind, conc, prefetch, jobs, _reps in points:
+    for workers, kind, conc, prefetch, jobs, _reps in points:
         case = (
-            f"concurrency={conc}"
+            ("" if workers == 1 else f"workers={workers} ")
+            + f"concurrency={conc}"
             + ("" if kind == "async" else " sync handler")
             + ("" if prefetch is None else f" prefetch={prefetch}")
         )
-        meta = {"jobs": jobs, "handler": kind, "prefetch": "auto" if prefetch is None else prefetch}
+        meta = {
+            "jobs": jobs,
+            "workers": workers,
+            "handler": kind,
+            "prefetch": "auto" if prefetch is None else prefetch,
+        }
         results.append(Result("W4", case, "pgqrs-worker", "jobs/s", [], meta))
-    for rep in range(max(p[4] for p in points)):
-        for (kind, conc, prefetch, jobs, reps), res in zip(points, results, strict=True):
+    for rep in range(max(p[5] for p in points)):
+        for (workers, kind, conc, prefetch, jobs, reps), res in zip(points, results, strict=True):
             if rep >= reps:
                 continue
             reset(ctx, "pgqrs", jobs)
             options = {} if prefetch is None else {"prefetch": prefetch}
-            w = RunningWorker(ctx.dsn, concurrency=conc, handler_kind=kind, **options)
-            w.start()
-            w.wait_for(
-                lambda w=w, n=jobs: w.worker.counters.completed >= n, f"{jobs} completed jobs"
-            )
+            fleet = [
+                RunningWorker(ctx.dsn, concurrency=conc, handler_kind=kind, **options).start()
+                for _ in range(workers)
+            ]
+
+            def done(fleet: list[RunningWorker] = fleet, n: int = jobs) -> bool:
+                for w in fleet:
+                    if w.error is not None:
+                        raise RuntimeError("a W4 worker failed") from w.error
+                return sum(w.worker.counters.completed for w in fleet) >= n
+
+            fleet[0].wait_for(done, f"{jobs} completed jobs")
             end = time.perf_counter()
-            w.stop()
-            assert w.first is not None
-            rate = jobs / (end - w.first)
+            for w in fleet:
+                w.stop()
+            firsts = [w.first for w in fleet if w.first is not None]
+            assert firsts
+            rate = jobs / (end - min(firsts))
             res.runs.append(rate)
             ctx.log(f"  W4 {res.case}: {rate:,.0f} jobs/s")
     yield from results

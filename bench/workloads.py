@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 
 import pgqrs
-from bench import pgbench, systems
+from bench import harness, pgbench, systems
 from bench.systems import QUEUE, SCHEMA
 
 PYTHON_SYSTEMS = ["pgqrs-sync", "pgqrs-async", "hand"]
@@ -130,10 +130,13 @@ def run_enqueue(
                     r = pgbench.run(ctx.dsn, script, clients, duration=seconds)
                     rate = r.tps * batch
                 else:
-                    jobs, elapsed = systems.enqueue(system, ctx.dsn, clients, batch, seconds)
-                    rate = jobs / elapsed
+                    t = systems.enqueue(system, ctx.dsn, clients, batch, seconds)
+                    rate = t.ops / t.seconds
+                    client_cpu(results[system], t)
                 results[system].runs.append(rate)
-                ctx.log(f"  {workload} {case} {system}: {rate:,.0f} jobs/s")
+                ctx.log(
+                    f"  {workload} {case} {system}: {rate:,.0f} jobs/s{cpu_note(results[system])}"
+                )
         yield from results.values()
 
 
@@ -149,8 +152,18 @@ def w1(ctx: Ctx) -> Iterator[Result]:
 
 
 def w2(ctx: Ctx) -> Iterator[Result]:
-    """W2: enqueue in batches of 100 (1 and 4 producers) and of 1,000 (1 producer)."""
-    yield from run_enqueue(ctx, "W2", [(1, 100), (4, 100), (1, 1000)], 1.0 if ctx.quick else 2.0)
+    """W2: enqueue in batches of 100 (1 and 4 producers) and of 1,000 (1 producer).
+
+    References: ``hand`` (``unnest`` of a ``jsonb[]``, the history's),
+    ``hand-param`` (the batch as one jsonb parameter) and ``hand-copy`` (COPY).
+    """
+    yield from run_enqueue(
+        ctx,
+        "W2",
+        [(1, 100), (4, 100), (1, 1000)],
+        1.0 if ctx.quick else 2.0,
+        extra=("hand-param", "hand-copy"),
+    )
 
 
 # --- W3: drain ----------------------------------------------------------------------------
@@ -158,10 +171,29 @@ def w2(ctx: Ctx) -> Iterator[Result]:
 W3_BACKLOG = 20_000
 
 
+def client_cpu(result: Result, t: harness.Timing) -> None:
+    """Record a run's client CPU time per job, in microseconds (encoding,
+    checks, building results, and the driver's own work)."""
+    if t.ops and t.cpu == t.cpu:  # NaN: not measured (the Rust client)
+        result.extra.setdefault("cpu_us_per_job", []).append(t.cpu / t.ops * 1e6)
+
+
+def cpu_note(result: Result) -> str:
+    runs = result.extra.get("cpu_us_per_job")
+    return f" ({runs[-1]:.1f} us CPU/job)" if runs else ""
+
+
 def drain_once(
-    ctx: Ctx, system: str, clients: int, batch: int, complete: str, target: int
+    ctx: Ctx,
+    system: str,
+    clients: int,
+    batch: int,
+    complete: str,
+    target: int,
+    result: Result | None = None,
 ) -> float:
-    """Drain ``target`` jobs from the current backlog; return jobs/s."""
+    """Drain ``target`` jobs from the current backlog; return jobs/s (and
+    record the client CPU per job in ``result``)."""
     if system == "pgbench":
         per_client = max(1, target // (batch * clients))
         before = waiting(ctx, system)
@@ -170,8 +202,10 @@ def drain_once(
         )
         drained = before - waiting(ctx, system)
         return drained / r.seconds
-    jobs, elapsed = systems.drain(system, ctx.dsn, clients, batch, complete, target)
-    return jobs / elapsed
+    t = systems.drain(system, ctx.dsn, clients, batch, complete, target)
+    if result is not None:
+        client_cpu(result, t)
+    return t.ops / t.seconds
 
 
 def w3(ctx: Ctx) -> Iterator[Result]:
@@ -197,9 +231,10 @@ def w3(ctx: Ctx) -> Iterator[Result]:
                 for rep in range(ctx.reps):
                     for system in rotated(names, rep):
                         reset(ctx, system, backlog)
-                        rate = drain_once(ctx, system, clients, batch, complete, target)
-                        results[system].runs.append(rate)
-                        ctx.log(f"  W3 {case} {system}: {rate:,.0f} jobs/s")
+                        res = results[system]
+                        rate = drain_once(ctx, system, clients, batch, complete, target, res)
+                        res.runs.append(rate)
+                        ctx.log(f"  W3 {case} {system}: {rate:,.0f} jobs/s{cpu_note(res)}")
                 yield from results.values()
 
 

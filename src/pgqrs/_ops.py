@@ -17,9 +17,11 @@ from pgqrs._models import Message, RateLimit
 from pgqrs._payload import (
     Undecodable,
     decode_json,
+    decode_sent,
     encode_headers,
     encode_json,
     encode_payload,
+    encode_payloads,
 )
 from pgqrs._validate import check_available_at, validate_dedup_key, validate_group
 
@@ -91,11 +93,19 @@ class Dequeued:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Enqueue:
-    """One enqueue call, checked: the queue, one JSON text per payload, and the
+    """One enqueue call, checked: the queue, the payloads' JSON, and the
     options every message of the call shares (``enqueue_params``)."""
 
     queue: str
-    payloads: list[str]
+    #: The payloads as given (already checked: ``texts`` encodes them again
+    #: only when a statement needs one text per payload).
+    values: Sequence[Any]
+    #: The payloads as one JSON array text (message_insert's); None when
+    #: ``enqueue_params`` encoded them one by one (``texts``).
+    array: str | None
+    #: One JSON text per payload (message_enqueue's), or None: see ``array``.
+    payload_texts: list[str] | None
+    max_bytes: int
     priority: int
     delay: float | None
     available_at: datetime.datetime | None
@@ -118,6 +128,19 @@ class Enqueue:
     def group(self) -> str | None:
         """The group every message shares (message_insert's)."""
         return self.groups[0] if self.groups else None
+
+    def array_text(self) -> str:
+        """The payloads as one JSON array text (message_insert's parameter)."""
+        if self.array is not None:
+            return self.array
+        assert self.payload_texts is not None
+        return "[" + ",".join(self.payload_texts) + "]"
+
+    def texts(self) -> list[str]:
+        """One JSON text per payload (message_enqueue's parameter)."""
+        if self.payload_texts is not None:
+            return self.payload_texts
+        return [encode_payload(p, self.max_bytes) for p in self.values]
 
 
 class _Unset:
@@ -279,9 +302,15 @@ def enqueue_params(
     delay_s = seconds(delay, "delay")
     when = check_available_at(_aware(available_at), delay_s)
     header_text = encode_headers(dict(headers) if headers is not None else None, max_bytes)
+    # The common case (message_insert's: no dedup key, one group) encodes the
+    # batch as one array text; message_enqueue takes one text per payload.
+    plain = dedup_keys is None and (groups is None or all(g == group_list[0] for g in group_list))
     return Enqueue(
         queue=queue,
-        payloads=[encode_payload(p, max_bytes) for p in payloads],
+        values=payloads,
+        array=encode_payloads(payloads, max_bytes) if plain else None,
+        payload_texts=None if plain else [encode_payload(p, max_bytes) for p in payloads],
+        max_bytes=max_bytes,
         priority=priority,
         delay=delay_s,
         available_at=when,
@@ -302,37 +331,44 @@ def enqueue_result(rows: list[tuple[Any, ...]], groups: Sequence[str | None]) ->
     return messages
 
 
-def payload_array(payloads: list[str]) -> str:
-    """The payloads' JSON texts as one JSON array text."""
-    return "[" + ",".join(payloads) + "]"
-
-
-def insert_result(rows: list[InsertRow], sent: Enqueue) -> list[Message]:
-    """Messages from message_insert's rows (ids and times) and what was sent.
+def insert_result(rows: list[InsertRow], sent: Enqueue, owner: Any = None) -> list[Message]:
+    """Messages from message_insert's rows (ids and times) and what was sent;
+    ``owner``: the Producer (``Message.wait`` goes through it).
 
     The payloads and headers are decoded from the JSON texts sent, as the
     server would return them, so a Message never shares state with the caller's.
     """
-    queue, payloads, header_text = sent.queue, sent.payloads, sent.headers
-    if len(rows) != len(payloads):
-        raise RuntimeError(f"message_insert returned {len(rows)} rows for {len(payloads)} payloads")
+    if len(rows) != len(sent.values):
+        raise RuntimeError(
+            f"message_insert returned {len(rows)} rows for {len(sent.values)} payloads"
+        )
     rows = sorted(rows)  # by id (INSERT_COLUMNS): ids follow the payloads' order
     # One parse of the whole array costs less than one call per payload.
-    values = (
-        decode_json(payload_array(payloads)) if len(payloads) > 1 else [decode_json(payloads[0])]
-    )
+    values = decode_sent(sent.array_text())
+    queue, priority, group, header_text = sent.queue, sent.priority, sent.group, sent.headers
+    # Positional: a third of the keyword call's cost, per message. Message's
+    # fields in order: id, queue, payload, priority, attempts, enqueued_at,
+    # dequeued_at, visible_until, headers, lease, dedup_key, last_error,
+    # inserted, group, progress, _cancel_requested, _owner.
     return [
         Message(
-            id=msg_id,
-            queue=queue,
-            payload=value,
-            priority=sent.priority,
-            attempts=0,
-            enqueued_at=enqueued_at,
-            dequeued_at=None,
-            visible_until=visible_until,
-            headers={} if header_text is None else decode_json(header_text),
-            group=sent.group,
+            msg_id,
+            queue,
+            value,
+            priority,
+            0,
+            enqueued_at,
+            None,
+            visible_until,
+            {} if header_text is None else decode_json(header_text),
+            None,
+            None,
+            None,
+            True,
+            group,
+            None,
+            False,
+            owner,
         )
         for (msg_id, enqueued_at, visible_until, _notified), value in zip(rows, values, strict=True)
     ]

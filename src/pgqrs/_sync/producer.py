@@ -18,7 +18,7 @@ from pgqrs._sync._wait import message_id, wait_archived, wait_timeout
 from pgqrs._config import Config
 from pgqrs._errors import queue_not_found
 from pgqrs._models import ArchivedMessage, Message
-from pgqrs._ops import Enqueue, Seconds, enqueue_params, insert_result, payload_array
+from pgqrs._ops import Enqueue, Seconds, enqueue_params, insert_result
 from pgqrs._telemetry import hooks as telemetry
 from pgqrs._validate import validate_queue_name
 
@@ -99,19 +99,14 @@ class Producer(Client):
         )
         publish = telemetry.publish  # None unless pgqrs.otel.instrument() ran
         if publish is None:
-            return self._own(self._send(sent, None, connection))
-        span = publish(self.queue, len(sent.payloads), sent.headers, self.config.max_payload_bytes)
+            return self._send(sent, None, connection)
+        span = publish(self.queue, len(sent.values), sent.headers, self.config.max_payload_bytes)
         try:
             messages = self._send(sent, span.headers, connection)
         except BaseException as exc:
             span.fail(exc)
             raise
         span.done(messages)
-        return self._own(messages)
-
-    def _own(self, messages: list[Message]) -> list[Message]:
-        for m in messages:
-            m._owner = self  # msg.wait() goes through this producer
         return messages
 
     def _message_wait(self, id: int, timeout: float | None) -> ArchivedMessage:
@@ -126,7 +121,8 @@ class Producer(Client):
     ) -> list[Message]:
         """One statement: message_insert when the messages share every option
         (no dedup keys, one headers text), else message_enqueue. ``headers``:
-        one text per message (tracing gives each its own context), or None."""
+        one text per message (tracing gives each its own context), or None.
+        The messages are this producer's (``msg.wait()`` goes through it)."""
         shared = headers is None or all(h is headers[0] for h in headers)
         if sent.plain and shared:
             if headers is not None and headers[0] is not sent.headers:
@@ -134,7 +130,7 @@ class Producer(Client):
             rows = calls.message_insert(
                 self._db,
                 queue=sent.queue,
-                payloads=payload_array(sent.payloads),
+                payloads=sent.array_text(),
                 priority=sent.priority,
                 delay=sent.delay,
                 available_at=sent.available_at,
@@ -144,12 +140,12 @@ class Producer(Client):
             )
             if not rows:  # the statement found no queue to lock
                 raise queue_not_found(self.queue)
-            return insert_result(rows, sent)
-        n = len(sent.payloads)
+            return insert_result(rows, sent, self)
+        n = len(sent.values)
         messages = calls.message_enqueue(
             self._db,
             queue=sent.queue,
-            payloads=sent.payloads,
+            payloads=sent.texts(),
             priorities=[sent.priority] * n,
             delays=[sent.delay] * n,
             available_at=[sent.available_at] * n,
@@ -160,4 +156,6 @@ class Producer(Client):
         )
         if not messages:  # the statement found no queue to lock
             raise queue_not_found(self.queue)
+        for m in messages:
+            m._owner = self
         return messages
