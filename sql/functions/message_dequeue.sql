@@ -11,7 +11,7 @@
 --     is returned straight from the UPDATE (RETURN QUERY);
 --   * a picked row already delivered max_attempts times (its last lease ran
 --     out) moves to the archive as 'dead' instead of being delivered again
---     (the second statement's other branch, taken only when there is one).
+--     (the second statement's DELETE, a no-op when none is).
 -- Why two: the one-statement form kept each round's rows as arrays of
 -- message rows (to learn how many went dead) and unnested them at the end;
 -- copying every payload twice cost ~1 ms of a 100-row dequeue (issue 21).
@@ -104,25 +104,6 @@ BEGIN
             LIMIT wanted
             FOR UPDATE OF m SKIP LOCKED
         ) c;
-        IF dead_ids IS NULL THEN
-            RETURN QUERY
-            WITH leased AS (
-                UPDATE messages m
-                SET lease = gen_random_uuid(),
-                    leased_by = $4,
-                    attempts = m.attempts + 1,
-                    dequeued_at = now(),
-                    visible_at = now() + lease_for
-                WHERE m.id = ANY (live_ids)
-                RETURNING m.*
-            )
-            SELECT 'leased'::text, l.id, l.queue, l.payload, l.priority, l.attempts, l.enqueued_at,
-                   l.dequeued_at, l.visible_at, l.headers, l.lease, l.dedup_key, l.last_error,
-                   l.group_key, NULL::float8
-            FROM leased l
-            ORDER BY l.priority DESC, l.id;
-            RETURN;
-        END IF;
         RETURN QUERY
         WITH dead AS (
             DELETE FROM messages m
@@ -165,7 +146,9 @@ BEGIN
                d.dequeued_at, NULL, NULL, NULL, NULL, NULL, d.group_key, NULL
         FROM dead d
         ORDER BY 5 DESC, 2;
-        EXIT WHEN picked < wanted;
+        -- Done when no row went dead (the batch is full or nothing else is
+        -- ready) or fewer rows were ready than asked for.
+        EXIT WHEN dead_ids IS NULL OR picked < wanted;
         wanted := wanted - coalesce(cardinality(live_ids), 0);
         EXIT WHEN wanted <= 0;
     END LOOP;

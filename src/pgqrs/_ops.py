@@ -115,14 +115,9 @@ class Enqueue:
     headers: str | None
     #: One group per payload (None: no group).
     groups: list[str | None] = dataclasses.field(default_factory=list)
-
-    @property
-    def plain(self) -> bool:
-        """True when no message has a dedup key and all share one group:
-        message_insert does it."""
-        return all(k is None for k in self.dedup_keys) and all(
-            g == self.groups[0] for g in self.groups
-        )
+    #: True when no message has a dedup key and all share one group:
+    #: message_insert does it.
+    plain: bool = False
 
     @property
     def group(self) -> str | None:
@@ -304,7 +299,9 @@ def enqueue_params(
     header_text = encode_headers(dict(headers) if headers is not None else None, max_bytes)
     # The common case (message_insert's: no dedup key, one group) encodes the
     # batch as one array text; message_enqueue takes one text per payload.
-    plain = dedup_keys is None and (groups is None or all(g == group_list[0] for g in group_list))
+    plain = all(k is None for k in keys) and (
+        groups is None or all(g == group_list[0] for g in group_list)
+    )
     return Enqueue(
         queue=queue,
         values=payloads,
@@ -317,6 +314,7 @@ def enqueue_params(
         dedup_keys=keys,
         headers=header_text,
         groups=group_list,
+        plain=plain,
     )
 
 
