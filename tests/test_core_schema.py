@@ -225,21 +225,28 @@ def test_dequeue_uses_the_index_on_a_large_queue(
         "FROM generate_series(1, 100000) g"
     )
     sql.execute(f'ANALYZE "{s}".messages')
-    plan = function_plan(sql, f"SELECT * FROM \"{s}\".message_dequeue('big', 10, 30, NULL)")
-    picking = find_node(plan, lambda n: n.get("Subplan Name") == "CTE candidates")
+    plans = function_plans(sql, f"SELECT * FROM \"{s}\".message_dequeue('big', 10, 30, NULL)")
+    (pick,) = [p["Plan"] for p in plans if "SKIP LOCKED" in p["Query Text"]]
+    picking = find_node(pick, lambda n: n["Node Type"] == "Limit")
     # Rows are picked by walking the index in delivery order: no sort, no full scan.
-    assert picking["Node Type"] == "Limit"
     kinds = {n["Node Type"] for n in walk(picking)}
     assert "Sort" not in kinds and "Seq Scan" not in kinds, picking
     scan = find_node(picking, lambda n: n.get("Relation Name") == "messages")
     assert scan["Node Type"] == "Index Scan" and scan["Index Name"] == "messages_dequeue_idx"
     # The picked rows are then updated (or moved) by primary key, never by a scan.
-    seq = [n for n in walk(plan) if n["Node Type"] == "Seq Scan" and n.get("Relation Name")]
-    assert seq == [], seq
+    (lease,) = [p["Plan"] for p in plans if "UPDATE messages" in p["Query Text"]]
+    updated = find_node(lease, lambda n: n.get("Operation") == "Update")
+    by_key = find_node(
+        updated, lambda n: n.get("Relation Name") == "messages" and n["Node Type"] != "ModifyTable"
+    )
+    assert by_key["Node Type"] == "Index Scan" and by_key["Index Name"].endswith("_pkey"), by_key
+    for plan in (pick, lease):
+        seq = [n for n in walk(plan) if n["Node Type"] == "Seq Scan" and n.get("Relation Name")]
+        assert seq == [], seq
 
 
-def function_plan(sql: psycopg.Connection, call: str) -> dict:  # type: ignore[type-arg]
-    """The plan a pgqrs function's statement runs with: its cached, generic one.
+def function_plans(sql: psycopg.Connection, call: str) -> list[dict]:  # type: ignore[type-arg]
+    """The plans a pgqrs function's statements run with: their cached, generic ones.
 
     auto_explain reports the statements run inside the function (the call is
     rolled back, so nothing stays leased).
@@ -258,9 +265,7 @@ def function_plan(sql: psycopg.Connection, call: str) -> dict:  # type: ignore[t
         sql.execute(call)
         raise psycopg.Rollback()
     nested = [json.loads(p[p.index("{") :]) for p in plans if '"Query Text"' in p]
-    inner = [p for p in nested if "candidates" in p["Query Text"]]
-    assert len(inner) == 1, plans
-    return inner[0]["Plan"]  # type: ignore[no-any-return]
+    return [p for p in nested if "messages" in p["Query Text"]]
 
 
 def walk(node: dict) -> list[dict]:  # type: ignore[type-arg]
