@@ -14,24 +14,24 @@
 --     (the second statement's DELETE, a no-op when none is).
 -- Why two: the one-statement form kept each round's rows as arrays of
 -- message rows (to learn how many went dead) and unnested them at the end;
--- copying every payload twice cost ~1 ms of a 100-row dequeue (issue 21).
+-- copying every payload twice cost ~0.5 ms of a 100-row dequeue (issue 21).
 -- [issue 16, cancellation] a picked row whose cancellation was requested
 -- (message_cancel marked it while leased; its holder died or released it) is
 -- archived as 'cancelled', never delivered again; it counts like a dead row
--- (outcome 'cancelled'). Marked: the `cancelled` column of candidates and the
+-- (outcome 'cancelled'). Marked: the `exhausted` flag of the pick and the
 -- CASEs in dead/dead_archived and the result.
 -- When dead rows took places in the batch and more rows were ready, the
 -- function runs another round for the places left, so the batch is full
 -- whenever enough ready rows exist: no client loops on "all dead". Each
 -- extra round archives at least one row, so the loop ends.
--- Result rows, in delivery order (round by round): outcome 'leased' (the delivered messages),
--- 'dead' (ids moved to the archive), or a single 'missing' row when the queue
--- does not exist. A paused queue returns no row.
+-- Result rows, in delivery order (round by round): outcome 'leased' (the
+-- delivered messages), 'dead' (ids moved to the archive), or a single
+-- 'missing' row when the queue does not exist. A paused queue returns no row.
 -- A queue with flow-control limits (concurrency_limit, group_concurrency,
 -- rate limit: docs/flow-control.md) branches right after reading the queue
 -- row to message_dequeue_limited, which may add one 'throttled' row whose
 -- retry_after (seconds) says when the rate limit gives its next token. The
--- plain path below is today's, unchanged: queues without limits pay one test.
+-- plain path below is for queues without limits: they pay one test.
 CREATE OR REPLACE FUNCTION :"schema".message_dequeue(text, bigint, float8, bigint)
 RETURNS TABLE (
     outcome text,

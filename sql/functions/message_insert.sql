@@ -34,7 +34,7 @@ BEGIN
     END IF;
     -- What every row shares is computed once, in q: in the INSERT's select
     -- list a generic plan evaluates it per row (json_check on the headers is
-    -- a plpgsql call: ~0.3 ms of a 100-row insert, measured).
+    -- a plpgsql call, even for NULL headers).
     RETURN QUERY
     WITH q AS MATERIALIZED (
         SELECT queue_lock($1) AS name,
