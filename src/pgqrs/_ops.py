@@ -64,15 +64,16 @@ DEQUEUE_COLUMNS = (
 )
 #: message_enqueue: a Message's fields, in Message's order (``group``: as sent).
 ENQUEUE_COLUMNS = (*DEQUEUE_COLUMNS[1:13], "inserted")
-INSERT_COLUMNS = ("id", "enqueued_at", "visible_until", "notified")
+INSERT_COLUMNS = ("ids", "enqueued_at", "visible_until")
 #: message_archive, message_delete, message_extend and message_release.
 FENCED_COLUMNS = ("id", "outcome", "visible_until")
 
 #: One row of a lease-fenced statement (FENCED_COLUMNS): the message id, 'ok',
 #: 'lease_lost' or 'not_found', and the new visible_until (message_extend).
 FencedRow = tuple[int, str, datetime.datetime | None]
-#: One row of message_insert (INSERT_COLUMNS): id, enqueued_at, visible_until, notified.
-InsertRow = tuple[int, datetime.datetime, datetime.datetime, bool]
+#: The one row of message_insert (INSERT_COLUMNS): the ids in input order
+#: (None: no such queue), and the enqueue and visible times they share.
+InsertRow = tuple[list[int] | None, datetime.datetime | None, datetime.datetime | None]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -329,18 +330,19 @@ def enqueue_result(rows: list[tuple[Any, ...]], groups: Sequence[str | None]) ->
     return messages
 
 
-def insert_result(rows: list[InsertRow], sent: Enqueue, owner: Any = None) -> list[Message]:
-    """Messages from message_insert's rows (ids and times) and what was sent;
-    ``owner``: the Producer (``Message.wait`` goes through it).
+def insert_result(row: InsertRow, sent: Enqueue, owner: Any = None) -> list[Message]:
+    """Messages from message_insert's row (ids, shared times) and what was
+    sent; ``owner``: the Producer (``Message.wait`` goes through it).
 
     The payloads and headers are decoded from the JSON texts sent, as the
     server would return them, so a Message never shares state with the caller's.
     """
-    if len(rows) != len(sent.values):
+    ids, enqueued_at, visible_until = row
+    if ids is None or len(ids) != len(sent.values):
         raise RuntimeError(
-            f"message_insert returned {len(rows)} rows for {len(sent.values)} payloads"
+            f"message_insert returned {0 if ids is None else len(ids)} ids for "
+            f"{len(sent.values)} payloads"
         )
-    rows = sorted(rows)  # by id (INSERT_COLUMNS): ids follow the payloads' order
     # One parse of the whole array costs less than one call per payload.
     values = decode_sent(sent.array_text())
     queue, priority, group, header_text = sent.queue, sent.priority, sent.group, sent.headers
@@ -355,9 +357,9 @@ def insert_result(rows: list[InsertRow], sent: Enqueue, owner: Any = None) -> li
             value,
             priority,
             0,
-            enqueued_at,
+            enqueued_at,  # type: ignore[arg-type]  # not None with ids
             None,
-            visible_until,
+            visible_until,  # type: ignore[arg-type]
             {} if header_text is None else decode_json(header_text),
             None,
             None,
@@ -368,7 +370,7 @@ def insert_result(rows: list[InsertRow], sent: Enqueue, owner: Any = None) -> li
             False,
             owner,
         )
-        for (msg_id, enqueued_at, visible_until, _notified), value in zip(rows, values, strict=True)
+        for msg_id, value in zip(ids, values, strict=True)
     ]
 
 

@@ -95,15 +95,17 @@ def message_insert(
     headers: str | None,
     group: str | None,
     connection: Connection | None = None,
-) -> list[InsertRow]:
+) -> InsertRow:
     """Insert the messages of ``payloads`` (one JSON array text) sharing the
-    other options (no dedup keys, one group); [] when the queue is missing."""
-    return db.fetch_tuples(
+    other options (no dedup keys, one group): their ids in input order and
+    their shared times; ids None when the queue is missing."""
+    (row,) = db.fetch_tuples(
         "message_insert",
         [queue, payloads, priority, delay, available_at, headers, group],
         connection=connection,
         queue=queue,
     )
+    return row
 
 
 def message_dequeue(

@@ -127,7 +127,7 @@ class Producer(Client):
         if sent.plain and shared:
             if headers is not None and headers[0] is not sent.headers:
                 sent = dataclasses.replace(sent, headers=headers[0])  # as sent, traced
-            rows = calls.message_insert(
+            row = calls.message_insert(
                 self._db,
                 queue=sent.queue,
                 payloads=sent.array_text(),
@@ -138,9 +138,9 @@ class Producer(Client):
                 group=sent.group,
                 connection=connection,
             )
-            if not rows:  # the statement found no queue to lock
+            if row[0] is None:  # the statement found no queue to lock
                 raise queue_not_found(self.queue)
-            return insert_result(rows, sent, self)
+            return insert_result(row, sent, self)
         n = len(sent.values)
         messages = calls.message_enqueue(
             self._db,
