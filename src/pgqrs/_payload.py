@@ -46,10 +46,9 @@ _INNER_PAIR = re.compile(rb"\[\]|\{\}")
 _LONG_NUMBER = re.compile(r"(?<![\d.eE+-])-?\d{309,}(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
 
-def rule_problem(text: str, max_depth: int = MAX_DEPTH) -> str | None:
+def rule_problem(text: str) -> str | None:
     """What in the JSON ``text`` breaks the payload rules ("is nested ...",
-    "holds the number ..."), or None. ``max_depth``: MAX_DEPTH + 1 checks an
-    array of payloads at once.
+    "holds the number ..."), or None.
 
     Cheap for the usual payload: text with at most MAX_DEPTH brackets cannot
     nest too deeply and text without 309 digits in a row cannot hold a number
@@ -58,7 +57,7 @@ def rule_problem(text: str, max_depth: int = MAX_DEPTH) -> str | None:
     payload pays for a scan, in C-level passes.
     """
     n = len(text)
-    deep = n > 2 * max_depth and text.count("[") + text.count("{") > max_depth
+    deep = n > 2 * MAX_DEPTH and text.count("[") + text.count("{") > MAX_DEPTH
     long = n > MAX_SAFE_DIGITS and _LONG_DIGITS.search(text) is not None
     if not (deep or long):
         return None
@@ -69,23 +68,31 @@ def rule_problem(text: str, max_depth: int = MAX_DEPTH) -> str | None:
     if deep:
         # Only brackets, then peel the innermost pairs off, one level a pass.
         brackets = outside.encode("utf-8", "surrogatepass").translate(None, _NOT_BRACKET)
-        depth = 0
-        while brackets:
-            inner = _INNER_PAIR.sub(b"", brackets)
-            if inner == brackets:
-                break  # not JSON: the decoder will say so
-            brackets = inner
-            depth += 1
-            if depth > max_depth:
-                return (
-                    f"is nested deeper than {MAX_DEPTH} levels (the limit, so that every "
-                    "client can decode it)"
-                )
+        if _nested_deeper(brackets, MAX_DEPTH):  # None (not JSON): the decoder will say so
+            return (
+                f"is nested deeper than {MAX_DEPTH} levels (the limit, so that every "
+                "client can decode it)"
+            )
     if long:
         for number in _LONG_NUMBER.findall(outside):
             if not math.isfinite(float(number)):
                 return _too_large(number)
     return None
+
+
+def _nested_deeper(brackets: bytes, limit: int) -> bool | None:
+    """Whether ``brackets`` (only ``[]{}``) nest deeper than ``limit``: the
+    innermost pairs peeled off, one level a pass. None: they do not pair up."""
+    depth = 0
+    while brackets:
+        inner = _INNER_PAIR.sub(b"", brackets)
+        if inner == brackets:
+            return None
+        brackets = inner
+        depth += 1
+        if depth > limit:
+            return True
+    return False
 
 
 def _too_large(number: str) -> str:
@@ -219,14 +226,7 @@ def _array_within_rules(data: bytes) -> bool:
     brackets = data.translate(None, _NOT_BRACKET_OR_QUOTE).replace(b'""', b"")
     if b'"' in brackets:
         brackets = b"".join(brackets.split(b'"')[::2])
-    depth = 0
-    while brackets:
-        inner = _INNER_PAIR.sub(b"", brackets)
-        if inner == brackets or depth > MAX_DEPTH:
-            return False
-        brackets = inner
-        depth += 1
-    return True
+    return _nested_deeper(brackets, MAX_DEPTH + 1) is False
 
 
 def encode_headers(headers: Any, max_bytes: int) -> str | None:
@@ -273,11 +273,7 @@ def decode_json(data: str | Buffer) -> Any:
     if len(text) > 2 * MAX_DEPTH and (problem := rule_problem(text)) is not None:
         return Undecodable(problem, len(text))
     try:
-        try:
-            value, end = _SCAN(text, 0)
-        except StopIteration:
-            return _DECODE(text)
-        return value if end == len(text) else _DECODE(text)
+        return decode_sent(text)
     except RecursionError:
         return Undecodable(f"is nested deeper than {MAX_DEPTH} levels", len(text))
     except ValueError as exc:  # e.g. an integer over Python's digit limit
@@ -285,9 +281,10 @@ def decode_json(data: str | Buffer) -> Any:
 
 
 def decode_sent(text: str) -> Any:
-    """The value of JSON text this client encoded and checked itself (the
-    payload array of an enqueue, one level deeper than any payload): no rule
-    check, which would count that extra level."""
+    """The value of JSON ``text``, with no rule check: for text this client
+    encoded and checked itself (the payload array of an enqueue, one level
+    deeper than any payload, which the check would count), and the decoding
+    step of ``decode_json``. Raises as the decoder does."""
     try:
         value, end = _SCAN(text, 0)
     except StopIteration:
