@@ -33,9 +33,12 @@ def check(results: list[Result]) -> list[dict[str, Any]]:
             }
         )
 
-    def vs_hand(workload: str, case: str, system: str) -> float | None:
+    def vs(workload: str, case: str, system: str, ref: str) -> float | None:
         r = _get(results, workload, case, system)
-        return None if r is None else ratio(results, r, "hand")
+        return None if r is None else ratio(results, r, ref)
+
+    def vs_hand(workload: str, case: str, system: str) -> float | None:
+        return vs(workload, case, system, "hand")
 
     for system in ("pgqrs-sync", "pgqrs-async"):
         for case in ("producers=1", "producers=4"):
@@ -64,10 +67,6 @@ def check(results: list[Result]) -> list[dict[str, Any]]:
                     )
 
     # Issue 21: against the strongest simple references.
-    def vs(workload: str, case: str, system: str, ref: str) -> float | None:
-        r = _get(results, workload, case, system)
-        return None if r is None else ratio(results, r, ref)
-
     for system in ("pgqrs-sync", "pgqrs-async"):
         for case, ref in (
             ("batch=100 producers=1", "hand-param"),
